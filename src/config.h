@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef SG_CONFIG_H
+#define SG_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct sg_broker_addr {
+  char *host;
+  int port;
+  char *user;
+  char *password;
+  char *vhost;
+} sg_broker_addr_t;
+
+typedef enum sg_mode { SG_MODE_PER_SESSION = 0 } sg_mode_t;
+
+typedef struct sg_config {
+  char *listen_host;
+  int listen_port;
+  char *ws_path;
+  sg_broker_addr_t broker;
+  sg_mode_t mode;
+  int log_level;
+  size_t max_frame_size;
+  size_t max_headers;
+  size_t max_header_size;
+  size_t max_head_size;         /* HTTP request head */
+  uint64_t handshake_timeout_ms; /* TCP accept -> WebSocket upgrade */
+  uint64_t connect_timeout_ms;   /* WebSocket open -> STOMP CONNECT */
+  uint64_t heartbeat_min_ms;     /* shortest heart-beat interval granted */
+  size_t max_subscriptions;
+  size_t max_transactions;
+  size_t max_tx_frames;
+  size_t max_pending_frames;     /* frames queued while the broker login runs */
+} sg_config_t;
+
+/* Fills cfg from the command line. Returns 0 to run, 1 when --help or
+ * --version was printed, 2 after printing a message for invalid input. */
+int sg_config_parse(sg_config_t *cfg, int argc, char **argv);
+void sg_config_free(sg_config_t *cfg);
+
+/* Parses an amqp://user:pass@host:port/vhost URL into a (owning). 0 or -1. */
+int sg_broker_addr_parse(sg_broker_addr_t *a, const char *url);
+
+#endif

@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: MIT */
+/* stompgate: relays STOMP over WebSocket to RabbitMQ over AMQP 0-9-1. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <uv.h>
+
+#include "config.h"
+#include "listener.h"
+#include "log.h"
+#include "session.h"
+#include "sg_config.h"
+#include "ws.h"
+
+static sg_listener_t listener;
+static uv_signal_t sig_term, sig_int;
+
+static void signal_cb(uv_signal_t *h, int signum) {
+  sg_log_info("signal %d: stopping (%zu sessions open)", signum, sg_session_count());
+  sg_listener_close(&listener);
+  uv_stop(h->loop);
+}
+
+int main(int argc, char **argv) {
+  sg_config_t cfg;
+  int r = sg_config_parse(&cfg, argc, argv);
+  if (r != 0) {
+    sg_config_free(&cfg);
+    return r == 1 ? 0 : 2;
+  }
+  sg_log_set_level(cfg.log_level);
+  signal(SIGPIPE, SIG_IGN);
+
+  uv_loop_t *loop = uv_default_loop();
+  if (sg_ws_loop_init(loop) != 0) return 1;
+  r = sg_listener_start(&listener, loop, &cfg);
+  if (r) {
+    sg_log_error("cannot listen on %s:%d: %s", cfg.listen_host, cfg.listen_port, uv_strerror(r));
+    sg_config_free(&cfg);
+    return 1;
+  }
+  uv_signal_init(loop, &sig_term);
+  uv_signal_init(loop, &sig_int);
+  uv_signal_start(&sig_term, signal_cb, SIGTERM);
+  uv_signal_start(&sig_int, signal_cb, SIGINT);
+  sg_log_info("stompgate %s listening on ws://%s:%d%s, broker %s:%d vhost %s, mode per-session",
+              SG_VERSION, cfg.listen_host, cfg.listen_port, cfg.ws_path, cfg.broker.host,
+              cfg.broker.port, cfg.broker.vhost);
+  uv_run(loop, UV_RUN_DEFAULT);
+  sg_log_info("stopped");
+  sg_config_free(&cfg);
+  return 0;
+}

@@ -1,0 +1,1416 @@
+/* SPDX-License-Identifier: MIT */
+/* The STOMP session state machine in per-session relay mode: every session
+ * owns one AMQP connection opened with its own credentials, so RabbitMQ
+ * applies its users and permissions exactly as for its Web-STOMP plugin.
+ *
+ * Ordering: frames are handled in arrival order. Broker work is pipelined
+ * on one channel; a RECEIPT waits until every synchronous method sent
+ * before it has been answered and every publish before it confirmed, so a
+ * RECEIPT always means "all that came before is done". */
+#include "session.h"
+
+#include <amqp.h>
+#include <amqp_framing.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker.h"
+#include "log.h"
+#include "sg_config.h"
+#include "stompgate/destination.h"
+#include "stompgate/err.h"
+#include "stompgate/stomp_codec.h"
+#include "stompgate/utf8.h"
+#include "ws.h"
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+/* WebSocket close codes chosen for each way a session ends. */
+#define CLOSE_NORMAL 1000
+#define CLOSE_PROTOCOL 1002
+#define CLOSE_POLICY 1008
+#define CLOSE_TOO_BIG 1009
+#define CLOSE_INTERNAL 1011
+
+enum { ACK_AUTO = 0, ACK_CLIENT, ACK_CLIENT_INDIVIDUAL };
+enum { S_WAIT_UPGRADE = 0, S_WAIT_CONNECT, S_LOGIN, S_CONNECTED, S_CLOSING };
+
+typedef struct sg_sub {
+  struct sg_sub *next;
+  char *id;
+  char *tag; /* AMQP consumer tag: "T_" + id */
+  size_t tag_len;
+  int ack_mode;
+  unsigned internal : 1;  /* a temp-queue consumer, not a client subscription */
+  unsigned cancelled : 1; /* UNSUBSCRIBEd; kept while its acks may still come */
+  uint64_t cancel_seq;
+  char *temp_name;        /* /temp-queue/ name for internal consumers */
+  char *queue;            /* the AMQP queue it consumes */
+  uint64_t *unacked;      /* delivery tags awaiting ACK/NACK, ascending */
+  size_t un_len, un_cap;
+} sg_sub_t;
+
+typedef struct sg_tx {
+  struct sg_tx *next;
+  char *id;
+  sg_stomp_frame_t **frames;
+  size_t n, cap;
+} sg_tx_t;
+
+typedef struct sg_receipt {
+  struct sg_receipt *next;
+  char *id;
+  uint64_t rpc_seq;
+  uint64_t pub_seq;
+  int disconnect;
+} sg_receipt_t;
+
+typedef struct sg_name {
+  struct sg_name *next;
+  char *name;
+} sg_name_t;
+
+struct sg_session {
+  sg_ws_t ws;
+  sg_amqp_t amqp;
+  uv_timer_t timer; /* CONNECT timeout, then heart-beats */
+  const sg_config_t *cfg;
+  uint64_t id;
+  int state;
+  int version; /* 10, 11, 12 */
+  int ws_version;
+  unsigned ws_closed : 1, amqp_started : 1, amqp_closed : 1, timer_closed : 1;
+  unsigned torn_down : 1;
+  sg_stomp_parser_t parser;
+  sg_stomp_frame_t **pending; /* frames that arrived during the broker login */
+  size_t npending, pending_cap;
+  sg_sub_t *subs;
+  size_t nsubs;
+  sg_tx_t *txs;
+  size_t ntxs;
+  sg_receipt_t *rc_head, **rc_tail;
+  sg_name_t *declared; /* queues this session declared already */
+  uint64_t confirmed;  /* every publish up to this tag is confirmed */
+  uint64_t *ooo;       /* confirms above it, out of order */
+  size_t nooo, ooo_cap;
+  uint64_t temp_seq;
+  uint64_t hb_send_ms, hb_recv_ms, hb_tick_ms;
+  char login[128];
+  const char *close_reason;
+  char reason_buf[160];
+};
+
+static size_t live_sessions;
+static uint64_t next_session_id = 1;
+static __thread sg_buf_t scratch;
+
+size_t sg_session_count(void) { return live_sessions; }
+
+static void session_teardown(sg_session_t *s);
+static const sg_amqp_cbs_t amqp_cbs;
+static void process_frame(sg_session_t *s, sg_stomp_frame_t *f, int in_commit);
+
+/* ---------- freeing ---------- */
+
+static void sub_free(sg_sub_t *sub) {
+  free(sub->id);
+  free(sub->tag);
+  free(sub->temp_name);
+  free(sub->queue);
+  free(sub->unacked);
+  free(sub);
+}
+
+static void tx_free(sg_tx_t *tx) {
+  for (size_t i = 0; i < tx->n; i++) sg_stomp_frame_free(tx->frames[i]);
+  free(tx->frames);
+  free(tx->id);
+  free(tx);
+}
+
+static void session_free(sg_session_t *s) {
+  sg_stomp_parser_free(&s->parser);
+  for (size_t i = 0; i < s->npending; i++) sg_stomp_frame_free(s->pending[i]);
+  free(s->pending);
+  while (s->subs) {
+    sg_sub_t *n = s->subs->next;
+    sub_free(s->subs);
+    s->subs = n;
+  }
+  while (s->txs) {
+    sg_tx_t *n = s->txs->next;
+    tx_free(s->txs);
+    s->txs = n;
+  }
+  while (s->rc_head) {
+    sg_receipt_t *n = s->rc_head->next;
+    free(s->rc_head->id);
+    free(s->rc_head);
+    s->rc_head = n;
+  }
+  while (s->declared) {
+    sg_name_t *n = s->declared->next;
+    free(s->declared->name);
+    free(s->declared);
+    s->declared = n;
+  }
+  free(s->ooo);
+  live_sessions--;
+  free(s);
+}
+
+static void maybe_free(sg_session_t *s) {
+  if (s->ws_closed && s->amqp_closed && s->timer_closed) session_free(s);
+}
+
+/* ---------- sending frames ---------- */
+
+static void send_frame_buf(sg_session_t *s, const sg_buf_t *b) {
+  int binary = !sg_utf8_valid(b->base, b->len);
+  sg_ws_send(&s->ws, b->base, b->len, binary);
+}
+
+static void send_error(sg_session_t *s, const char *message, const char *receipt_id,
+                       const char *detail) {
+  sg_buf_t *b = &scratch;
+  sg_buf_reset(b);
+  sg_stomp_encode_start(b, SG_STOMP_ERROR);
+  sg_stomp_encode_headerz(b, s->version, SG_STOMP_ERROR, "message", message);
+  if (receipt_id) sg_stomp_encode_headerz(b, s->version, SG_STOMP_ERROR, "receipt-id", receipt_id);
+  if (detail && *detail) {
+    sg_stomp_encode_headerz(b, s->version, SG_STOMP_ERROR, "content-type", "text/plain");
+    sg_stomp_encode_finish(b, detail, strlen(detail));
+  } else {
+    sg_stomp_encode_finish(b, NULL, 0);
+  }
+  send_frame_buf(s, b);
+}
+
+/* Sends ERROR and closes: the spec's rule, which Web-STOMP does not keep. */
+static void error_close(sg_session_t *s, uint16_t code, const char *message,
+                        const sg_stomp_frame_t *f, const char *detail) {
+  if (s->state == S_CLOSING) return;
+  const char *rid = f ? sg_stomp_frame_header(f, "receipt", NULL) : NULL;
+  snprintf(s->reason_buf, sizeof(s->reason_buf), "ERROR %s%s%s", message, detail ? ": " : "",
+           detail ? detail : "");
+  s->close_reason = s->reason_buf;
+  send_error(s, message, rid, detail);
+  sg_ws_close(&s->ws, code, message);
+  session_teardown(s);
+}
+
+static void send_receipt(sg_session_t *s, const char *id) {
+  sg_buf_t *b = &scratch;
+  sg_buf_reset(b);
+  sg_stomp_encode_start(b, SG_STOMP_RECEIPT);
+  sg_stomp_encode_headerz(b, s->version, SG_STOMP_RECEIPT, "receipt-id", id);
+  sg_stomp_encode_finish(b, NULL, 0);
+  send_frame_buf(s, b);
+}
+
+/* ---------- receipts and confirms ---------- */
+
+static void flush_receipts(sg_session_t *s) {
+  while (s->rc_head && s->state == S_CONNECTED) {
+    sg_receipt_t *r = s->rc_head;
+    if (s->amqp.rpc_done < r->rpc_seq || s->confirmed < r->pub_seq) break;
+    s->rc_head = r->next;
+    if (s->rc_head == NULL) s->rc_tail = &s->rc_head;
+    send_receipt(s, r->id);
+    int disc = r->disconnect;
+    free(r->id);
+    free(r);
+    if (disc) {
+      s->close_reason = "DISCONNECT";
+      sg_ws_close(&s->ws, CLOSE_NORMAL, "");
+      session_teardown(s);
+      return;
+    }
+  }
+}
+
+static int add_receipt(sg_session_t *s, const sg_stomp_frame_t *f, int disconnect) {
+  const char *id = sg_stomp_frame_header(f, "receipt", NULL);
+  if (id == NULL) return 0;
+  sg_receipt_t *r = calloc(1, sizeof(*r));
+  if (r == NULL || (r->id = strdup(id)) == NULL) {
+    free(r);
+    return SG_ERR_NOMEM;
+  }
+  r->rpc_seq = s->amqp.rpc_sent;
+  r->pub_seq = s->amqp.pub_seq;
+  r->disconnect = disconnect;
+  *s->rc_tail = r;
+  s->rc_tail = &r->next;
+  flush_receipts(s);
+  return 1;
+}
+
+static void confirm_advance(sg_session_t *s) {
+  int moved = 1;
+  while (moved) {
+    moved = 0;
+    for (size_t i = 0; i < s->nooo; i++) {
+      if (s->ooo[i] <= s->confirmed + 1) {
+        if (s->ooo[i] == s->confirmed + 1) s->confirmed++;
+        s->ooo[i] = s->ooo[--s->nooo];
+        moved = 1;
+        break;
+      }
+    }
+  }
+}
+
+/* ---------- subscriptions ---------- */
+
+static sg_sub_t *sub_by_id(sg_session_t *s, const char *id) {
+  for (sg_sub_t *x = s->subs; x; x = x->next)
+    if (!x->internal && !x->cancelled && strcmp(x->id, id) == 0) return x;
+  return NULL;
+}
+
+static sg_sub_t *sub_by_tag(sg_session_t *s, amqp_bytes_t tag) {
+  for (sg_sub_t *x = s->subs; x; x = x->next)
+    if (x->tag_len == tag.len && memcmp(x->tag, tag.bytes, tag.len) == 0) return x;
+  return NULL;
+}
+
+static void sub_unlink(sg_session_t *s, sg_sub_t *sub) {
+  for (sg_sub_t **p = &s->subs; *p; p = &(*p)->next) {
+    if (*p == sub) {
+      *p = sub->next;
+      if (!sub->internal) s->nsubs--;
+      sub_free(sub);
+      return;
+    }
+  }
+}
+
+/* Frees cancelled subscriptions once the broker confirmed the cancel and no
+ * ACK can refer to them any more. */
+static void reap_cancelled(sg_session_t *s) {
+  sg_sub_t *x = s->subs;
+  while (x) {
+    sg_sub_t *n = x->next;
+    if (x->cancelled && x->un_len == 0 && s->amqp.rpc_done >= x->cancel_seq) sub_unlink(s, x);
+    x = n;
+  }
+}
+
+static int unacked_push(sg_sub_t *sub, uint64_t tag) {
+  if (sub->un_len == sub->un_cap) {
+    size_t cap = sub->un_cap ? sub->un_cap * 2 : 16;
+    uint64_t *n = realloc(sub->unacked, cap * sizeof(*n));
+    if (n == NULL) return SG_ERR_NOMEM;
+    sub->unacked = n;
+    sub->un_cap = cap;
+  }
+  sub->unacked[sub->un_len++] = tag;
+  return 0;
+}
+
+/* ---------- AMQP helpers ---------- */
+
+static amqp_bytes_t bytes_of(const char *s) { return amqp_cstring_bytes(s); }
+
+static int declared_already(sg_session_t *s, const char *name) {
+  for (sg_name_t *n = s->declared; n; n = n->next)
+    if (strcmp(n->name, name) == 0) return 1;
+  return 0;
+}
+
+static void remember_declared(sg_session_t *s, const char *name) {
+  sg_name_t *n = malloc(sizeof(*n));
+  if (n == NULL) return;
+  if ((n->name = strdup(name)) == NULL) {
+    free(n);
+    return;
+  }
+  n->next = s->declared;
+  s->declared = n;
+}
+
+static int declare_queue(sg_session_t *s, const char *name, int durable, int exclusive,
+                         int auto_delete) {
+  amqp_queue_declare_t m;
+  memset(&m, 0, sizeof(m));
+  m.queue = bytes_of(name);
+  m.durable = durable;
+  m.exclusive = exclusive;
+  m.auto_delete = auto_delete;
+  m.arguments = amqp_empty_table;
+  int64_t r = sg_amqp_rpc(&s->amqp, AMQP_QUEUE_DECLARE_METHOD, &m, AMQP_QUEUE_DECLARE_OK_METHOD);
+  return r < 0 ? (int)r : 0;
+}
+
+static int consume(sg_session_t *s, sg_sub_t *sub, int no_ack) {
+  amqp_basic_consume_t m;
+  memset(&m, 0, sizeof(m));
+  m.queue = bytes_of(sub->queue);
+  m.consumer_tag = amqp_cstring_bytes(sub->tag);
+  m.no_ack = no_ack;
+  m.arguments = amqp_empty_table;
+  int64_t r = sg_amqp_rpc(&s->amqp, AMQP_BASIC_CONSUME_METHOD, &m, AMQP_BASIC_CONSUME_OK_METHOD);
+  return r < 0 ? (int)r : 0;
+}
+
+static void random_hex(char *out, size_t n) {
+  static const char hex[] = "0123456789abcdef";
+  uint64_t x = uv_hrtime() ^ ((uint64_t)(uintptr_t)out << 17);
+  for (size_t i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    out[i] = hex[x & 15];
+  }
+  out[n] = '\0';
+}
+
+/* The exclusive reply queue behind /temp-queue/NAME, created on first use. */
+static const char *temp_queue(sg_session_t *s, const char *tname) {
+  for (sg_sub_t *x = s->subs; x; x = x->next)
+    if (x->internal && strcmp(x->temp_name, tname) == 0) return x->queue;
+  sg_sub_t *sub = calloc(1, sizeof(*sub));
+  char qname[96], rnd[17];
+  if (sub == NULL) return NULL;
+  random_hex(rnd, 16);
+  snprintf(qname, sizeof(qname), "stomp-temp-%" PRIu64 "-%s-%" PRIu64, s->id, rnd, ++s->temp_seq);
+  size_t tl = strlen(tname);
+  sub->internal = 1;
+  sub->temp_name = strdup(tname);
+  sub->queue = strdup(qname);
+  sub->id = malloc(tl + 13);
+  sub->tag = malloc(tl + 15);
+  if (!sub->temp_name || !sub->queue || !sub->id || !sub->tag) {
+    sub_free(sub);
+    return NULL;
+  }
+  sprintf(sub->id, "/temp-queue/%s", tname);
+  sprintf(sub->tag, "T_/temp-queue/%s", tname);
+  sub->tag_len = strlen(sub->tag);
+  sub->ack_mode = ACK_AUTO;
+  sub->next = s->subs;
+  s->subs = sub;
+  if (declare_queue(s, sub->queue, 0, 1, 1) < 0 || consume(s, sub, 1) < 0) return NULL;
+  return sub->queue;
+}
+
+/* ---------- SEND ---------- */
+
+static int is_reserved_send_header(const char *n) {
+  static const char *const names[] = {
+      "destination", "content-length", "transaction", "receipt", "message-id", "ack",
+      "subscription", "content-type", "content-encoding", "correlation-id", "reply-to",
+      "expiration", "priority", "timestamp", "type", "user-id", "app-id", "amqp-message-id",
+      "persistent", "redelivered", NULL};
+  for (int i = 0; names[i]; i++)
+    if (strcmp(n, names[i]) == 0) return 1;
+  return 0;
+}
+
+static int parse_u64(const char *v, uint64_t *out) {
+  if (v == NULL || *v < '0' || *v > '9') return -1;
+  char *end;
+  unsigned long long x = strtoull(v, &end, 10);
+  if (*end) return -1;
+  *out = x;
+  return 0;
+}
+
+static void do_send(sg_session_t *s, sg_stomp_frame_t *f) {
+  const char *dst = sg_stomp_frame_header(f, "destination", NULL);
+  if (dst == NULL) {
+    error_close(s, CLOSE_PROTOCOL, "Missing destination", f, "SEND requires a destination header");
+    return;
+  }
+  sg_dest_t d;
+  if (sg_dest_parse(dst, strlen(dst), &d) != 0) {
+    error_close(s, CLOSE_PROTOCOL, "Invalid destination", f, dst);
+    return;
+  }
+  const char *exchange, *rk;
+  if (sg_dest_publish_target(&d, &exchange, &rk) != 0) {
+    sg_dest_free(&d);
+    error_close(s, CLOSE_PROTOCOL, "Invalid destination", f,
+                "a /temp-queue/ destination is only valid in a reply-to header");
+    return;
+  }
+  if (d.kind == SG_DEST_QUEUE && !declared_already(s, d.name)) {
+    if (declare_queue(s, d.name, 1, 0, 0) < 0) goto lost;
+    remember_declared(s, d.name);
+  }
+
+  amqp_basic_properties_t p;
+  memset(&p, 0, sizeof(p));
+  amqp_table_entry_t *entries = calloc(f->nheaders ? f->nheaders : 1, sizeof(*entries));
+  if (entries == NULL) goto lost;
+  size_t nent = 0;
+  for (size_t i = 0; i < f->nheaders; i++) {
+    const sg_stomp_header_t *h = &f->headers[i];
+    /* The first of repeated headers wins; skip later copies. */
+    if (sg_stomp_frame_header(f, h->name, NULL) != h->value) continue;
+    const char *n = h->name;
+    amqp_bytes_t v = {h->value_len, (void *)h->value};
+    uint64_t num;
+    if (strcmp(n, "content-type") == 0) {
+      p._flags |= AMQP_BASIC_CONTENT_TYPE_FLAG;
+      p.content_type = v;
+    } else if (strcmp(n, "content-encoding") == 0) {
+      p._flags |= AMQP_BASIC_CONTENT_ENCODING_FLAG;
+      p.content_encoding = v;
+    } else if (strcmp(n, "correlation-id") == 0) {
+      p._flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
+      p.correlation_id = v;
+    } else if (strcmp(n, "reply-to") == 0) {
+      const char *rq = h->value;
+      if (strncmp(rq, "/temp-queue/", 12) == 0 && rq[12]) {
+        rq = temp_queue(s, rq + 12);
+        if (rq == NULL) {
+          free(entries);
+          goto lost;
+        }
+      }
+      p._flags |= AMQP_BASIC_REPLY_TO_FLAG;
+      p.reply_to = bytes_of(rq);
+    } else if (strcmp(n, "expiration") == 0) {
+      p._flags |= AMQP_BASIC_EXPIRATION_FLAG;
+      p.expiration = v;
+    } else if (strcmp(n, "priority") == 0) {
+      if (parse_u64(h->value, &num) == 0 && num <= 255) {
+        p._flags |= AMQP_BASIC_PRIORITY_FLAG;
+        p.priority = (uint8_t)num;
+      }
+    } else if (strcmp(n, "timestamp") == 0) {
+      if (parse_u64(h->value, &num) == 0) {
+        p._flags |= AMQP_BASIC_TIMESTAMP_FLAG;
+        p.timestamp = num;
+      }
+    } else if (strcmp(n, "type") == 0) {
+      p._flags |= AMQP_BASIC_TYPE_FLAG;
+      p.type = v;
+    } else if (strcmp(n, "user-id") == 0) {
+      p._flags |= AMQP_BASIC_USER_ID_FLAG;
+      p.user_id = v;
+    } else if (strcmp(n, "app-id") == 0) {
+      p._flags |= AMQP_BASIC_APP_ID_FLAG;
+      p.app_id = v;
+    } else if (strcmp(n, "amqp-message-id") == 0) {
+      p._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
+      p.message_id = v;
+    } else if (strcmp(n, "persistent") == 0) {
+      if (strcmp(h->value, "true") == 0) {
+        p._flags |= AMQP_BASIC_DELIVERY_MODE_FLAG;
+        p.delivery_mode = AMQP_DELIVERY_PERSISTENT;
+      }
+    } else if (!is_reserved_send_header(n)) {
+      entries[nent].key = (amqp_bytes_t){h->name_len, (void *)h->name};
+      entries[nent].value.kind = AMQP_FIELD_KIND_UTF8;
+      entries[nent].value.value.bytes = v;
+      nent++;
+    }
+  }
+  if (nent) {
+    p._flags |= AMQP_BASIC_HEADERS_FLAG;
+    p.headers.num_entries = (int)nent;
+    p.headers.entries = entries;
+  }
+  uint64_t seq;
+  int r = sg_amqp_publish(&s->amqp, bytes_of(exchange), bytes_of(rk), &p,
+                          (amqp_bytes_t){f->body_len, (void *)f->body}, &seq);
+  free(entries);
+  sg_dest_free(&d);
+  if (r < 0) return; /* on_lost_cb has closed the session */
+  add_receipt(s, f, 0);
+  return;
+lost:
+  sg_dest_free(&d);
+  if (s->state != S_CLOSING) error_close(s, CLOSE_INTERNAL, "Internal error", f, NULL);
+}
+
+/* ---------- SUBSCRIBE / UNSUBSCRIBE ---------- */
+
+static void do_subscribe(sg_session_t *s, sg_stomp_frame_t *f) {
+  const char *dst = sg_stomp_frame_header(f, "destination", NULL);
+  const char *id = sg_stomp_frame_header(f, "id", NULL);
+  const char *ack = sg_stomp_frame_header(f, "ack", NULL);
+  if (dst == NULL) {
+    error_close(s, CLOSE_PROTOCOL, "Missing destination", f,
+                "SUBSCRIBE requires a destination header");
+    return;
+  }
+  if (id == NULL) {
+    if (s->version >= 11) {
+      error_close(s, CLOSE_PROTOCOL, "Missing id", f, "SUBSCRIBE requires an id header");
+      return;
+    }
+    id = dst; /* STOMP 1.0: the destination identifies the subscription */
+  }
+  if (strncmp(id, "/temp-queue/", 12) == 0) {
+    error_close(s, CLOSE_PROTOCOL, "Invalid subscription id", f,
+                "ids starting with /temp-queue/ are reserved");
+    return;
+  }
+  if (sub_by_id(s, id)) {
+    error_close(s, CLOSE_PROTOCOL, "Duplicated subscription identifier", f, id);
+    return;
+  }
+  if (s->nsubs >= s->cfg->max_subscriptions) {
+    error_close(s, CLOSE_POLICY, "Too many subscriptions", f, NULL);
+    return;
+  }
+  int mode;
+  if (ack == NULL || strcmp(ack, "auto") == 0) mode = ACK_AUTO;
+  else if (strcmp(ack, "client") == 0) mode = ACK_CLIENT;
+  else if (strcmp(ack, "client-individual") == 0) mode = ACK_CLIENT_INDIVIDUAL;
+  else {
+    error_close(s, CLOSE_PROTOCOL, "Invalid ack mode", f, ack);
+    return;
+  }
+  sg_dest_t d;
+  if (sg_dest_parse(dst, strlen(dst), &d) != 0) {
+    error_close(s, CLOSE_PROTOCOL, "Invalid destination", f, dst);
+    return;
+  }
+  if (d.kind == SG_DEST_TEMP_QUEUE) {
+    sg_dest_free(&d);
+    error_close(s, CLOSE_PROTOCOL, "Invalid destination", f,
+                "a /temp-queue/ destination is only valid in a reply-to header");
+    return;
+  }
+  sg_sub_t *sub = calloc(1, sizeof(*sub));
+  size_t il = strlen(id);
+  if (sub == NULL) goto nomem;
+  sub->id = strdup(id);
+  sub->tag = malloc(il + 3);
+  if (!sub->id || !sub->tag) goto nomem;
+  memcpy(sub->tag, "T_", 2);
+  memcpy(sub->tag + 2, id, il + 1);
+  sub->tag_len = il + 2;
+  sub->ack_mode = mode;
+  if (sub->tag_len > 255) {
+    sub_free(sub);
+    sg_dest_free(&d);
+    error_close(s, CLOSE_PROTOCOL, "Invalid subscription id", f, "id is longer than 253 bytes");
+    return;
+  }
+
+  int r = 0;
+  switch (d.kind) {
+  case SG_DEST_EXCHANGE:
+  case SG_DEST_TOPIC: {
+    char rnd[17], qname[64];
+    random_hex(rnd, 16);
+    snprintf(qname, sizeof(qname), "stomp-subscription-%s", rnd);
+    if ((sub->queue = strdup(qname)) == NULL) goto nomem;
+    r = declare_queue(s, sub->queue, 0, 1, 1);
+    if (r == 0) {
+      amqp_queue_bind_t b;
+      memset(&b, 0, sizeof(b));
+      b.queue = bytes_of(sub->queue);
+      b.exchange = bytes_of(d.kind == SG_DEST_TOPIC ? "amq.topic" : d.name);
+      b.routing_key = bytes_of(d.kind == SG_DEST_TOPIC ? d.name : d.key);
+      b.arguments = amqp_empty_table;
+      r = (int)sg_amqp_rpc(&s->amqp, AMQP_QUEUE_BIND_METHOD, &b, AMQP_QUEUE_BIND_OK_METHOD);
+      if (r > 0) r = 0;
+    }
+    break;
+  }
+  case SG_DEST_QUEUE:
+    if ((sub->queue = strdup(d.name)) == NULL) goto nomem;
+    if (!declared_already(s, d.name)) {
+      r = declare_queue(s, d.name, 1, 0, 0);
+      if (r == 0) remember_declared(s, d.name);
+    }
+    break;
+  default: /* /amq/queue/ and /reply-queue/: consume what exists */
+    if ((sub->queue = strdup(d.name)) == NULL) goto nomem;
+    break;
+  }
+  sg_dest_free(&d);
+  const char *pf = sg_stomp_frame_header(f, "prefetch-count", NULL);
+  uint64_t prefetch;
+  if (r == 0 && pf && parse_u64(pf, &prefetch) == 0 && prefetch <= 65535) {
+    amqp_basic_qos_t q = {0, (uint16_t)prefetch, 0};
+    r = (int)sg_amqp_rpc(&s->amqp, AMQP_BASIC_QOS_METHOD, &q, AMQP_BASIC_QOS_OK_METHOD);
+    if (r > 0) r = 0;
+  }
+  sub->next = s->subs;
+  s->subs = sub;
+  s->nsubs++;
+  if (r == 0) r = consume(s, sub, mode == ACK_AUTO);
+  if (r < 0) return; /* the link is lost; on_lost_cb closed the session */
+  add_receipt(s, f, 0);
+  return;
+nomem:
+  sg_dest_free(&d);
+  if (sub) sub_free(sub);
+  error_close(s, CLOSE_INTERNAL, "Internal error", f, "out of memory");
+}
+
+static void do_unsubscribe(sg_session_t *s, sg_stomp_frame_t *f) {
+  const char *id = sg_stomp_frame_header(f, "id", NULL);
+  if (id == NULL && s->version == 10) id = sg_stomp_frame_header(f, "destination", NULL);
+  if (id == NULL) {
+    error_close(s, CLOSE_PROTOCOL, "Missing id", f, "UNSUBSCRIBE requires an id header");
+    return;
+  }
+  sg_sub_t *sub = sub_by_id(s, id);
+  if (sub == NULL) {
+    error_close(s, CLOSE_PROTOCOL, "No subscription found", f, id);
+    return;
+  }
+  amqp_basic_cancel_t c = {amqp_cstring_bytes(sub->tag), 0};
+  int64_t seq = sg_amqp_rpc(&s->amqp, AMQP_BASIC_CANCEL_METHOD, &c, AMQP_BASIC_CANCEL_OK_METHOD);
+  if (seq < 0) return;
+  sub->cancelled = 1;
+  sub->cancel_seq = (uint64_t)seq;
+  s->nsubs--;
+  add_receipt(s, f, 0);
+}
+
+/* ---------- ACK / NACK ---------- */
+
+static int parse_ack_id(const char *v, uint64_t *tag) {
+  const char *at = NULL;
+  for (const char *p = v; (p = strstr(p, "@@")) != NULL; p += 2) at = p;
+  return parse_u64(at ? at + 2 : v, tag);
+}
+
+static void do_ack(sg_session_t *s, sg_stomp_frame_t *f, int ack) {
+  const char *idh = s->version >= 12 ? "id" : "message-id";
+  const char *v = sg_stomp_frame_header(f, idh, NULL);
+  if (v == NULL) {
+    char detail[64];
+    snprintf(detail, sizeof(detail), "%s requires a %s header", ack ? "ACK" : "NACK", idh);
+    error_close(s, CLOSE_PROTOCOL, "Missing message id", f, detail);
+    return;
+  }
+  uint64_t tag;
+  sg_sub_t *sub = NULL;
+  size_t pos = 0;
+  if (parse_ack_id(v, &tag) == 0) {
+    for (sg_sub_t *x = s->subs; x && !sub; x = x->next)
+      for (size_t i = 0; i < x->un_len; i++)
+        if (x->unacked[i] == tag) {
+          sub = x;
+          pos = i;
+          break;
+        }
+  }
+  if (sub == NULL) {
+    error_close(s, CLOSE_PROTOCOL, ack ? "Unknown message id in ACK" : "Unknown message id in NACK",
+                f, v);
+    return;
+  }
+  int requeue = 1;
+  const char *rq = sg_stomp_frame_header(f, "requeue", NULL);
+  if (rq && strcmp(rq, "false") == 0) requeue = 0;
+
+  size_t first = sub->ack_mode == ACK_CLIENT ? 0 : pos;
+  int multiple = 0;
+  if (sub->ack_mode == ACK_CLIENT && pos > 0) {
+    /* One multiple ack is right only if no other subscription has a tag
+     * at or below this one; otherwise ack this subscription's one by one. */
+    multiple = 1;
+    for (sg_sub_t *x = s->subs; x; x = x->next)
+      if (x != sub && x->un_len && x->unacked[0] < tag) multiple = 0;
+  }
+  int r = 0;
+  if (multiple || first == pos) {
+    if (ack) {
+      amqp_basic_ack_t m = {tag, (amqp_boolean_t)multiple};
+      r = sg_amqp_send(&s->amqp, AMQP_BASIC_ACK_METHOD, &m);
+    } else {
+      amqp_basic_nack_t m = {tag, (amqp_boolean_t)multiple, (amqp_boolean_t)requeue};
+      r = sg_amqp_send(&s->amqp, AMQP_BASIC_NACK_METHOD, &m);
+    }
+  } else {
+    for (size_t i = first; i <= pos && r == 0; i++) {
+      if (ack) {
+        amqp_basic_ack_t m = {sub->unacked[i], 0};
+        r = sg_amqp_send(&s->amqp, AMQP_BASIC_ACK_METHOD, &m);
+      } else {
+        amqp_basic_nack_t m = {sub->unacked[i], 0, (amqp_boolean_t)requeue};
+        r = sg_amqp_send(&s->amqp, AMQP_BASIC_NACK_METHOD, &m);
+      }
+    }
+  }
+  if (r < 0) return;
+  memmove(sub->unacked + first, sub->unacked + pos + 1, (sub->un_len - pos - 1) * sizeof(uint64_t));
+  sub->un_len -= pos + 1 - first;
+  if (sub->cancelled) reap_cancelled(s);
+  add_receipt(s, f, 0);
+}
+
+/* ---------- transactions ---------- */
+
+static sg_tx_t *tx_find(sg_session_t *s, const char *id, sg_tx_t ***link) {
+  for (sg_tx_t **p = &s->txs; *p; p = &(*p)->next)
+    if (strcmp((*p)->id, id) == 0) {
+      if (link) *link = p;
+      return *p;
+    }
+  return NULL;
+}
+
+static const char *tx_header(sg_session_t *s, sg_stomp_frame_t *f) {
+  const char *t = sg_stomp_frame_header(f, "transaction", NULL);
+  if (t == NULL) error_close(s, CLOSE_PROTOCOL, "Missing transaction", f,
+                             "BEGIN, COMMIT and ABORT require a transaction header");
+  return t;
+}
+
+static void do_begin(sg_session_t *s, sg_stomp_frame_t *f) {
+  const char *t = tx_header(s, f);
+  if (t == NULL) return;
+  if (tx_find(s, t, NULL)) {
+    error_close(s, CLOSE_PROTOCOL, "Transaction already started", f, t);
+    return;
+  }
+  if (s->ntxs >= s->cfg->max_transactions) {
+    error_close(s, CLOSE_POLICY, "Too many transactions", f, NULL);
+    return;
+  }
+  sg_tx_t *tx = calloc(1, sizeof(*tx));
+  if (tx == NULL || (tx->id = strdup(t)) == NULL) {
+    free(tx);
+    error_close(s, CLOSE_INTERNAL, "Internal error", f, "out of memory");
+    return;
+  }
+  tx->next = s->txs;
+  s->txs = tx;
+  s->ntxs++;
+  add_receipt(s, f, 0);
+}
+
+static void do_commit_abort(sg_session_t *s, sg_stomp_frame_t *f, int commit) {
+  const char *t = tx_header(s, f);
+  if (t == NULL) return;
+  sg_tx_t **link, *tx = tx_find(s, t, &link);
+  if (tx == NULL) {
+    error_close(s, CLOSE_PROTOCOL, "Unknown transaction", f, t);
+    return;
+  }
+  *link = tx->next;
+  s->ntxs--;
+  if (commit) {
+    for (size_t i = 0; i < tx->n; i++) {
+      if (s->state == S_CONNECTED) process_frame(s, tx->frames[i], 1);
+      else sg_stomp_frame_free(tx->frames[i]);
+      tx->frames[i] = NULL;
+    }
+    tx->n = 0;
+  }
+  tx_free(tx);
+  if (s->state == S_CONNECTED) add_receipt(s, f, 0);
+}
+
+/* Keeps f for its transaction. Returns 1 if taken, 0 if f has no
+ * transaction, -1 after an error closed the session. */
+static int tx_take(sg_session_t *s, sg_stomp_frame_t *f) {
+  const char *t = sg_stomp_frame_header(f, "transaction", NULL);
+  if (t == NULL) return 0;
+  sg_tx_t *tx = tx_find(s, t, NULL);
+  if (tx == NULL) {
+    error_close(s, CLOSE_PROTOCOL, "Unknown transaction", f, t);
+    return -1;
+  }
+  if (tx->n >= s->cfg->max_tx_frames) {
+    error_close(s, CLOSE_POLICY, "Transaction too large", f, t);
+    return -1;
+  }
+  if (tx->n == tx->cap) {
+    size_t cap = tx->cap ? tx->cap * 2 : 8;
+    sg_stomp_frame_t **n = realloc(tx->frames, cap * sizeof(*n));
+    if (n == NULL) {
+      error_close(s, CLOSE_INTERNAL, "Internal error", f, "out of memory");
+      return -1;
+    }
+    tx->frames = n;
+    tx->cap = cap;
+  }
+  tx->frames[tx->n++] = f;
+  /* The frame is accepted into the transaction; its effect comes with
+   * COMMIT, whose receipt waits for it. */
+  const char *rid = sg_stomp_frame_header(f, "receipt", NULL);
+  if (rid) {
+    sg_receipt_t *r = calloc(1, sizeof(*r));
+    if (r && (r->id = strdup(rid))) {
+      r->rpc_seq = s->amqp.rpc_sent;
+      r->pub_seq = s->amqp.pub_seq;
+      *s->rc_tail = r;
+      s->rc_tail = &r->next;
+      flush_receipts(s);
+    } else {
+      free(r);
+    }
+  }
+  return 1;
+}
+
+/* ---------- CONNECT ---------- */
+
+static int pick_version(const char *accept) {
+  if (accept == NULL) return 10;
+  int best = 0;
+  const char *p = accept;
+  while (*p) {
+    while (*p == ' ' || *p == ',') p++;
+    const char *e = p;
+    while (*e && *e != ',') e++;
+    size_t n = (size_t)(e - p);
+    while (n && p[n - 1] == ' ') n--;
+    if (n == 3 && memcmp(p, "1.2", 3) == 0 && best < 12) best = 12;
+    else if (n == 3 && memcmp(p, "1.1", 3) == 0 && best < 11) best = 11;
+    else if (n == 3 && memcmp(p, "1.0", 3) == 0 && best < 10) best = 10;
+    p = e;
+  }
+  return best;
+}
+
+static int parse_heartbeat(const char *v, uint64_t *cx, uint64_t *cy) {
+  if (v == NULL) {
+    *cx = *cy = 0;
+    return 0;
+  }
+  char *end;
+  if (*v < '0' || *v > '9') return -1;
+  unsigned long long a = strtoull(v, &end, 10);
+  if (*end != ',' || end[1] < '0' || end[1] > '9') return -1;
+  unsigned long long b = strtoull(end + 1, &end, 10);
+  if (*end) return -1;
+  *cx = a;
+  *cy = b;
+  return 0;
+}
+
+static void heartbeat_cb(uv_timer_t *t) {
+  sg_session_t *s = container_of(t, sg_session_t, timer);
+  if (s->state != S_CONNECTED) return;
+  uint64_t now = uv_now(t->loop);
+  if (s->hb_recv_ms && now - s->ws.last_rx > 2 * s->hb_recv_ms) {
+    error_close(s, CLOSE_PROTOCOL, "Heart-beat timeout", NULL,
+                "nothing was received within twice the agreed heart-beat interval");
+    return;
+  }
+  if (s->hb_send_ms && now - s->ws.last_tx + s->hb_tick_ms / 2 >= s->hb_send_ms)
+    sg_ws_send(&s->ws, "\n", 1, 0);
+}
+
+static void connect_timeout_cb(uv_timer_t *t) {
+  sg_session_t *s = container_of(t, sg_session_t, timer);
+  if (s->state == S_WAIT_CONNECT)
+    error_close(s, CLOSE_POLICY, "Timed out waiting for CONNECT", NULL, NULL);
+}
+
+static void do_connect(sg_session_t *s, sg_stomp_frame_t *f) {
+  const char *accept = sg_stomp_frame_header(f, "accept-version", NULL);
+  int v = pick_version(accept);
+  if (v == 0) {
+    sg_buf_t *b = &scratch;
+    sg_buf_reset(b);
+    sg_stomp_encode_start(b, SG_STOMP_ERROR);
+    sg_stomp_encode_headerz(b, 12, SG_STOMP_ERROR, "version", "1.0,1.1,1.2");
+    sg_stomp_encode_headerz(b, 12, SG_STOMP_ERROR, "content-type", "text/plain");
+    sg_stomp_encode_headerz(b, 12, SG_STOMP_ERROR, "message", "Supported protocol versions are 1.0,1.1,1.2");
+    sg_stomp_encode_finish(b, "Supported protocol versions are 1.0 1.1 1.2", 43);
+    send_frame_buf(s, b);
+    s->close_reason = "no common STOMP version";
+    sg_ws_close(&s->ws, CLOSE_PROTOCOL, "Unsupported STOMP version");
+    session_teardown(s);
+    return;
+  }
+  s->version = v;
+  sg_stomp_parser_set_version(&s->parser, v);
+  uint64_t cx, cy;
+  if (parse_heartbeat(sg_stomp_frame_header(f, "heart-beat", NULL), &cx, &cy) != 0) {
+    error_close(s, CLOSE_PROTOCOL, "Invalid heart-beat header", f,
+                "expected two comma-separated integers");
+    return;
+  }
+  uint64_t min = s->cfg->heartbeat_min_ms;
+  s->hb_send_ms = cy ? (cy > min ? cy : min) : 0;
+  s->hb_recv_ms = cx ? (cx > min ? cx : min) : 0;
+
+  const char *login = sg_stomp_frame_header(f, "login", NULL);
+  const char *pass = sg_stomp_frame_header(f, "passcode", NULL);
+  const char *host = sg_stomp_frame_header(f, "host", NULL);
+  const sg_broker_addr_t *ba = &s->cfg->broker;
+  if (login == NULL) {
+    login = ba->user;
+    if (pass == NULL) pass = ba->password;
+  }
+  if (pass == NULL) pass = "";
+  const char *vhost = host && *host ? host : ba->vhost;
+  snprintf(s->login, sizeof(s->login), "%s", login);
+  char name[160];
+  snprintf(name, sizeof(name), "stompgate %s session-%" PRIu64, s->ws.peer, s->id);
+  uv_timer_stop(&s->timer);
+  s->state = S_LOGIN;
+  if (sg_amqp_open(&s->amqp, s->ws.tcp.loop, &amqp_cbs, ba->host, ba->port, login, pass, vhost,
+                   name) != 0)
+    error_close(s, CLOSE_INTERNAL, "Internal error", f, "cannot start the broker login");
+}
+
+/* ---------- frame dispatch ---------- */
+
+static int frame_owned_by_tx(sg_session_t *s, sg_stomp_frame_t *f, int in_commit) {
+  if (in_commit) return 0;
+  return tx_take(s, f);
+}
+
+/* Handles f and frees it, unless a transaction keeps it. */
+static void process_frame(sg_session_t *s, sg_stomp_frame_t *f, int in_commit) {
+  int t;
+  switch (f->cmd) {
+  case SG_STOMP_SEND:
+    if ((t = frame_owned_by_tx(s, f, in_commit)) != 0) {
+      if (t > 0) return;
+      break;
+    }
+    do_send(s, f);
+    break;
+  case SG_STOMP_ACK:
+  case SG_STOMP_NACK:
+    if (f->cmd == SG_STOMP_NACK && s->version == 10) {
+      error_close(s, CLOSE_PROTOCOL, "NACK is not part of STOMP 1.0", f, NULL);
+      break;
+    }
+    if ((t = frame_owned_by_tx(s, f, in_commit)) != 0) {
+      if (t > 0) return;
+      break;
+    }
+    do_ack(s, f, f->cmd == SG_STOMP_ACK);
+    break;
+  case SG_STOMP_SUBSCRIBE:
+    do_subscribe(s, f);
+    break;
+  case SG_STOMP_UNSUBSCRIBE:
+    do_unsubscribe(s, f);
+    break;
+  case SG_STOMP_BEGIN:
+    do_begin(s, f);
+    break;
+  case SG_STOMP_COMMIT:
+    do_commit_abort(s, f, 1);
+    break;
+  case SG_STOMP_ABORT:
+    do_commit_abort(s, f, 0);
+    break;
+  case SG_STOMP_DISCONNECT:
+    if (add_receipt(s, f, 1) <= 0 && s->state == S_CONNECTED) {
+      s->close_reason = "DISCONNECT";
+      sg_ws_close(&s->ws, CLOSE_NORMAL, "");
+      session_teardown(s);
+    }
+    break;
+  case SG_STOMP_CONNECT:
+  case SG_STOMP_STOMP:
+    error_close(s, CLOSE_PROTOCOL, "Already connected", f, NULL);
+    break;
+  default: {
+    char detail[96];
+    snprintf(detail, sizeof(detail), "Could not interpret command %.64s", f->command);
+    error_close(s, CLOSE_PROTOCOL, "Unknown command", f, detail);
+    break;
+  }
+  }
+  sg_stomp_frame_free(f);
+}
+
+static void on_frame(sg_session_t *s, sg_stomp_frame_t *f) {
+  switch (s->state) {
+  case S_WAIT_CONNECT:
+    if (f->cmd == SG_STOMP_CONNECT || f->cmd == SG_STOMP_STOMP) {
+      do_connect(s, f);
+    } else {
+      char detail[96];
+      snprintf(detail, sizeof(detail), "the first frame must be CONNECT or STOMP, not %.64s",
+               f->command);
+      error_close(s, CLOSE_PROTOCOL, "Expected CONNECT", f, detail);
+    }
+    sg_stomp_frame_free(f);
+    return;
+  case S_LOGIN:
+    if (s->npending >= s->cfg->max_pending_frames) {
+      error_close(s, CLOSE_POLICY, "Too many frames before CONNECTED", f, NULL);
+      sg_stomp_frame_free(f);
+      return;
+    }
+    if (s->npending == s->pending_cap) {
+      size_t cap = s->pending_cap ? s->pending_cap * 2 : 8;
+      sg_stomp_frame_t **n = realloc(s->pending, cap * sizeof(*n));
+      if (n == NULL) {
+        error_close(s, CLOSE_INTERNAL, "Internal error", f, "out of memory");
+        sg_stomp_frame_free(f);
+        return;
+      }
+      s->pending = n;
+      s->pending_cap = cap;
+    }
+    s->pending[s->npending++] = f;
+    return;
+  case S_CONNECTED:
+    process_frame(s, f, 0);
+    return;
+  default:
+    sg_stomp_frame_free(f);
+  }
+}
+
+/* ---------- WebSocket callbacks ---------- */
+
+static void ws_open_cb(sg_ws_t *ws, int stomp_version) {
+  sg_session_t *s = container_of(ws, sg_session_t, ws);
+  s->ws_version = stomp_version;
+  s->state = S_WAIT_CONNECT;
+  sg_log_info("session-%" PRIu64 " open from %s (subprotocol %s)", s->id, ws->peer,
+              stomp_version == 12 ? "v12.stomp" : stomp_version == 11 ? "v11.stomp"
+                                      : stomp_version == 10 ? "v10.stomp" : "none");
+  uv_timer_start(&s->timer, connect_timeout_cb, s->cfg->connect_timeout_ms, 0);
+}
+
+static void ws_message_cb(sg_ws_t *ws, const uint8_t *data, size_t len, int binary) {
+  (void)binary;
+  sg_session_t *s = container_of(ws, sg_session_t, ws);
+  const char *p = (const char *)data;
+  while (len > 0 && s->state != S_CLOSING) {
+    size_t used = 0;
+    sg_stomp_frame_t *f = NULL;
+    int r = sg_stomp_parser_execute(&s->parser, p, len, &used, &f);
+    if (r < 0) {
+      error_close(s, r == SG_ERR_FRAME_TOO_LARGE ? CLOSE_TOO_BIG : CLOSE_PROTOCOL,
+                  sg_strerror(r), NULL, NULL);
+      return;
+    }
+    p += used;
+    len -= used;
+    if (r == 1) on_frame(s, f);
+    else if (used == 0) break;
+  }
+}
+
+static void ws_gone_cb(sg_ws_t *ws) {
+  sg_session_t *s = container_of(ws, sg_session_t, ws);
+  if (s->close_reason == NULL) s->close_reason = "client closed the connection";
+  session_teardown(s);
+}
+
+static void ws_closed_cb(sg_ws_t *ws) {
+  sg_session_t *s = container_of(ws, sg_session_t, ws);
+  s->ws_closed = 1;
+  session_teardown(s);
+  maybe_free(s);
+}
+
+static const sg_ws_cbs_t ws_cbs = {ws_open_cb, ws_message_cb, ws_gone_cb, ws_closed_cb};
+
+/* ---------- AMQP callbacks ---------- */
+
+static void amqp_open_cb(sg_amqp_t *a, int status, const char *message) {
+  sg_session_t *s = container_of(a, sg_session_t, amqp);
+  if (s->state != S_LOGIN) return;
+  if (status != 0) {
+    const char *m = status == 403   ? "Access refused"
+                    : status == 530 ? "Virtual host not available"
+                                    : "Broker unavailable";
+    int code = (status == 403 || status == 530) ? CLOSE_POLICY : CLOSE_INTERNAL;
+    char detail[320];
+    snprintf(detail, sizeof(detail), "login '%s': %s", s->login, message);
+    error_close(s, (uint16_t)code, m, NULL, detail);
+    return;
+  }
+  s->state = S_CONNECTED;
+  sg_buf_t *b = &scratch;
+  char hb[48], sess[32];
+  sg_buf_reset(b);
+  sg_stomp_encode_start(b, SG_STOMP_CONNECTED);
+  if (s->version >= 11)
+    sg_stomp_encode_headerz(b, s->version, SG_STOMP_CONNECTED, "version",
+                            s->version == 12 ? "1.2" : "1.1");
+  snprintf(hb, sizeof(hb), "%" PRIu64 ",%" PRIu64, s->hb_send_ms, s->hb_recv_ms);
+  sg_stomp_encode_headerz(b, s->version, SG_STOMP_CONNECTED, "heart-beat", hb);
+  sg_stomp_encode_headerz(b, s->version, SG_STOMP_CONNECTED, "server", "stompgate/" SG_VERSION);
+  snprintf(sess, sizeof(sess), "session-%" PRIu64, s->id);
+  sg_stomp_encode_headerz(b, s->version, SG_STOMP_CONNECTED, "session", sess);
+  sg_stomp_encode_finish(b, NULL, 0);
+  send_frame_buf(s, b);
+  sg_log_info("session-%" PRIu64 " connected as '%s' (STOMP %d.%d, heart-beat %s)", s->id,
+              s->login, s->version / 10, s->version % 10, hb);
+  uint64_t tick = 0;
+  if (s->hb_send_ms) tick = s->hb_send_ms / 2;
+  if (s->hb_recv_ms && (tick == 0 || s->hb_recv_ms / 2 < tick)) tick = s->hb_recv_ms / 2;
+  if (tick) {
+    if (tick < 5) tick = 5;
+    s->hb_tick_ms = tick;
+    uv_timer_start(&s->timer, heartbeat_cb, tick, tick);
+  }
+  /* Frames that arrived while the login ran. */
+  size_t n = s->npending;
+  sg_stomp_frame_t **q = s->pending;
+  s->pending = NULL;
+  s->npending = s->pending_cap = 0;
+  size_t i = 0;
+  for (; i < n && s->state == S_CONNECTED; i++) process_frame(s, q[i], 0);
+  for (; i < n; i++) sg_stomp_frame_free(q[i]);
+  free(q);
+}
+
+static void amqp_delivery_cb(sg_amqp_t *a, const sg_amqp_delivery_t *d) {
+  sg_session_t *s = container_of(a, sg_session_t, amqp);
+  if (s->state != S_CONNECTED) return;
+  sg_sub_t *sub = sub_by_tag(s, d->consumer_tag);
+  if (sub == NULL) return;
+  if (sub->cancelled) {
+    /* Already in flight when the cancel went out: give it back. */
+    if (sub->ack_mode != ACK_AUTO) {
+      amqp_basic_reject_t r = {d->delivery_tag, 1};
+      sg_amqp_send(a, AMQP_BASIC_REJECT_METHOD, &r);
+    }
+    return;
+  }
+  if (sub->ack_mode != ACK_AUTO && unacked_push(sub, d->delivery_tag) != 0) {
+    error_close(s, CLOSE_INTERNAL, "Internal error", NULL, "out of memory");
+    return;
+  }
+  sg_buf_t *b = &scratch;
+  int v = s->version;
+  char mid[320], num[32];
+  sg_buf_reset(b);
+  sg_stomp_encode_start(b, SG_STOMP_MESSAGE);
+  sg_stomp_encode_headerz(b, v, SG_STOMP_MESSAGE, "subscription", sub->id);
+  sg_buf_t dest;
+  sg_buf_init(&dest);
+  sg_dest_format(&dest, d->exchange.bytes, d->exchange.len, d->routing_key.bytes,
+                 d->routing_key.len);
+  sg_stomp_encode_header(b, v, SG_STOMP_MESSAGE, "destination", 11, dest.base ? dest.base : "",
+                         dest.len);
+  sg_buf_free(&dest);
+  snprintf(mid, sizeof(mid), "%s@@session-%" PRIu64 "@@%" PRIu64, sub->tag, s->id,
+           d->delivery_tag);
+  sg_stomp_encode_headerz(b, v, SG_STOMP_MESSAGE, "message-id", mid);
+  if (v >= 12 && sub->ack_mode != ACK_AUTO) sg_stomp_encode_headerz(b, v, SG_STOMP_MESSAGE, "ack", mid);
+  sg_stomp_encode_headerz(b, v, SG_STOMP_MESSAGE, "redelivered", d->redelivered ? "true" : "false");
+  const amqp_basic_properties_t *p = d->props;
+  if (p) {
+    amqp_flags_t fl = p->_flags;
+#define BYTES_HDR(flag, field, name)                                                       \
+  if (fl & (flag))                                                                        \
+    sg_stomp_encode_header(b, v, SG_STOMP_MESSAGE, name, sizeof(name) - 1, p->field.bytes, \
+                           p->field.len);
+    BYTES_HDR(AMQP_BASIC_CONTENT_TYPE_FLAG, content_type, "content-type")
+    BYTES_HDR(AMQP_BASIC_CONTENT_ENCODING_FLAG, content_encoding, "content-encoding")
+    BYTES_HDR(AMQP_BASIC_CORRELATION_ID_FLAG, correlation_id, "correlation-id")
+    BYTES_HDR(AMQP_BASIC_EXPIRATION_FLAG, expiration, "expiration")
+    BYTES_HDR(AMQP_BASIC_MESSAGE_ID_FLAG, message_id, "amqp-message-id")
+    BYTES_HDR(AMQP_BASIC_TYPE_FLAG, type, "type")
+    BYTES_HDR(AMQP_BASIC_USER_ID_FLAG, user_id, "user-id")
+    BYTES_HDR(AMQP_BASIC_APP_ID_FLAG, app_id, "app-id")
+#undef BYTES_HDR
+    if (fl & AMQP_BASIC_REPLY_TO_FLAG) {
+      /* A bare queue name becomes a destination a STOMP client can SEND to. */
+      sg_buf_t rt;
+      sg_buf_init(&rt);
+      if (p->reply_to.len == 0 || ((const char *)p->reply_to.bytes)[0] != '/')
+        sg_buf_appendz(&rt, "/reply-queue/");
+      sg_buf_append(&rt, p->reply_to.bytes, p->reply_to.len);
+      sg_stomp_encode_header(b, v, SG_STOMP_MESSAGE, "reply-to", 8, rt.base ? rt.base : "", rt.len);
+      sg_buf_free(&rt);
+    }
+    if ((fl & AMQP_BASIC_DELIVERY_MODE_FLAG) && p->delivery_mode == AMQP_DELIVERY_PERSISTENT)
+      sg_stomp_encode_headerz(b, v, SG_STOMP_MESSAGE, "persistent", "true");
+    if (fl & AMQP_BASIC_PRIORITY_FLAG) {
+      snprintf(num, sizeof(num), "%u", p->priority);
+      sg_stomp_encode_headerz(b, v, SG_STOMP_MESSAGE, "priority", num);
+    }
+    if (fl & AMQP_BASIC_TIMESTAMP_FLAG) {
+      snprintf(num, sizeof(num), "%" PRIu64, p->timestamp);
+      sg_stomp_encode_headerz(b, v, SG_STOMP_MESSAGE, "timestamp", num);
+    }
+    if (fl & AMQP_BASIC_HEADERS_FLAG) {
+      for (int i = 0; i < p->headers.num_entries; i++) {
+        const amqp_table_entry_t *e = &p->headers.entries[i];
+        char key[256];
+        snprintf(key, sizeof(key), "%.*s", (int)e->key.len, (const char *)e->key.bytes);
+        if (is_reserved_send_header(key)) continue;
+        const amqp_field_value_t *fv = &e->value;
+        const char *val = num;
+        size_t vl;
+        switch (fv->kind) {
+        case AMQP_FIELD_KIND_UTF8:
+        case AMQP_FIELD_KIND_BYTES:
+          val = fv->value.bytes.bytes;
+          vl = fv->value.bytes.len;
+          break;
+        case AMQP_FIELD_KIND_BOOLEAN:
+          val = fv->value.boolean ? "true" : "false";
+          vl = strlen(val);
+          break;
+        case AMQP_FIELD_KIND_I8: vl = (size_t)snprintf(num, sizeof(num), "%d", fv->value.i8); break;
+        case AMQP_FIELD_KIND_U8: vl = (size_t)snprintf(num, sizeof(num), "%u", fv->value.u8); break;
+        case AMQP_FIELD_KIND_I16: vl = (size_t)snprintf(num, sizeof(num), "%d", fv->value.i16); break;
+        case AMQP_FIELD_KIND_U16: vl = (size_t)snprintf(num, sizeof(num), "%u", fv->value.u16); break;
+        case AMQP_FIELD_KIND_I32: vl = (size_t)snprintf(num, sizeof(num), "%d", fv->value.i32); break;
+        case AMQP_FIELD_KIND_U32: vl = (size_t)snprintf(num, sizeof(num), "%u", fv->value.u32); break;
+        case AMQP_FIELD_KIND_I64:
+          vl = (size_t)snprintf(num, sizeof(num), "%" PRId64, fv->value.i64);
+          break;
+        case AMQP_FIELD_KIND_U64:
+        case AMQP_FIELD_KIND_TIMESTAMP:
+          vl = (size_t)snprintf(num, sizeof(num), "%" PRIu64, fv->value.u64);
+          break;
+        case AMQP_FIELD_KIND_F32: vl = (size_t)snprintf(num, sizeof(num), "%g", fv->value.f32); break;
+        case AMQP_FIELD_KIND_F64: vl = (size_t)snprintf(num, sizeof(num), "%g", fv->value.f64); break;
+        default:
+          continue; /* tables, arrays, void: no STOMP form */
+        }
+        sg_stomp_encode_header(b, v, SG_STOMP_MESSAGE, e->key.bytes, e->key.len, val, vl);
+      }
+    }
+  }
+  sg_stomp_encode_finish(b, d->body, d->body_len);
+  send_frame_buf(s, b);
+}
+
+static void amqp_confirm_cb(sg_amqp_t *a, uint64_t tag, int multiple, int ack) {
+  sg_session_t *s = container_of(a, sg_session_t, amqp);
+  if (s->state != S_CONNECTED) return;
+  if (!ack) {
+    const char *rid = NULL;
+    for (sg_receipt_t *r = s->rc_head; r; r = r->next)
+      if (r->pub_seq >= tag) {
+        rid = r->id;
+        break;
+      }
+    char detail[64];
+    snprintf(detail, sizeof(detail), "publish %" PRIu64 " was nacked", tag);
+    s->close_reason = "publish rejected by the broker";
+    send_error(s, "Message rejected by the broker", rid, detail);
+    sg_ws_close(&s->ws, CLOSE_INTERNAL, "Message rejected by the broker");
+    session_teardown(s);
+    return;
+  }
+  if (multiple) {
+    if (tag > s->confirmed) s->confirmed = tag;
+  } else if (tag == s->confirmed + 1) {
+    s->confirmed = tag;
+  } else if (tag > s->confirmed) {
+    if (s->nooo == s->ooo_cap) {
+      size_t cap = s->ooo_cap ? s->ooo_cap * 2 : 16;
+      uint64_t *n = realloc(s->ooo, cap * sizeof(*n));
+      if (n == NULL) return;
+      s->ooo = n;
+      s->ooo_cap = cap;
+    }
+    s->ooo[s->nooo++] = tag;
+  }
+  confirm_advance(s);
+  flush_receipts(s);
+}
+
+static void amqp_progress_cb(sg_amqp_t *a) {
+  sg_session_t *s = container_of(a, sg_session_t, amqp);
+  reap_cancelled(s);
+  flush_receipts(s);
+}
+
+static void amqp_cancel_cb(sg_amqp_t *a, amqp_bytes_t tag) {
+  sg_session_t *s = container_of(a, sg_session_t, amqp);
+  sg_sub_t *sub = sub_by_tag(s, tag);
+  if (sub == NULL || sub->cancelled || s->state != S_CONNECTED) return;
+  char detail[300];
+  snprintf(detail, sizeof(detail), "the broker cancelled subscription '%s' (queue '%s' deleted?)",
+           sub->id, sub->queue);
+  error_close(s, CLOSE_INTERNAL, "Subscription cancelled by the broker", NULL, detail);
+}
+
+static void amqp_lost_cb(sg_amqp_t *a, int code, const char *text) {
+  sg_session_t *s = container_of(a, sg_session_t, amqp);
+  if (s->state == S_CLOSING) return;
+  const char *m;
+  uint16_t wc = CLOSE_PROTOCOL;
+  switch (code) {
+  case 404: m = "Not found"; break;
+  case 403: m = "Access refused"; wc = CLOSE_POLICY; break;
+  case 406: m = "Precondition failed"; break;
+  case 405: m = "Resource locked"; break;
+  case 0: m = "Broker connection lost"; wc = CLOSE_INTERNAL; break;
+  default: m = "Broker error"; wc = CLOSE_INTERNAL; break;
+  }
+  /* The failing command is the oldest one still waiting for its receipt,
+   * if it asked for one. */
+  const char *rid = NULL;
+  for (sg_receipt_t *r = s->rc_head; r; r = r->next)
+    if (r->rpc_seq > a->rpc_done) {
+      rid = r->id;
+      break;
+    }
+  snprintf(s->reason_buf, sizeof(s->reason_buf), "ERROR %s: %s", m, text);
+  s->close_reason = s->reason_buf;
+  send_error(s, m, rid, text);
+  sg_ws_close(&s->ws, wc, m);
+  session_teardown(s);
+}
+
+static void amqp_closed_cb(sg_amqp_t *a) {
+  sg_session_t *s = container_of(a, sg_session_t, amqp);
+  s->amqp_closed = 1;
+  maybe_free(s);
+}
+
+static const sg_amqp_cbs_t amqp_cbs = {amqp_open_cb,    amqp_delivery_cb, amqp_confirm_cb,
+                                       amqp_progress_cb, amqp_cancel_cb,  amqp_lost_cb,
+                                       amqp_closed_cb};
+
+/* ---------- life cycle ---------- */
+
+static void timer_closed_cb(uv_handle_t *h) {
+  sg_session_t *s = h->data;
+  s->timer_closed = 1;
+  maybe_free(s);
+}
+
+static void session_teardown(sg_session_t *s) {
+  if (s->torn_down) return;
+  s->torn_down = 1;
+  s->state = S_CLOSING;
+  sg_log_info("session-%" PRIu64 " closed (%s): %s", s->id, s->ws.peer,
+              s->close_reason ? s->close_reason : "closed");
+  uv_close((uv_handle_t *)&s->timer, timer_closed_cb);
+  if (s->amqp.state != SG_AMQP_IDLE) sg_amqp_close(&s->amqp);
+  else s->amqp_closed = 1;
+}
+
+int sg_session_accept(uv_stream_t *server, const sg_config_t *cfg) {
+  sg_session_t *s = calloc(1, sizeof(*s));
+  if (s == NULL) return SG_ERR_NOMEM;
+  s->cfg = cfg;
+  s->id = next_session_id++;
+  s->version = 12;
+  s->rc_tail = &s->rc_head;
+  sg_stomp_limits_t lim = {cfg->max_frame_size, cfg->max_headers, cfg->max_header_size};
+  sg_stomp_parser_init(&s->parser, &lim);
+  int r = sg_ws_init(server->loop, &s->ws, cfg, &ws_cbs);
+  if (r) {
+    sg_stomp_parser_free(&s->parser);
+    free(s);
+    return r;
+  }
+  uv_timer_init(server->loop, &s->timer);
+  s->timer.data = s;
+  live_sessions++;
+  r = uv_accept(server, (uv_stream_t *)&s->ws.tcp);
+  if (r) {
+    s->close_reason = "accept failed";
+    s->state = S_CLOSING;
+    s->torn_down = 1;
+    s->amqp_closed = 1;
+    uv_close((uv_handle_t *)&s->timer, timer_closed_cb);
+    sg_ws_abort(&s->ws);
+    return r;
+  }
+  sg_ws_start(&s->ws);
+  return 0;
+}
