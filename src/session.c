@@ -1011,7 +1011,7 @@ static void process_frame(sg_session_t *s, sg_stomp_frame_t *f, int in_commit) {
     error_close(s, CLOSE_PROTOCOL, "Already connected", f, NULL);
     break;
   default: {
-    char detail[96];
+    char detail[160];
     snprintf(detail, sizeof(detail), "Could not interpret command %.64s", f->command);
     error_close(s, CLOSE_PROTOCOL, "Unknown command", f, detail);
     break;
@@ -1026,7 +1026,7 @@ static void on_frame(sg_session_t *s, sg_stomp_frame_t *f) {
     if (f->cmd == SG_STOMP_CONNECT || f->cmd == SG_STOMP_STOMP) {
       do_connect(s, f);
     } else {
-      char detail[96];
+      char detail[160];
       snprintf(detail, sizeof(detail), "the first frame must be CONNECT or STOMP, not %.64s",
                f->command);
       error_close(s, CLOSE_PROTOCOL, "Expected CONNECT", f, detail);

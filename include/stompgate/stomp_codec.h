@@ -76,7 +76,10 @@ typedef struct sg_stomp_parser {
   sg_buf_t in;        /* bytes of the frame being assembled */
   size_t scan;        /* resume offset for the current search */
   size_t head_end;    /* offset after the blank line, 0 while unknown */
-  size_t body_need;   /* content-length + 1 once known, else 0 */
+  size_t body_need;   /* unused, kept zero */
+  size_t nheaders;    /* header lines seen so far */
+  size_t clen;        /* content-length value when has_clen */
+  int head_done;      /* head_end is valid */
   int has_clen;
   unsigned long heartbeats; /* EOLs seen between frames */
 } sg_stomp_parser_t;

@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: MIT */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <string.h>
+
+#include "stompgate/err.h"
+#include "stompgate/http_upgrade.h"
+
+static const sg_http_upgrade_opts_t opts = {"/ws", 4096};
+
+#define GOOD_HEADERS                        \
+  "Host: localhost\r\n"                     \
+  "Upgrade: websocket\r\n"                  \
+  "Connection: keep-alive, Upgrade\r\n"     \
+  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" \
+  "Sec-WebSocket-Version: 13\r\n"
+
+static int parse(const char *s, sg_http_request_t *req) {
+  return sg_http_upgrade_parse(s, strlen(s), &opts, req);
+}
+
+static void accept_rfc_example(void **state) {
+  (void)state;
+  sg_http_request_t req;
+  assert_int_equal(parse("GET /ws?x=1 HTTP/1.1\r\n" GOOD_HEADERS
+                         "Sec-WebSocket-Protocol: v10.stomp, v11.stomp\r\n\r\n", &req), 0);
+  assert_int_equal(req.status, 101);
+  assert_string_equal(req.accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+  assert_int_equal(req.stomp_version, 11);
+  assert_int_equal(req.query.len, 3);
+  sg_buf_t b;
+  sg_buf_init(&b);
+  assert_int_equal(sg_http_upgrade_accept(&req, &b), 0);
+  assert_non_null(strstr(b.base, "Sec-WebSocket-Protocol: v11.stomp\r\n"));
+  assert_non_null(strstr(b.base, "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+  sg_buf_free(&b);
+}
+
+static void subprotocols(void **state) {
+  (void)state;
+  sg_http_request_t req;
+  assert_int_equal(parse("GET /ws HTTP/1.1\r\n" GOOD_HEADERS
+                         "Sec-WebSocket-Protocol: v10.stomp\r\n"
+                         "Sec-WebSocket-Protocol: v12.stomp\r\n\r\n", &req), 0);
+  assert_int_equal(req.stomp_version, 12);
+  assert_int_equal(parse("GET /ws HTTP/1.1\r\n" GOOD_HEADERS "\r\n", &req), 0);
+  assert_int_equal(req.status, 101);
+  assert_int_equal(req.stomp_version, 0);
+}
+
+static void incomplete_and_too_large(void **state) {
+  (void)state;
+  sg_http_request_t req;
+  assert_int_equal(parse("GET /ws HTTP/1.1\r\nHost: x\r\n", &req), SG_ERR_AGAIN);
+  char big[5000];
+  memset(big, 'a', sizeof(big));
+  memcpy(big, "GET /ws HTTP/1.1\r\nX: ", 21);
+  assert_int_equal(sg_http_upgrade_parse(big, sizeof(big), &opts, &req), 0);
+  assert_int_equal(req.status, 431);
+}
+
+static void expect_status(const char *s, int status) {
+  sg_http_request_t req;
+  assert_int_equal(parse(s, &req), 0);
+  assert_int_equal(req.status, status);
+  assert_non_null(req.reason);
+}
+
+static void refusals(void **state) {
+  (void)state;
+  expect_status("GET /other HTTP/1.1\r\n" GOOD_HEADERS "\r\n", 404);
+  expect_status("POST /ws HTTP/1.1\r\n" GOOD_HEADERS "\r\n", 405);
+  expect_status("GET /ws HTTP/1.0\r\n" GOOD_HEADERS "\r\n", 400);
+  expect_status("GET /ws\r\n\r\n", 400);
+  expect_status("GET /ws HTTP/1.1\r\nHost: x\r\n\r\n", 426);
+  expect_status("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+                400);
+  expect_status("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n",
+                426);
+  expect_status("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Key: short\r\nSec-WebSocket-Version: 13\r\n\r\n",
+                400);
+  expect_status("GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+                400);
+  expect_status("GET /ws HTTP/1.1\r\nBad Header\r\n\r\n", 400);
+}
+
+static void error_response(void **state) {
+  (void)state;
+  sg_buf_t b;
+  sg_buf_init(&b);
+  assert_int_equal(sg_http_response_error(&b, 426, "Expected a WebSocket upgrade",
+                                          "Upgrade: websocket\r\n"), 0);
+  assert_true(strncmp(b.base, "HTTP/1.1 426 Upgrade Required\r\n", 31) == 0);
+  assert_non_null(strstr(b.base, "Upgrade: websocket\r\n"));
+  assert_non_null(strstr(b.base, "Content-Length: 29\r\n"));
+  assert_non_null(strstr(b.base, "\r\n\r\nExpected a WebSocket upgrade\n"));
+  sg_buf_free(&b);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(accept_rfc_example), cmocka_unit_test(subprotocols),
+      cmocka_unit_test(incomplete_and_too_large), cmocka_unit_test(refusals),
+      cmocka_unit_test(error_response),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
