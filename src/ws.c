@@ -5,6 +5,7 @@
  * uv_write per socket. */
 #include "ws.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -144,6 +145,13 @@ static int ws_write_out(sg_ws_t *ws) {
 
 static void ws_flush(sg_ws_t *ws) {
   if (ws->state == SG_WS_CLOSED) return;
+  if (ws->ctx != NULL && ws->close_pending && wslay_event_get_queued_msg_count(ws->ctx) == 0) {
+    /* wslay sends control frames ahead of queued messages; a close queued
+     * early would overtake the ERROR frame it follows. */
+    ws->close_pending = 0;
+    wslay_event_queue_close(ws->ctx, ws->close_code, (const uint8_t *)ws->close_reason,
+                            strlen(ws->close_reason));
+  }
   if (ws->ctx != NULL) {
     /* Keep at most one chunk in flight so a reader that stops reading
      * leaves its messages in wslay's queue, where they are counted. */
@@ -162,6 +170,10 @@ static void ws_flush(sg_ws_t *ws) {
   }
   if (ws_write_out(ws) < 0) {
     ws_close_handles(ws);
+    return;
+  }
+  if (ws->close_pending && ws->ctx && wslay_event_get_queued_msg_count(ws->ctx) == 0) {
+    ws_queue_flush(ws);
     return;
   }
   if (ws->state == SG_WS_CLOSING && !ws->shut &&
@@ -452,9 +464,10 @@ void sg_ws_close(sg_ws_t *ws, uint16_t code, const char *reason) {
     return;
   }
   if (ws->state == SG_WS_OPEN) {
-    size_t rl = reason ? strlen(reason) : 0;
-    if (rl > 123) rl = 123; /* a control frame carries at most 125 bytes */
-    wslay_event_queue_close(ws->ctx, code, (const uint8_t *)reason, rl);
+    /* A control frame carries at most 125 bytes: code plus 123 of reason. */
+    snprintf(ws->close_reason, sizeof(ws->close_reason), "%s", reason ? reason : "");
+    ws->close_code = code;
+    ws->close_pending = 1;
     ws->state = SG_WS_CLOSING;
     uv_timer_start(&ws->timer, close_timeout_cb, WS_CLOSE_TIMEOUT_MS, 0);
   }

@@ -47,6 +47,9 @@ struct sg_ws {
   unsigned gone : 1;       /* on_gone_cb was called */
   unsigned shut : 1;       /* uv_shutdown was requested */
   unsigned flush_queued : 1;
+  unsigned close_pending : 1; /* close to queue once the messages before it are out */
+  uint16_t close_code;
+  char close_reason[124];
   sg_ws_t *flush_next;
   uint64_t last_rx;     /* uv_now of the last byte read */
   uint64_t last_tx;     /* uv_now of the last message queued */

@@ -1,2 +1,18 @@
 #!/usr/bin/env bash
-echo "1..0 # SKIP placeholder"
+# SPDX-License-Identifier: MIT
+# Runs the end-to-end cases: starts a private RabbitMQ on free loopback
+# ports, runs every test/e2e/*.test.mjs with node's test runner (TAP on
+# stdout), stops the broker by PID.
+set -u
+src=${STOMPGATE_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
+cd "$src"
+: "${STOMPGATE_BIN:?STOMPGATE_BIN must name the stompgate binary}"
+export STOMPGATE_BIN
+[ -d node_modules/@stomp/stompjs ] || npm ci --no-audit --no-fund >&2
+. test/lib/rabbitmq.sh
+dir=$(mktemp -d /tmp/sg-e2e.XXXXXX)
+chmod 755 "$dir" # the broker runs as the rabbitmq user
+trap 'rmq_stop "$dir/broker"; rm -rf "$dir"' EXIT
+rmq_start "$dir/broker" >&2 || { echo "Bail out! RabbitMQ did not start"; exit 1; }
+export SG_AMQP_PORT=$RMQ_AMQP_PORT SG_TMP=$dir
+node --test --test-reporter=tap --test-concurrency=1 test/e2e/*.test.mjs

@@ -1,0 +1,180 @@
+// SPDX-License-Identifier: MIT
+// Helpers for end-to-end cases: a stompgate process per file, real clients
+// (@stomp/stompjs, ws, amqplib) and the broker started by run.sh.
+import { spawn } from 'node:child_process';
+import net from 'node:net';
+import { randomBytes } from 'node:crypto';
+import WebSocket from 'ws';
+import { Client } from '@stomp/stompjs';
+import amqp from 'amqplib';
+
+export const AMQP_PORT = +process.env.SG_AMQP_PORT;
+export const BIN = process.env.STOMPGATE_BIN;
+
+export function uniq(prefix = 't') {
+  return `${prefix}-${randomBytes(5).toString('hex')}`;
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+async function waitPort(port, ms = 10000) {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    const ok = await new Promise((r) => {
+      const c = net.connect(port, '127.0.0.1');
+      c.on('connect', () => { c.destroy(); r(true); });
+      c.on('error', () => r(false));
+    });
+    if (ok) return;
+    await sleep(50);
+  }
+  throw new Error(`port ${port} did not open`);
+}
+
+// Starts stompgate in front of the given AMQP port; returns a handle with
+// url, port, log() and stop().
+export async function startGateway(extra = [], amqpPort = AMQP_PORT) {
+  const port = await freePort();
+  const args = ['--listen', `127.0.0.1:${port}`, '--broker', `amqp://guest:guest@127.0.0.1:${amqpPort}/`,
+    '--log-level', 'info', ...extra];
+  const child = spawn(BIN, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  child.stderr.on('data', (d) => { log += d; });
+  const exited = new Promise((r) => child.on('exit', (code, sig) => r({ code, sig })));
+  await waitPort(port);
+  return {
+    port,
+    url: `ws://127.0.0.1:${port}/ws`,
+    child,
+    log: () => log,
+    exited,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return exited;
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+      const r = await exited;
+      clearTimeout(t);
+      return r;
+    },
+  };
+}
+
+// A @stomp/stompjs client; connect() resolves with the CONNECTED frame or
+// rejects with the ERROR frame / close.
+export function stompClient(url, opts = {}) {
+  const client = new Client({
+    webSocketFactory: () => new WebSocket(url, opts.protocols ?? ['v12.stomp', 'v11.stomp', 'v10.stomp']),
+    connectHeaders: opts.connectHeaders ?? { login: 'guest', passcode: 'guest' },
+    reconnectDelay: 0,
+    heartbeatIncoming: opts.heartbeatIncoming ?? 0,
+    heartbeatOutgoing: opts.heartbeatOutgoing ?? 0,
+    debug: () => {},
+  });
+  client.errors = [];
+  client.onStompError = (f) => client.errors.push(f);
+  return client;
+}
+
+export function connect(client, ms = 10000) {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error('connect timed out')), ms);
+    client.onConnect = (f) => { clearTimeout(t); resolve(f); };
+    client.onStompError = (f) => { client.errors.push(f); clearTimeout(t); reject(Object.assign(new Error(f.headers.message), { frame: f })); };
+    client.onWebSocketClose = (e) => { clearTimeout(t); reject(Object.assign(new Error('closed'), { event: e })); };
+    client.activate();
+  });
+}
+
+export async function connected(url, opts) {
+  const c = stompClient(url, opts);
+  await connect(c);
+  return c;
+}
+
+export function receipt(client, id, ms = 10000) {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`no RECEIPT ${id}`)), ms);
+    client.watchForReceipt(id, (f) => { clearTimeout(t); resolve(f); });
+  });
+}
+
+// Subscribes and waits for the subscription's RECEIPT so that later
+// publishes are routed to it. Messages collect in the returned array.
+export async function subscribe(client, destination, headers = {}, onMessage) {
+  const msgs = [];
+  const rid = uniq('r');
+  const sub = client.subscribe(destination, (m) => { msgs.push(m); onMessage?.(m); }, { ...headers, receipt: rid });
+  await receipt(client, rid);
+  msgs.sub = sub;
+  return msgs;
+}
+
+export async function waitFor(pred, ms = 10000, what = 'condition') {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (pred()) return;
+    await sleep(20);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+export async function amqpConnect() {
+  return amqp.connect(`amqp://guest:guest@127.0.0.1:${AMQP_PORT}`);
+}
+
+// A raw WebSocket speaking STOMP by hand, for what a client library hides.
+export function rawWs(url, protocols = ['v12.stomp']) {
+  const ws = new WebSocket(url, protocols);
+  ws.frames = [];
+  ws.binaryFlags = [];
+  ws.closed = new Promise((r) => ws.on('close', (code, reason) => r({ code, reason: reason.toString() })));
+  ws.on('message', (data, isBinary) => { ws.frames.push(data.toString('latin1')); ws.binaryFlags.push(isBinary); });
+  ws.on('error', () => {});
+  ws.opened = new Promise((resolve, reject) => { ws.on('open', resolve); ws.on('error', reject); });
+  ws.frame = (cmd, headers = {}, body = '') => {
+    let s = cmd + '\n';
+    for (const [k, v] of Object.entries(headers)) s += `${k}:${v}\n`;
+    return s + '\n' + body + '\0';
+  };
+  ws.waitFrame = async (prefix, ms = 10000) => {
+    await waitFor(() => ws.frames.some((f) => f.startsWith(prefix)), ms, `frame ${prefix}`);
+    return ws.frames.find((f) => f.startsWith(prefix));
+  };
+  return ws;
+}
+
+export function parseFrame(s) {
+  const i = s.indexOf('\n\n');
+  const lines = s.slice(0, i).split('\n');
+  const headers = {};
+  for (const l of lines.slice(1)) {
+    const c = l.indexOf(':');
+    if (!(l.slice(0, c) in headers)) headers[l.slice(0, c)] = l.slice(c + 1);
+  }
+  return { command: lines[0], headers, body: s.slice(i + 2, s.lastIndexOf('\0')) };
+}
+
+// Sends raw bytes over TCP and returns everything the server wrote until it
+// closed the connection.
+export function rawHttp(port, request, ms = 10000) {
+  return new Promise((resolve, reject) => {
+    const c = net.connect(port, '127.0.0.1');
+    let out = '';
+    const t = setTimeout(() => { c.destroy(); reject(new Error('no close')); }, ms);
+    c.on('connect', () => c.write(request));
+    c.on('data', (d) => { out += d.toString('latin1'); });
+    c.on('close', () => { clearTimeout(t); resolve(out); });
+    c.on('error', () => {});
+  });
+}

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# Starts and stops a private RabbitMQ node on loopback, without a service
+# manager, in its own directory and on free ports.
+#
+#   source test/lib/rabbitmq.sh
+#   rmq_start DIR [web_stomp]   # sets RMQ_PID RMQ_AMQP_PORT RMQ_WEBSTOMP_PORT RMQ_NODE
+#   rmq_stop DIR
+#   rmq_ctl DIR args...         # rabbitmqctl against that node
+
+free_port() {
+  node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
+}
+
+rmq_env() {
+  local d=$1
+  export RABBITMQ_MNESIA_BASE=$d/mnesia RABBITMQ_LOG_BASE=$d/log \
+    RABBITMQ_NODENAME=$(cat "$d/nodename") RABBITMQ_NODE_PORT=$(cat "$d/amqp_port") \
+    RABBITMQ_DIST_PORT=$(cat "$d/dist_port") RABBITMQ_CONFIG_FILE=$d/rabbitmq \
+    RABBITMQ_ENABLED_PLUGINS_FILE=$d/enabled_plugins HOME=$d
+}
+
+rmq_ctl() {
+  local d=$1; shift
+  # The Debian wrapper runs the CLI as the rabbitmq user with its own HOME,
+  # so the node's cookie is passed explicitly.
+  ( rmq_env "$d"; rabbitmqctl -n "$RABBITMQ_NODENAME" --erlang-cookie "$(cat "$d/.erlang.cookie")" "$@" )
+}
+
+rmq_start() {
+  local d=$1 plugins=${2:-}
+  mkdir -p "$d"
+  local amqp dist ws stomp
+  amqp=${RMQ_FIXED_AMQP_PORT:-$(free_port)}; dist=$(free_port); ws=$(free_port); stomp=$(free_port)
+  echo "sg$RANDOM$RANDOM@localhost" > "$d/nodename"
+  echo "$amqp" > "$d/amqp_port"; echo "$dist" > "$d/dist_port"
+  {
+    echo "listeners.tcp.default = 127.0.0.1:$amqp"
+    echo "loopback_users = none"
+    if [ -n "$plugins" ]; then
+      echo "web_stomp.tcp.port = $ws"
+      echo "web_stomp.tcp.ip = 127.0.0.1"
+      echo "stomp.listeners.tcp.1 = 127.0.0.1:$stomp"
+    fi
+  } > "$d/rabbitmq.conf"
+  if [ -n "$plugins" ]; then echo '[rabbitmq_web_stomp].' > "$d/enabled_plugins"; else echo '[].' > "$d/enabled_plugins"; fi
+  chown -R rabbitmq:rabbitmq "$d"
+  (
+    rmq_env "$d"
+    ulimit -n 20000 2>/dev/null || true
+    cd "$d"
+    # A process group of its own, so stopping it stops every child.
+    exec setsid setpriv --reuid rabbitmq --regid rabbitmq --init-groups \
+      /usr/lib/rabbitmq/bin/rabbitmq-server > "$d/server.out" 2>&1
+  ) &
+  echo $! > "$d/pid"
+  local i
+  for i in $(seq 1 120); do
+    if node -e 'const c=require("net").connect(+process.argv[1],"127.0.0.1");c.on("connect",()=>process.exit(0));c.on("error",()=>process.exit(1))' "$amqp" 2>/dev/null; then
+      break
+    fi
+    if ! kill -0 "$(cat "$d/pid")" 2>/dev/null; then
+      echo "rabbitmq-server exited early:" >&2; tail -20 "$d/server.out" >&2; return 1
+    fi
+    sleep 0.5
+  done
+  rmq_ctl "$d" await_startup >/dev/null 2>&1 || { echo "rabbitmq did not start" >&2; tail -20 "$d/server.out" >&2; return 1; }
+  if [ -n "$plugins" ]; then
+    for i in $(seq 1 60); do
+      node -e 'const c=require("net").connect(+process.argv[1],"127.0.0.1");c.on("connect",()=>process.exit(0));c.on("error",()=>process.exit(1))' "$ws" 2>/dev/null && break
+      sleep 0.5
+    done
+  fi
+  # Test users: one with full rights on /, one with none, and a second vhost.
+  rmq_ctl "$d" add_user sgtest sgpass >/dev/null
+  rmq_ctl "$d" set_permissions -p / sgtest '.*' '.*' '.*' >/dev/null
+  rmq_ctl "$d" add_user sgnoperm sgpass >/dev/null
+  rmq_ctl "$d" add_vhost sgvhost >/dev/null
+  rmq_ctl "$d" set_permissions -p sgvhost guest '.*' '.*' '.*' >/dev/null
+  RMQ_PID=$(cat "$d/pid"); RMQ_AMQP_PORT=$amqp; RMQ_WEBSTOMP_PORT=$ws; RMQ_NODE=$(cat "$d/nodename")
+  export RMQ_PID RMQ_AMQP_PORT RMQ_WEBSTOMP_PORT RMQ_NODE
+}
+
+rmq_stop() {
+  local d=$1 pid
+  pid=$(cat "$d/pid" 2>/dev/null) || return 0
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
+  local i
+  for i in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+  kill -KILL -- "-$pid" 2>/dev/null || true
+  # epmd is started detached by the node; stop it too when nothing else uses it.
+  pkill -u rabbitmq -f "beam.*$(cat "$d/nodename")" 2>/dev/null || true
+  rm -f "$d/pid"
+}
+
+# Command-line use: rabbitmq.sh start DIR [web_stomp] | stop DIR
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  set -e
+  case "${1:-}" in
+    start) rmq_start "$2" "${3:-}"; echo "AMQP 127.0.0.1:$RMQ_AMQP_PORT pid $RMQ_PID" ;;
+    stop) rmq_stop "$2" ;;
+    *) echo "usage: $0 start DIR [web_stomp] | stop DIR" >&2; exit 2 ;;
+  esac
+fi
