@@ -4,6 +4,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startGateway, connected, stompClient, connect, rawWs, rawHttp, parseFrame, waitFor, sleep, uniq, freePort } from './lib/harness.mjs';
 import { spawn } from 'node:child_process';
+import os from 'node:os';
 
 let gw;
 before(async () => { gw = await startGateway(['--max-frame-size', '65536', '--heartbeat-min', '100']); });
@@ -185,7 +186,7 @@ test('HTTP refusals before the upgrade', async () => {
 });
 
 test('killing the broker mid-session yields ERROR frames, not a crash', async () => {
-  const dir = `${process.env.SG_TMP}/b2-${uniq('x')}`;
+  const dir = `${process.env.SG_TMP ?? os.tmpdir()}/b2-${uniq('x')}`;
   const start = spawn('bash', ['-c', `. test/lib/rabbitmq.sh; rmq_start ${dir} >&2 && echo $RMQ_AMQP_PORT`], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   start.stdout.on('data', (d) => { out += d; });
