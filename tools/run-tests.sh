@@ -19,21 +19,24 @@ count() {
   python3 - "$1/meson-logs/testlog.txt" >>"$results" <<'PY'
 import re, sys
 text = open(sys.argv[1], errors="replace").read()
-passed = failed = 0
+passed = failed = skipped = 0
 for block in re.split(r"^=+ \d+/\d+ =+$", text, flags=re.M)[1:]:
     m = re.search(r"^result:\s+(.*)$", block, re.M)
     ok_exit = bool(m) and m.group(1).strip() == "exit status 0"
     out = block.split("-- stdout --", 1)[1] if "-- stdout --" in block else ""
     out = out.split("-- stderr --", 1)[0]
-    p = len(re.findall(r"^ok \d+", out, re.M))
+    oks = re.findall(r"^ok \d+.*$", out, re.M)
+    sk = sum(1 for l in oks if re.search(r"#\s*SKIP", l, re.I))
+    p = len(oks) - sk
     f = len(re.findall(r"^not ok \d+", out, re.M))
-    if p + f == 0:
+    skipped += sk
+    if p + f + sk == 0:
         p, f = (1, 0) if ok_exit else (0, 1)
     elif not ok_exit and f == 0:
         f = 1  # the runner failed outside any case (a crash, a leak report)
     passed += p
     failed += f
-print(passed, failed)
+print(passed, failed, skipped)
 PY
 }
 
@@ -41,9 +44,9 @@ run_suite() { # name builddir [meson setup args...]
   local name=$1 dir=$2; shift 2
   echo "== $name" >&2
   if [ ! -d "$dir" ]; then
-    meson setup "$dir" "$@" >&2 || { echo "0 1" >>"$results"; return; }
+    meson setup "$dir" "$@" >&2 || { echo "0 1 0" >>"$results"; return; }
   fi
-  if ! ninja -C "$dir" >&2; then echo "0 1" >>"$results"; return; fi
+  if ! ninja -C "$dir" >&2; then echo "0 1 0" >>"$results"; return; fi
   meson test -C "$dir" --print-errorlogs --num-processes 2
   count "$dir"
 }
@@ -53,12 +56,12 @@ run_suite "asan+ubsan" build-ci-asan -Db_sanitize=address,undefined -Db_lundef=f
 
 echo "== clang -Wall -Wextra -Werror" >&2
 if { [ -d build-ci-clang ] || CC=clang meson setup build-ci-clang >&2; } && ninja -C build-ci-clang >&2; then
-  echo "1 0" >>"$results"
+  echo "1 0 0" >>"$results"
 else
   echo "clang build failed" >&2
-  echo "0 1" >>"$results"
+  echo "0 1 0" >>"$results"
 fi
 
-read -r passed failed < <(awk '{p+=$1; f+=$2} END {print p+0, f+0}' "$results")
-echo "$passed passed, $failed failed"
+read -r passed failed skipped < <(awk '{p+=$1; f+=$2; s+=$3} END {print p+0, f+0, s+0}' "$results")
+echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]
