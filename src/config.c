@@ -37,13 +37,18 @@ static const char usage[] =
     "  --max-subscriptions N     subscriptions per session (default 1024)\n"
     "  --max-transactions N      open transactions per session (default 16)\n"
     "  --max-tx-frames N         frames in one transaction (default 10000)\n"
+    "  --app-prefix PREFIX       application destination prefix; SENDs under it\n"
+    "                            go to back-end services through --app-exchange\n"
+    "                            (default /app; repeatable; '' turns it off)\n"
+    "  --app-exchange NAME       topic exchange for application destinations,\n"
+    "                            declared at start-up (default stompgate.app)\n"
     "  -h, --help                show this help and exit\n"
     "  -V, --version             show the version and exit\n";
 
 enum {
   OPT_LISTEN = 256, OPT_WS_PATH, OPT_BROKER, OPT_MODE, OPT_LOG_LEVEL, OPT_MAX_FRAME,
   OPT_MAX_HEADERS, OPT_MAX_HEADER_SIZE, OPT_MAX_HEAD, OPT_HS_TIMEOUT, OPT_CONNECT_TIMEOUT,
-  OPT_HB_MIN, OPT_MAX_SUBS, OPT_MAX_TX, OPT_MAX_TX_FRAMES,
+  OPT_HB_MIN, OPT_MAX_SUBS, OPT_MAX_TX, OPT_MAX_TX_FRAMES, OPT_APP_PREFIX, OPT_APP_EXCHANGE,
 };
 
 static const struct option long_opts[] = {
@@ -62,6 +67,8 @@ static const struct option long_opts[] = {
     {"max-subscriptions", required_argument, NULL, OPT_MAX_SUBS},
     {"max-transactions", required_argument, NULL, OPT_MAX_TX},
     {"max-tx-frames", required_argument, NULL, OPT_MAX_TX_FRAMES},
+    {"app-prefix", required_argument, NULL, OPT_APP_PREFIX},
+    {"app-exchange", required_argument, NULL, OPT_APP_EXCHANGE},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -99,6 +106,33 @@ int sg_broker_addr_parse(sg_broker_addr_t *a, const char *url) {
   }
   broker_addr_free(a);
   *a = n;
+  return 0;
+}
+
+static void app_prefixes_free(sg_config_t *cfg) {
+  for (size_t i = 0; i < cfg->n_app_prefixes; i++) free(cfg->app_prefixes[i]);
+  free(cfg->app_prefixes);
+  cfg->app_prefixes = NULL;
+  cfg->n_app_prefixes = 0;
+}
+
+/* The first --app-prefix replaces the default; later ones add to it. An
+ * empty one turns application destinations off. */
+static int add_app_prefix(sg_config_t *cfg, const char *p, int *seen) {
+  if (!*seen) app_prefixes_free(cfg);
+  *seen = 1;
+  if (p[0] == '\0') return 0;
+  size_t n = strlen(p);
+  while (n > 1 && p[n - 1] == '/') n--; /* "/app/" means "/app" */
+  if (p[0] != '/' || n < 2 || n > 200) {
+    fprintf(stderr, "stompgate: invalid --app-prefix '%s' (expected /NAME)\n", p);
+    return -1;
+  }
+  char **a = realloc(cfg->app_prefixes, (cfg->n_app_prefixes + 1) * sizeof(*a));
+  if (a == NULL) return -1;
+  cfg->app_prefixes = a;
+  if ((a[cfg->n_app_prefixes] = strndup(p, n)) == NULL) return -1;
+  cfg->n_app_prefixes++;
   return 0;
 }
 
@@ -153,6 +187,10 @@ int sg_config_parse(sg_config_t *cfg, int argc, char **argv) {
   cfg->max_transactions = 16;
   cfg->max_tx_frames = 10000;
   cfg->max_pending_frames = 1000;
+  cfg->app_exchange = strdup("stompgate.app");
+  int app_prefix_seen = 0;
+  add_app_prefix(cfg, "/app", &app_prefix_seen);
+  app_prefix_seen = 0;
 
   int c;
   size_t v;
@@ -229,6 +267,17 @@ int sg_config_parse(sg_config_t *cfg, int argc, char **argv) {
     case OPT_MAX_TX_FRAMES:
       if (parse_size("--max-tx-frames", optarg, 1, 10000000, &cfg->max_tx_frames)) return 2;
       break;
+    case OPT_APP_PREFIX:
+      if (add_app_prefix(cfg, optarg, &app_prefix_seen)) return 2;
+      break;
+    case OPT_APP_EXCHANGE:
+      if (optarg[0] == '\0' || strlen(optarg) > 255 || strncmp(optarg, "amq.", 4) == 0) {
+        fprintf(stderr, "stompgate: invalid --app-exchange '%s' (1..255 bytes, not amq.*)\n", optarg);
+        return 2;
+      }
+      free(cfg->app_exchange);
+      cfg->app_exchange = strdup(optarg);
+      break;
     default:
       fputs("Try 'stompgate --help'.\n", stderr);
       return 2;
@@ -244,5 +293,7 @@ int sg_config_parse(sg_config_t *cfg, int argc, char **argv) {
 void sg_config_free(sg_config_t *cfg) {
   free(cfg->listen_host);
   free(cfg->ws_path);
+  free(cfg->app_exchange);
+  app_prefixes_free(cfg);
   broker_addr_free(&cfg->broker);
 }

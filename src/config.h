@@ -33,6 +33,9 @@ typedef struct sg_config {
   size_t max_transactions;
   size_t max_tx_frames;
   size_t max_pending_frames;     /* frames queued while the broker login runs */
+  char **app_prefixes;           /* application destination prefixes (--app-prefix) */
+  size_t n_app_prefixes;
+  char *app_exchange;            /* topic exchange they are published to */
 } sg_config_t;
 
 /* Fills cfg from the command line. Returns 0 to run, 1 when --help or

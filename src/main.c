@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <uv.h>
 
+#include "app_setup.h"
 #include "config.h"
 #include "listener.h"
 #include "log.h"
@@ -39,6 +40,8 @@ int main(int argc, char **argv) {
     sg_config_free(&cfg);
     return 1;
   }
+  r = sg_app_setup_start(loop, &cfg);
+  if (r) sg_log_warn("cannot start declaring the application exchange: %s", uv_strerror(r));
   uv_signal_init(loop, &sig_term);
   uv_signal_init(loop, &sig_int);
   uv_signal_start(&sig_term, signal_cb, SIGTERM);

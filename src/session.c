@@ -19,6 +19,7 @@
 #include "broker.h"
 #include "log.h"
 #include "sg_config.h"
+#include "stompgate/app_dest.h"
 #include "stompgate/destination.h"
 #include "stompgate/err.h"
 #include "stompgate/stomp_codec.h"
@@ -44,6 +45,7 @@ typedef struct sg_sub {
   size_t tag_len;
   int ack_mode;
   unsigned internal : 1;  /* a temp-queue consumer, not a client subscription */
+  unsigned app_reply : 1; /* the queue back ends answer application SENDs on */
   unsigned cancelled : 1; /* UNSUBSCRIBEd; kept while its acks may still come */
   uint64_t cancel_seq;
   char *temp_name;        /* /temp-queue/ name for internal consumers */
@@ -98,6 +100,8 @@ struct sg_session {
   uint64_t temp_seq;
   uint64_t hb_send_ms, hb_recv_ms, hb_tick_ms;
   char login[128];
+  sg_app_corr_t app_corr; /* recent application requests, to route replies */
+  uint64_t app_seq;       /* correlation ids generated for them */
   const char *close_reason;
   char reason_buf[160];
 };
@@ -157,6 +161,7 @@ static void session_free(sg_session_t *s) {
     s->declared = n;
   }
   free(s->ooo);
+  sg_app_corr_free(&s->app_corr);
   live_sessions--;
   free(s);
 }
@@ -419,6 +424,28 @@ static int parse_u64(const char *v, uint64_t *out) {
   return 0;
 }
 
+/* ---------- application destinations ---------- */
+
+static int app_prefix_of(const sg_session_t *s, const char *dst) {
+  return sg_app_match((const char *const *)s->cfg->app_prefixes, s->cfg->n_app_prefixes, dst);
+}
+
+/* The session's queue for back-end replies: an internal temp queue under a
+ * name no client can give (client /temp-queue/ names are never empty). */
+static const char *app_reply_queue(sg_session_t *s) {
+  const char *q = temp_queue(s, "");
+  if (q == NULL) return NULL;
+  for (sg_sub_t *x = s->subs; x; x = x->next)
+    if (x->internal && x->temp_name[0] == '\0') x->app_reply = 1;
+  return q;
+}
+
+static int app_corr_remember(sg_app_corr_t *c, amqp_bytes_t id, const char *dst) {
+  char buf[256];
+  snprintf(buf, sizeof(buf), "%.*s", (int)(id.len < 255 ? id.len : 255), (const char *)id.bytes);
+  return sg_app_corr_add(c, buf, dst);
+}
+
 static void do_send(sg_session_t *s, sg_stomp_frame_t *f) {
   const char *dst = sg_stomp_frame_header(f, "destination", NULL);
   if (dst == NULL) {
@@ -426,12 +453,27 @@ static void do_send(sg_session_t *s, sg_stomp_frame_t *f) {
     return;
   }
   sg_dest_t d;
-  if (sg_dest_parse(dst, strlen(dst), &d) != 0) {
+  const char *exchange, *rk;
+  sg_buf_t app_key;
+  sg_buf_init(&app_key);
+  int app = app_prefix_of(s, dst);
+  if (app >= 0) {
+    memset(&d, 0, sizeof(d));
+    if (sg_app_routing_key(&app_key, s->cfg->app_prefixes[app], dst) != 0) {
+      char detail[300];
+      snprintf(detail, sizeof(detail),
+               "'%.200s' needs a path under the application prefix '%s', with no empty segment",
+               dst, s->cfg->app_prefixes[app]);
+      sg_buf_free(&app_key);
+      error_close(s, CLOSE_PROTOCOL, "Invalid destination", f, detail);
+      return;
+    }
+    exchange = s->cfg->app_exchange;
+    rk = app_key.base;
+  } else if (sg_dest_parse(dst, strlen(dst), &d) != 0) {
     error_close(s, CLOSE_PROTOCOL, "Invalid destination", f, dst);
     return;
-  }
-  const char *exchange, *rk;
-  if (sg_dest_publish_target(&d, &exchange, &rk) != 0) {
+  } else if (sg_dest_publish_target(&d, &exchange, &rk) != 0) {
     sg_dest_free(&d);
     error_close(s, CLOSE_PROTOCOL, "Invalid destination", f,
                 "a /temp-queue/ destination is only valid in a reply-to header");
@@ -444,7 +486,8 @@ static void do_send(sg_session_t *s, sg_stomp_frame_t *f) {
 
   amqp_basic_properties_t p;
   memset(&p, 0, sizeof(p));
-  amqp_table_entry_t *entries = calloc(f->nheaders ? f->nheaders : 1, sizeof(*entries));
+  /* Application SENDs carry three more entries: session, user, destination. */
+  amqp_table_entry_t *entries = calloc(f->nheaders + 3, sizeof(*entries));
   if (entries == NULL) goto lost;
   size_t nent = 0;
   for (size_t i = 0; i < f->nheaders; i++) {
@@ -504,10 +547,46 @@ static void do_send(sg_session_t *s, sg_stomp_frame_t *f) {
         p._flags |= AMQP_BASIC_DELIVERY_MODE_FLAG;
         p.delivery_mode = AMQP_DELIVERY_PERSISTENT;
       }
-    } else if (!is_reserved_send_header(n)) {
+    } else if (!is_reserved_send_header(n) && strncmp(n, "stompgate-", 10) != 0) {
+      /* stompgate-* entries are the gateway's word to back ends (who sent
+       * it); a client cannot forge them. */
       entries[nent].key = (amqp_bytes_t){h->name_len, (void *)h->name};
       entries[nent].value.kind = AMQP_FIELD_KIND_UTF8;
       entries[nent].value.value.bytes = v;
+      nent++;
+    }
+  }
+  char app_corr[48], app_session[32];
+  if (app >= 0) {
+    /* The back end answers on the session's reply queue with the request's
+     * correlation id, which tells the reply's destination. */
+    if (!(p._flags & AMQP_BASIC_REPLY_TO_FLAG)) {
+      const char *rq = app_reply_queue(s);
+      if (rq == NULL) {
+        free(entries);
+        goto lost;
+      }
+      p._flags |= AMQP_BASIC_REPLY_TO_FLAG;
+      p.reply_to = bytes_of(rq);
+    }
+    if (!(p._flags & AMQP_BASIC_CORRELATION_ID_FLAG)) {
+      snprintf(app_corr, sizeof(app_corr), "session-%" PRIu64 "-%" PRIu64, s->id, ++s->app_seq);
+      p._flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
+      p.correlation_id = bytes_of(app_corr);
+    }
+    if ((s->app_corr.cap == 0 && sg_app_corr_init(&s->app_corr, 256) != 0) ||
+        app_corr_remember(&s->app_corr, p.correlation_id, dst) != 0) {
+      free(entries);
+      goto lost;
+    }
+    snprintf(app_session, sizeof(app_session), "session-%" PRIu64, s->id);
+    const char *extra[3][2] = {{"stompgate-session", app_session},
+                               {"stompgate-user", s->login},
+                               {"stompgate-destination", dst}};
+    for (int i = 0; i < 3; i++) {
+      entries[nent].key = bytes_of(extra[i][0]);
+      entries[nent].value.kind = AMQP_FIELD_KIND_UTF8;
+      entries[nent].value.value.bytes = bytes_of(extra[i][1]);
       nent++;
     }
   }
@@ -521,11 +600,13 @@ static void do_send(sg_session_t *s, sg_stomp_frame_t *f) {
                           (amqp_bytes_t){f->body_len, (void *)f->body}, &seq);
   free(entries);
   sg_dest_free(&d);
+  sg_buf_free(&app_key);
   if (r < 0) return; /* on_lost_cb has closed the session */
   add_receipt(s, f, 0);
   return;
 lost:
   sg_dest_free(&d);
+  sg_buf_free(&app_key);
   if (s->state != S_CLOSING) error_close(s, CLOSE_INTERNAL, "Internal error", f, NULL);
 }
 
@@ -566,6 +647,16 @@ static void do_subscribe(sg_session_t *s, sg_stomp_frame_t *f) {
   else if (strcmp(ack, "client-individual") == 0) mode = ACK_CLIENT_INDIVIDUAL;
   else {
     error_close(s, CLOSE_PROTOCOL, "Invalid ack mode", f, ack);
+    return;
+  }
+  int app = app_prefix_of(s, dst);
+  if (app >= 0) {
+    char msg[240];
+    snprintf(msg, sizeof(msg), "Cannot subscribe under the application prefix %s",
+             s->cfg->app_prefixes[app]);
+    error_close(s, CLOSE_PROTOCOL, msg, f,
+                "application destinations are handled by back-end services: SEND to them; "
+                "their replies arrive without a subscription");
     return;
   }
   sg_dest_t d;
@@ -1180,14 +1271,27 @@ static void amqp_delivery_cb(sg_amqp_t *a, const sg_amqp_delivery_t *d) {
   char mid[320], num[32];
   sg_buf_reset(b);
   sg_stomp_encode_start(b, SG_STOMP_MESSAGE);
-  sg_stomp_encode_headerz(b, v, SG_STOMP_MESSAGE, "subscription", sub->id);
-  sg_buf_t dest;
-  sg_buf_init(&dest);
-  sg_dest_format(&dest, d->exchange.bytes, d->exchange.len, d->routing_key.bytes,
-                 d->routing_key.len);
-  sg_stomp_encode_header(b, v, SG_STOMP_MESSAGE, "destination", 11, dest.base ? dest.base : "",
-                         dest.len);
-  sg_buf_free(&dest);
+  if (sub->app_reply) {
+    /* A back end's reply: it goes to the destination of the request it
+     * answers, on the implicit subscription named after its prefix. */
+    const amqp_basic_properties_t *rp = d->props;
+    const char *to = NULL;
+    if (rp && (rp->_flags & AMQP_BASIC_CORRELATION_ID_FLAG))
+      to = sg_app_corr_find(&s->app_corr, rp->correlation_id.bytes, rp->correlation_id.len);
+    int pi = to ? app_prefix_of(s, to) : -1;
+    const char *prefix = s->cfg->app_prefixes[pi >= 0 ? pi : 0];
+    sg_stomp_encode_headerz(b, v, SG_STOMP_MESSAGE, "subscription", prefix);
+    sg_stomp_encode_headerz(b, v, SG_STOMP_MESSAGE, "destination", to ? to : prefix);
+  } else {
+    sg_stomp_encode_headerz(b, v, SG_STOMP_MESSAGE, "subscription", sub->id);
+    sg_buf_t dest;
+    sg_buf_init(&dest);
+    sg_dest_format(&dest, d->exchange.bytes, d->exchange.len, d->routing_key.bytes,
+                   d->routing_key.len);
+    sg_stomp_encode_header(b, v, SG_STOMP_MESSAGE, "destination", 11,
+                           dest.base ? dest.base : "", dest.len);
+    sg_buf_free(&dest);
+  }
   snprintf(mid, sizeof(mid), "%s@@session-%" PRIu64 "@@%" PRIu64, sub->tag, s->id,
            d->delivery_tag);
   sg_stomp_encode_headerz(b, v, SG_STOMP_MESSAGE, "message-id", mid);

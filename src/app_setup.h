@@ -1,0 +1,16 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef SG_APP_SETUP_H
+#define SG_APP_SETUP_H
+
+#include <uv.h>
+
+#include "config.h"
+
+/* Declares the application exchange (a durable topic exchange named by
+ * cfg->app_exchange) with the --broker credentials, off the loop on the
+ * thread pool, retrying with back-off until the broker accepts it. Does
+ * nothing when no application prefix is configured. cfg is borrowed for
+ * the life of the loop. 0 or a libuv error. */
+int sg_app_setup_start(uv_loop_t *loop, const sg_config_t *cfg);
+
+#endif
