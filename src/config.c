@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "log.h"
 #include "sg_config.h"
@@ -42,13 +43,16 @@ static const char usage[] =
     "                            (default /app; repeatable; '' turns it off)\n"
     "  --app-exchange NAME       topic exchange for application destinations,\n"
     "                            declared at start-up (default stompgate.app)\n"
+    "  --www DIR                 serve the files under DIR for GET and HEAD on\n"
+    "                            other paths than --ws-path (no listings; for\n"
+    "                            small pages such as the example app)\n"
     "  -h, --help                show this help and exit\n"
     "  -V, --version             show the version and exit\n";
 
 enum {
   OPT_LISTEN = 256, OPT_WS_PATH, OPT_BROKER, OPT_MODE, OPT_LOG_LEVEL, OPT_MAX_FRAME,
   OPT_MAX_HEADERS, OPT_MAX_HEADER_SIZE, OPT_MAX_HEAD, OPT_HS_TIMEOUT, OPT_CONNECT_TIMEOUT,
-  OPT_HB_MIN, OPT_MAX_SUBS, OPT_MAX_TX, OPT_MAX_TX_FRAMES, OPT_APP_PREFIX, OPT_APP_EXCHANGE,
+  OPT_HB_MIN, OPT_MAX_SUBS, OPT_MAX_TX, OPT_MAX_TX_FRAMES, OPT_APP_PREFIX, OPT_APP_EXCHANGE, OPT_WWW,
 };
 
 static const struct option long_opts[] = {
@@ -69,6 +73,7 @@ static const struct option long_opts[] = {
     {"max-tx-frames", required_argument, NULL, OPT_MAX_TX_FRAMES},
     {"app-prefix", required_argument, NULL, OPT_APP_PREFIX},
     {"app-exchange", required_argument, NULL, OPT_APP_EXCHANGE},
+    {"www", required_argument, NULL, OPT_WWW},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -278,6 +283,19 @@ int sg_config_parse(sg_config_t *cfg, int argc, char **argv) {
       free(cfg->app_exchange);
       cfg->app_exchange = strdup(optarg);
       break;
+    case OPT_WWW: {
+      struct stat st;
+      char *real = realpath(optarg, NULL);
+      if (real == NULL || stat(real, &st) != 0 || !S_ISDIR(st.st_mode) || strcmp(real, "/") == 0) {
+        fprintf(stderr, "stompgate: invalid --www '%s' (expected an existing directory, not /)\n",
+                optarg);
+        free(real);
+        return 2;
+      }
+      free(cfg->www_root);
+      cfg->www_root = real;
+      break;
+    }
     default:
       fputs("Try 'stompgate --help'.\n", stderr);
       return 2;
@@ -294,6 +312,7 @@ void sg_config_free(sg_config_t *cfg) {
   free(cfg->listen_host);
   free(cfg->ws_path);
   free(cfg->app_exchange);
+  free(cfg->www_root);
   app_prefixes_free(cfg);
   broker_addr_free(&cfg->broker);
 }

@@ -36,6 +36,7 @@ typedef struct sg_config {
   char **app_prefixes;           /* application destination prefixes (--app-prefix) */
   size_t n_app_prefixes;
   char *app_exchange;            /* topic exchange they are published to */
+  char *www_root;                /* static file root (--www), realpath'd, or NULL */
 } sg_config_t;
 
 /* Fills cfg from the command line. Returns 0 to run, 1 when --help or

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "stompgate/err.h"
 #include "stompgate/utf8.h"
+#include "www_serve.h"
 
 #define WS_READ_CHUNK 65536
 #define WS_WRITE_CHUNK (1u << 20)
@@ -323,6 +324,31 @@ static void ws_refuse(sg_ws_t *ws, int status, const char *reason, const char *e
   ws_begin_shutdown(ws);
 }
 
+/* With --www, a GET or HEAD for another path than the WebSocket endpoint
+ * is a request for a static file. */
+static int is_static_request(const sg_ws_t *ws, const sg_http_request_t *req) {
+  int get = req->method.len == 3 && memcmp(req->method.p, "GET", 3) == 0;
+  int head = req->method.len == 4 && memcmp(req->method.p, "HEAD", 4) == 0;
+  size_t wl = strlen(ws->cfg->ws_path);
+  int ws_path = req->path.len == wl && memcmp(req->path.p, ws->cfg->ws_path, wl) == 0;
+  /* The parser answers 404 for a GET of another path, and 405 for any
+   * method but GET before it looks at the path. */
+  return !ws_path && ((req->status == 404 && get) || (req->status == 405 && head));
+}
+
+static void ws_serve_static(sg_ws_t *ws, const sg_http_request_t *req) {
+  uv_read_stop((uv_stream_t *)&ws->tcp);
+  ws->state = SG_WS_CLOSING;
+  int status = sg_www_respond(ws->cfg->www_root, req, &ws->out);
+  sg_log_debug("%s %.*s %.*s -> %d", ws->peer, (int)req->method.len, req->method.p,
+               (int)req->path.len, req->path.p, status);
+  if (status < 0 || ws_write_out(ws) < 0) {
+    ws_close_handles(ws);
+    return;
+  }
+  ws_begin_shutdown(ws);
+}
+
 static void ws_handshake(sg_ws_t *ws) {
   sg_http_request_t req;
   sg_http_upgrade_opts_t opts = {ws->cfg->ws_path, ws->cfg->max_head_size};
@@ -333,6 +359,10 @@ static void ws_handshake(sg_ws_t *ws) {
     return;
   }
   if (req.status != 101) {
+    if (ws->cfg->www_root && is_static_request(ws, &req)) {
+      ws_serve_static(ws, &req);
+      return;
+    }
     ws_refuse(ws, req.status, req.reason, req.extra_header);
     return;
   }

@@ -3,6 +3,8 @@
 # One command from a fresh Debian 12 machine to a running gateway:
 # installs what is missing, builds stompgate, starts a private RabbitMQ on
 # loopback and runs stompgate in front of it until Ctrl-C, which stops both.
+# stompgate also serves the example chat app (deploy/examples/chat) at
+# http://127.0.0.1:15674/ unless another --www is given.
 #
 #   tools/quickstart.sh [stompgate options...]
 #
@@ -14,6 +16,9 @@ cd "$(dirname "$0")/.."
 tools/install-deps.sh
 [ -d build ] || meson setup build >&2
 ninja -C build >&2
+# The example app loads @stomp/stompjs from beside itself.
+mkdir -p deploy/examples/chat/vendor
+cp node_modules/@stomp/stompjs/bundles/stomp.umd.min.js deploy/examples/chat/vendor/
 
 . test/lib/rabbitmq.sh
 port_free() { ! node -e 'const c=require("net").connect(+process.argv[1],"127.0.0.1");c.on("connect",()=>process.exit(0));c.on("error",()=>process.exit(1))' "$1" 2>/dev/null; }
@@ -39,6 +44,7 @@ RMQ_FIXED_AMQP_PORT=$amqp_port rmq_start "$dir/broker" >&2
 cat >&2 <<MSG
 
 stompgate: ws://127.0.0.1:$ws_port/ws  ->  amqp://127.0.0.1:$amqp_port
+Open http://127.0.0.1:$ws_port/ in two browser tabs to chat through it.
 Connect a STOMP client (login guest, passcode guest), for example in Node:
   node -e "const {Client}=require('@stomp/stompjs');Object.assign(global,{WebSocket:require('ws')});
   const c=new Client({brokerURL:'ws://127.0.0.1:$ws_port/ws',connectHeaders:{login:'guest',passcode:'guest'},
@@ -47,6 +53,7 @@ Connect a STOMP client (login guest, passcode guest), for example in Node:
 Ctrl-C stops the gateway and the broker.
 
 MSG
-build/stompgate --listen "127.0.0.1:$ws_port" --broker "amqp://guest:guest@127.0.0.1:$amqp_port/" "$@" &
+build/stompgate --listen "127.0.0.1:$ws_port" --broker "amqp://guest:guest@127.0.0.1:$amqp_port/" \
+  --www deploy/examples/chat "$@" &
 gw_pid=$!
 wait "$gw_pid"

@@ -44,8 +44,10 @@ async function waitPort(port, ms = 10000) {
 
 // Starts stompgate in front of the given AMQP port; returns a handle with
 // url, port, log() and stop().
-export async function startGateway(extra = [], amqpPort = AMQP_PORT) {
-  const port = await freePort();
+// opts.port fixes the listening port (to restart a gateway where clients
+// reconnect).
+export async function startGateway(extra = [], amqpPort = AMQP_PORT, opts = {}) {
+  const port = opts.port ?? await freePort();
   const args = ['--listen', `127.0.0.1:${port}`, '--broker', `amqp://guest:guest@127.0.0.1:${amqpPort}/`,
     '--log-level', 'info', ...extra];
   const child = spawn(BIN, args, { stdio: ['ignore', 'ignore', 'pipe'] });
