@@ -12,42 +12,73 @@
 #include "sg_config.h"
 #include "stompgate/err.h"
 
-#define SG_CHANNEL 1
 #define AMQP_FRAME_MAX 131072
 #define CLOSE_OK_WAIT_MS 1000
 #define LOGIN_TIMEOUT_S 10
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
-static void link_finish(sg_amqp_t *a);
+static void conn_finish(sg_amqp_conn_t *c);
+static void conn_maybe_free(sg_amqp_conn_t *c);
+static void chan_finish(sg_amqp_t *a);
+
+/* ---------- deferred channel close callbacks ---------- */
+
+/* on_closed_cb must not run inside sg_amqp_close (the owner may free the
+ * channel from it); finished channels wait here for the next iteration. */
+static __thread uv_check_t reap_check;
+static __thread int reap_ready;
+static __thread sg_amqp_t *reap_head;
+
+static void reap_cb(uv_check_t *h) {
+  uv_check_stop(h);
+  while (reap_head) {
+    sg_amqp_t *a = reap_head;
+    reap_head = a->reap_next;
+    a->reap_next = NULL;
+    a->reaping = 0;
+    a->cbs->on_closed_cb(a);
+  }
+}
+
+static int reap_init(uv_loop_t *loop) {
+  if (reap_ready) return 0;
+  int r = uv_check_init(loop, &reap_check);
+  if (r) return r;
+  uv_unref((uv_handle_t *)&reap_check);
+  reap_ready = 1;
+  return 0;
+}
+
+/* ---------- connections ---------- */
 
 static void copy_reply_text(char *out, size_t cap, int code, amqp_bytes_t text) {
   snprintf(out, cap, "%d %.*s", code, (int)(text.len > 200 ? 200 : text.len),
            (const char *)text.bytes);
 }
 
-/* Thread pool: the blocking part of opening a connection. Touches only a's
+/* Thread pool: the blocking part of opening a connection. Touches only c's
  * login fields and the new connection until after_login_cb runs. */
 static void login_work_cb(uv_work_t *w) {
-  sg_amqp_t *a = container_of(w, sg_amqp_t, work);
-  a->login_status = -1;
-  a->conn = amqp_new_connection();
-  if (a->conn == NULL) {
-    snprintf(a->login_message, sizeof(a->login_message), "out of memory");
+  sg_amqp_conn_t *c = container_of(w, sg_amqp_conn_t, work);
+  c->login_status = -1;
+  c->conn = amqp_new_connection();
+  if (c->conn == NULL) {
+    snprintf(c->login_message, sizeof(c->login_message), "out of memory");
     return;
   }
-  amqp_socket_t *sock = amqp_tcp_socket_new(a->conn);
+  amqp_socket_t *sock = amqp_tcp_socket_new(c->conn);
   struct timeval tv = {LOGIN_TIMEOUT_S, 0};
   if (sock == NULL) {
-    snprintf(a->login_message, sizeof(a->login_message), "out of memory");
+    snprintf(c->login_message, sizeof(c->login_message), "out of memory");
     return;
   }
-  amqp_set_handshake_timeout(a->conn, &tv);
-  amqp_set_rpc_timeout(a->conn, &tv);
-  int r = amqp_socket_open_noblock(sock, a->host, a->port, &tv);
+  amqp_set_handshake_timeout(c->conn, &tv);
+  amqp_set_rpc_timeout(c->conn, &tv);
+  int r = amqp_socket_open_noblock(sock, c->host, c->port, &tv);
   if (r != AMQP_STATUS_OK) {
-    snprintf(a->login_message, sizeof(a->login_message), "cannot reach the broker at %s:%d: %s",
-             a->host, a->port, amqp_error_string2(r));
+    snprintf(c->login_message, sizeof(c->login_message), "cannot reach the broker at %s:%d: %s",
+             c->host, c->port, amqp_error_string2(r));
     return;
   }
 
@@ -72,97 +103,164 @@ static void login_work_cb(uv_work_t *w) {
   props[2].value.value.table.entries = caps;
   props[3].key = amqp_cstring_bytes("connection_name");
   props[3].value.kind = AMQP_FIELD_KIND_UTF8;
-  props[3].value.value.bytes = amqp_cstring_bytes(a->name);
+  props[3].value.value.bytes = amqp_cstring_bytes(c->name);
   amqp_table_t ptable = {4, props};
 
-  amqp_rpc_reply_t rep = amqp_login_with_properties(a->conn, a->vhost, 0, AMQP_FRAME_MAX, 0,
-                                                    &ptable, AMQP_SASL_METHOD_PLAIN, a->user,
-                                                    a->password);
-  if (rep.reply_type == AMQP_RESPONSE_NORMAL) {
-    amqp_channel_open(a->conn, SG_CHANNEL);
-    rep = amqp_get_rpc_reply(a->conn);
-    if (rep.reply_type == AMQP_RESPONSE_NORMAL) {
-      amqp_confirm_select(a->conn, SG_CHANNEL);
-      rep = amqp_get_rpc_reply(a->conn);
-    }
-  }
+  amqp_rpc_reply_t rep = amqp_login_with_properties(c->conn, c->vhost, 0, AMQP_FRAME_MAX, 0,
+                                                    &ptable, AMQP_SASL_METHOD_PLAIN, c->user,
+                                                    c->password);
   switch (rep.reply_type) {
   case AMQP_RESPONSE_NORMAL:
-    a->login_status = 0;
+    c->login_status = 0;
     break;
   case AMQP_RESPONSE_SERVER_EXCEPTION:
     if (rep.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
       amqp_connection_close_t *m = rep.reply.decoded;
-      a->login_status = m->reply_code;
-      copy_reply_text(a->login_message, sizeof(a->login_message), m->reply_code, m->reply_text);
-    } else if (rep.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-      amqp_channel_close_t *m = rep.reply.decoded;
-      a->login_status = m->reply_code;
-      copy_reply_text(a->login_message, sizeof(a->login_message), m->reply_code, m->reply_text);
+      c->login_status = m->reply_code;
+      copy_reply_text(c->login_message, sizeof(c->login_message), m->reply_code, m->reply_text);
     } else {
-      snprintf(a->login_message, sizeof(a->login_message), "unexpected broker reply");
+      snprintf(c->login_message, sizeof(c->login_message), "unexpected broker reply");
     }
     break;
   case AMQP_RESPONSE_LIBRARY_EXCEPTION:
-    snprintf(a->login_message, sizeof(a->login_message), "%s",
+    snprintf(c->login_message, sizeof(c->login_message), "%s",
              rep.library_error == AMQP_STATUS_CONNECTION_CLOSED ||
                      rep.library_error == AMQP_STATUS_SOCKET_ERROR
                  ? "the broker closed the connection during login"
                  : amqp_error_string2(rep.library_error));
     break;
   default:
-    snprintf(a->login_message, sizeof(a->login_message), "login failed");
+    snprintf(c->login_message, sizeof(c->login_message), "login failed");
   }
-  amqp_maybe_release_buffers(a->conn);
+  amqp_maybe_release_buffers(c->conn);
 }
 
-static void rpc_clear(sg_amqp_t *a) {
-  a->rpc_head = a->rpc_len = 0;
+static void chan_lost(sg_amqp_t *a, int code, const char *text);
+
+static void conn_lost(sg_amqp_conn_t *c, int code, const char *text) {
+  if (c->state != SG_AMQP_OPEN) return;
+  c->state = SG_AMQP_DEAD;
+  if (c->poll_init) uv_poll_stop(&c->poll);
+  for (uint32_t i = 1; i <= c->channel_max && c->nchans; i++)
+    if (c->chans[i]) chan_lost(c->chans[i], code, text);
+  c->cbs->on_lost_cb(c, code, text);
 }
 
-static void link_lost(sg_amqp_t *a, int code, const char *text) {
-  if (a->state != SG_AMQP_OPEN) return;
-  a->state = SG_AMQP_DEAD;
-  rpc_clear(a);
-  if (a->poll_init) uv_poll_stop(&a->poll);
-  a->cbs->on_lost_cb(a, code, text);
+static void conn_handle_closed_cb(uv_handle_t *h) {
+  sg_amqp_conn_t *c = h->data;
+  if (--c->handles_open > 0) return;
+  if (c->conn) amqp_destroy_connection(c->conn);
+  c->conn = NULL;
+  /* Channels still closing can finish now: nothing more will come. The
+   * connection is freed only after the loop, once handles_closed is set. */
+  for (uint32_t i = 1; i <= c->channel_max && c->nchans; i++) {
+    sg_amqp_t *a = c->chans[i];
+    if (a && a->state == SG_AMQP_CLOSING) chan_finish(a);
+  }
+  c->handles_closed = 1;
+  conn_maybe_free(c);
+}
+
+static void conn_maybe_free(sg_amqp_conn_t *c) {
+  if (!c->handles_closed || c->nchans > 0) return;
+  free(c->host);
+  free(c->user);
+  free(c->password);
+  free(c->vhost);
+  free(c->name);
+  free(c->chans);
+  c->chans = NULL;
+  c->cbs->on_closed_cb(c);
+}
+
+/* Closes the handles; the connection is destroyed once they are closed. */
+static void conn_finish(sg_amqp_conn_t *c) {
+  if (c->state == SG_AMQP_CLOSED) return;
+  int was_open = c->state == SG_AMQP_OPEN;
+  c->state = SG_AMQP_CLOSED;
+  if (was_open) {
+    /* Owners of channels still open hear of it before the handles go. */
+    for (uint32_t i = 1; i <= c->channel_max && c->nchans; i++)
+      if (c->chans[i]) chan_lost(c->chans[i], 0, "Broker connection closed");
+  }
+  if (c->poll_init) uv_close((uv_handle_t *)&c->poll, conn_handle_closed_cb);
+  uv_close((uv_handle_t *)&c->timer, conn_handle_closed_cb);
+}
+
+/* ---------- channels: frames ---------- */
+
+static void rpc_clear(sg_amqp_t *a) { a->rpc_head = a->rpc_len = 0; }
+
+static void chan_detach(sg_amqp_t *a) {
+  sg_amqp_conn_t *c = a->conn;
+  a->conn = NULL;
+  if (c == NULL || c->chans == NULL || a->channel == 0 || c->chans[a->channel] != a) return;
+  c->chans[a->channel] = NULL;
+  if (--c->nchans == 0) conn_maybe_free(c);
+}
+
+static void chan_finish(sg_amqp_t *a) {
+  if (a->state == SG_AMQP_CLOSED) return;
+  a->state = SG_AMQP_CLOSED;
+  chan_detach(a);
+  free(a->rpcs);
+  a->rpcs = NULL;
+  sg_buf_free(&a->body);
+  if (!a->reaping) {
+    a->reaping = 1;
+    a->reap_next = reap_head;
+    reap_head = a;
+    uv_check_start(&reap_check, reap_cb);
+  }
+}
+
+static void chan_lost(sg_amqp_t *a, int code, const char *text) {
+  switch (a->state) {
+  case SG_AMQP_LOGIN:
+    a->state = SG_AMQP_DEAD;
+    rpc_clear(a);
+    a->cbs->on_open_cb(a, code ? code : -1, text);
+    return;
+  case SG_AMQP_OPEN:
+    a->state = SG_AMQP_DEAD;
+    rpc_clear(a);
+    a->cbs->on_lost_cb(a, code, text);
+    return;
+  case SG_AMQP_CLOSING:
+    /* For a private connection the connection's close finishes it. */
+    if (!a->private_conn) chan_finish(a);
+    return;
+  default:
+    return;
+  }
 }
 
 static void delivery_done(sg_amqp_t *a) {
   a->in_delivery = 0;
   a->cbs->on_delivery_cb(a, &a->cur);
   sg_buf_reset(&a->body);
-  if (a->state == SG_AMQP_OPEN) amqp_maybe_release_buffers(a->conn);
 }
 
-static void handle_method(sg_amqp_t *a, amqp_channel_t ch, amqp_method_t *m) {
-  if (ch == 0) {
-    switch (m->id) {
-    case AMQP_CONNECTION_CLOSE_METHOD: {
-      amqp_connection_close_t *c = m->decoded;
-      char text[256];
-      snprintf(text, sizeof(text), "%.*s", (int)c->reply_text.len, (char *)c->reply_text.bytes);
-      amqp_connection_close_ok_t ok = {0};
-      amqp_send_method(a->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
-      link_lost(a, c->reply_code, text);
+static void chan_method(sg_amqp_t *a, amqp_method_t *m) {
+  sg_amqp_conn_t *c = a->conn;
+  if (m->id == AMQP_CHANNEL_CLOSE_METHOD) {
+    amqp_channel_close_t *cl = m->decoded;
+    char text[256];
+    snprintf(text, sizeof(text), "%.*s", (int)cl->reply_text.len, (char *)cl->reply_text.bytes);
+    amqp_channel_close_ok_t ok = {0};
+    amqp_send_method(c->conn, a->channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+    if (a->state == SG_AMQP_CLOSING) {
+      if (!a->private_conn) chan_finish(a);
       return;
     }
-    case AMQP_CONNECTION_CLOSE_OK_METHOD:
-      if (a->state == SG_AMQP_CLOSING) link_finish(a);
-      return;
-    case AMQP_CONNECTION_BLOCKED_METHOD:
-      a->blocked = 1;
-      sg_log_warn("broker %s:%d blocked publishing (%s)", a->host, a->port, a->name);
-      return;
-    case AMQP_CONNECTION_UNBLOCKED_METHOD:
-      a->blocked = 0;
-      sg_log_info("broker %s:%d unblocked (%s)", a->host, a->port, a->name);
-      return;
-    default:
-      return;
-    }
+    chan_lost(a, cl->reply_code, text);
+    return;
   }
-  if (a->state != SG_AMQP_OPEN) return;
+  if (m->id == AMQP_CHANNEL_CLOSE_OK_METHOD) {
+    if (a->state == SG_AMQP_CLOSING && !a->private_conn) chan_finish(a);
+    return;
+  }
+  if (a->state != SG_AMQP_OPEN && a->state != SG_AMQP_LOGIN) return;
   switch (m->id) {
   case AMQP_BASIC_DELIVER_METHOD: {
     amqp_basic_deliver_t *d = m->decoded;
@@ -190,25 +288,16 @@ static void handle_method(sg_amqp_t *a, amqp_channel_t ch, amqp_method_t *m) {
     return;
   }
   case AMQP_BASIC_CANCEL_METHOD: {
-    amqp_basic_cancel_t *c = m->decoded;
-    amqp_basic_cancel_ok_t ok = {c->consumer_tag};
-    if (!c->nowait) amqp_send_method(a->conn, SG_CHANNEL, AMQP_BASIC_CANCEL_OK_METHOD, &ok);
-    a->cbs->on_cancel_cb(a, c->consumer_tag);
-    return;
-  }
-  case AMQP_CHANNEL_CLOSE_METHOD: {
-    amqp_channel_close_t *c = m->decoded;
-    char text[256];
-    snprintf(text, sizeof(text), "%.*s", (int)c->reply_text.len, (char *)c->reply_text.bytes);
-    amqp_channel_close_ok_t ok = {0};
-    amqp_send_method(a->conn, SG_CHANNEL, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
-    link_lost(a, c->reply_code, text);
+    amqp_basic_cancel_t *cn = m->decoded;
+    amqp_basic_cancel_ok_t ok = {cn->consumer_tag};
+    if (!cn->nowait) amqp_send_method(c->conn, a->channel, AMQP_BASIC_CANCEL_OK_METHOD, &ok);
+    a->cbs->on_cancel_cb(a, cn->consumer_tag);
     return;
   }
   case AMQP_CHANNEL_FLOW_METHOD: {
     amqp_channel_flow_t *f = m->decoded;
     amqp_channel_flow_ok_t ok = {f->active};
-    amqp_send_method(a->conn, SG_CHANNEL, AMQP_CHANNEL_FLOW_OK_METHOD, &ok);
+    amqp_send_method(c->conn, a->channel, AMQP_CHANNEL_FLOW_OK_METHOD, &ok);
     return;
   }
   default:
@@ -216,20 +305,27 @@ static void handle_method(sg_amqp_t *a, amqp_channel_t ch, amqp_method_t *m) {
   }
   /* Anything else answers the oldest pipelined synchronous method. */
   if (a->rpc_len == 0 || a->rpcs[a->rpc_head].expect != m->id) {
-    sg_log_warn("unexpected AMQP method 0x%08x on %s", m->id, a->name);
-    link_lost(a, 0, "unexpected reply from the broker");
+    sg_log_warn("unexpected AMQP method 0x%08x on %s channel %u", m->id, c->name, a->channel);
+    chan_lost(a, 0, "unexpected reply from the broker");
     return;
   }
   a->rpc_head = (a->rpc_head + 1) % a->rpc_cap;
   a->rpc_len--;
   a->rpc_done++;
+  if (a->state == SG_AMQP_LOGIN) {
+    if (a->rpc_done >= a->open_seq) {
+      a->state = SG_AMQP_OPEN;
+      a->cbs->on_open_cb(a, 0, NULL);
+    }
+    return;
+  }
   a->cbs->on_progress_cb(a);
 }
 
-static void handle_frame(sg_amqp_t *a, amqp_frame_t *f) {
+static void chan_frame(sg_amqp_t *a, amqp_frame_t *f) {
   switch (f->frame_type) {
   case AMQP_FRAME_METHOD:
-    handle_method(a, f->channel, &f->payload.method);
+    chan_method(a, &f->payload.method);
     break;
   case AMQP_FRAME_HEADER:
     if (a->skip_content) {
@@ -261,7 +357,7 @@ static void handle_frame(sg_amqp_t *a, amqp_frame_t *f) {
       break;
     }
     if (sg_buf_append(&a->body, frag.bytes, frag.len) != 0) {
-      link_lost(a, 0, "out of memory");
+      chan_lost(a, 0, "out of memory");
       break;
     }
     if (a->body.len >= a->body_size) {
@@ -276,129 +372,183 @@ static void handle_frame(sg_amqp_t *a, amqp_frame_t *f) {
   }
 }
 
-static void pump(sg_amqp_t *a) {
-  while (a->state == SG_AMQP_OPEN || a->state == SG_AMQP_CLOSING) {
+static void conn_method(sg_amqp_conn_t *c, amqp_method_t *m) {
+  switch (m->id) {
+  case AMQP_CONNECTION_CLOSE_METHOD: {
+    amqp_connection_close_t *cl = m->decoded;
+    char text[256];
+    snprintf(text, sizeof(text), "%.*s", (int)cl->reply_text.len, (char *)cl->reply_text.bytes);
+    amqp_connection_close_ok_t ok = {0};
+    amqp_send_method(c->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
+    if (c->state == SG_AMQP_CLOSING) conn_finish(c);
+    else conn_lost(c, cl->reply_code, text);
+    return;
+  }
+  case AMQP_CONNECTION_CLOSE_OK_METHOD:
+    if (c->state == SG_AMQP_CLOSING) conn_finish(c);
+    return;
+  case AMQP_CONNECTION_BLOCKED_METHOD:
+    c->blocked = 1;
+    sg_log_warn("broker %s:%d blocked publishing (%s)", c->host, c->port, c->name);
+    return;
+  case AMQP_CONNECTION_UNBLOCKED_METHOD:
+    c->blocked = 0;
+    sg_log_info("broker %s:%d unblocked (%s)", c->host, c->port, c->name);
+    return;
+  default:
+    return;
+  }
+}
+
+static void conn_frame(sg_amqp_conn_t *c, amqp_frame_t *f) {
+  if (f->channel == 0) {
+    if (f->frame_type == AMQP_FRAME_METHOD) conn_method(c, &f->payload.method);
+    if (c->conn) amqp_maybe_release_buffers_on_channel(c->conn, 0);
+    return;
+  }
+  sg_amqp_t *a = f->channel <= c->channel_max ? c->chans[f->channel] : NULL;
+  if (a == NULL || a->state == SG_AMQP_CLOSED || c->state == SG_AMQP_CLOSED) {
+    if (c->conn) amqp_maybe_release_buffers_on_channel(c->conn, f->channel);
+    return;
+  }
+  chan_frame(a, f);
+  /* The channel's pool holds the decoded frames of a delivery in progress;
+   * keep them until the delivery is whole. */
+  int busy = c->chans[f->channel] == a && (a->in_delivery || a->skip_content);
+  if (c->conn && !busy) amqp_maybe_release_buffers_on_channel(c->conn, f->channel);
+}
+
+static void pump(sg_amqp_conn_t *c) {
+  while (c->state == SG_AMQP_OPEN || c->state == SG_AMQP_CLOSING) {
     amqp_frame_t f;
     struct timeval zero = {0, 0};
-    int r = amqp_simple_wait_frame_noblock(a->conn, &f, &zero);
+    int r = amqp_simple_wait_frame_noblock(c->conn, &f, &zero);
     if (r == AMQP_STATUS_TIMEOUT) break;
     if (r != AMQP_STATUS_OK) {
-      if (a->state == SG_AMQP_CLOSING) {
-        link_finish(a);
+      if (c->state == SG_AMQP_CLOSING) {
+        conn_finish(c);
         return;
       }
-      sg_log_info("broker link %s lost: %s", a->name, amqp_error_string2(r));
-      link_lost(a, 0, "Broker connection lost");
+      sg_log_info("broker link %s lost: %s", c->name, amqp_error_string2(r));
+      conn_lost(c, 0, "Broker connection lost");
       return;
     }
-    handle_frame(a, &f);
+    conn_frame(c, &f);
   }
-  if ((a->state == SG_AMQP_OPEN || a->state == SG_AMQP_CLOSING) && !a->in_delivery &&
-      !a->skip_content)
-    amqp_maybe_release_buffers(a->conn);
 }
 
 static void poll_cb(uv_poll_t *p, int status, int events) {
   (void)events;
-  sg_amqp_t *a = container_of(p, sg_amqp_t, poll);
+  sg_amqp_conn_t *c = container_of(p, sg_amqp_conn_t, poll);
   if (status < 0) {
-    if (a->state == SG_AMQP_CLOSING) link_finish(a);
-    else link_lost(a, 0, "Broker connection lost");
+    if (c->state == SG_AMQP_CLOSING) conn_finish(c);
+    else conn_lost(c, 0, "Broker connection lost");
     return;
   }
-  pump(a);
-}
-
-static void handle_closed_cb(uv_handle_t *h) {
-  sg_amqp_t *a = h->data;
-  if (--a->handles_open > 0) return;
-  if (a->conn) amqp_destroy_connection(a->conn);
-  a->conn = NULL;
-  free(a->host);
-  free(a->user);
-  free(a->password);
-  free(a->vhost);
-  free(a->name);
-  free(a->rpcs);
-  sg_buf_free(&a->body);
-  a->cbs->on_closed_cb(a);
-}
-
-/* Closes the handles; the connection is destroyed once they are closed. */
-static void link_finish(sg_amqp_t *a) {
-  if (a->state == SG_AMQP_CLOSED) return;
-  a->state = SG_AMQP_CLOSED;
-  if (a->poll_init) uv_close((uv_handle_t *)&a->poll, handle_closed_cb);
-  uv_close((uv_handle_t *)&a->timer, handle_closed_cb);
+  pump(c);
 }
 
 static void after_login_cb(uv_work_t *w, int status) {
-  sg_amqp_t *a = container_of(w, sg_amqp_t, work);
-  if (a->close_requested || status == UV_ECANCELED) {
-    link_finish(a);
+  sg_amqp_conn_t *c = container_of(w, sg_amqp_conn_t, work);
+  if (c->close_requested || status == UV_ECANCELED) {
+    conn_finish(c);
     return;
   }
-  if (a->login_status != 0) {
-    a->state = SG_AMQP_DEAD;
-    a->cbs->on_open_cb(a, a->login_status, a->login_message);
+  if (c->login_status != 0) {
+    c->state = SG_AMQP_DEAD;
+    c->cbs->on_open_cb(c, c->login_status, c->login_message);
     return;
   }
-  int fd = amqp_socket_get_sockfd(amqp_get_socket(a->conn));
+  int max = amqp_get_channel_max(c->conn);
+  c->channel_max = (uint16_t)(max <= 0 || max > 65535 ? 65535 : max);
+  c->chans = calloc((size_t)c->channel_max + 1, sizeof(*c->chans));
+  int fd = amqp_socket_get_sockfd(amqp_get_socket(c->conn));
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-  if (uv_poll_init(a->loop, &a->poll, fd) != 0) {
-    a->state = SG_AMQP_DEAD;
-    a->cbs->on_open_cb(a, -1, "cannot watch the broker socket");
+  if (c->chans == NULL || uv_poll_init(c->loop, &c->poll, fd) != 0) {
+    c->state = SG_AMQP_DEAD;
+    c->cbs->on_open_cb(c, -1, "cannot watch the broker socket");
     return;
   }
-  a->poll.data = a;
-  a->poll_init = 1;
-  a->handles_open++;
-  a->state = SG_AMQP_OPEN;
-  uv_poll_start(&a->poll, UV_READABLE | UV_DISCONNECT, poll_cb);
-  a->cbs->on_open_cb(a, 0, NULL);
+  c->poll.data = c;
+  c->poll_init = 1;
+  c->handles_open++;
+  c->state = SG_AMQP_OPEN;
+  uv_poll_start(&c->poll, UV_READABLE | UV_DISCONNECT, poll_cb);
+  c->cbs->on_open_cb(c, 0, NULL);
   /* Frames that came with the last login reply may already be buffered. */
-  if (a->state == SG_AMQP_OPEN && amqp_data_in_buffer(a->conn)) pump(a);
+  if (c->state == SG_AMQP_OPEN && amqp_data_in_buffer(c->conn)) pump(c);
 }
 
-int sg_amqp_open(sg_amqp_t *a, uv_loop_t *loop, const sg_amqp_cbs_t *cbs, const char *host,
-                 int port, const char *user, const char *password, const char *vhost,
-                 const char *conn_name) {
-  memset(a, 0, sizeof(*a));
-  a->loop = loop;
-  a->cbs = cbs;
-  a->port = port;
-  a->host = strdup(host);
-  a->user = strdup(user);
-  a->password = strdup(password);
-  a->vhost = strdup(vhost);
-  a->name = strdup(conn_name);
+int sg_amqp_conn_open(sg_amqp_conn_t *c, uv_loop_t *loop, const sg_amqp_conn_cbs_t *cbs,
+                      const char *host, int port, const char *user, const char *password,
+                      const char *vhost, const char *conn_name) {
+  memset(c, 0, sizeof(*c));
+  c->loop = loop;
+  c->cbs = cbs;
+  c->port = port;
+  c->host = strdup(host);
+  c->user = strdup(user);
+  c->password = strdup(password);
+  c->vhost = strdup(vhost);
+  c->name = strdup(conn_name);
   int r = SG_ERR_NOMEM;
-  if (!a->host || !a->user || !a->password || !a->vhost || !a->name) goto fail_strings;
-  r = uv_timer_init(loop, &a->timer);
-  if (r) goto fail_strings;
-  a->timer.data = a;
-  a->handles_open = 1;
-  a->state = SG_AMQP_LOGIN;
-  r = uv_queue_work(loop, &a->work, login_work_cb, after_login_cb);
-  if (r) {
-    a->state = SG_AMQP_DEAD;
-    return r; /* the caller closes the link, which closes the timer */
-  }
+  if (!c->host || !c->user || !c->password || !c->vhost || !c->name) goto fail;
+  if ((r = reap_init(loop)) != 0) goto fail;
+  if ((r = uv_timer_init(loop, &c->timer)) != 0) goto fail;
+  c->timer.data = c;
+  c->handles_open = 1;
+  c->state = SG_AMQP_LOGIN;
+  /* Fails only for a NULL work callback. */
+  (void)uv_queue_work(loop, &c->work, login_work_cb, after_login_cb);
   return 0;
-fail_strings:
-  free(a->host);
-  free(a->user);
-  free(a->password);
-  free(a->vhost);
-  free(a->name);
-  memset(a, 0, sizeof(*a));
+fail:
+  free(c->host);
+  free(c->user);
+  free(c->password);
+  free(c->vhost);
+  free(c->name);
+  memset(c, 0, sizeof(*c));
   return r;
 }
 
+static void close_wait_cb(uv_timer_t *t) {
+  conn_finish(container_of(t, sg_amqp_conn_t, timer));
+}
+
+void sg_amqp_conn_close(sg_amqp_conn_t *c) {
+  switch (c->state) {
+  case SG_AMQP_LOGIN:
+    c->close_requested = 1; /* after_login_cb finishes */
+    return;
+  case SG_AMQP_OPEN: {
+    amqp_connection_close_t cl = {200, amqp_cstring_bytes("Goodbye"), 0, 0};
+    c->state = SG_AMQP_CLOSING;
+    if (amqp_send_method(c->conn, 0, AMQP_CONNECTION_CLOSE_METHOD, &cl) != AMQP_STATUS_OK) {
+      conn_finish(c);
+      return;
+    }
+    uv_timer_start(&c->timer, close_wait_cb, CLOSE_OK_WAIT_MS, 0);
+    return;
+  }
+  case SG_AMQP_DEAD:
+    conn_finish(c);
+    return;
+  default:
+    return;
+  }
+}
+
+size_t sg_amqp_conn_room(const sg_amqp_conn_t *c) {
+  if (c->state != SG_AMQP_OPEN) return 0;
+  return c->channel_max - c->nchans;
+}
+
+/* ---------- channels: opening and use ---------- */
+
 static int rpc_push(sg_amqp_t *a, amqp_method_number_t expect) {
   if (a->rpc_len == a->rpc_cap) {
-    size_t cap = a->rpc_cap ? a->rpc_cap * 2 : 8;
+    size_t cap = a->rpc_cap ? a->rpc_cap * 2 : 4;
     sg_amqp_rpc_t *n = malloc(cap * sizeof(*n));
     if (n == NULL) return SG_ERR_NOMEM;
     for (size_t i = 0; i < a->rpc_len; i++) n[i] = a->rpcs[(a->rpc_head + i) % a->rpc_cap];
@@ -412,22 +562,130 @@ static int rpc_push(sg_amqp_t *a, amqp_method_number_t expect) {
   return 0;
 }
 
-int64_t sg_amqp_rpc(sg_amqp_t *a, amqp_method_number_t method, void *decoded,
-                    amqp_method_number_t expect) {
-  if (a->state != SG_AMQP_OPEN) return UV_ENOTCONN;
+static int64_t chan_rpc(sg_amqp_t *a, amqp_method_number_t method, void *decoded,
+                        amqp_method_number_t expect) {
   if (rpc_push(a, expect) != 0) return SG_ERR_NOMEM;
-  if (amqp_send_method(a->conn, SG_CHANNEL, method, decoded) != AMQP_STATUS_OK) {
+  if (amqp_send_method(a->conn->conn, a->channel, method, decoded) != AMQP_STATUS_OK) {
     a->rpc_len--;
-    link_lost(a, 0, "Broker connection lost");
+    conn_lost(a->conn, 0, "Broker connection lost");
     return UV_EPIPE;
   }
   return (int64_t)++a->rpc_sent;
 }
 
+/* channel.open and confirm.select, pipelined; OPEN when both are answered. */
+static int chan_start(sg_amqp_t *a) {
+  amqp_channel_open_t o = {amqp_empty_bytes};
+  amqp_confirm_select_t cs = {0};
+  a->state = SG_AMQP_LOGIN;
+  if (chan_rpc(a, AMQP_CHANNEL_OPEN_METHOD, &o, AMQP_CHANNEL_OPEN_OK_METHOD) < 0) return UV_EPIPE;
+  int64_t r = chan_rpc(a, AMQP_CONFIRM_SELECT_METHOD, &cs, AMQP_CONFIRM_SELECT_OK_METHOD);
+  if (r < 0) return (int)r;
+  a->open_seq = (uint64_t)r;
+  return 0;
+}
+
+static int chan_attach(sg_amqp_t *a, sg_amqp_conn_t *c) {
+  if (c->state != SG_AMQP_OPEN) return UV_ENOTCONN;
+  if (c->nchans >= c->channel_max) return UV_EBUSY;
+  uint32_t n = c->next_channel;
+  for (uint32_t tries = 0; tries < c->channel_max; tries++) {
+    n = n % c->channel_max + 1;
+    if (c->chans[n] == NULL) break;
+  }
+  if (c->chans[n] != NULL) return UV_EBUSY;
+  c->next_channel = (uint16_t)n;
+  c->chans[n] = a;
+  c->nchans++;
+  a->conn = c;
+  a->channel = (uint16_t)n;
+  return 0;
+}
+
+int sg_amqp_open_on(sg_amqp_t *a, sg_amqp_conn_t *c, const sg_amqp_cbs_t *cbs) {
+  void *data = a->data;
+  memset(a, 0, sizeof(*a));
+  a->data = data;
+  a->cbs = cbs;
+  int r = chan_attach(a, c);
+  if (r) return r;
+  /* A failure here lost the connection, and chan_lost has already
+   * reported it through on_open_cb. */
+  (void)chan_start(a);
+  return 0;
+}
+
+/* A private connection reports to its one channel. */
+static void priv_open_cb(sg_amqp_conn_t *c, int status, const char *message) {
+  sg_amqp_t *a = c->data;
+  if (a->close_wanted) {
+    a->state = SG_AMQP_CLOSING;
+    sg_amqp_conn_close(c);
+    return;
+  }
+  if (status != 0) {
+    a->state = SG_AMQP_DEAD;
+    a->cbs->on_open_cb(a, status, message);
+    return;
+  }
+  if (chan_attach(a, c) != 0) {
+    a->state = SG_AMQP_DEAD;
+    a->cbs->on_open_cb(a, -1, "cannot open a channel");
+    return;
+  }
+  chan_start(a);
+}
+
+static void priv_lost_cb(sg_amqp_conn_t *c, int code, const char *text) {
+  (void)code;
+  (void)text;
+  sg_amqp_t *a = c->data;
+  if (a->state == SG_AMQP_CLOSING) conn_finish(c);
+}
+
+static void priv_closed_cb(sg_amqp_conn_t *c) {
+  sg_amqp_t *a = c->data;
+  free(c);
+  a->conn = NULL;
+  if (a->state != SG_AMQP_CLOSED) {
+    a->state = SG_AMQP_CLOSING;
+    chan_finish(a);
+  }
+}
+
+static const sg_amqp_conn_cbs_t priv_cbs = {priv_open_cb, priv_lost_cb, priv_closed_cb};
+
+int sg_amqp_open(sg_amqp_t *a, uv_loop_t *loop, const sg_amqp_cbs_t *cbs, const char *host,
+                 int port, const char *user, const char *password, const char *vhost,
+                 const char *conn_name) {
+  void *data = a->data;
+  memset(a, 0, sizeof(*a));
+  a->data = data;
+  a->cbs = cbs;
+  a->private_conn = 1;
+  sg_amqp_conn_t *c = calloc(1, sizeof(*c));
+  if (c == NULL) return SG_ERR_NOMEM;
+  int r = sg_amqp_conn_open(c, loop, &priv_cbs, host, port, user, password, vhost, conn_name);
+  if (r) {
+    free(c);
+    return r;
+  }
+  c->data = a;
+  a->conn = c;
+  a->state = SG_AMQP_LOGIN;
+  return 0;
+}
+
+int64_t sg_amqp_rpc(sg_amqp_t *a, amqp_method_number_t method, void *decoded,
+                    amqp_method_number_t expect) {
+  if (a->state != SG_AMQP_OPEN) return UV_ENOTCONN;
+  return chan_rpc(a, method, decoded, expect);
+}
+
 int sg_amqp_send(sg_amqp_t *a, amqp_method_number_t method, void *decoded) {
   if (a->state != SG_AMQP_OPEN) return UV_ENOTCONN;
-  if (amqp_send_method(a->conn, SG_CHANNEL, method, decoded) != AMQP_STATUS_OK) {
-    link_lost(a, 0, "Broker connection lost");
+  if (amqp_send_method(a->conn->conn, a->channel, method, decoded) != AMQP_STATUS_OK) {
+    conn_lost(a->conn, 0, "Broker connection lost");
     return UV_EPIPE;
   }
   return 0;
@@ -436,37 +694,55 @@ int sg_amqp_send(sg_amqp_t *a, amqp_method_number_t method, void *decoded) {
 int sg_amqp_publish(sg_amqp_t *a, amqp_bytes_t exchange, amqp_bytes_t routing_key,
                     const amqp_basic_properties_t *props, amqp_bytes_t body, uint64_t *seq) {
   if (a->state != SG_AMQP_OPEN) return UV_ENOTCONN;
-  if (amqp_basic_publish(a->conn, SG_CHANNEL, exchange, routing_key, 0, 0, props, body) !=
+  if (amqp_basic_publish(a->conn->conn, a->channel, exchange, routing_key, 0, 0, props, body) !=
       AMQP_STATUS_OK) {
-    link_lost(a, 0, "Broker connection lost");
+    conn_lost(a->conn, 0, "Broker connection lost");
     return UV_EPIPE;
   }
   *seq = ++a->pub_seq;
   return 0;
 }
 
-static void close_wait_cb(uv_timer_t *t) {
-  link_finish(container_of(t, sg_amqp_t, timer));
-}
-
 void sg_amqp_close(sg_amqp_t *a) {
+  sg_amqp_conn_t *c = a->conn;
   switch (a->state) {
-  case SG_AMQP_LOGIN:
-    a->close_requested = 1; /* after_login_cb finishes */
-    return;
-  case SG_AMQP_OPEN: {
-    amqp_connection_close_t c = {200, amqp_cstring_bytes("Goodbye"), 0, 0};
+  case SG_AMQP_IDLE:
     a->state = SG_AMQP_CLOSING;
-    a->in_delivery = 0;
-    if (amqp_send_method(a->conn, 0, AMQP_CONNECTION_CLOSE_METHOD, &c) != AMQP_STATUS_OK) {
-      link_finish(a);
+    chan_finish(a);
+    return;
+  case SG_AMQP_LOGIN:
+  case SG_AMQP_OPEN:
+  case SG_AMQP_DEAD:
+    if (a->private_conn) {
+      if (c == NULL) { /* the connection is gone already */
+        a->state = SG_AMQP_CLOSING;
+        chan_finish(a);
+        return;
+      }
+      if (c->state == SG_AMQP_LOGIN) {
+        a->close_wanted = 1; /* priv_open_cb closes */
+        a->state = SG_AMQP_CLOSING;
+        c->close_requested = 1;
+        return;
+      }
+      a->state = SG_AMQP_CLOSING;
+      sg_amqp_conn_close(c);
       return;
     }
-    uv_timer_start(&a->timer, close_wait_cb, CLOSE_OK_WAIT_MS, 0);
-    return;
-  }
-  case SG_AMQP_DEAD:
-    link_finish(a);
+    if (a->state == SG_AMQP_DEAD || c == NULL || c->state != SG_AMQP_OPEN) {
+      a->state = SG_AMQP_CLOSING;
+      chan_finish(a);
+      return;
+    }
+    /* Shared connection: close this channel only; its number is reused
+     * once the broker confirms. */
+    a->state = SG_AMQP_CLOSING;
+    a->in_delivery = 0;
+    {
+      amqp_channel_close_t cl = {200, amqp_cstring_bytes("Goodbye"), 0, 0};
+      if (amqp_send_method(c->conn, a->channel, AMQP_CHANNEL_CLOSE_METHOD, &cl) != AMQP_STATUS_OK)
+        conn_lost(c, 0, "Broker connection lost");
+    }
     return;
   default:
     return;

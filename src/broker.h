@@ -2,13 +2,19 @@
 #ifndef SG_BROKER_H
 #define SG_BROKER_H
 
-/* One AMQP 0-9-1 connection with one channel, driven from the libuv loop.
- * The blocking login runs on the thread pool; after it, librabbitmq-c is
- * used as a framing layer only: methods go out with amqp_send_method and
- * frames are read with a zero timeout when uv_poll reports the socket
- * readable, so the loop never waits for the broker. Synchronous methods are
- * pipelined; their replies arrive in order and are counted, which is what
- * the layer above needs to order its receipts. */
+/* AMQP 0-9-1 connections and channels, driven from the libuv loop.
+ *
+ * A connection's blocking login runs on the thread pool; after it,
+ * librabbitmq-c is used as a framing layer only: methods go out with
+ * amqp_send_method and frames are read with a zero timeout when uv_poll
+ * reports the socket readable, so the loop never waits for the broker.
+ *
+ * A channel (sg_amqp_t) is what sessions and the fan-out work with. In
+ * per-session mode a channel owns a private connection, opened with the
+ * session's credentials (sg_amqp_open); in shared mode channels are opened
+ * on pooled connections (sg_amqp_open_on). Synchronous methods are
+ * pipelined per channel; their replies arrive in order and are counted,
+ * which is what the layer above needs to order its receipts. */
 
 #include <amqp.h>
 #include <stdint.h>
@@ -18,6 +24,7 @@
 #include "stompgate/buf.h"
 
 typedef struct sg_amqp sg_amqp_t;
+typedef struct sg_amqp_conn sg_amqp_conn_t;
 
 typedef struct sg_amqp_delivery {
   amqp_bytes_t consumer_tag;
@@ -30,9 +37,11 @@ typedef struct sg_amqp_delivery {
   size_t body_len;
 } sg_amqp_delivery_t;
 
+/* What a channel reports to its owner. */
 typedef struct sg_amqp_cbs {
-  /* Login finished: status 0, or non-zero with a message (the broker's
-   * reply text when it gave one). */
+  /* The channel is open (status 0; publisher confirms are on), or could not
+   * be opened: non-zero with a message (the broker's reply text when it
+   * gave one; 403 and 530 are the login refusals). */
   void (*on_open_cb)(sg_amqp_t *a, int status, const char *message);
   /* A whole delivery; everything in d is borrowed for the call. */
   void (*on_delivery_cb)(sg_amqp_t *a, const sg_amqp_delivery_t *d);
@@ -42,16 +51,22 @@ typedef struct sg_amqp_cbs {
   void (*on_progress_cb)(sg_amqp_t *a);
   /* The broker cancelled a consumer (its queue was deleted). */
   void (*on_cancel_cb)(sg_amqp_t *a, amqp_bytes_t consumer_tag);
-  /* The channel or connection failed. code is the AMQP reply code (404,
-   * 406, 403, 320 ...) or 0 for a socket failure. Nothing more is
-   * delivered; close the link. */
+  /* The channel or its connection failed. code is the AMQP reply code
+   * (404, 406, 403, 320 ...) or 0 for a socket failure. Nothing more is
+   * delivered; close the channel. */
   void (*on_lost_cb)(sg_amqp_t *a, int code, const char *text);
-  /* All handles are closed and the connection destroyed: free a. */
+  /* sg_amqp_close finished: the owner may free the memory holding a.
+   * Always called from a later loop iteration than sg_amqp_close. */
   void (*on_closed_cb)(sg_amqp_t *a);
 } sg_amqp_cbs_t;
 
 enum sg_amqp_state {
-  SG_AMQP_IDLE = 0, SG_AMQP_LOGIN, SG_AMQP_OPEN, SG_AMQP_CLOSING, SG_AMQP_DEAD, SG_AMQP_CLOSED
+  SG_AMQP_IDLE = 0, /* never opened */
+  SG_AMQP_LOGIN,    /* connection login or channel.open in progress */
+  SG_AMQP_OPEN,
+  SG_AMQP_CLOSING,  /* sg_amqp_close called, waiting for the broker */
+  SG_AMQP_DEAD,     /* lost; waiting for sg_amqp_close */
+  SG_AMQP_CLOSED
 };
 
 typedef struct sg_amqp_rpc {
@@ -59,29 +74,23 @@ typedef struct sg_amqp_rpc {
 } sg_amqp_rpc_t;
 
 struct sg_amqp {
-  uv_loop_t *loop;
+  sg_amqp_conn_t *conn;
   const sg_amqp_cbs_t *cbs;
+  void *data;          /* the owner's */
   int state;
-  amqp_connection_state_t conn;
-  uv_work_t work;
-  uv_poll_t poll;
-  uv_timer_t timer;
-  int handles_open;
-  unsigned poll_init : 1;
-  unsigned close_requested : 1;
-  unsigned blocked : 1;   /* connection.blocked from the broker */
+  uint16_t channel;
+  unsigned private_conn : 1; /* conn was opened for this channel alone */
+  unsigned close_wanted : 1; /* sg_amqp_close came during the login */
   unsigned skip_content : 1;
   unsigned in_delivery : 1;
-  /* Login parameters and result, owned. */
-  char *host, *user, *password, *vhost, *name;
-  int port;
-  int login_status;
-  char login_message[256];
+  unsigned reaping : 1;
+  sg_amqp_t *reap_next;
   /* Pipelined synchronous methods waiting for their reply. */
   sg_amqp_rpc_t *rpcs;
   size_t rpc_head, rpc_len, rpc_cap;
   uint64_t rpc_sent;  /* synchronous methods sent */
   uint64_t rpc_done;  /* replies received */
+  uint64_t open_seq;  /* the reply that completes the opening */
   uint64_t pub_seq;   /* publishes sent (= last confirm tag) */
   /* Delivery being assembled. */
   sg_amqp_delivery_t cur;
@@ -89,26 +98,77 @@ struct sg_amqp {
   sg_buf_t body;
 };
 
-/* Starts connecting and logging in with the given credentials. Copies its
- * arguments. on_open_cb reports the result. 0 or a negative error. */
+/* What a pooled connection reports to the pool. */
+typedef struct sg_amqp_conn_cbs {
+  /* Login finished: 0, or an error as for sg_amqp_cbs_t.on_open_cb. */
+  void (*on_open_cb)(sg_amqp_conn_t *c, int status, const char *message);
+  /* The connection failed, after every channel on it got on_lost_cb. */
+  void (*on_lost_cb)(sg_amqp_conn_t *c, int code, const char *text);
+  /* Closed, and no channel refers to it any more: free c. */
+  void (*on_closed_cb)(sg_amqp_conn_t *c);
+} sg_amqp_conn_cbs_t;
+
+struct sg_amqp_conn {
+  uv_loop_t *loop;
+  const sg_amqp_conn_cbs_t *cbs;
+  void *data; /* the owner's */
+  int state;  /* enum sg_amqp_state */
+  amqp_connection_state_t conn;
+  uv_work_t work;
+  uv_poll_t poll;
+  uv_timer_t timer;
+  uv_check_t reap; /* finishes closed channels on the next iteration */
+  int handles_open;
+  unsigned poll_init : 1;
+  unsigned close_requested : 1;
+  unsigned handles_closed : 1;
+  unsigned blocked : 1; /* connection.blocked from the broker */
+  char *host, *user, *password, *vhost, *name;
+  int port;
+  int login_status;
+  char login_message[256];
+  sg_amqp_t **chans; /* by channel number; NULL where free */
+  uint16_t channel_max;
+  uint16_t next_channel;
+  size_t nchans;     /* channels attached, including closing ones */
+  sg_amqp_t *reap_head;
+};
+
+/* Per-session mode: opens a private connection with these credentials and
+ * one channel on it. Copies its arguments. on_open_cb reports the result.
+ * 0 or a negative error (then nothing was started). */
 int sg_amqp_open(sg_amqp_t *a, uv_loop_t *loop, const sg_amqp_cbs_t *cbs, const char *host,
                  int port, const char *user, const char *password, const char *vhost,
                  const char *conn_name);
 
-/* Sends a synchronous method on channel 1 whose reply is expect. decoded is
- * borrowed for the call. Returns the method's sequence number (>= 1): its
- * reply has arrived once a->rpc_done >= it. Negative on failure. */
+/* Starts a connection's login. Copies its arguments. 0 or a negative
+ * error (then c is untouched and need not be closed). */
+int sg_amqp_conn_open(sg_amqp_conn_t *c, uv_loop_t *loop, const sg_amqp_conn_cbs_t *cbs,
+                      const char *host, int port, const char *user, const char *password,
+                      const char *vhost, const char *conn_name);
+/* Closes the connection (its channels get on_lost_cb first);
+ * on_closed_cb follows once every channel is closed. */
+void sg_amqp_conn_close(sg_amqp_conn_t *c);
+/* Channels that can still be opened on c. */
+size_t sg_amqp_conn_room(const sg_amqp_conn_t *c);
+
+/* Shared mode: opens a channel on an open connection. 0, UV_ENOTCONN when c
+ * is not open, UV_EBUSY when it has no free channel number. */
+int sg_amqp_open_on(sg_amqp_t *a, sg_amqp_conn_t *c, const sg_amqp_cbs_t *cbs);
+
+/* Sends a synchronous method on the channel whose reply is expect. decoded
+ * is borrowed for the call. Returns the method's sequence number (>= 1):
+ * its reply has arrived once a->rpc_done >= it. Negative on failure. */
 int64_t sg_amqp_rpc(sg_amqp_t *a, amqp_method_number_t method, void *decoded,
                     amqp_method_number_t expect);
-/* Sends an asynchronous method on channel 1 (basic.ack, basic.nack ...). */
+/* Sends an asynchronous method (basic.ack, basic.nack ...). */
 int sg_amqp_send(sg_amqp_t *a, amqp_method_number_t method, void *decoded);
 /* Publishes; *seq gets the confirm tag. Borrows everything. */
 int sg_amqp_publish(sg_amqp_t *a, amqp_bytes_t exchange, amqp_bytes_t routing_key,
                     const amqp_basic_properties_t *props, amqp_bytes_t body, uint64_t *seq);
 
-/* Closes the connection politely (connection.close, short wait for
- * close-ok) and then the handles; on_closed_cb follows. Safe in any state
- * and from inside this link's callbacks. */
+/* Closes the channel (and a private connection) politely; on_closed_cb
+ * follows. Safe in any state and from inside this channel's callbacks. */
 void sg_amqp_close(sg_amqp_t *a);
 
 #endif
