@@ -2,13 +2,12 @@
 #include "app_setup.h"
 
 #include <amqp.h>
-#include <amqp_tcp_socket.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "broker.h"
 #include "log.h"
 
-#define SETUP_TIMEOUT_S 10
 #define RETRY_MIN_MS 1000
 #define RETRY_MAX_MS 30000
 
@@ -23,67 +22,35 @@ typedef struct app_setup {
 
 static app_setup_t setup;
 
-static int reply_error(amqp_rpc_reply_t r, char *out, size_t cap) {
-  switch (r.reply_type) {
-  case AMQP_RESPONSE_NORMAL:
-    return 0;
-  case AMQP_RESPONSE_SERVER_EXCEPTION:
-    if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-      amqp_channel_close_t *m = r.reply.decoded;
-      snprintf(out, cap, "%u %.*s", m->reply_code, (int)m->reply_text.len,
-               (const char *)m->reply_text.bytes);
-    } else if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
-      amqp_connection_close_t *m = r.reply.decoded;
-      snprintf(out, cap, "%u %.*s", m->reply_code, (int)m->reply_text.len,
-               (const char *)m->reply_text.bytes);
-    } else {
-      snprintf(out, cap, "unexpected broker reply");
-    }
-    return -1;
-  case AMQP_RESPONSE_LIBRARY_EXCEPTION:
-    snprintf(out, cap, "%s", amqp_error_string2(r.library_error));
-    return -1;
-  default:
-    snprintf(out, cap, "no reply");
-    return -1;
-  }
-}
-
 /* Thread pool: one short-lived connection, one declare. */
 static void declare_work_cb(uv_work_t *w) {
   app_setup_t *a = w->data;
   const sg_broker_addr_t *b = &a->cfg->broker;
-  struct timeval tv = {SETUP_TIMEOUT_S, 0};
+  int status;
   a->ok = 0;
-  amqp_connection_state_t conn = amqp_new_connection();
-  amqp_socket_t *sock = conn ? amqp_tcp_socket_new(conn) : NULL;
-  if (sock == NULL) {
-    snprintf(a->error, sizeof(a->error), "out of memory");
-    goto out;
-  }
-  amqp_set_handshake_timeout(conn, &tv);
-  amqp_set_rpc_timeout(conn, &tv);
-  int r = amqp_socket_open_noblock(sock, b->host, b->port, &tv);
-  if (r != AMQP_STATUS_OK) {
-    snprintf(a->error, sizeof(a->error), "cannot reach %s:%d: %s", b->host, b->port,
-             amqp_error_string2(r));
-    goto out;
-  }
-  if (reply_error(amqp_login(conn, b->vhost, 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, b->user,
-                             b->password),
-                  a->error, sizeof(a->error)))
-    goto out;
+  amqp_connection_state_t conn =
+      sg_amqp_login_blocking(b->host, b->port, b->user, b->password, b->vhost,
+                             "stompgate set-up", &status, a->error, sizeof(a->error));
+  if (conn == NULL) return;
   amqp_channel_open(conn, 1);
-  if (reply_error(amqp_get_rpc_reply(conn), a->error, sizeof(a->error))) goto close;
-  amqp_exchange_declare(conn, 1, amqp_cstring_bytes(a->cfg->app_exchange),
-                        amqp_cstring_bytes("topic"), 0, 1, 0, 0, amqp_empty_table);
-  if (reply_error(amqp_get_rpc_reply(conn), a->error, sizeof(a->error))) goto close;
-  a->ok = 1;
-  amqp_channel_close(conn, 1, AMQP_REPLY_SUCCESS);
-close:
+  amqp_rpc_reply_t r = amqp_get_rpc_reply(conn);
+  if (r.reply_type == AMQP_RESPONSE_NORMAL) {
+    amqp_exchange_declare(conn, 1, amqp_cstring_bytes(a->cfg->app_exchange),
+                          amqp_cstring_bytes("topic"), 0, 1, 0, 0, amqp_empty_table);
+    r = amqp_get_rpc_reply(conn);
+  }
+  if (r.reply_type == AMQP_RESPONSE_NORMAL) {
+    a->ok = 1;
+  } else if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
+             r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+    amqp_channel_close_t *m = r.reply.decoded;
+    snprintf(a->error, sizeof(a->error), "%u %.*s", m->reply_code, (int)m->reply_text.len,
+             (const char *)m->reply_text.bytes);
+  } else {
+    snprintf(a->error, sizeof(a->error), "the broker refused the declaration");
+  }
   amqp_connection_close(conn, AMQP_REPLY_SUCCESS);
-out:
-  if (conn) amqp_destroy_connection(conn);
+  amqp_destroy_connection(conn);
 }
 
 static void retry_cb(uv_timer_t *t);

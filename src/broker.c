@@ -41,7 +41,7 @@ static void reap_cb(uv_check_t *h) {
   }
 }
 
-static int reap_init(uv_loop_t *loop) {
+int sg_amqp_loop_init(uv_loop_t *loop) {
   if (reap_ready) return 0;
   int r = uv_check_init(loop, &reap_check);
   if (r) return r;
@@ -57,29 +57,25 @@ static void copy_reply_text(char *out, size_t cap, int code, amqp_bytes_t text) 
            (const char *)text.bytes);
 }
 
-/* Thread pool: the blocking part of opening a connection. Touches only c's
- * login fields and the new connection until after_login_cb runs. */
-static void login_work_cb(uv_work_t *w) {
-  sg_amqp_conn_t *c = container_of(w, sg_amqp_conn_t, work);
-  c->login_status = -1;
-  c->conn = amqp_new_connection();
-  if (c->conn == NULL) {
-    snprintf(c->login_message, sizeof(c->login_message), "out of memory");
-    return;
-  }
-  amqp_socket_t *sock = amqp_tcp_socket_new(c->conn);
+amqp_connection_state_t sg_amqp_login_blocking(const char *host, int port, const char *user,
+                                               const char *password, const char *vhost,
+                                               const char *conn_name, int *status,
+                                               char *message, size_t cap) {
+  *status = -1;
+  amqp_connection_state_t conn = amqp_new_connection();
+  amqp_socket_t *sock = conn ? amqp_tcp_socket_new(conn) : NULL;
   struct timeval tv = {LOGIN_TIMEOUT_S, 0};
   if (sock == NULL) {
-    snprintf(c->login_message, sizeof(c->login_message), "out of memory");
-    return;
+    snprintf(message, cap, "out of memory");
+    goto fail;
   }
-  amqp_set_handshake_timeout(c->conn, &tv);
-  amqp_set_rpc_timeout(c->conn, &tv);
-  int r = amqp_socket_open_noblock(sock, c->host, c->port, &tv);
+  amqp_set_handshake_timeout(conn, &tv);
+  amqp_set_rpc_timeout(conn, &tv);
+  int r = amqp_socket_open_noblock(sock, host, port, &tv);
   if (r != AMQP_STATUS_OK) {
-    snprintf(c->login_message, sizeof(c->login_message), "cannot reach the broker at %s:%d: %s",
-             c->host, c->port, amqp_error_string2(r));
-    return;
+    snprintf(message, cap, "cannot reach the broker at %s:%d: %s", host, port,
+             amqp_error_string2(r));
+    goto fail;
   }
 
   amqp_table_entry_t caps[5];
@@ -103,36 +99,47 @@ static void login_work_cb(uv_work_t *w) {
   props[2].value.value.table.entries = caps;
   props[3].key = amqp_cstring_bytes("connection_name");
   props[3].value.kind = AMQP_FIELD_KIND_UTF8;
-  props[3].value.value.bytes = amqp_cstring_bytes(c->name);
+  props[3].value.value.bytes = amqp_cstring_bytes(conn_name);
   amqp_table_t ptable = {4, props};
 
-  amqp_rpc_reply_t rep = amqp_login_with_properties(c->conn, c->vhost, 0, AMQP_FRAME_MAX, 0,
-                                                    &ptable, AMQP_SASL_METHOD_PLAIN, c->user,
-                                                    c->password);
+  amqp_rpc_reply_t rep = amqp_login_with_properties(conn, vhost, 0, AMQP_FRAME_MAX, 0, &ptable,
+                                                    AMQP_SASL_METHOD_PLAIN, user, password);
   switch (rep.reply_type) {
   case AMQP_RESPONSE_NORMAL:
-    c->login_status = 0;
-    break;
+    *status = 0;
+    amqp_maybe_release_buffers(conn);
+    return conn;
   case AMQP_RESPONSE_SERVER_EXCEPTION:
     if (rep.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
       amqp_connection_close_t *m = rep.reply.decoded;
-      c->login_status = m->reply_code;
-      copy_reply_text(c->login_message, sizeof(c->login_message), m->reply_code, m->reply_text);
+      *status = m->reply_code;
+      copy_reply_text(message, cap, m->reply_code, m->reply_text);
     } else {
-      snprintf(c->login_message, sizeof(c->login_message), "unexpected broker reply");
+      snprintf(message, cap, "unexpected broker reply");
     }
     break;
   case AMQP_RESPONSE_LIBRARY_EXCEPTION:
-    snprintf(c->login_message, sizeof(c->login_message), "%s",
+    snprintf(message, cap, "%s",
              rep.library_error == AMQP_STATUS_CONNECTION_CLOSED ||
                      rep.library_error == AMQP_STATUS_SOCKET_ERROR
                  ? "the broker closed the connection during login"
                  : amqp_error_string2(rep.library_error));
     break;
   default:
-    snprintf(c->login_message, sizeof(c->login_message), "login failed");
+    snprintf(message, cap, "login failed");
   }
-  amqp_maybe_release_buffers(c->conn);
+fail:
+  if (conn) amqp_destroy_connection(conn);
+  return NULL;
+}
+
+/* Thread pool: the blocking part of opening a connection. Touches only c's
+ * login fields and the new connection until after_login_cb runs. */
+static void login_work_cb(uv_work_t *w) {
+  sg_amqp_conn_t *c = container_of(w, sg_amqp_conn_t, work);
+  c->conn = sg_amqp_login_blocking(c->host, c->port, c->user, c->password, c->vhost, c->name,
+                                   &c->login_status, c->login_message,
+                                   sizeof(c->login_message));
 }
 
 static void chan_lost(sg_amqp_t *a, int code, const char *text);
@@ -454,7 +461,8 @@ static void after_login_cb(uv_work_t *w, int status) {
     conn_finish(c);
     return;
   }
-  if (c->login_status != 0) {
+  if (c->login_status != 0 || c->conn == NULL) {
+    if (c->login_status == 0) c->login_status = -1;
     c->state = SG_AMQP_DEAD;
     c->cbs->on_open_cb(c, c->login_status, c->login_message);
     return;
@@ -494,7 +502,7 @@ int sg_amqp_conn_open(sg_amqp_conn_t *c, uv_loop_t *loop, const sg_amqp_conn_cbs
   c->name = strdup(conn_name);
   int r = SG_ERR_NOMEM;
   if (!c->host || !c->user || !c->password || !c->vhost || !c->name) goto fail;
-  if ((r = reap_init(loop)) != 0) goto fail;
+  if ((r = sg_amqp_loop_init(loop)) != 0) goto fail;
   if ((r = uv_timer_init(loop, &c->timer)) != 0) goto fail;
   c->timer.data = c;
   c->handles_open = 1;
@@ -705,6 +713,16 @@ int sg_amqp_publish(sg_amqp_t *a, amqp_bytes_t exchange, amqp_bytes_t routing_ke
 
 void sg_amqp_close(sg_amqp_t *a) {
   sg_amqp_conn_t *c = a->conn;
+  if (a->wait_pprev) {
+    /* Still waiting in a pool for a connection: nothing was sent. */
+    *a->wait_pprev = a->wait_next;
+    if (a->wait_next) a->wait_next->wait_pprev = a->wait_pprev;
+    a->wait_next = NULL;
+    a->wait_pprev = NULL;
+    a->state = SG_AMQP_CLOSING;
+    chan_finish(a);
+    return;
+  }
   switch (a->state) {
   case SG_AMQP_IDLE:
     a->state = SG_AMQP_CLOSING;

@@ -85,6 +85,9 @@ struct sg_amqp {
   unsigned in_delivery : 1;
   unsigned reaping : 1;
   sg_amqp_t *reap_next;
+  /* While it waits for a pooled connection: its link in the pool's list,
+   * undone by sg_amqp_close. */
+  sg_amqp_t *wait_next, **wait_pprev;
   /* Pipelined synchronous methods waiting for their reply. */
   sg_amqp_rpc_t *rpcs;
   size_t rpc_head, rpc_len, rpc_cap;
@@ -133,6 +136,17 @@ struct sg_amqp_conn {
   size_t nchans;     /* channels attached, including closing ones */
   sg_amqp_t *reap_head;
 };
+
+/* Thread pool only: connects and logs in with blocking calls. Returns the
+ * connection, or NULL with *status the broker's refusal code (403 access
+ * refused, 530 no such vhost) or -1, and message filled. */
+amqp_connection_state_t sg_amqp_login_blocking(const char *host, int port, const char *user,
+                                               const char *password, const char *vhost,
+                                               const char *conn_name, int *status,
+                                               char *message, size_t cap);
+
+/* Per-thread set-up; called again it does nothing. 0 or a libuv error. */
+int sg_amqp_loop_init(uv_loop_t *loop);
 
 /* Per-session mode: opens a private connection with these credentials and
  * one channel on it. Copies its arguments. on_open_cb reports the result.

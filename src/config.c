@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "sg_config.h"
@@ -23,7 +24,15 @@ static const char usage[] =
     "                            (default amqp://guest:guest@127.0.0.1:5672/);\n"
     "                            its credentials are used when CONNECT has no login\n"
     "  --mode MODE               relay mode: per-session (default; each STOMP\n"
-    "                            session opens its own AMQP connection)\n"
+    "                            session opens its own AMQP connection) or\n"
+    "                            shared (sessions get channels on a few pooled\n"
+    "                            connections under the --broker credentials, and\n"
+    "                            topic subscriptions share one queue per worker)\n"
+    "  --workers N               event loop threads sharing the listening port\n"
+    "                            (default: the number of cores)\n"
+    "  --auth-cache-ttl MS       shared mode: how long a successful check of\n"
+    "                            CONNECT credentials against the broker is\n"
+    "                            reused (default 30000; 0 checks every time)\n"
     "  --log-level LEVEL         error, warn, info (default) or debug\n"
     "  --max-frame-size BYTES    largest STOMP frame accepted (default 4194304)\n"
     "  --max-headers N           most headers in a frame (default 256)\n"
@@ -52,7 +61,7 @@ static const char usage[] =
 enum {
   OPT_LISTEN = 256, OPT_WS_PATH, OPT_BROKER, OPT_MODE, OPT_LOG_LEVEL, OPT_MAX_FRAME,
   OPT_MAX_HEADERS, OPT_MAX_HEADER_SIZE, OPT_MAX_HEAD, OPT_HS_TIMEOUT, OPT_CONNECT_TIMEOUT,
-  OPT_HB_MIN, OPT_MAX_SUBS, OPT_MAX_TX, OPT_MAX_TX_FRAMES, OPT_APP_PREFIX, OPT_APP_EXCHANGE, OPT_WWW,
+  OPT_HB_MIN, OPT_MAX_SUBS, OPT_MAX_TX, OPT_MAX_TX_FRAMES, OPT_APP_PREFIX, OPT_APP_EXCHANGE, OPT_WWW, OPT_WORKERS, OPT_AUTH_TTL,
 };
 
 static const struct option long_opts[] = {
@@ -74,6 +83,8 @@ static const struct option long_opts[] = {
     {"app-prefix", required_argument, NULL, OPT_APP_PREFIX},
     {"app-exchange", required_argument, NULL, OPT_APP_EXCHANGE},
     {"www", required_argument, NULL, OPT_WWW},
+    {"workers", required_argument, NULL, OPT_WORKERS},
+    {"auth-cache-ttl", required_argument, NULL, OPT_AUTH_TTL},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -180,6 +191,11 @@ int sg_config_parse(sg_config_t *cfg, int argc, char **argv) {
   cfg->ws_path = strdup("/ws");
   sg_broker_addr_parse(&cfg->broker, "amqp://guest:guest@127.0.0.1:5672/");
   cfg->mode = SG_MODE_PER_SESSION;
+  {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    cfg->workers = n < 1 ? 1 : n > 64 ? 64 : (int)n;
+  }
+  cfg->auth_cache_ttl_ms = 30000;
   cfg->log_level = SG_LOG_INFO;
   cfg->max_frame_size = 4u << 20;
   cfg->max_headers = 256;
@@ -227,11 +243,22 @@ int sg_config_parse(sg_config_t *cfg, int argc, char **argv) {
       }
       break;
     case OPT_MODE:
-      if (strcmp(optarg, "per-session") != 0) {
-        fprintf(stderr, "stompgate: invalid --mode '%s' (supported: per-session)\n", optarg);
+      if (strcmp(optarg, "per-session") == 0) {
+        cfg->mode = SG_MODE_PER_SESSION;
+      } else if (strcmp(optarg, "shared") == 0) {
+        cfg->mode = SG_MODE_SHARED;
+      } else {
+        fprintf(stderr, "stompgate: invalid --mode '%s' (per-session or shared)\n", optarg);
         return 2;
       }
-      cfg->mode = SG_MODE_PER_SESSION;
+      break;
+    case OPT_WORKERS:
+      if (parse_size("--workers", optarg, 1, 64, &v)) return 2;
+      cfg->workers = (int)v;
+      break;
+    case OPT_AUTH_TTL:
+      if (parse_size("--auth-cache-ttl", optarg, 0, 86400000, &v)) return 2;
+      cfg->auth_cache_ttl_ms = v;
       break;
     case OPT_LOG_LEVEL:
       if ((cfg->log_level = sg_log_level_parse(optarg)) < 0) {

@@ -13,7 +13,7 @@ typedef struct sg_broker_addr {
   char *vhost;
 } sg_broker_addr_t;
 
-typedef enum sg_mode { SG_MODE_PER_SESSION = 0 } sg_mode_t;
+typedef enum sg_mode { SG_MODE_PER_SESSION = 0, SG_MODE_SHARED } sg_mode_t;
 
 typedef struct sg_config {
   char *listen_host;
@@ -21,6 +21,8 @@ typedef struct sg_config {
   char *ws_path;
   sg_broker_addr_t broker;
   sg_mode_t mode;
+  int workers;                   /* event loop threads (--workers) */
+  uint64_t auth_cache_ttl_ms;    /* shared mode: how long a credential check holds */
   int log_level;
   size_t max_frame_size;
   size_t max_headers;

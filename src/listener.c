@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 #include "listener.h"
 
+#include <errno.h>
+#include <netinet/in.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "log.h"
-#include "session.h"
 
 static void connection_cb(uv_stream_t *server, int status) {
   sg_listener_t *l = server->data;
@@ -12,26 +15,50 @@ static void connection_cb(uv_stream_t *server, int status) {
     sg_log_warn("accept failed: %s", uv_strerror(status));
     return;
   }
-  int r = sg_session_accept(server, l->cfg);
+  int r = sg_session_accept(server, l->ctx);
   if (r < 0) sg_log_warn("cannot start a session: %s", uv_strerror(r));
 }
 
-int sg_listener_start(sg_listener_t *l, uv_loop_t *loop, const sg_config_t *cfg) {
+int sg_listener_start(sg_listener_t *l, uv_loop_t *loop, sg_session_ctx_t *ctx, int port) {
+  const sg_config_t *cfg = ctx->cfg;
   struct sockaddr_storage ss;
   memset(l, 0, sizeof(*l));
-  l->cfg = cfg;
-  int r = uv_ip4_addr(cfg->listen_host, cfg->listen_port, (struct sockaddr_in *)&ss);
-  if (r) r = uv_ip6_addr(cfg->listen_host, cfg->listen_port, (struct sockaddr_in6 *)&ss);
+  l->ctx = ctx;
+  if (port == 0) port = cfg->listen_port;
+  int r = uv_ip4_addr(cfg->listen_host, port, (struct sockaddr_in *)&ss);
+  if (r) r = uv_ip6_addr(cfg->listen_host, port, (struct sockaddr_in6 *)&ss);
   if (r) return r;
-  if ((r = uv_tcp_init(loop, &l->tcp))) return r;
+  /* libuv binds without SO_REUSEPORT, so the socket is made here. */
+  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  int one = 1;
+  socklen_t len = ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+      bind(fd, (struct sockaddr *)&ss, len) != 0) {
+    r = -errno;
+    close(fd);
+    return r;
+  }
+  if ((r = uv_tcp_init(loop, &l->tcp))) {
+    close(fd);
+    return r;
+  }
   l->tcp.data = l;
   l->open = 1;
-  if ((r = uv_tcp_bind(&l->tcp, (struct sockaddr *)&ss, 0)) ||
-      (r = uv_listen((uv_stream_t *)&l->tcp, 1024, connection_cb))) {
+  if ((r = uv_tcp_open(&l->tcp, fd)) || (r = uv_listen((uv_stream_t *)&l->tcp, 1024, connection_cb))) {
     sg_listener_close(l);
     return r;
   }
   return 0;
+}
+
+int sg_listener_port(const sg_listener_t *l) {
+  struct sockaddr_storage ss;
+  int n = sizeof(ss);
+  if (!l->open || uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&ss, &n) != 0) return -1;
+  return ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                                  : ntohs(((struct sockaddr_in *)&ss)->sin_port);
 }
 
 void sg_listener_close(sg_listener_t *l) {

@@ -5,16 +5,22 @@
 #include <uv.h>
 
 #include "config.h"
+#include "session.h"
 
 typedef struct sg_listener {
   uv_tcp_t tcp;
-  const sg_config_t *cfg;
+  sg_session_ctx_t *ctx;
   int open;
 } sg_listener_t;
 
-/* Binds and listens on cfg's address; accepted sockets become sessions.
- * 0 or a libuv error. */
-int sg_listener_start(sg_listener_t *l, uv_loop_t *loop, const sg_config_t *cfg);
+/* Binds and listens on cfg's address with SO_REUSEPORT, so that every
+ * worker has a listener of its own on the same port and the kernel spreads
+ * connections over them; port overrides cfg's when non-zero (the port the
+ * first worker got for a listen port of 0). Accepted sockets become
+ * sessions with ctx. 0 or a libuv error. */
+int sg_listener_start(sg_listener_t *l, uv_loop_t *loop, sg_session_ctx_t *ctx, int port);
+/* The port it is bound to, or -1. */
+int sg_listener_port(const sg_listener_t *l);
 void sg_listener_close(sg_listener_t *l);
 
 #endif

@@ -12,11 +12,14 @@
 #include <amqp.h>
 #include <amqp_framing.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "broker.h"
+#include "fanout.h"
+#include "pool.h"
 #include "log.h"
 #include "sg_config.h"
 #include "stompgate/app_dest.h"
@@ -52,6 +55,9 @@ typedef struct sg_sub {
   char *queue;            /* the AMQP queue it consumes */
   uint64_t *unacked;      /* delivery tags awaiting ACK/NACK, ascending */
   size_t un_len, un_cap;
+  unsigned shared : 1;    /* shared mode: a member of a worker's shared queue */
+  sg_fanout_member_t fm;
+  char *join_receipt;     /* RECEIPT owed once the shared queue is ready */
 } sg_sub_t;
 
 typedef struct sg_tx {
@@ -79,6 +85,9 @@ struct sg_session {
   sg_amqp_t amqp;
   uv_timer_t timer; /* CONNECT timeout, then heart-beats */
   const sg_config_t *cfg;
+  sg_session_ctx_t *ctx;
+  sg_auth_req_t *auth;   /* shared mode: the CONNECT credential check */
+  int fan_waiting;       /* shared joins not ready yet: later frames wait */
   uint64_t id;
   int state;
   int version; /* 10, 11, 12 */
@@ -86,8 +95,11 @@ struct sg_session {
   unsigned ws_closed : 1, amqp_started : 1, amqp_closed : 1, timer_closed : 1;
   unsigned torn_down : 1;
   sg_stomp_parser_t parser;
-  sg_stomp_frame_t **pending; /* frames that arrived during the broker login */
-  size_t npending, pending_cap;
+  /* Frames that wait, in order: during the broker login, and while a
+   * shared subscription is being set up (so a SEND after a SUBSCRIBE is
+   * routed to it, as with a queue of its own). */
+  sg_stomp_frame_t **pending;
+  size_t pend_head, npending, pending_cap;
   sg_sub_t *subs;
   size_t nsubs;
   sg_tx_t *txs;
@@ -106,8 +118,8 @@ struct sg_session {
   char reason_buf[160];
 };
 
-static size_t live_sessions;
-static uint64_t next_session_id = 1;
+static atomic_size_t live_sessions;
+static atomic_uint_fast64_t next_session_id = 1;
 static __thread sg_buf_t scratch;
 
 size_t sg_session_count(void) { return live_sessions; }
@@ -115,6 +127,10 @@ size_t sg_session_count(void) { return live_sessions; }
 static void session_teardown(sg_session_t *s);
 static const sg_amqp_cbs_t amqp_cbs;
 static void process_frame(sg_session_t *s, sg_stomp_frame_t *f, int in_commit);
+static void run_pending(sg_session_t *s);
+static void auth_done_cb(void *owner, int status, const char *message);
+static void error_close(sg_session_t *s, uint16_t code, const char *message,
+                        const sg_stomp_frame_t *f, const char *detail);
 
 /* ---------- freeing ---------- */
 
@@ -124,6 +140,7 @@ static void sub_free(sg_sub_t *sub) {
   free(sub->temp_name);
   free(sub->queue);
   free(sub->unacked);
+  free(sub->join_receipt);
   free(sub);
 }
 
@@ -136,7 +153,7 @@ static void tx_free(sg_tx_t *tx) {
 
 static void session_free(sg_session_t *s) {
   sg_stomp_parser_free(&s->parser);
-  for (size_t i = 0; i < s->npending; i++) sg_stomp_frame_free(s->pending[i]);
+  for (size_t i = s->pend_head; i < s->npending; i++) sg_stomp_frame_free(s->pending[i]);
   free(s->pending);
   while (s->subs) {
     sg_sub_t *n = s->subs->next;
@@ -236,9 +253,7 @@ static void flush_receipts(sg_session_t *s) {
   }
 }
 
-static int add_receipt(sg_session_t *s, const sg_stomp_frame_t *f, int disconnect) {
-  const char *id = sg_stomp_frame_header(f, "receipt", NULL);
-  if (id == NULL) return 0;
+static int add_receipt_id(sg_session_t *s, const char *id, int disconnect) {
   sg_receipt_t *r = calloc(1, sizeof(*r));
   if (r == NULL || (r->id = strdup(id)) == NULL) {
     free(r);
@@ -251,6 +266,11 @@ static int add_receipt(sg_session_t *s, const sg_stomp_frame_t *f, int disconnec
   s->rc_tail = &r->next;
   flush_receipts(s);
   return 1;
+}
+
+static int add_receipt(sg_session_t *s, const sg_stomp_frame_t *f, int disconnect) {
+  const char *id = sg_stomp_frame_header(f, "receipt", NULL);
+  return id ? add_receipt_id(s, id, disconnect) : 0;
 }
 
 static void confirm_advance(sg_session_t *s) {
@@ -612,6 +632,51 @@ lost:
 
 /* ---------- SUBSCRIBE / UNSUBSCRIBE ---------- */
 
+/* Shared mode: whether a subscription can share the worker's queue for its
+ * (exchange, key): auto-ack, to /topic or /exchange, with nothing that asks
+ * for a queue of its own (durable, a name, queue arguments). */
+static int shareable(const sg_stomp_frame_t *f, const sg_dest_t *d, int ack_mode) {
+  if (ack_mode != ACK_AUTO || (d->kind != SG_DEST_TOPIC && d->kind != SG_DEST_EXCHANGE)) return 0;
+  for (size_t i = 0; i < f->nheaders; i++) {
+    const char *n = f->headers[i].name, *v = f->headers[i].value;
+    if (strncmp(n, "x-", 2) == 0 || strcmp(n, "auto-delete") == 0 || strcmp(n, "exclusive") == 0)
+      return 0;
+    if ((strcmp(n, "durable") == 0 || strcmp(n, "persistent") == 0) && strcmp(v, "true") == 0)
+      return 0;
+  }
+  return 1;
+}
+
+/* Joins the worker's shared queue. Later frames wait until it is ready,
+ * so a SEND after the SUBSCRIBE reaches it, as with a queue of its own. */
+static void subscribe_shared(sg_session_t *s, sg_stomp_frame_t *f, sg_sub_t *sub,
+                             const sg_dest_t *d) {
+  const char *rid = sg_stomp_frame_header(f, "receipt", NULL);
+  sub->shared = 1;
+  sub->fm.owner = s;
+  if (rid && (sub->join_receipt = strdup(rid)) == NULL) {
+    sub_free(sub);
+    error_close(s, CLOSE_INTERNAL, "Internal error", f, "out of memory");
+    return;
+  }
+  sub->next = s->subs;
+  s->subs = sub;
+  s->nsubs++;
+  s->fan_waiting++;
+  const char *exchange = d->kind == SG_DEST_TOPIC ? "amq.topic" : d->name;
+  const char *key = d->kind == SG_DEST_TOPIC ? d->name : d->key;
+  int r = sg_fanout_join(s->ctx->fanout, exchange, key, &sub->fm);
+  if (r == 0) return; /* fan_ready_cb follows, or has already run */
+  s->fan_waiting--;
+  if (r < 0) {
+    error_close(s, CLOSE_INTERNAL, "Internal error", f, "cannot join the subscription");
+    return;
+  }
+  free(sub->join_receipt);
+  sub->join_receipt = NULL;
+  add_receipt(s, f, 0);
+}
+
 static void do_subscribe(sg_session_t *s, sg_stomp_frame_t *f) {
   const char *dst = sg_stomp_frame_header(f, "destination", NULL);
   const char *id = sg_stomp_frame_header(f, "id", NULL);
@@ -687,6 +752,11 @@ static void do_subscribe(sg_session_t *s, sg_stomp_frame_t *f) {
     return;
   }
 
+  if (s->cfg->mode == SG_MODE_SHARED && shareable(f, &d, mode)) {
+    subscribe_shared(s, f, sub, &d);
+    sg_dest_free(&d);
+    return;
+  }
   int r = 0;
   switch (d.kind) {
   case SG_DEST_EXCHANGE:
@@ -750,6 +820,12 @@ static void do_unsubscribe(sg_session_t *s, sg_stomp_frame_t *f) {
   sg_sub_t *sub = sub_by_id(s, id);
   if (sub == NULL) {
     error_close(s, CLOSE_PROTOCOL, "No subscription found", f, id);
+    return;
+  }
+  if (sub->shared) {
+    sg_fanout_leave(&sub->fm);
+    sub_unlink(s, sub);
+    add_receipt(s, f, 0);
     return;
   }
   amqp_basic_cancel_t c = {amqp_cstring_bytes(sub->tag), 0};
@@ -1039,6 +1115,20 @@ static void do_connect(sg_session_t *s, sg_stomp_frame_t *f) {
   char name[160];
   snprintf(name, sizeof(name), "stompgate %s session-%" PRIu64, s->ws.peer, s->id);
   uv_timer_stop(&s->timer);
+  if (s->cfg->mode == SG_MODE_SHARED) {
+    /* One vhost per gateway: its pooled connections are on --broker's. */
+    if (strcmp(vhost, ba->vhost) != 0) {
+      char detail[300];
+      snprintf(detail, sizeof(detail), "host '%.100s': in shared mode this gateway serves vhost '%.100s'",
+               vhost, ba->vhost);
+      error_close(s, CLOSE_POLICY, "Virtual host not available", f, detail);
+      return;
+    }
+    s->state = S_LOGIN;
+    if (sg_auth_check(s->ctx->pool, login, pass, vhost, auth_done_cb, s, &s->auth) != 0)
+      error_close(s, CLOSE_INTERNAL, "Internal error", f, "cannot check the credentials");
+    return;
+  }
   s->state = S_LOGIN;
   if (sg_amqp_open(&s->amqp, s->ws.tcp.loop, &amqp_cbs, ba->host, ba->port, login, pass, vhost,
                    name) != 0)
@@ -1111,6 +1201,44 @@ static void process_frame(sg_session_t *s, sg_stomp_frame_t *f, int in_commit) {
   sg_stomp_frame_free(f);
 }
 
+/* Keeps f to handle later, in arrival order. */
+static void pending_push(sg_session_t *s, sg_stomp_frame_t *f, const char *too_many) {
+  if (s->npending - s->pend_head >= s->cfg->max_pending_frames) {
+    error_close(s, CLOSE_POLICY, too_many, f, NULL);
+    sg_stomp_frame_free(f);
+    return;
+  }
+  if (s->npending == s->pending_cap) {
+    if (s->pend_head > 0) {
+      memmove(s->pending, s->pending + s->pend_head,
+              (s->npending - s->pend_head) * sizeof(*s->pending));
+      s->npending -= s->pend_head;
+      s->pend_head = 0;
+    }
+  }
+  if (s->npending == s->pending_cap) {
+    size_t cap = s->pending_cap ? s->pending_cap * 2 : 8;
+    sg_stomp_frame_t **n = realloc(s->pending, cap * sizeof(*n));
+    if (n == NULL) {
+      error_close(s, CLOSE_INTERNAL, "Internal error", f, "out of memory");
+      sg_stomp_frame_free(f);
+      return;
+    }
+    s->pending = n;
+    s->pending_cap = cap;
+  }
+  s->pending[s->npending++] = f;
+}
+
+/* Handles the frames that waited, until one makes the session wait again. */
+static void run_pending(sg_session_t *s) {
+  while (s->pend_head < s->npending && s->state == S_CONNECTED && s->fan_waiting == 0) {
+    sg_stomp_frame_t *f = s->pending[s->pend_head++];
+    process_frame(s, f, 0);
+  }
+  if (s->pend_head == s->npending) s->pend_head = s->npending = 0;
+}
+
 static void on_frame(sg_session_t *s, sg_stomp_frame_t *f) {
   switch (s->state) {
   case S_WAIT_CONNECT:
@@ -1125,26 +1253,13 @@ static void on_frame(sg_session_t *s, sg_stomp_frame_t *f) {
     sg_stomp_frame_free(f);
     return;
   case S_LOGIN:
-    if (s->npending >= s->cfg->max_pending_frames) {
-      error_close(s, CLOSE_POLICY, "Too many frames before CONNECTED", f, NULL);
-      sg_stomp_frame_free(f);
-      return;
-    }
-    if (s->npending == s->pending_cap) {
-      size_t cap = s->pending_cap ? s->pending_cap * 2 : 8;
-      sg_stomp_frame_t **n = realloc(s->pending, cap * sizeof(*n));
-      if (n == NULL) {
-        error_close(s, CLOSE_INTERNAL, "Internal error", f, "out of memory");
-        sg_stomp_frame_free(f);
-        return;
-      }
-      s->pending = n;
-      s->pending_cap = cap;
-    }
-    s->pending[s->npending++] = f;
+    pending_push(s, f, "Too many frames before CONNECTED");
     return;
   case S_CONNECTED:
-    process_frame(s, f, 0);
+    if (s->fan_waiting > 0 || s->pend_head < s->npending)
+      pending_push(s, f, "Too many frames while a subscription is set up");
+    else
+      process_frame(s, f, 0);
     return;
   default:
     sg_stomp_frame_free(f);
@@ -1239,63 +1354,28 @@ static void amqp_open_cb(sg_amqp_t *a, int status, const char *message) {
     uv_timer_start(&s->timer, heartbeat_cb, tick, tick);
   }
   /* Frames that arrived while the login ran. */
-  size_t n = s->npending;
-  sg_stomp_frame_t **q = s->pending;
-  s->pending = NULL;
-  s->npending = s->pending_cap = 0;
-  size_t i = 0;
-  for (; i < n && s->state == S_CONNECTED; i++) process_frame(s, q[i], 0);
-  for (; i < n; i++) sg_stomp_frame_free(q[i]);
-  free(q);
+  run_pending(s);
 }
 
-static void amqp_delivery_cb(sg_amqp_t *a, const sg_amqp_delivery_t *d) {
-  sg_session_t *s = container_of(a, sg_session_t, amqp);
-  if (s->state != S_CONNECTED) return;
-  sg_sub_t *sub = sub_by_tag(s, d->consumer_tag);
-  if (sub == NULL) return;
-  if (sub->cancelled) {
-    /* Already in flight when the cancel went out: give it back. */
-    if (sub->ack_mode != ACK_AUTO) {
-      amqp_basic_reject_t r = {d->delivery_tag, 1};
-      sg_amqp_send(a, AMQP_BASIC_REJECT_METHOD, &r);
-    }
-    return;
-  }
-  if (sub->ack_mode != ACK_AUTO && unacked_push(sub, d->delivery_tag) != 0) {
-    error_close(s, CLOSE_INTERNAL, "Internal error", NULL, "out of memory");
-    return;
-  }
-  sg_buf_t *b = &scratch;
-  int v = s->version;
-  char mid[320], num[32];
-  sg_buf_reset(b);
-  sg_stomp_encode_start(b, SG_STOMP_MESSAGE);
-  if (sub->app_reply) {
-    /* A back end's reply: it goes to the destination of the request it
-     * answers, on the implicit subscription named after its prefix. */
-    const amqp_basic_properties_t *rp = d->props;
-    const char *to = NULL;
-    if (rp && (rp->_flags & AMQP_BASIC_CORRELATION_ID_FLAG))
-      to = sg_app_corr_find(&s->app_corr, rp->correlation_id.bytes, rp->correlation_id.len);
-    int pi = to ? app_prefix_of(s, to) : -1;
-    const char *prefix = s->cfg->app_prefixes[pi >= 0 ? pi : 0];
-    sg_stomp_encode_headerz(b, v, SG_STOMP_MESSAGE, "subscription", prefix);
-    sg_stomp_encode_headerz(b, v, SG_STOMP_MESSAGE, "destination", to ? to : prefix);
+/* Appends everything of a MESSAGE after its subscription, message-id and
+ * ack headers: destination (dest, or rebuilt from the exchange and routing
+ * key), redelivered, the AMQP properties and headers table, and the body.
+ * The same bytes serve every session with STOMP version v, which is how a
+ * shared delivery is encoded once. */
+static void encode_message_tail(sg_buf_t *b, int v, const sg_amqp_delivery_t *d,
+                                const char *dest) {
+  char num[32];
+  if (dest) {
+    sg_stomp_encode_headerz(b, v, SG_STOMP_MESSAGE, "destination", dest);
   } else {
-    sg_stomp_encode_headerz(b, v, SG_STOMP_MESSAGE, "subscription", sub->id);
-    sg_buf_t dest;
-    sg_buf_init(&dest);
-    sg_dest_format(&dest, d->exchange.bytes, d->exchange.len, d->routing_key.bytes,
+    sg_buf_t db;
+    sg_buf_init(&db);
+    sg_dest_format(&db, d->exchange.bytes, d->exchange.len, d->routing_key.bytes,
                    d->routing_key.len);
-    sg_stomp_encode_header(b, v, SG_STOMP_MESSAGE, "destination", 11,
-                           dest.base ? dest.base : "", dest.len);
-    sg_buf_free(&dest);
+    sg_stomp_encode_header(b, v, SG_STOMP_MESSAGE, "destination", 11, db.base ? db.base : "",
+                           db.len);
+    sg_buf_free(&db);
   }
-  snprintf(mid, sizeof(mid), "%s@@session-%" PRIu64 "@@%" PRIu64, sub->tag, s->id,
-           d->delivery_tag);
-  sg_stomp_encode_headerz(b, v, SG_STOMP_MESSAGE, "message-id", mid);
-  if (v >= 12 && sub->ack_mode != ACK_AUTO) sg_stomp_encode_headerz(b, v, SG_STOMP_MESSAGE, "ack", mid);
   sg_stomp_encode_headerz(b, v, SG_STOMP_MESSAGE, "redelivered", d->redelivered ? "true" : "false");
   const amqp_basic_properties_t *p = d->props;
   if (p) {
@@ -1375,6 +1455,48 @@ static void amqp_delivery_cb(sg_amqp_t *a, const sg_amqp_delivery_t *d) {
     }
   }
   sg_stomp_encode_finish(b, d->body, d->body_len);
+}
+
+static void amqp_delivery_cb(sg_amqp_t *a, const sg_amqp_delivery_t *d) {
+  sg_session_t *s = container_of(a, sg_session_t, amqp);
+  if (s->state != S_CONNECTED) return;
+  sg_sub_t *sub = sub_by_tag(s, d->consumer_tag);
+  if (sub == NULL) return;
+  if (sub->cancelled) {
+    /* Already in flight when the cancel went out: give it back. */
+    if (sub->ack_mode != ACK_AUTO) {
+      amqp_basic_reject_t r = {d->delivery_tag, 1};
+      sg_amqp_send(a, AMQP_BASIC_REJECT_METHOD, &r);
+    }
+    return;
+  }
+  if (sub->ack_mode != ACK_AUTO && unacked_push(sub, d->delivery_tag) != 0) {
+    error_close(s, CLOSE_INTERNAL, "Internal error", NULL, "out of memory");
+    return;
+  }
+  sg_buf_t *b = &scratch;
+  int v = s->version;
+  char mid[320];
+  const char *subscription = sub->id, *dest = NULL;
+  if (sub->app_reply) {
+    /* A back end's reply: it goes to the destination of the request it
+     * answers, on the implicit subscription named after its prefix. */
+    const amqp_basic_properties_t *rp = d->props;
+    const char *to = NULL;
+    if (rp && (rp->_flags & AMQP_BASIC_CORRELATION_ID_FLAG))
+      to = sg_app_corr_find(&s->app_corr, rp->correlation_id.bytes, rp->correlation_id.len);
+    int pi = to ? app_prefix_of(s, to) : -1;
+    subscription = s->cfg->app_prefixes[pi >= 0 ? pi : 0];
+    dest = to ? to : subscription;
+  }
+  sg_buf_reset(b);
+  sg_stomp_encode_start(b, SG_STOMP_MESSAGE);
+  sg_stomp_encode_headerz(b, v, SG_STOMP_MESSAGE, "subscription", subscription);
+  snprintf(mid, sizeof(mid), "%s@@session-%" PRIu64 "@@%" PRIu64, sub->tag, s->id,
+           d->delivery_tag);
+  sg_stomp_encode_headerz(b, v, SG_STOMP_MESSAGE, "message-id", mid);
+  if (v >= 12 && sub->ack_mode != ACK_AUTO) sg_stomp_encode_headerz(b, v, SG_STOMP_MESSAGE, "ack", mid);
+  encode_message_tail(b, v, d, dest);
   send_frame_buf(s, b);
 }
 
@@ -1430,19 +1552,24 @@ static void amqp_cancel_cb(sg_amqp_t *a, amqp_bytes_t tag) {
   error_close(s, CLOSE_INTERNAL, "Subscription cancelled by the broker", NULL, detail);
 }
 
+/* The ERROR message and close code for a broker refusal or failure. */
+static const char *broker_error_name(int code, uint16_t *close_code) {
+  *close_code = CLOSE_PROTOCOL;
+  switch (code) {
+  case 404: return "Not found";
+  case 403: *close_code = CLOSE_POLICY; return "Access refused";
+  case 406: return "Precondition failed";
+  case 405: return "Resource locked";
+  case 0: *close_code = CLOSE_INTERNAL; return "Broker connection lost";
+  default: *close_code = CLOSE_INTERNAL; return "Broker error";
+  }
+}
+
 static void amqp_lost_cb(sg_amqp_t *a, int code, const char *text) {
   sg_session_t *s = container_of(a, sg_session_t, amqp);
   if (s->state == S_CLOSING) return;
-  const char *m;
-  uint16_t wc = CLOSE_PROTOCOL;
-  switch (code) {
-  case 404: m = "Not found"; break;
-  case 403: m = "Access refused"; wc = CLOSE_POLICY; break;
-  case 406: m = "Precondition failed"; break;
-  case 405: m = "Resource locked"; break;
-  case 0: m = "Broker connection lost"; wc = CLOSE_INTERNAL; break;
-  default: m = "Broker error"; wc = CLOSE_INTERNAL; break;
-  }
+  uint16_t wc;
+  const char *m = broker_error_name(code, &wc);
   /* The failing command is the oldest one still waiting for its receipt,
    * if it asked for one. */
   const char *rid = NULL;
@@ -1468,6 +1595,84 @@ static const sg_amqp_cbs_t amqp_cbs = {amqp_open_cb,    amqp_delivery_cb, amqp_c
                                        amqp_progress_cb, amqp_cancel_cb,  amqp_lost_cb,
                                        amqp_closed_cb};
 
+/* ---------- shared subscriptions (fan-out callbacks) ---------- */
+
+static void fan_ready_cb(sg_fanout_member_t *m, int status, const char *text) {
+  sg_sub_t *sub = container_of(m, sg_sub_t, fm);
+  sg_session_t *s = m->owner;
+  s->fan_waiting--;
+  if (s->state != S_CONNECTED) return;
+  if (status != 0) {
+    uint16_t wc;
+    const char *msg = broker_error_name(status, &wc);
+    snprintf(s->reason_buf, sizeof(s->reason_buf), "ERROR %s: %s", msg, text ? text : "");
+    s->close_reason = s->reason_buf;
+    send_error(s, msg, sub->join_receipt, text);
+    sg_ws_close(&s->ws, wc, msg);
+    session_teardown(s);
+    return;
+  }
+  if (sub->join_receipt) {
+    add_receipt_id(s, sub->join_receipt, 0);
+    free(sub->join_receipt);
+    sub->join_receipt = NULL;
+  }
+  if (s->fan_waiting == 0) run_pending(s);
+}
+
+static void fan_message_cb(sg_fanout_member_t *m, sg_fanout_msg_t *msg) {
+  sg_sub_t *sub = container_of(m, sg_sub_t, fm);
+  sg_session_t *s = m->owner;
+  if (s->state != S_CONNECTED) return;
+  int v = s->version, vi = v == 10 ? 0 : v == 11 ? 1 : 2;
+  sg_buf_t *tail = &msg->tail[vi];
+  if (msg->tail_utf8[vi] < 0) {
+    /* The first member with this version encodes for all the others. */
+    encode_message_tail(tail, v, msg->d, NULL);
+    msg->tail_utf8[vi] = sg_utf8_valid(tail->base, tail->len);
+  }
+  sg_buf_t *b = &scratch;
+  char mid[320];
+  sg_buf_reset(b);
+  sg_stomp_encode_start(b, SG_STOMP_MESSAGE);
+  sg_stomp_encode_headerz(b, v, SG_STOMP_MESSAGE, "subscription", sub->id);
+  snprintf(mid, sizeof(mid), "%s@@session-%" PRIu64 "@@%" PRIu64, sub->tag, s->id, msg->seq);
+  sg_stomp_encode_headerz(b, v, SG_STOMP_MESSAGE, "message-id", mid);
+  int binary = !msg->tail_utf8[vi] || !sg_utf8_valid(b->base, b->len);
+  if (sg_buf_append(b, tail->base, tail->len) != 0) return;
+  sg_ws_send(&s->ws, b->base, b->len, binary);
+}
+
+static void fan_lost_cb(sg_fanout_member_t *m, int code, const char *text) {
+  sg_session_t *s = m->owner;
+  if (s->state != S_CONNECTED) return;
+  uint16_t wc;
+  const char *msg = broker_error_name(code, &wc);
+  snprintf(s->reason_buf, sizeof(s->reason_buf), "ERROR %s: %s", msg, text ? text : "");
+  s->close_reason = s->reason_buf;
+  send_error(s, msg, NULL, text);
+  sg_ws_close(&s->ws, wc, msg);
+  session_teardown(s);
+}
+
+static const sg_fanout_cbs_t fanout_cbs = {fan_ready_cb, fan_message_cb, fan_lost_cb};
+
+const sg_fanout_cbs_t *sg_session_fanout_cbs(void) { return &fanout_cbs; }
+
+/* Shared mode: the credential check of CONNECT came back. */
+static void auth_done_cb(void *owner, int status, const char *message) {
+  sg_session_t *s = owner;
+  s->auth = NULL;
+  if (s->state != S_LOGIN) return;
+  if (status != 0) {
+    amqp_open_cb(&s->amqp, status, message);
+    return;
+  }
+  int r = sg_pool_open_channel(s->ctx->pool, &s->amqp, &amqp_cbs);
+  if (r != 0 && s->state == S_LOGIN)
+    error_close(s, CLOSE_INTERNAL, "Broker unavailable", NULL, "no broker connection");
+}
+
 /* ---------- life cycle ---------- */
 
 static void timer_closed_cb(uv_handle_t *h) {
@@ -1483,15 +1688,21 @@ static void session_teardown(sg_session_t *s) {
   sg_log_info("session-%" PRIu64 " closed (%s): %s", s->id, s->ws.peer,
               s->close_reason ? s->close_reason : "closed");
   uv_close((uv_handle_t *)&s->timer, timer_closed_cb);
+  for (sg_sub_t *x = s->subs; x; x = x->next)
+    if (x->shared) sg_fanout_leave(&x->fm);
+  sg_auth_cancel(s->auth);
+  s->auth = NULL;
   if (s->amqp.state != SG_AMQP_IDLE) sg_amqp_close(&s->amqp);
   else s->amqp_closed = 1;
 }
 
-int sg_session_accept(uv_stream_t *server, const sg_config_t *cfg) {
+int sg_session_accept(uv_stream_t *server, sg_session_ctx_t *ctx) {
+  const sg_config_t *cfg = ctx->cfg;
   sg_session_t *s = calloc(1, sizeof(*s));
   if (s == NULL) return SG_ERR_NOMEM;
   s->cfg = cfg;
-  s->id = next_session_id++;
+  s->ctx = ctx;
+  s->id = atomic_fetch_add(&next_session_id, 1);
   s->version = 12;
   s->rc_tail = &s->rc_head;
   sg_stomp_limits_t lim = {cfg->max_frame_size, cfg->max_headers, cfg->max_header_size};

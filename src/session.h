@@ -2,20 +2,39 @@
 #ifndef SG_SESSION_H
 #define SG_SESSION_H
 
-/* A STOMP session: the state machine between one WebSocket and its AMQP
- * connection (per-session relay mode). */
+/* A STOMP session: the state machine between one WebSocket and the broker.
+ * In per-session mode it owns an AMQP connection opened with its own
+ * credentials; in shared mode it has a channel on a pooled connection, and
+ * its topic subscriptions go through the worker's fan-out. */
 
 #include <uv.h>
 
 #include "config.h"
 
+struct sg_pool;
+struct sg_fanout;
+struct sg_fanout_cbs;
+
+/* What a worker gives its sessions. pool and fanout are NULL in per-session
+ * mode. */
+typedef struct sg_session_ctx {
+  const sg_config_t *cfg;
+  struct sg_pool *pool;
+  struct sg_fanout *fanout;
+  int worker;
+} sg_session_ctx_t;
+
 typedef struct sg_session sg_session_t;
 
 /* Creates a session for a connection pending on server and accepts it.
- * The session frees itself when both sides are closed. 0 or an error. */
-int sg_session_accept(uv_stream_t *server, const sg_config_t *cfg);
+ * The session frees itself when both sides are closed. ctx is borrowed for
+ * the life of the loop. 0 or an error. */
+int sg_session_accept(uv_stream_t *server, sg_session_ctx_t *ctx);
 
-/* Sessions currently alive in this process. */
+/* Sessions currently alive in this process, over all workers. */
 size_t sg_session_count(void);
+
+/* The callbacks through which a worker's fan-out reaches its sessions. */
+const struct sg_fanout_cbs *sg_session_fanout_cbs(void);
 
 #endif

@@ -44,12 +44,17 @@ async function waitPort(port, ms = 10000) {
 
 // Starts stompgate in front of the given AMQP port; returns a handle with
 // url, port, log() and stop().
+// SG_MODE (per-session or shared) runs every case against that relay mode.
+function modeArgs() {
+  return process.env.SG_MODE ? ['--mode', process.env.SG_MODE] : [];
+}
+
 // opts.port fixes the listening port (to restart a gateway where clients
 // reconnect).
 export async function startGateway(extra = [], amqpPort = AMQP_PORT, opts = {}) {
   const port = opts.port ?? await freePort();
   const args = ['--listen', `127.0.0.1:${port}`, '--broker', `amqp://guest:guest@127.0.0.1:${amqpPort}/`,
-    '--log-level', 'info', ...extra];
+    '--log-level', 'info', ...modeArgs(), ...extra];
   const child = spawn(BIN, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   child.stderr.on('data', (d) => { log += d; });

@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: MIT */
+#include "worker.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker.h"
+#include "log.h"
+#include "ws.h"
+
+static void stop_cb(uv_async_t *a) {
+  sg_worker_t *w = a->data;
+  sg_listener_close(&w->listener);
+  if (w->ctx.cfg->mode == SG_MODE_SHARED) sg_pool_close(&w->pool);
+  uv_stop(&w->loop);
+}
+
+static void worker_main(void *arg) {
+  sg_worker_t *w = arg;
+  /* Per-thread state of the layers (write batching, deferred closes). */
+  if (sg_ws_loop_init(&w->loop) != 0 || sg_amqp_loop_init(&w->loop) != 0) {
+    sg_log_error("worker %d cannot start", w->id);
+    return;
+  }
+  uv_run(&w->loop, UV_RUN_DEFAULT);
+}
+
+/* Everything up to the listener, from the main thread before the worker's
+ * thread exists. */
+static int worker_init(sg_worker_t *w, int id, const sg_config_t *cfg, int port) {
+  memset(w, 0, sizeof(*w));
+  w->id = id;
+  int r = uv_loop_init(&w->loop);
+  if (r) return r;
+  w->ctx.cfg = cfg;
+  w->ctx.worker = id;
+  if (cfg->mode == SG_MODE_SHARED) {
+    sg_pool_init(&w->pool, &w->loop, cfg, id);
+    sg_fanout_init(&w->fanout, &w->pool, sg_session_fanout_cbs(), id);
+    w->ctx.pool = &w->pool;
+    w->ctx.fanout = &w->fanout;
+  }
+  if ((r = uv_async_init(&w->loop, &w->stop, stop_cb)) != 0) goto fail_loop;
+  w->stop.data = w;
+  if ((r = sg_listener_start(&w->listener, &w->loop, &w->ctx, port)) != 0) goto fail_async;
+  return 0;
+fail_async:
+  uv_close((uv_handle_t *)&w->stop, NULL);
+  uv_run(&w->loop, UV_RUN_NOWAIT);
+fail_loop:
+  uv_loop_close(&w->loop);
+  return r;
+}
+
+int sg_workers_start(sg_worker_t **out, const sg_config_t *cfg, int *port) {
+  int n = cfg->workers;
+  sg_worker_t *ws = calloc((size_t)n, sizeof(*ws));
+  if (ws == NULL) return UV_ENOMEM;
+  int r = 0, i;
+  *port = 0;
+  for (i = 0; i < n; i++) {
+    if ((r = worker_init(&ws[i], i, cfg, *port)) != 0) break;
+    if (i == 0) *port = sg_listener_port(&ws[0].listener);
+  }
+  if (r) {
+    for (int k = 0; k < i; k++) {
+      sg_listener_close(&ws[k].listener);
+      uv_close((uv_handle_t *)&ws[k].stop, NULL);
+      uv_run(&ws[k].loop, UV_RUN_NOWAIT);
+      uv_loop_close(&ws[k].loop);
+    }
+    free(ws);
+    return r;
+  }
+  for (i = 0; i < n; i++) {
+    if (uv_thread_create(&ws[i].thread, worker_main, &ws[i]) != 0) {
+      sg_log_error("cannot start worker thread %d", i);
+      continue;
+    }
+    ws[i].running = 1;
+  }
+  *out = ws;
+  return 0;
+}
+
+void sg_workers_stop(sg_worker_t *ws, const sg_config_t *cfg) {
+  for (int i = 0; i < cfg->workers; i++)
+    if (ws[i].running) uv_async_send(&ws[i].stop);
+  for (int i = 0; i < cfg->workers; i++)
+    if (ws[i].running) uv_thread_join(&ws[i].thread);
+  /* The loops still hold the sessions that were open; the process exits
+   * next, so they stay as they are (and reachable, for leak checkers). */
+}

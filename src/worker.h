@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef SG_WORKER_H
+#define SG_WORKER_H
+
+/* A worker: one thread, one libuv loop, its own listener on the shared
+ * port, and in shared mode its own connection pool and fan-out table, so
+ * nothing on the hot path is shared between threads. */
+
+#include <uv.h>
+
+#include "config.h"
+#include "fanout.h"
+#include "listener.h"
+#include "pool.h"
+#include "session.h"
+
+typedef struct sg_worker {
+  int id;
+  uv_loop_t loop;
+  uv_thread_t thread;
+  uv_async_t stop;
+  sg_listener_t listener;
+  sg_pool_t pool;
+  sg_fanout_t fanout;
+  sg_session_ctx_t ctx;
+  int running;
+} sg_worker_t;
+
+/* Creates cfg->workers workers, binds their listeners (all on one port) and
+ * starts their threads. On success *out holds them and *port the port.
+ * A negative libuv error when a listener cannot bind (nothing is left
+ * running then). */
+int sg_workers_start(sg_worker_t **out, const sg_config_t *cfg, int *port);
+/* Stops accepting, stops every loop and joins the threads. */
+void sg_workers_stop(sg_worker_t *w, const sg_config_t *cfg);
+
+#endif
