@@ -15,6 +15,10 @@
 #define AMQP_FRAME_MAX 131072
 #define CLOSE_OK_WAIT_MS 1000
 #define LOGIN_TIMEOUT_S 10
+/* Frames handled per wake-up: bounds the MESSAGEs queued for clients before
+ * the loop writes them, so a burst from the broker does not look like a
+ * slow consumer, and other sockets get their turn. */
+#define PUMP_BUDGET 128
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
@@ -192,6 +196,7 @@ static void conn_finish(sg_amqp_conn_t *c) {
   }
   if (c->poll_init) uv_close((uv_handle_t *)&c->poll, conn_handle_closed_cb);
   uv_close((uv_handle_t *)&c->timer, conn_handle_closed_cb);
+  uv_close((uv_handle_t *)&c->more, conn_handle_closed_cb);
 }
 
 /* ---------- channels: frames ---------- */
@@ -395,12 +400,16 @@ static void conn_method(sg_amqp_conn_t *c, amqp_method_t *m) {
     if (c->state == SG_AMQP_CLOSING) conn_finish(c);
     return;
   case AMQP_CONNECTION_BLOCKED_METHOD:
-    c->blocked = 1;
-    sg_log_warn("broker %s:%d blocked publishing (%s)", c->host, c->port, c->name);
-    return;
   case AMQP_CONNECTION_UNBLOCKED_METHOD:
-    c->blocked = 0;
-    sg_log_info("broker %s:%d unblocked (%s)", c->host, c->port, c->name);
+    c->blocked = m->id == AMQP_CONNECTION_BLOCKED_METHOD;
+    if (c->blocked) sg_log_warn("broker %s:%d blocked publishing (%s)", c->host, c->port, c->name);
+    else sg_log_info("broker %s:%d unblocked publishing (%s)", c->host, c->port, c->name);
+    /* Publishing now would fill the socket and stall the loop; the
+     * channels' owners hold their publishes instead. */
+    for (uint32_t i = 1; i <= c->channel_max && c->nchans; i++) {
+      sg_amqp_t *a = c->chans[i];
+      if (a && a->state == SG_AMQP_OPEN && a->cbs->on_blocked_cb) a->cbs->on_blocked_cb(a, c->blocked);
+    }
     return;
   default:
     return;
@@ -425,8 +434,17 @@ static void conn_frame(sg_amqp_conn_t *c, amqp_frame_t *f) {
   if (c->conn && !busy) amqp_maybe_release_buffers_on_channel(c->conn, f->channel);
 }
 
+static void more_cb(uv_idle_t *h);
+
 static void pump(sg_amqp_conn_t *c) {
+  int budget = PUMP_BUDGET;
   while (c->state == SG_AMQP_OPEN || c->state == SG_AMQP_CLOSING) {
+    if (budget-- == 0) {
+      /* Frames left in librabbitmq's buffer do not wake uv_poll. */
+      if (amqp_data_in_buffer(c->conn) || amqp_frames_enqueued(c->conn))
+        uv_idle_start(&c->more, more_cb);
+      return;
+    }
     amqp_frame_t f;
     struct timeval zero = {0, 0};
     int r = amqp_simple_wait_frame_noblock(c->conn, &f, &zero);
@@ -442,6 +460,12 @@ static void pump(sg_amqp_conn_t *c) {
     }
     conn_frame(c, &f);
   }
+}
+
+static void more_cb(uv_idle_t *h) {
+  sg_amqp_conn_t *c = container_of(h, sg_amqp_conn_t, more);
+  uv_idle_stop(h);
+  pump(c);
 }
 
 static void poll_cb(uv_poll_t *p, int status, int events) {
@@ -504,8 +528,11 @@ int sg_amqp_conn_open(sg_amqp_conn_t *c, uv_loop_t *loop, const sg_amqp_conn_cbs
   if (!c->host || !c->user || !c->password || !c->vhost || !c->name) goto fail;
   if ((r = sg_amqp_loop_init(loop)) != 0) goto fail;
   if ((r = uv_timer_init(loop, &c->timer)) != 0) goto fail;
+  /* Cannot fail once the loop is initialised. */
+  (void)uv_idle_init(loop, &c->more);
   c->timer.data = c;
-  c->handles_open = 1;
+  c->more.data = c;
+  c->handles_open = 2;
   c->state = SG_AMQP_LOGIN;
   /* Fails only for a NULL work callback. */
   (void)uv_queue_work(loop, &c->work, login_work_cb, after_login_cb);

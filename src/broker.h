@@ -58,6 +58,9 @@ typedef struct sg_amqp_cbs {
   /* sg_amqp_close finished: the owner may free the memory holding a.
    * Always called from a later loop iteration than sg_amqp_close. */
   void (*on_closed_cb)(sg_amqp_t *a);
+  /* The broker blocked (1) or unblocked (0) publishing on the channel's
+   * connection (resource alarm). Optional. */
+  void (*on_blocked_cb)(sg_amqp_t *a, int blocked);
 } sg_amqp_cbs_t;
 
 enum sg_amqp_state {
@@ -115,12 +118,13 @@ struct sg_amqp_conn {
   uv_loop_t *loop;
   const sg_amqp_conn_cbs_t *cbs;
   void *data; /* the owner's */
+  int kind;   /* the owner's */
   int state;  /* enum sg_amqp_state */
   amqp_connection_state_t conn;
   uv_work_t work;
   uv_poll_t poll;
   uv_timer_t timer;
-  uv_check_t reap; /* finishes closed channels on the next iteration */
+  uv_idle_t more;   /* resumes reading frames already buffered */
   int handles_open;
   unsigned poll_init : 1;
   unsigned close_requested : 1;

@@ -30,6 +30,12 @@ static const char usage[] =
     "                            topic subscriptions share one queue per worker)\n"
     "  --workers N               event loop threads sharing the listening port\n"
     "                            (default: the number of cores)\n"
+    "  --max-outbound-bytes N    bytes queued for one client before it counts\n"
+    "                            as a slow consumer (default 4194304)\n"
+    "  --slow-consumer POLICY    close (default): ERROR 'slow consumer' and close;\n"
+    "                            drop: drop messages of auto-ack /topic and\n"
+    "                            /exchange subscriptions while over the limit\n"
+    "                            (counted), close for the others\n"
     "  --auth-cache-ttl MS       shared mode: how long a successful check of\n"
     "                            CONNECT credentials against the broker is\n"
     "                            reused (default 30000; 0 checks every time)\n"
@@ -61,7 +67,7 @@ static const char usage[] =
 enum {
   OPT_LISTEN = 256, OPT_WS_PATH, OPT_BROKER, OPT_MODE, OPT_LOG_LEVEL, OPT_MAX_FRAME,
   OPT_MAX_HEADERS, OPT_MAX_HEADER_SIZE, OPT_MAX_HEAD, OPT_HS_TIMEOUT, OPT_CONNECT_TIMEOUT,
-  OPT_HB_MIN, OPT_MAX_SUBS, OPT_MAX_TX, OPT_MAX_TX_FRAMES, OPT_APP_PREFIX, OPT_APP_EXCHANGE, OPT_WWW, OPT_WORKERS, OPT_AUTH_TTL,
+  OPT_HB_MIN, OPT_MAX_SUBS, OPT_MAX_TX, OPT_MAX_TX_FRAMES, OPT_APP_PREFIX, OPT_APP_EXCHANGE, OPT_WWW, OPT_WORKERS, OPT_AUTH_TTL, OPT_MAX_OUT, OPT_SLOW,
 };
 
 static const struct option long_opts[] = {
@@ -85,6 +91,8 @@ static const struct option long_opts[] = {
     {"www", required_argument, NULL, OPT_WWW},
     {"workers", required_argument, NULL, OPT_WORKERS},
     {"auth-cache-ttl", required_argument, NULL, OPT_AUTH_TTL},
+    {"max-outbound-bytes", required_argument, NULL, OPT_MAX_OUT},
+    {"slow-consumer", required_argument, NULL, OPT_SLOW},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -196,6 +204,7 @@ int sg_config_parse(sg_config_t *cfg, int argc, char **argv) {
     cfg->workers = n < 1 ? 1 : n > 64 ? 64 : (int)n;
   }
   cfg->auth_cache_ttl_ms = 30000;
+  cfg->max_outbound_bytes = 4u << 20;
   cfg->log_level = SG_LOG_INFO;
   cfg->max_frame_size = 4u << 20;
   cfg->max_headers = 256;
@@ -255,6 +264,20 @@ int sg_config_parse(sg_config_t *cfg, int argc, char **argv) {
     case OPT_WORKERS:
       if (parse_size("--workers", optarg, 1, 64, &v)) return 2;
       cfg->workers = (int)v;
+      break;
+    case OPT_MAX_OUT:
+      if (parse_size("--max-outbound-bytes", optarg, 65536, (size_t)1 << 30, &cfg->max_outbound_bytes))
+        return 2;
+      break;
+    case OPT_SLOW:
+      if (strcmp(optarg, "close") == 0) {
+        cfg->slow_consumer_drop = 0;
+      } else if (strcmp(optarg, "drop") == 0) {
+        cfg->slow_consumer_drop = 1;
+      } else {
+        fprintf(stderr, "stompgate: invalid --slow-consumer '%s' (close or drop)\n", optarg);
+        return 2;
+      }
       break;
     case OPT_AUTH_TTL:
       if (parse_size("--auth-cache-ttl", optarg, 0, 86400000, &v)) return 2;

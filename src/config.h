@@ -22,6 +22,8 @@ typedef struct sg_config {
   sg_broker_addr_t broker;
   sg_mode_t mode;
   int workers;                   /* event loop threads (--workers) */
+  size_t max_outbound_bytes;     /* per session, queued for the client */
+  int slow_consumer_drop;        /* 1: drop topic messages over it; 0: close */
   uint64_t auth_cache_ttl_ms;    /* shared mode: how long a credential check holds */
   int log_level;
   size_t max_frame_size;

@@ -296,7 +296,7 @@ static void ignore_cancel_cb(sg_amqp_t *a, amqp_bytes_t tag) {
 
 static const sg_amqp_cbs_t setup_cbs = {setup_open_cb, ignore_delivery_cb, ignore_confirm_cb,
                                         setup_progress_cb, ignore_cancel_cb, setup_lost_cb,
-                                        setup_closed_cb};
+                                        setup_closed_cb, NULL};
 
 static void fs_start(sg_fanout_sub_t *fs) {
   sg_fanout_t *f = fs->f;
@@ -420,11 +420,11 @@ static void chan_closed_cb(sg_amqp_t *a) {
 
 static const sg_amqp_cbs_t chan_cbs = {chan_open_cb, chan_delivery_cb, ignore_confirm_cb,
                                        chan_progress_cb, chan_cancel_cb, chan_lost_cb,
-                                       chan_closed_cb};
+                                       chan_closed_cb, NULL};
 
 static void open_channel(sg_fanout_t *f) {
   f->chan_state = CHAN_OPENING;
-  int r = sg_pool_open_channel(f->pool, &f->chan, &chan_cbs);
+  int r = sg_pool_open_consumer_channel(f->pool, &f->chan, &chan_cbs);
   if (r != 0) {
     f->chan_state = CHAN_NONE;
     fail_arg_t x = {-1, "no broker connection"};

@@ -15,8 +15,6 @@
 
 #define SG_POOL_MAX_CONNS 64
 
-typedef struct sg_auth_entry sg_auth_entry_t;
-
 typedef struct sg_pool {
   uv_loop_t *loop;
   const sg_config_t *cfg;
@@ -25,8 +23,7 @@ typedef struct sg_pool {
   size_t nconns;
   uint64_t conns_opened;
   sg_amqp_t *waiting;       /* channels waiting for a connection to open */
-  sg_auth_entry_t *auth;    /* remembered credential checks */
-  size_t nauth;
+  sg_amqp_t *waiting_consumers;
   unsigned closing : 1;
 } sg_pool_t;
 
@@ -38,6 +35,10 @@ void sg_pool_close(sg_pool_t *p);
  * connection when all are full or none is open. cbs->on_open_cb reports the
  * result, possibly before this returns. 0 or a negative error. */
 int sg_pool_open_channel(sg_pool_t *p, sg_amqp_t *a, const sg_amqp_cbs_t *cbs);
+/* The same for a channel that only consumes (the fan-out's): it goes on a
+ * connection of its own that never publishes, so a broker resource alarm,
+ * which blocks publishing connections, never stalls deliveries. */
+int sg_pool_open_consumer_channel(sg_pool_t *p, sg_amqp_t *a, const sg_amqp_cbs_t *cbs);
 
 /* A pending credential check. The owner may drop interest with
  * sg_auth_cancel before done_cb runs; done_cb never runs after that. */

@@ -56,6 +56,7 @@ typedef struct sg_sub {
   uint64_t *unacked;      /* delivery tags awaiting ACK/NACK, ascending */
   size_t un_len, un_cap;
   unsigned shared : 1;    /* shared mode: a member of a worker's shared queue */
+  unsigned topic_like : 1; /* /topic or /exchange: messages a slow reader may lose */
   sg_fanout_member_t fm;
   char *join_receipt;     /* RECEIPT owed once the shared queue is ready */
 } sg_sub_t;
@@ -88,6 +89,8 @@ struct sg_session {
   sg_session_ctx_t *ctx;
   sg_auth_req_t *auth;   /* shared mode: the CONNECT credential check */
   int fan_waiting;       /* shared joins not ready yet: later frames wait */
+  unsigned flow_blocked : 1; /* the broker blocked publishing: SENDs wait */
+  uint64_t dropped;      /* messages dropped as a slow consumer */
   uint64_t id;
   int state;
   int version; /* 10, 11, 12 */
@@ -119,10 +122,13 @@ struct sg_session {
 };
 
 static atomic_size_t live_sessions;
+static atomic_uint_fast64_t slow_drops;
 static atomic_uint_fast64_t next_session_id = 1;
 static __thread sg_buf_t scratch;
 
 size_t sg_session_count(void) { return live_sessions; }
+
+uint64_t sg_session_slow_drops(void) { return slow_drops; }
 
 static void session_teardown(sg_session_t *s);
 static const sg_amqp_cbs_t amqp_cbs;
@@ -752,6 +758,7 @@ static void do_subscribe(sg_session_t *s, sg_stomp_frame_t *f) {
     return;
   }
 
+  sub->topic_like = d.kind == SG_DEST_TOPIC || d.kind == SG_DEST_EXCHANGE;
   if (s->cfg->mode == SG_MODE_SHARED && shareable(f, &d, mode)) {
     subscribe_shared(s, f, sub, &d);
     sg_dest_free(&d);
@@ -1057,7 +1064,7 @@ static void heartbeat_cb(uv_timer_t *t) {
   sg_session_t *s = container_of(t, sg_session_t, timer);
   if (s->state != S_CONNECTED) return;
   uint64_t now = uv_now(t->loop);
-  if (s->hb_recv_ms && now - s->ws.last_rx > 2 * s->hb_recv_ms) {
+  if (s->hb_recv_ms && !s->ws.paused && now - s->ws.last_rx > 2 * s->hb_recv_ms) {
     error_close(s, CLOSE_PROTOCOL, "Heart-beat timeout", NULL,
                 "nothing was received within twice the agreed heart-beat interval");
     return;
@@ -1230,10 +1237,20 @@ static void pending_push(sg_session_t *s, sg_stomp_frame_t *f, const char *too_m
   s->pending[s->npending++] = f;
 }
 
+/* Frames that put a message on the broker. */
+static int publishes(const sg_stomp_frame_t *f) {
+  return f->cmd == SG_STOMP_SEND || f->cmd == SG_STOMP_COMMIT;
+}
+
 /* Handles the frames that waited, until one makes the session wait again. */
 static void run_pending(sg_session_t *s) {
   while (s->pend_head < s->npending && s->state == S_CONNECTED && s->fan_waiting == 0) {
-    sg_stomp_frame_t *f = s->pending[s->pend_head++];
+    sg_stomp_frame_t *f = s->pending[s->pend_head];
+    if (s->flow_blocked && publishes(f)) {
+      sg_ws_pause(&s->ws);
+      break;
+    }
+    s->pend_head++;
     process_frame(s, f, 0);
   }
   if (s->pend_head == s->npending) s->pend_head = s->npending = 0;
@@ -1256,10 +1273,16 @@ static void on_frame(sg_session_t *s, sg_stomp_frame_t *f) {
     pending_push(s, f, "Too many frames before CONNECTED");
     return;
   case S_CONNECTED:
-    if (s->fan_waiting > 0 || s->pend_head < s->npending)
+    if (s->flow_blocked && publishes(f)) {
+      /* Stop reading this client until the broker takes publishes again;
+       * what it sends meanwhile waits in TCP, not here. */
+      sg_ws_pause(&s->ws);
+      pending_push(s, f, "Too many frames while the broker blocks publishing");
+    } else if (s->fan_waiting > 0 || s->pend_head < s->npending) {
       pending_push(s, f, "Too many frames while a subscription is set up");
-    else
+    } else {
       process_frame(s, f, 0);
+    }
     return;
   default:
     sg_stomp_frame_free(f);
@@ -1329,6 +1352,8 @@ static void amqp_open_cb(sg_amqp_t *a, int status, const char *message) {
     return;
   }
   s->state = S_CONNECTED;
+  /* A pooled connection may be blocked already. */
+  s->flow_blocked = a->conn && a->conn->blocked;
   sg_buf_t *b = &scratch;
   char hb[48], sess[32];
   sg_buf_reset(b);
@@ -1355,6 +1380,25 @@ static void amqp_open_cb(sg_amqp_t *a, int status, const char *message) {
   }
   /* Frames that arrived while the login ran. */
   run_pending(s);
+}
+
+/* Whether a MESSAGE of len bytes for sub may be queued for the client. One
+ * that is too far behind (--max-outbound-bytes) loses the message when
+ * --slow-consumer is drop and sub is an auto-ack topic subscription, and is
+ * closed with an ERROR otherwise: memory stays bounded either way. */
+static int outbound_room(sg_session_t *s, const sg_sub_t *sub, size_t len) {
+  if (sg_ws_pending(&s->ws) + len <= s->cfg->max_outbound_bytes) return 1;
+  if (s->cfg->slow_consumer_drop && sub->ack_mode == ACK_AUTO && sub->topic_like) {
+    if (s->dropped++ == 0)
+      sg_log_info("session-%" PRIu64 " is a slow consumer: dropping topic messages", s->id);
+    atomic_fetch_add(&slow_drops, 1);
+    return 0;
+  }
+  char detail[160];
+  snprintf(detail, sizeof(detail), "more than %zu bytes were waiting to be written to the client",
+           s->cfg->max_outbound_bytes);
+  error_close(s, CLOSE_POLICY, "slow consumer", NULL, detail);
+  return 0;
 }
 
 /* Appends everything of a MESSAGE after its subscription, message-id and
@@ -1497,7 +1541,7 @@ static void amqp_delivery_cb(sg_amqp_t *a, const sg_amqp_delivery_t *d) {
   sg_stomp_encode_headerz(b, v, SG_STOMP_MESSAGE, "message-id", mid);
   if (v >= 12 && sub->ack_mode != ACK_AUTO) sg_stomp_encode_headerz(b, v, SG_STOMP_MESSAGE, "ack", mid);
   encode_message_tail(b, v, d, dest);
-  send_frame_buf(s, b);
+  if (outbound_room(s, sub, b->len)) send_frame_buf(s, b);
 }
 
 static void amqp_confirm_cb(sg_amqp_t *a, uint64_t tag, int multiple, int ack) {
@@ -1585,6 +1629,14 @@ static void amqp_lost_cb(sg_amqp_t *a, int code, const char *text) {
   session_teardown(s);
 }
 
+static void amqp_blocked_cb(sg_amqp_t *a, int blocked) {
+  sg_session_t *s = container_of(a, sg_session_t, amqp);
+  s->flow_blocked = blocked != 0;
+  if (blocked || s->state != S_CONNECTED) return;
+  sg_ws_resume(&s->ws);
+  run_pending(s);
+}
+
 static void amqp_closed_cb(sg_amqp_t *a) {
   sg_session_t *s = container_of(a, sg_session_t, amqp);
   s->amqp_closed = 1;
@@ -1593,7 +1645,7 @@ static void amqp_closed_cb(sg_amqp_t *a) {
 
 static const sg_amqp_cbs_t amqp_cbs = {amqp_open_cb,    amqp_delivery_cb, amqp_confirm_cb,
                                        amqp_progress_cb, amqp_cancel_cb,  amqp_lost_cb,
-                                       amqp_closed_cb};
+                                       amqp_closed_cb,  amqp_blocked_cb};
 
 /* ---------- shared subscriptions (fan-out callbacks) ---------- */
 
@@ -1639,7 +1691,8 @@ static void fan_message_cb(sg_fanout_member_t *m, sg_fanout_msg_t *msg) {
   snprintf(mid, sizeof(mid), "%s@@session-%" PRIu64 "@@%" PRIu64, sub->tag, s->id, msg->seq);
   sg_stomp_encode_headerz(b, v, SG_STOMP_MESSAGE, "message-id", mid);
   int binary = !msg->tail_utf8[vi] || !sg_utf8_valid(b->base, b->len);
-  if (sg_buf_append(b, tail->base, tail->len) != 0) return;
+  if (!outbound_room(s, sub, b->len + tail->len) || sg_buf_append(b, tail->base, tail->len) != 0)
+    return;
   sg_ws_send(&s->ws, b->base, b->len, binary);
 }
 

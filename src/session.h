@@ -7,6 +7,7 @@
  * credentials; in shared mode it has a channel on a pooled connection, and
  * its topic subscriptions go through the worker's fan-out. */
 
+#include <stdint.h>
 #include <uv.h>
 
 #include "config.h"
@@ -33,6 +34,8 @@ int sg_session_accept(uv_stream_t *server, sg_session_ctx_t *ctx);
 
 /* Sessions currently alive in this process, over all workers. */
 size_t sg_session_count(void);
+/* Messages dropped for slow consumers (--slow-consumer drop), ever. */
+uint64_t sg_session_slow_drops(void);
 
 /* The callbacks through which a worker's fan-out reaches its sessions. */
 const struct sg_fanout_cbs *sg_session_fanout_cbs(void);

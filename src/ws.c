@@ -505,3 +505,17 @@ void sg_ws_close(sg_ws_t *ws, uint16_t code, const char *reason) {
 }
 
 void sg_ws_abort(sg_ws_t *ws) { ws_close_handles(ws); }
+
+void sg_ws_pause(sg_ws_t *ws) {
+  if (ws->paused || ws->state != SG_WS_OPEN) return;
+  ws->paused = 1;
+  uv_read_stop((uv_stream_t *)&ws->tcp);
+}
+
+void sg_ws_resume(sg_ws_t *ws) {
+  if (!ws->paused) return;
+  ws->paused = 0;
+  if (ws->state != SG_WS_OPEN) return;
+  ws->last_rx = uv_now(ws->tcp.loop);
+  if (uv_read_start((uv_stream_t *)&ws->tcp, alloc_cb, read_cb) != 0) ws_close_handles(ws);
+}

@@ -48,6 +48,7 @@ struct sg_ws {
   unsigned shut : 1;       /* uv_shutdown was requested */
   unsigned flush_queued : 1;
   unsigned close_pending : 1; /* close to queue once the messages before it are out */
+  unsigned paused : 1;        /* reading stopped by sg_ws_pause */
   uint16_t close_code;
   char close_reason[124];
   sg_ws_t *flush_next;
@@ -71,6 +72,11 @@ void sg_ws_start(sg_ws_t *ws);
 int sg_ws_send(sg_ws_t *ws, const void *data, size_t len, int binary);
 /* Bytes queued or being written but not yet on the wire. */
 size_t sg_ws_pending(const sg_ws_t *ws);
+
+/* Stops reading from the socket (the peer's writes back up in TCP), and
+ * starts again. Paused time does not count as silence for heart-beats. */
+void sg_ws_pause(sg_ws_t *ws);
+void sg_ws_resume(sg_ws_t *ws);
 
 /* Starts the close handshake with code and reason, after everything queued
  * has been written. */
