@@ -19,6 +19,11 @@ export async function waitFor(pred, ms = 5000, what = 'condition') {
   throw new Error(`timed out waiting for ${what}`);
 }
 
+// Decodes a STOMP 1.1/1.2 header value (\\c \\n \\r \\\\).
+export function unescapeHeader(v) {
+  return v.replace(/\\(.)/g, (_, c) => ({ c: ':', n: '\n', r: '\r', '\\': '\\' })[c] ?? `\\${c}`);
+}
+
 export function parseFrame(s) {
   let i = s.indexOf('\n\n');
   let sep = 2;

@@ -49,7 +49,11 @@ for (const c of selected) {
       new Promise((_, rej) => { timer = setTimeout(() => rej(new Error('case timed out')), +o.timeout); }),
     ]);
   } catch (e) {
-    error = (e?.message ?? String(e)).split('\n')[0].slice(0, 300);
+    error = (e?.message ?? String(e)).split('\n')[0];
+    if (e?.code === 'ERR_ASSERTION' && e.generatedMessage) {
+      error += ` actual ${JSON.stringify(e.actual)}, expected ${JSON.stringify(e.expected)}`;
+    }
+    error = error.slice(0, 300);
   } finally {
     clearTimeout(timer);
     await ctx.cleanup();
