@@ -217,7 +217,7 @@ c('repeated-header-first-wins', `${S12} §Repeated Header Entries`, async (x) =>
   assert.equal(m.headers['x-r'], 'first');
 });
 
-c('header-whitespace-kept-1.2', `${S12} §Headers (no trimming)`, async (x) => {
+c('header-whitespace-kept-1.2', `${S12} §Value Encoding (MUST never trim or pad)`, async (x) => {
   const ws = await x.stomp('1.2');
   const t = `/topic/${uniq('ws')}`;
   await rawSub(ws, { destination: t, id: 's1' });
@@ -391,7 +391,7 @@ c('amq-queue-send-no-declare', `${RMQ} §Destinations /amq/queue (no declare)`, 
   assert.equal(await x.queueExists(q), null);
 });
 
-c('amq-queue-missing-404', `${RMQ} §Destinations /amq/queue (missing queue: ERROR)`, async (x) => {
+c('amq-queue-missing-404', `${S12} §SUBSCRIBE (cannot subscribe: ERROR, close); ${RMQ} /amq/queue`, async (x) => {
   const ws = await x.stomp();
   const q = uniq('missing');
   ws.put('SUBSCRIBE', { destination: `/amq/queue/${q}`, id: 's1', receipt: 'r404' });
@@ -829,7 +829,7 @@ c('prefetch-count', `${RMQ} §Prefetch (prefetch-count -> basic.qos)`, async (x)
 
 // ---------------- broker refusals ----------------
 
-c('refusal-406-durable-mismatch', `${RMQ} §Queue properties (406 PRECONDITION_FAILED as ERROR, close)`, async (x) => {
+c('refusal-406-durable-mismatch', `${S12} §SUBSCRIBE (cannot subscribe: ERROR, close); AMQP 406`, async (x) => {
   const ch = await x.channel();
   const q = uniq('nd');
   await ch.assertQueue(q, { durable: false });
@@ -839,7 +839,7 @@ c('refusal-406-durable-mismatch', `${RMQ} §Queue properties (406 PRECONDITION_F
   assert.match(`${f.headers.message} ${f.body}`, /precondition|406|inequivalent/i);
 });
 
-c('refusal-406-argument-mismatch', `${RMQ} §Queue properties (inequivalent arguments)`, async (x) => {
+c('refusal-406-argument-mismatch', `${S12} §SUBSCRIBE (cannot subscribe: ERROR, close); AMQP 406 inequivalent args`, async (x) => {
   const ws = await x.stomp();
   const q = uniq('am');
   await rawSend(ws, { destination: `/queue/${q}`, 'x-max-length': '10' }, 'x');
@@ -848,28 +848,28 @@ c('refusal-406-argument-mismatch', `${RMQ} §Queue properties (inequivalent argu
   assert.match(`${f.headers.message} ${f.body}`, /precondition|inequivalent/i);
 });
 
-c('refusal-403-reserved-name', `${RMQ} §Destinations (403 ACCESS_REFUSED as ERROR, close)`, async (x) => {
+c('refusal-403-reserved-name', `${S12} §SEND (cannot process: ERROR, close); AMQP 403`, async (x) => {
   const ws = await x.stomp();
   ws.put('SEND', { destination: '/queue/amq.reserved-name', receipt: 'r403' }, 'x');
   const f = await x.errorThenClose(ws);
   assert.match(`${f.headers.message} ${f.body}`, /access|refused|403/i);
 });
 
-c('refusal-404-exchange-subscribe', `${RMQ} §Destinations /exchange (missing exchange: ERROR)`, async (x) => {
+c('refusal-404-exchange-subscribe', `${S12} §SUBSCRIBE (cannot subscribe: ERROR, close); AMQP 404`, async (x) => {
   const ws = await x.stomp();
   ws.put('SUBSCRIBE', { destination: `/exchange/${uniq('nox')}/k`, id: 's' });
   const f = await x.errorThenClose(ws);
   assert.match(`${f.headers.message} ${f.body}`, /not.found|404/i);
 });
 
-c('refusal-404-exchange-send', `${RMQ} §Destinations /exchange (publish to missing exchange: ERROR)`, async (x) => {
+c('refusal-404-exchange-send', `${S12} §SEND (cannot process: ERROR, close); AMQP 404`, async (x) => {
   const ws = await x.stomp();
   ws.put('SEND', { destination: `/exchange/${uniq('nox')}/k`, receipt: 'rs' }, 'x');
   const f = await x.errorThenClose(ws);
   assert.match(`${f.headers.message} ${f.body}`, /not.found|404/i);
 });
 
-c('refusal-406-user-id', `${RMQ} §Message properties (user-id must match login)`, async (x) => {
+c('refusal-406-user-id', `${S12} §SEND (cannot process: ERROR, close); AMQP 406 user-id`, async (x) => {
   const ws = await x.stomp();
   ws.put('SEND', { destination: `/queue/${uniq('uid')}`, 'user-id': 'someone-else', receipt: 'ru' }, 'x');
   const f = await x.errorThenClose(ws);
@@ -1130,7 +1130,7 @@ c('tx-nack-on-commit', `${S12} §NACK (transaction header)`, async (x) => {
   assert.equal(m.headers.redelivered, 'true');
 });
 
-c('tx-dropped-on-disconnect', `${S12} §BEGIN (open transactions aborted on disconnect)`, async (x) => {
+c('tx-dropped-on-disconnect', `${S12} §BEGIN (implicitly aborted on DISCONNECT)`, async (x) => {
   const ws = await x.stomp();
   const q = uniq('txd');
   await rawSend(ws, { destination: `/queue/${q}` }, 'plain');

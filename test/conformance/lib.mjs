@@ -84,7 +84,10 @@ export class Ctx {
     ws.frames = [];
     ws.binary = [];
     ws.beats = 0;
-    ws.closed = new Promise((r) => ws.on('close', (code, reason) => r({ code, reason: reason.toString() })));
+    ws.closed = new Promise((r) => ws.on('close', (code, reason) => {
+      ws.closeInfo = { code, reason: reason.toString() };
+      r(ws.closeInfo);
+    }));
     ws.on('message', (data, isBinary) => {
       const s = data.toString('latin1');
       if (/^[\r\n]+$/.test(s)) { ws.beats++; return; }
@@ -105,6 +108,10 @@ export class Ctx {
       await waitFor(() => {
         const i = ws.frames.findIndex((x) => x.command === cmd);
         if (i >= 0) [f] = ws.frames.splice(i, 1);
+        if (f === undefined && ws.closeInfo) {
+          const { code, reason } = ws.closeInfo;
+          throw new Error(`connection closed (${code}${reason ? ' ' + reason : ''}) without a ${cmd} frame`);
+        }
         return f !== undefined;
       }, ms, `${cmd} frame`);
       return f;
