@@ -315,12 +315,19 @@ static void chan_method(sg_amqp_t *a, amqp_method_t *m) {
   default:
     break;
   }
-  /* Anything else answers the oldest pipelined synchronous method. */
-  if (a->rpc_len == 0 || a->rpcs[a->rpc_head].expect != m->id) {
+  /* Anything else answers the oldest pipelined synchronous method that
+   * expects it. Replies usually come in order, but not always: RabbitMQ
+   * sends basic.cancel-ok from the queue process, so a queue.delete-ok
+   * sent right after it can overtake it. */
+  size_t i = 0;
+  while (i < a->rpc_len && a->rpcs[(a->rpc_head + i) % a->rpc_cap].expect != m->id) i++;
+  if (i == a->rpc_len) {
     sg_log_warn("unexpected AMQP method 0x%08x on %s channel %u", m->id, c->name, a->channel);
     chan_lost(a, 0, "unexpected reply from the broker");
     return;
   }
+  for (; i > 0; i--)
+    a->rpcs[(a->rpc_head + i) % a->rpc_cap] = a->rpcs[(a->rpc_head + i - 1) % a->rpc_cap];
   a->rpc_head = (a->rpc_head + 1) % a->rpc_cap;
   a->rpc_len--;
   a->rpc_done++;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "stompgate/destination.h"
 
+#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -126,4 +127,73 @@ int sg_dest_format(sg_buf_t *out, const char *exchange, size_t elen, const char 
   if (rlen == 0) return 0;
   if ((r = sg_buf_append(out, "/", 1))) return r;
   return append_escaped(out, rk, rlen);
+}
+
+sg_qarg_type_t sg_dest_queue_arg_type(const char *name) {
+  static const struct {
+    const char *name;
+    sg_qarg_type_t type;
+  } args[] = {
+      {"x-message-ttl", SG_QARG_INT},        {"x-expires", SG_QARG_INT},
+      {"x-max-length", SG_QARG_INT},         {"x-max-length-bytes", SG_QARG_INT},
+      {"x-max-priority", SG_QARG_INT},       {"x-dead-letter-exchange", SG_QARG_STR},
+      {"x-dead-letter-routing-key", SG_QARG_STR}, {"x-queue-type", SG_QARG_STR},
+      {"x-max-age", SG_QARG_STR},            {"x-overflow", SG_QARG_STR},
+  };
+  for (size_t i = 0; i < sizeof(args) / sizeof(args[0]); i++)
+    if (strcmp(name, args[i].name) == 0) return args[i].type;
+  return SG_QARG_NONE;
+}
+
+int sg_dest_parse_int(const char *v, int64_t *out) {
+  const char *p = v;
+  int neg = 0;
+  if (*p == '-') {
+    neg = 1;
+    p++;
+  }
+  if (*p < '0' || *p > '9') return SG_ERR_INVALID;
+  uint64_t x = 0;
+  for (; *p; p++) {
+    if (*p < '0' || *p > '9') return SG_ERR_INVALID;
+    unsigned d = (unsigned)(*p - '0');
+    if (x > (UINT64_MAX - d) / 10) return SG_ERR_INVALID;
+    x = x * 10 + d;
+  }
+  if (!neg && x > (uint64_t)INT64_MAX) return SG_ERR_INVALID;
+  if (neg && x > (uint64_t)INT64_MAX + 1) return SG_ERR_INVALID;
+  *out = neg ? (int64_t)(0 - x) : (int64_t)x;
+  return 0;
+}
+
+int sg_dest_parse_stream_offset(const char *v, sg_stream_offset_t *o) {
+  if (strcmp(v, "first") == 0) o->kind = SG_STREAM_FIRST;
+  else if (strcmp(v, "last") == 0) o->kind = SG_STREAM_LAST;
+  else if (strcmp(v, "next") == 0) o->kind = SG_STREAM_NEXT;
+  else if (strncmp(v, "offset=", 7) == 0) {
+    o->kind = SG_STREAM_OFFSET;
+    if (sg_dest_parse_int(v + 7, &o->value) != 0 || o->value < 0) return SG_ERR_INVALID;
+    return 0;
+  } else if (strncmp(v, "timestamp=", 10) == 0) {
+    o->kind = SG_STREAM_TIMESTAMP;
+    if (sg_dest_parse_int(v + 10, &o->value) != 0 || o->value < 0) return SG_ERR_INVALID;
+    return 0;
+  } else {
+    return SG_ERR_INVALID;
+  }
+  o->value = 0;
+  return 0;
+}
+
+void sg_dest_durable_queue_name(const char *id, size_t id_len, char *out) {
+  static const char hex[] = "0123456789abcdef";
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int mdlen = 0;
+  EVP_Digest(id, id_len, md, &mdlen, EVP_sha256(), NULL);
+  memcpy(out, "stomp-subscription-", 19);
+  for (int i = 0; i < 16; i++) {
+    out[19 + 2 * i] = hex[md[i] >> 4];
+    out[20 + 2 * i] = hex[md[i] & 15];
+  }
+  out[51] = '\0';
 }

@@ -22,6 +22,7 @@
 #include "pool.h"
 #include "log.h"
 #include "sg_config.h"
+#include "stompgate/amqp_table.h"
 #include "stompgate/app_dest.h"
 #include "stompgate/destination.h"
 #include "stompgate/err.h"
@@ -50,6 +51,7 @@ typedef struct sg_sub {
   unsigned internal : 1;  /* a temp-queue consumer, not a client subscription */
   unsigned app_reply : 1; /* the queue back ends answer application SENDs on */
   unsigned cancelled : 1; /* UNSUBSCRIBEd; kept while its acks may still come */
+  unsigned own_queue : 1; /* a topic/exchange queue this subscription declared */
   uint64_t cancel_seq;
   char *temp_name;        /* /temp-queue/ name for internal consumers */
   char *queue;            /* the AMQP queue it consumes */
@@ -125,6 +127,7 @@ static atomic_size_t live_sessions;
 static atomic_uint_fast64_t slow_drops;
 static atomic_uint_fast64_t next_session_id = 1;
 static __thread sg_buf_t scratch;
+static __thread sg_buf_t hscratch; /* one rendered headers-table value */
 
 size_t sg_session_count(void) { return live_sessions; }
 
@@ -364,25 +367,25 @@ static void remember_declared(sg_session_t *s, const char *name) {
 }
 
 static int declare_queue(sg_session_t *s, const char *name, int durable, int exclusive,
-                         int auto_delete) {
+                         int auto_delete, amqp_table_t args) {
   amqp_queue_declare_t m;
   memset(&m, 0, sizeof(m));
   m.queue = bytes_of(name);
   m.durable = durable;
   m.exclusive = exclusive;
   m.auto_delete = auto_delete;
-  m.arguments = amqp_empty_table;
+  m.arguments = args;
   int64_t r = sg_amqp_rpc(&s->amqp, AMQP_QUEUE_DECLARE_METHOD, &m, AMQP_QUEUE_DECLARE_OK_METHOD);
   return r < 0 ? (int)r : 0;
 }
 
-static int consume(sg_session_t *s, sg_sub_t *sub, int no_ack) {
+static int consume(sg_session_t *s, sg_sub_t *sub, int no_ack, amqp_table_t args) {
   amqp_basic_consume_t m;
   memset(&m, 0, sizeof(m));
   m.queue = bytes_of(sub->queue);
   m.consumer_tag = amqp_cstring_bytes(sub->tag);
   m.no_ack = no_ack;
-  m.arguments = amqp_empty_table;
+  m.arguments = args;
   int64_t r = sg_amqp_rpc(&s->amqp, AMQP_BASIC_CONSUME_METHOD, &m, AMQP_BASIC_CONSUME_OK_METHOD);
   return r < 0 ? (int)r : 0;
 }
@@ -424,8 +427,69 @@ static const char *temp_queue(sg_session_t *s, const char *tname) {
   sub->ack_mode = ACK_AUTO;
   sub->next = s->subs;
   s->subs = sub;
-  if (declare_queue(s, sub->queue, 0, 1, 1) < 0 || consume(s, sub, 1) < 0) return NULL;
+  if (declare_queue(s, sub->queue, 0, 1, 1, amqp_empty_table) < 0 ||
+      consume(s, sub, 1, amqp_empty_table) < 0)
+    return NULL;
   return sub->queue;
+}
+
+/* ---------- queue arguments ---------- */
+
+#define MAX_QUEUE_ARGS 10
+
+typedef struct queue_args {
+  amqp_table_entry_t e[MAX_QUEUE_ARGS];
+  amqp_table_t table;
+  int durable_type; /* x-queue-type quorum or stream: durable, shared */
+} queue_args_t;
+
+/* Collects the queue-argument headers of f (RabbitMQ's names, first
+ * occurrence wins) into qa, borrowing the header strings. Returns 0, or
+ * SG_ERR_INVALID with *bad naming a header whose integer does not parse. */
+static int queue_args_from(const sg_stomp_frame_t *f, queue_args_t *qa, const char **bad) {
+  memset(qa, 0, sizeof(*qa));
+  qa->table.entries = qa->e;
+  for (size_t i = 0; i < f->nheaders; i++) {
+    const sg_stomp_header_t *h = &f->headers[i];
+    sg_qarg_type_t t = sg_dest_queue_arg_type(h->name);
+    if (t == SG_QARG_NONE || sg_stomp_frame_header(f, h->name, NULL) != h->value) continue;
+    if (qa->table.num_entries >= MAX_QUEUE_ARGS) break;
+    amqp_table_entry_t *e = &qa->e[qa->table.num_entries];
+    e->key = (amqp_bytes_t){h->name_len, (void *)h->name};
+    if (t == SG_QARG_INT) {
+      int64_t v;
+      if (sg_dest_parse_int(h->value, &v) != 0) {
+        *bad = h->name;
+        return SG_ERR_INVALID;
+      }
+      e->value.kind = AMQP_FIELD_KIND_I64;
+      e->value.value.i64 = v;
+    } else {
+      e->value.kind = AMQP_FIELD_KIND_UTF8;
+      e->value.value.bytes = (amqp_bytes_t){h->value_len, (void *)h->value};
+      if (strcmp(h->name, "x-queue-type") == 0 &&
+          (strcmp(h->value, "quorum") == 0 || strcmp(h->value, "stream") == 0))
+        qa->durable_type = 1;
+    }
+    qa->table.num_entries++;
+  }
+  return 0;
+}
+
+/* queue_args_from, answering a malformed argument with ERROR. 0 or -1
+ * after the session was closed. */
+static int take_queue_args(sg_session_t *s, const sg_stomp_frame_t *f, queue_args_t *qa) {
+  const char *bad = NULL;
+  if (queue_args_from(f, qa, &bad) == 0) return 0;
+  char detail[128];
+  snprintf(detail, sizeof(detail), "'%s' must be an integer", bad);
+  error_close(s, CLOSE_PROTOCOL, "Invalid queue argument", f, detail);
+  return -1;
+}
+
+static int header_true(const sg_stomp_frame_t *f, const char *name) {
+  const char *v = sg_stomp_frame_header(f, name, NULL);
+  return v && strcmp(v, "true") == 0;
 }
 
 /* ---------- SEND ---------- */
@@ -478,6 +542,19 @@ static void do_send(sg_session_t *s, sg_stomp_frame_t *f) {
     error_close(s, CLOSE_PROTOCOL, "Missing destination", f, "SEND requires a destination header");
     return;
   }
+  /* These are the server's to set on MESSAGE; a client that sends them
+   * would otherwise forge them for every subscriber. */
+  static const char *const forbidden[] = {"message-id", "subscription", "ack"};
+  for (size_t i = 0; i < sizeof(forbidden) / sizeof(forbidden[0]); i++) {
+    if (sg_stomp_frame_header(f, forbidden[i], NULL)) {
+      char detail[96];
+      snprintf(detail, sizeof(detail), "'%s' is not allowed on SEND", forbidden[i]);
+      error_close(s, CLOSE_PROTOCOL, "Invalid header", f, detail);
+      return;
+    }
+  }
+  queue_args_t qa;
+  if (take_queue_args(s, f, &qa) != 0) return;
   sg_dest_t d;
   const char *exchange, *rk;
   sg_buf_t app_key;
@@ -505,9 +582,11 @@ static void do_send(sg_session_t *s, sg_stomp_frame_t *f) {
                 "a /temp-queue/ destination is only valid in a reply-to header");
     return;
   }
-  if (d.kind == SG_DEST_QUEUE && !declared_already(s, d.name)) {
-    if (declare_queue(s, d.name, 1, 0, 0) < 0) goto lost;
-    remember_declared(s, d.name);
+  /* A queue is declared once per session, unless the frame names queue
+   * arguments: then the broker checks them against the queue. */
+  if (d.kind == SG_DEST_QUEUE && (qa.table.num_entries || !declared_already(s, d.name))) {
+    if (declare_queue(s, d.name, 1, 0, 0, qa.table) < 0) goto lost;
+    if (!declared_already(s, d.name)) remember_declared(s, d.name);
   }
 
   amqp_basic_properties_t p;
@@ -730,6 +809,50 @@ static void do_subscribe(sg_session_t *s, sg_stomp_frame_t *f) {
                 "their replies arrive without a subscription");
     return;
   }
+  queue_args_t qa;
+  if (take_queue_args(s, f, &qa) != 0) return;
+  /* Streams are read from an offset, given as a consumer argument. */
+  amqp_table_entry_t ce;
+  amqp_table_t cargs = amqp_empty_table;
+  const char *so = sg_stomp_frame_header(f, "x-stream-offset", NULL);
+  if (so) {
+    sg_stream_offset_t off;
+    if (sg_dest_parse_stream_offset(so, &off) != 0) {
+      error_close(s, CLOSE_PROTOCOL, "Invalid x-stream-offset", f,
+                  "expected first, last, next, offset=N or timestamp=T");
+      return;
+    }
+    ce.key = amqp_cstring_bytes("x-stream-offset");
+    switch (off.kind) {
+    case SG_STREAM_OFFSET:
+      ce.value.kind = AMQP_FIELD_KIND_I64;
+      ce.value.value.i64 = off.value;
+      break;
+    case SG_STREAM_TIMESTAMP:
+      ce.value.kind = AMQP_FIELD_KIND_TIMESTAMP;
+      ce.value.value.u64 = (uint64_t)off.value;
+      break;
+    default:
+      ce.value.kind = AMQP_FIELD_KIND_UTF8;
+      ce.value.value.bytes = amqp_cstring_bytes(so);
+      break;
+    }
+    cargs.num_entries = 1;
+    cargs.entries = &ce;
+  }
+  /* durable:true (persistent:true in older clients) asks for a topic
+   * subscription that outlives the session; it is found again by its id
+   * or by x-queue-name. */
+  int durable = header_true(f, "durable") || header_true(f, "persistent");
+  const char *xqn = sg_stomp_frame_header(f, "x-queue-name", NULL);
+  if (xqn && (*xqn == '\0' || strlen(xqn) > 255)) {
+    error_close(s, CLOSE_PROTOCOL, "Invalid x-queue-name", f, "a queue name has 1 to 255 bytes");
+    return;
+  }
+  if (durable && xqn == NULL && sg_stomp_frame_header(f, "id", NULL) == NULL) {
+    error_close(s, CLOSE_PROTOCOL, "Missing id", f, "a durable subscription requires an id header");
+    return;
+  }
   sg_dest_t d;
   if (sg_dest_parse(dst, strlen(dst), &d) != 0) {
     error_close(s, CLOSE_PROTOCOL, "Invalid destination", f, dst);
@@ -769,10 +892,20 @@ static void do_subscribe(sg_session_t *s, sg_stomp_frame_t *f) {
   case SG_DEST_EXCHANGE:
   case SG_DEST_TOPIC: {
     char rnd[17], qname[64];
-    random_hex(rnd, 16);
-    snprintf(qname, sizeof(qname), "stomp-subscription-%s", rnd);
-    if ((sub->queue = strdup(qname)) == NULL) goto nomem;
-    r = declare_queue(s, sub->queue, 0, 1, 1);
+    if (xqn == NULL && durable) {
+      sg_dest_durable_queue_name(id, strlen(id), qname);
+    } else if (xqn == NULL) {
+      random_hex(rnd, 16);
+      snprintf(qname, sizeof(qname), "stomp-subscription-%s", rnd);
+    }
+    if ((sub->queue = strdup(xqn ? xqn : qname)) == NULL) goto nomem;
+    sub->own_queue = 1;
+    /* A durable subscription's queue (and any quorum or stream queue)
+     * outlives the session; otherwise it is the session's alone. */
+    if (durable || qa.durable_type)
+      r = declare_queue(s, sub->queue, 1, 0, header_true(f, "auto-delete"), qa.table);
+    else /* a named queue may be shared with others unless exclusive:true */
+      r = declare_queue(s, sub->queue, 0, xqn == NULL || header_true(f, "exclusive"), 1, qa.table);
     if (r == 0) {
       amqp_queue_bind_t b;
       memset(&b, 0, sizeof(b));
@@ -787,9 +920,9 @@ static void do_subscribe(sg_session_t *s, sg_stomp_frame_t *f) {
   }
   case SG_DEST_QUEUE:
     if ((sub->queue = strdup(d.name)) == NULL) goto nomem;
-    if (!declared_already(s, d.name)) {
-      r = declare_queue(s, d.name, 1, 0, 0);
-      if (r == 0) remember_declared(s, d.name);
+    if (qa.table.num_entries || !declared_already(s, d.name)) {
+      r = declare_queue(s, d.name, 1, 0, 0, qa.table);
+      if (r == 0 && !declared_already(s, d.name)) remember_declared(s, d.name);
     }
     break;
   default: /* /amq/queue/ and /reply-queue/: consume what exists */
@@ -807,7 +940,7 @@ static void do_subscribe(sg_session_t *s, sg_stomp_frame_t *f) {
   sub->next = s->subs;
   s->subs = sub;
   s->nsubs++;
-  if (r == 0) r = consume(s, sub, mode == ACK_AUTO);
+  if (r == 0) r = consume(s, sub, mode == ACK_AUTO, cargs);
   if (r < 0) return; /* the link is lost; on_lost_cb closed the session */
   add_receipt(s, f, 0);
   return;
@@ -824,23 +957,42 @@ static void do_unsubscribe(sg_session_t *s, sg_stomp_frame_t *f) {
     error_close(s, CLOSE_PROTOCOL, "Missing id", f, "UNSUBSCRIBE requires an id header");
     return;
   }
+  /* UNSUBSCRIBE durable:true ends a durable topic subscription for good:
+   * its queue is deleted, even when no session consumes it right now. */
+  int forget = header_true(f, "durable") || header_true(f, "persistent");
+  const char *xqn = sg_stomp_frame_header(f, "x-queue-name", NULL);
   sg_sub_t *sub = sub_by_id(s, id);
-  if (sub == NULL) {
+  if (sub == NULL && !forget) {
     error_close(s, CLOSE_PROTOCOL, "No subscription found", f, id);
     return;
   }
-  if (sub->shared) {
+  if (sub && sub->shared) {
     sg_fanout_leave(&sub->fm);
     sub_unlink(s, sub);
     add_receipt(s, f, 0);
     return;
   }
-  amqp_basic_cancel_t c = {amqp_cstring_bytes(sub->tag), 0};
-  int64_t seq = sg_amqp_rpc(&s->amqp, AMQP_BASIC_CANCEL_METHOD, &c, AMQP_BASIC_CANCEL_OK_METHOD);
-  if (seq < 0) return;
-  sub->cancelled = 1;
-  sub->cancel_seq = (uint64_t)seq;
-  s->nsubs--;
+  if (sub) {
+    amqp_basic_cancel_t c = {amqp_cstring_bytes(sub->tag), 0};
+    int64_t seq = sg_amqp_rpc(&s->amqp, AMQP_BASIC_CANCEL_METHOD, &c, AMQP_BASIC_CANCEL_OK_METHOD);
+    if (seq < 0) return;
+    sub->cancelled = 1;
+    sub->cancel_seq = (uint64_t)seq;
+    s->nsubs--;
+  }
+  if (forget && (sub == NULL || sub->own_queue)) {
+    char qname[SG_DEST_DURABLE_NAME_SIZE];
+    const char *q = sub ? sub->queue : xqn;
+    if (q == NULL) {
+      sg_dest_durable_queue_name(id, strlen(id), qname);
+      q = qname;
+    }
+    amqp_queue_delete_t del;
+    memset(&del, 0, sizeof(del));
+    del.queue = bytes_of(q);
+    if (sg_amqp_rpc(&s->amqp, AMQP_QUEUE_DELETE_METHOD, &del, AMQP_QUEUE_DELETE_OK_METHOD) < 0)
+      return;
+  }
   add_receipt(s, f, 0);
 }
 
@@ -1098,6 +1250,12 @@ static void do_connect(sg_session_t *s, sg_stomp_frame_t *f) {
   }
   s->version = v;
   sg_stomp_parser_set_version(&s->parser, v);
+  const char *host = sg_stomp_frame_header(f, "host", NULL);
+  if (host == NULL && v >= 11) {
+    error_close(s, CLOSE_PROTOCOL, "Missing host header", f,
+                "STOMP 1.1 and 1.2 require a host header in CONNECT (the virtual host, e.g. /)");
+    return;
+  }
   uint64_t cx, cy;
   if (parse_heartbeat(sg_stomp_frame_header(f, "heart-beat", NULL), &cx, &cy) != 0) {
     error_close(s, CLOSE_PROTOCOL, "Invalid heart-beat header", f,
@@ -1110,7 +1268,6 @@ static void do_connect(sg_session_t *s, sg_stomp_frame_t *f) {
 
   const char *login = sg_stomp_frame_header(f, "login", NULL);
   const char *pass = sg_stomp_frame_header(f, "passcode", NULL);
-  const char *host = sg_stomp_frame_header(f, "host", NULL);
   const sg_broker_addr_t *ba = &s->cfg->broker;
   if (login == NULL) {
     login = ba->user;
@@ -1463,37 +1620,10 @@ static void encode_message_tail(sg_buf_t *b, int v, const sg_amqp_delivery_t *d,
         char key[256];
         snprintf(key, sizeof(key), "%.*s", (int)e->key.len, (const char *)e->key.bytes);
         if (is_reserved_send_header(key)) continue;
-        const amqp_field_value_t *fv = &e->value;
-        const char *val = num;
-        size_t vl;
-        switch (fv->kind) {
-        case AMQP_FIELD_KIND_UTF8:
-        case AMQP_FIELD_KIND_BYTES:
-          val = fv->value.bytes.bytes;
-          vl = fv->value.bytes.len;
-          break;
-        case AMQP_FIELD_KIND_BOOLEAN:
-          val = fv->value.boolean ? "true" : "false";
-          vl = strlen(val);
-          break;
-        case AMQP_FIELD_KIND_I8: vl = (size_t)snprintf(num, sizeof(num), "%d", fv->value.i8); break;
-        case AMQP_FIELD_KIND_U8: vl = (size_t)snprintf(num, sizeof(num), "%u", fv->value.u8); break;
-        case AMQP_FIELD_KIND_I16: vl = (size_t)snprintf(num, sizeof(num), "%d", fv->value.i16); break;
-        case AMQP_FIELD_KIND_U16: vl = (size_t)snprintf(num, sizeof(num), "%u", fv->value.u16); break;
-        case AMQP_FIELD_KIND_I32: vl = (size_t)snprintf(num, sizeof(num), "%d", fv->value.i32); break;
-        case AMQP_FIELD_KIND_U32: vl = (size_t)snprintf(num, sizeof(num), "%u", fv->value.u32); break;
-        case AMQP_FIELD_KIND_I64:
-          vl = (size_t)snprintf(num, sizeof(num), "%" PRId64, fv->value.i64);
-          break;
-        case AMQP_FIELD_KIND_U64:
-        case AMQP_FIELD_KIND_TIMESTAMP:
-          vl = (size_t)snprintf(num, sizeof(num), "%" PRIu64, fv->value.u64);
-          break;
-        case AMQP_FIELD_KIND_F32: vl = (size_t)snprintf(num, sizeof(num), "%g", fv->value.f32); break;
-        case AMQP_FIELD_KIND_F64: vl = (size_t)snprintf(num, sizeof(num), "%g", fv->value.f64); break;
-        default:
-          continue; /* tables, arrays, void: no STOMP form */
-        }
+        sg_buf_reset(&hscratch);
+        if (sg_amqp_field_render(&hscratch, &e->value) != 0) continue;
+        const char *val = hscratch.base;
+        size_t vl = hscratch.len;
         sg_stomp_encode_header(b, v, SG_STOMP_MESSAGE, e->key.bytes, e->key.len, val, vl);
       }
     }

@@ -6,6 +6,7 @@
  * the same forms and rules as RabbitMQ's STOMP plugin. No I/O. */
 
 #include <stddef.h>
+#include <stdint.h>
 #include "stompgate/buf.h"
 
 typedef enum sg_dest_kind {
@@ -46,5 +47,36 @@ int sg_dest_publish_target(const sg_dest_t *d, const char **exchange,
  * Returns 0 or SG_ERR_NOMEM. */
 int sg_dest_format(sg_buf_t *out, const char *exchange, size_t exchange_len,
                    const char *routing_key, size_t routing_key_len);
+
+/* Queue arguments a SEND or SUBSCRIBE may carry as headers, with the names
+ * and types RabbitMQ's STOMP plugin uses: x-message-ttl, x-expires,
+ * x-max-length, x-max-length-bytes, x-max-priority are integers;
+ * x-dead-letter-exchange, x-dead-letter-routing-key, x-queue-type,
+ * x-max-age, x-overflow are strings. */
+typedef enum sg_qarg_type { SG_QARG_NONE = 0, SG_QARG_INT, SG_QARG_STR } sg_qarg_type_t;
+sg_qarg_type_t sg_dest_queue_arg_type(const char *name);
+
+/* Parses a decimal integer (optional '-', digits only, fits int64).
+ * 0 or SG_ERR_INVALID. */
+int sg_dest_parse_int(const char *v, int64_t *out);
+
+/* The x-stream-offset header: "first", "last", "next", "offset=N" or
+ * "timestamp=T" (seconds since the epoch). */
+typedef enum sg_stream_offset_kind {
+  SG_STREAM_FIRST = 1, SG_STREAM_LAST, SG_STREAM_NEXT, SG_STREAM_OFFSET, SG_STREAM_TIMESTAMP
+} sg_stream_offset_kind_t;
+typedef struct sg_stream_offset {
+  sg_stream_offset_kind_t kind;
+  int64_t value; /* for SG_STREAM_OFFSET and SG_STREAM_TIMESTAMP */
+} sg_stream_offset_t;
+/* 0 or SG_ERR_INVALID (unknown form, negative offset). */
+int sg_dest_parse_stream_offset(const char *v, sg_stream_offset_t *o);
+
+/* The queue of a durable topic subscription with this id and no
+ * x-queue-name: "stomp-subscription-" and 32 hex digits of SHA-256(id), so
+ * every gateway instance finds the same queue for the same id. out must
+ * hold SG_DEST_DURABLE_NAME_SIZE bytes. */
+#define SG_DEST_DURABLE_NAME_SIZE 52
+void sg_dest_durable_queue_name(const char *id, size_t id_len, char *out);
 
 #endif

@@ -10,7 +10,7 @@ let gw;
 before(async () => { gw = await startGateway(['--max-frame-size', '65536', '--heartbeat-min', '100']); });
 after(async () => { await gw.stop(); });
 
-const CONNECT = (extra = {}) => ({ 'accept-version': '1.0,1.1,1.2', login: 'guest', passcode: 'guest', ...extra });
+const CONNECT = (extra = {}) => ({ 'accept-version': '1.0,1.1,1.2', host: '/', login: 'guest', passcode: 'guest', ...extra });
 
 async function rawConnected(extra, protocols) {
   const ws = rawWs(gw.url, protocols);
@@ -24,7 +24,7 @@ test('version negotiation picks what the client accepts', async () => {
   for (const [accept, want] of [['1.0', undefined], ['1.1', '1.1'], ['1.0,1.1,1.2', '1.2']]) {
     const ws = rawWs(gw.url);
     await ws.opened;
-    ws.send(ws.frame('CONNECT', { 'accept-version': accept, login: 'guest', passcode: 'guest' }));
+    ws.send(ws.frame('CONNECT', { 'accept-version': accept, host: '/', login: 'guest', passcode: 'guest' }));
     const f = parseFrame(await ws.waitFrame('CONNECTED'));
     assert.equal(f.headers.version, want, `accept-version ${accept}`);
     assert.ok(f.headers.server.startsWith('stompgate/'));
@@ -46,7 +46,7 @@ test('subprotocol: v12.stomp is chosen, none offered still connects', async () =
 });
 
 test('bad credentials: ERROR then close', async () => {
-  const c = stompClient(gw.url, { connectHeaders: { login: 'guest', passcode: 'wrong' } });
+  const c = stompClient(gw.url, { connectHeaders: { host: '/', login: 'guest', passcode: 'wrong' } });
   await assert.rejects(connect(c), (e) => e.frame?.headers.message === 'Access refused');
   await c.deactivate();
   const ws = rawWs(gw.url);

@@ -95,10 +95,80 @@ static void format(void **state) {
   sg_buf_free(&b);
 }
 
+static void queue_args(void **state) {
+  (void)state;
+  assert_int_equal(sg_dest_queue_arg_type("x-message-ttl"), SG_QARG_INT);
+  assert_int_equal(sg_dest_queue_arg_type("x-max-priority"), SG_QARG_INT);
+  assert_int_equal(sg_dest_queue_arg_type("x-queue-type"), SG_QARG_STR);
+  assert_int_equal(sg_dest_queue_arg_type("x-max-age"), SG_QARG_STR);
+  assert_int_equal(sg_dest_queue_arg_type("x-dead-letter-routing-key"), SG_QARG_STR);
+  assert_int_equal(sg_dest_queue_arg_type("x-custom"), SG_QARG_NONE);
+  assert_int_equal(sg_dest_queue_arg_type("content-type"), SG_QARG_NONE);
+}
+
+static void ints(void **state) {
+  (void)state;
+  int64_t v;
+  assert_int_equal(sg_dest_parse_int("0", &v), 0);
+  assert_int_equal(v, 0);
+  assert_int_equal(sg_dest_parse_int("60000", &v), 0);
+  assert_int_equal(v, 60000);
+  assert_int_equal(sg_dest_parse_int("-5", &v), 0);
+  assert_int_equal(v, -5);
+  assert_int_equal(sg_dest_parse_int("9223372036854775807", &v), 0);
+  assert_true(v == INT64_MAX);
+  assert_int_equal(sg_dest_parse_int("-9223372036854775808", &v), 0);
+  assert_true(v == INT64_MIN);
+  assert_int_equal(sg_dest_parse_int("9223372036854775808", &v), SG_ERR_INVALID);
+  assert_int_equal(sg_dest_parse_int("99999999999999999999", &v), SG_ERR_INVALID);
+  assert_int_equal(sg_dest_parse_int("", &v), SG_ERR_INVALID);
+  assert_int_equal(sg_dest_parse_int("-", &v), SG_ERR_INVALID);
+  assert_int_equal(sg_dest_parse_int("12a", &v), SG_ERR_INVALID);
+  assert_int_equal(sg_dest_parse_int(" 1", &v), SG_ERR_INVALID);
+}
+
+static void stream_offsets(void **state) {
+  (void)state;
+  sg_stream_offset_t o;
+  assert_int_equal(sg_dest_parse_stream_offset("first", &o), 0);
+  assert_int_equal(o.kind, SG_STREAM_FIRST);
+  assert_int_equal(sg_dest_parse_stream_offset("last", &o), 0);
+  assert_int_equal(o.kind, SG_STREAM_LAST);
+  assert_int_equal(sg_dest_parse_stream_offset("next", &o), 0);
+  assert_int_equal(o.kind, SG_STREAM_NEXT);
+  assert_int_equal(sg_dest_parse_stream_offset("offset=42", &o), 0);
+  assert_int_equal(o.kind, SG_STREAM_OFFSET);
+  assert_int_equal(o.value, 42);
+  assert_int_equal(sg_dest_parse_stream_offset("timestamp=1700000000", &o), 0);
+  assert_int_equal(o.kind, SG_STREAM_TIMESTAMP);
+  assert_int_equal(o.value, 1700000000);
+  assert_int_equal(sg_dest_parse_stream_offset("offset=-1", &o), SG_ERR_INVALID);
+  assert_int_equal(sg_dest_parse_stream_offset("offset=", &o), SG_ERR_INVALID);
+  assert_int_equal(sg_dest_parse_stream_offset("middle", &o), SG_ERR_INVALID);
+  assert_int_equal(sg_dest_parse_stream_offset("", &o), SG_ERR_INVALID);
+}
+
+static void durable_names(void **state) {
+  (void)state;
+  char a[SG_DEST_DURABLE_NAME_SIZE], b[SG_DEST_DURABLE_NAME_SIZE], c[SG_DEST_DURABLE_NAME_SIZE];
+  sg_dest_durable_queue_name("sub-1", 5, a);
+  sg_dest_durable_queue_name("sub-1", 5, b);
+  sg_dest_durable_queue_name("sub-2", 5, c);
+  assert_string_equal(a, b);
+  assert_string_not_equal(a, c);
+  assert_int_equal(strlen(a), SG_DEST_DURABLE_NAME_SIZE - 1);
+  assert_memory_equal(a, "stomp-subscription-", 19);
+  /* SHA-256("abc") starts ba7816bf8f01cfea414140de5dae2223. */
+  sg_dest_durable_queue_name("abc", 3, a);
+  assert_string_equal(a, "stomp-subscription-ba7816bf8f01cfea414140de5dae2223");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(forms),   cmocka_unit_test(escapes), cmocka_unit_test(invalid),
       cmocka_unit_test(targets), cmocka_unit_test(format),
+      cmocka_unit_test(queue_args), cmocka_unit_test(ints),
+      cmocka_unit_test(stream_offsets), cmocka_unit_test(durable_names),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -82,7 +82,7 @@ export async function startGateway(extra = [], amqpPort = AMQP_PORT, opts = {}) 
 export function stompClient(url, opts = {}) {
   const client = new Client({
     webSocketFactory: () => new WebSocket(url, opts.protocols ?? ['v12.stomp', 'v11.stomp', 'v10.stomp']),
-    connectHeaders: opts.connectHeaders ?? { login: 'guest', passcode: 'guest' },
+    connectHeaders: opts.connectHeaders ?? { host: '/', login: 'guest', passcode: 'guest' },
     reconnectDelay: 0,
     heartbeatIncoming: opts.heartbeatIncoming ?? 0,
     heartbeatOutgoing: opts.heartbeatOutgoing ?? 0,
