@@ -38,6 +38,10 @@ static const char usage[] =
     "  --max-subscriptions N     subscriptions per session (default 1024)\n"
     "  --max-transactions N      open transactions per session (default 16)\n"
     "  --max-tx-frames N         frames in one transaction (default 10000)\n"
+    "  --require-host            refuse a STOMP 1.1/1.2 CONNECT without a host\n"
+    "                            header, as the spec says; by default it means\n"
+    "                            --broker's vhost, as with RabbitMQ Web-STOMP\n"
+    "                            (@stomp/stompjs sends no host unless told to)\n"
     "  --app-prefix PREFIX       application destination prefix; SENDs under it\n"
     "                            go to back-end services through --app-exchange\n"
     "                            (default /app; repeatable; '' turns it off)\n"
@@ -52,7 +56,7 @@ static const char usage[] =
 enum {
   OPT_LISTEN = 256, OPT_WS_PATH, OPT_BROKER, OPT_MODE, OPT_LOG_LEVEL, OPT_MAX_FRAME,
   OPT_MAX_HEADERS, OPT_MAX_HEADER_SIZE, OPT_MAX_HEAD, OPT_HS_TIMEOUT, OPT_CONNECT_TIMEOUT,
-  OPT_HB_MIN, OPT_MAX_SUBS, OPT_MAX_TX, OPT_MAX_TX_FRAMES, OPT_APP_PREFIX, OPT_APP_EXCHANGE, OPT_WWW,
+  OPT_HB_MIN, OPT_MAX_SUBS, OPT_MAX_TX, OPT_MAX_TX_FRAMES, OPT_APP_PREFIX, OPT_APP_EXCHANGE, OPT_WWW, OPT_REQUIRE_HOST,
 };
 
 static const struct option long_opts[] = {
@@ -74,6 +78,7 @@ static const struct option long_opts[] = {
     {"app-prefix", required_argument, NULL, OPT_APP_PREFIX},
     {"app-exchange", required_argument, NULL, OPT_APP_EXCHANGE},
     {"www", required_argument, NULL, OPT_WWW},
+    {"require-host", no_argument, NULL, OPT_REQUIRE_HOST},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -282,6 +287,9 @@ int sg_config_parse(sg_config_t *cfg, int argc, char **argv) {
       }
       free(cfg->app_exchange);
       cfg->app_exchange = strdup(optarg);
+      break;
+    case OPT_REQUIRE_HOST:
+      cfg->require_host = 1;
       break;
     case OPT_WWW: {
       struct stat st;

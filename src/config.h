@@ -22,6 +22,7 @@ typedef struct sg_config {
   sg_broker_addr_t broker;
   sg_mode_t mode;
   int log_level;
+  int require_host;              /* STOMP 1.1+ CONNECT without host is an ERROR */
   size_t max_frame_size;
   size_t max_headers;
   size_t max_header_size;
