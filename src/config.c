@@ -53,6 +53,10 @@ static const char usage[] =
     "  --max-subscriptions N     subscriptions per session (default 1024)\n"
     "  --max-transactions N      open transactions per session (default 16)\n"
     "  --max-tx-frames N         frames in one transaction (default 10000)\n"
+    "  --require-host            refuse a STOMP 1.1/1.2 CONNECT without a host\n"
+    "                            header, as the spec says; by default it means\n"
+    "                            --broker's vhost, as with RabbitMQ Web-STOMP\n"
+    "                            (@stomp/stompjs sends no host unless told to)\n"
     "  --app-prefix PREFIX       application destination prefix; SENDs under it\n"
     "                            go to back-end services through --app-exchange\n"
     "                            (default /app; repeatable; '' turns it off)\n"
@@ -67,7 +71,7 @@ static const char usage[] =
 enum {
   OPT_LISTEN = 256, OPT_WS_PATH, OPT_BROKER, OPT_MODE, OPT_LOG_LEVEL, OPT_MAX_FRAME,
   OPT_MAX_HEADERS, OPT_MAX_HEADER_SIZE, OPT_MAX_HEAD, OPT_HS_TIMEOUT, OPT_CONNECT_TIMEOUT,
-  OPT_HB_MIN, OPT_MAX_SUBS, OPT_MAX_TX, OPT_MAX_TX_FRAMES, OPT_APP_PREFIX, OPT_APP_EXCHANGE, OPT_WWW, OPT_WORKERS, OPT_AUTH_TTL, OPT_MAX_OUT, OPT_SLOW,
+  OPT_HB_MIN, OPT_MAX_SUBS, OPT_MAX_TX, OPT_MAX_TX_FRAMES, OPT_APP_PREFIX, OPT_APP_EXCHANGE, OPT_WWW, OPT_WORKERS, OPT_AUTH_TTL, OPT_MAX_OUT, OPT_SLOW, OPT_REQUIRE_HOST,
 };
 
 static const struct option long_opts[] = {
@@ -93,6 +97,7 @@ static const struct option long_opts[] = {
     {"auth-cache-ttl", required_argument, NULL, OPT_AUTH_TTL},
     {"max-outbound-bytes", required_argument, NULL, OPT_MAX_OUT},
     {"slow-consumer", required_argument, NULL, OPT_SLOW},
+    {"require-host", no_argument, NULL, OPT_REQUIRE_HOST},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -332,6 +337,9 @@ int sg_config_parse(sg_config_t *cfg, int argc, char **argv) {
       }
       free(cfg->app_exchange);
       cfg->app_exchange = strdup(optarg);
+      break;
+    case OPT_REQUIRE_HOST:
+      cfg->require_host = 1;
       break;
     case OPT_WWW: {
       struct stat st;

@@ -26,6 +26,7 @@ typedef struct sg_config {
   int slow_consumer_drop;        /* 1: drop topic messages over it; 0: close */
   uint64_t auth_cache_ttl_ms;    /* shared mode: how long a credential check holds */
   int log_level;
+  int require_host;              /* STOMP 1.1+ CONNECT without host is an ERROR */
   size_t max_frame_size;
   size_t max_headers;
   size_t max_header_size;

@@ -1251,7 +1251,7 @@ static void do_connect(sg_session_t *s, sg_stomp_frame_t *f) {
   s->version = v;
   sg_stomp_parser_set_version(&s->parser, v);
   const char *host = sg_stomp_frame_header(f, "host", NULL);
-  if (host == NULL && v >= 11) {
+  if (host == NULL && v >= 11 && s->cfg->require_host) {
     error_close(s, CLOSE_PROTOCOL, "Missing host header", f,
                 "STOMP 1.1 and 1.2 require a host header in CONNECT (the virtual host, e.g. /)");
     return;

@@ -30,6 +30,4 @@ if [ ${#missing[@]} -gt 0 ]; then
     "${missing[@]}" >&2
 fi
 
-if [ ! -d node_modules/@stomp/stompjs ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund >&2
-fi
+. test/lib/npm.sh

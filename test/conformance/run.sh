@@ -11,7 +11,7 @@ src=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$src"
 bin=${1:-${STOMPGATE_BIN:-$src/build/stompgate}}
 [ -x "$bin" ] || { echo "no stompgate binary at $bin (build first: meson setup build && ninja -C build)" >&2; exit 2; }
-[ -d node_modules/@stomp/stompjs ] || npm ci --no-audit --no-fund >&2
+. test/lib/npm.sh
 . test/lib/rabbitmq.sh
 dir=$(mktemp -d /tmp/sg-conf.XXXXXX)
 chmod 755 "$dir"
@@ -24,7 +24,7 @@ cleanup() {
 trap cleanup EXIT
 rmq_start "$dir/broker" web_stomp >&2 || { echo "RabbitMQ did not start" >&2; exit 1; }
 gw_port=$(free_port)
-caps=(--max-tx-frames 50 --max-transactions 4)
+caps=(--max-tx-frames 50 --max-transactions 4 --require-host)
 "$bin" --listen "127.0.0.1:$gw_port" --broker "amqp://guest:guest@127.0.0.1:$RMQ_AMQP_PORT/" \
   --log-level warn "${caps[@]}" 2> "$dir/stompgate.log" &
 gw_pid=$!

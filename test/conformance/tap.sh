@@ -7,7 +7,7 @@ set -u
 src=${STOMPGATE_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
 cd "$src"
 : "${STOMPGATE_BIN:?STOMPGATE_BIN must name the stompgate binary}"
-[ -d node_modules/@stomp/stompjs ] || npm ci --no-audit --no-fund >&2
+. test/lib/npm.sh
 . test/lib/rabbitmq.sh
 dir=$(mktemp -d /tmp/sg-conf.XXXXXX)
 chmod 755 "$dir"
@@ -21,7 +21,7 @@ trap cleanup EXIT
 rmq_start "$dir/broker" >&2 || { echo "Bail out! RabbitMQ did not start"; exit 1; }
 port=$(free_port)
 "$STOMPGATE_BIN" --listen "127.0.0.1:$port" --broker "amqp://guest:guest@127.0.0.1:$RMQ_AMQP_PORT/" \
-  --log-level warn --max-tx-frames 50 --max-transactions 4 2> "$dir/stompgate.log" &
+  --log-level warn --max-tx-frames 50 --max-transactions 4 --require-host 2> "$dir/stompgate.log" &
 gw_pid=$!
 for _ in $(seq 1 100); do
   node -e 'const c=require("net").connect(+process.argv[1],"127.0.0.1");c.on("connect",()=>process.exit(0));c.on("error",()=>process.exit(1))' "$port" 2>/dev/null && break

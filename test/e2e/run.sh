@@ -8,7 +8,7 @@ src=${STOMPGATE_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
 cd "$src"
 : "${STOMPGATE_BIN:?STOMPGATE_BIN must name the stompgate binary}"
 export STOMPGATE_BIN
-[ -d node_modules/@stomp/stompjs ] || npm ci --no-audit --no-fund >&2
+. test/lib/npm.sh
 . test/lib/rabbitmq.sh
 dir=$(mktemp -d /tmp/sg-e2e.XXXXXX)
 chmod 755 "$dir" # the broker runs as the rabbitmq user
