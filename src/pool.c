@@ -89,7 +89,7 @@ static int pool_grow(sg_pool_t *p, int kind) {
   snprintf(name, sizeof(name), "stompgate worker %d %s %llu", p->worker,
            kind == KIND_CONSUME ? "fan-out" : "pool", (unsigned long long)++p->conns_opened);
   int r = sg_amqp_conn_open(c, p->loop, &conn_cbs, b->host, b->port, b->user, b->password,
-                            b->vhost, name);
+                            p->vhost, name);
   if (r) {
     free(c);
     return r;
@@ -172,12 +172,14 @@ int sg_pool_open_consumer_channel(sg_pool_t *p, sg_amqp_t *a, const sg_amqp_cbs_
   return pool_open(p, a, cbs, KIND_CONSUME);
 }
 
-int sg_pool_init(sg_pool_t *p, uv_loop_t *loop, const sg_config_t *cfg, int worker) {
+int sg_pool_init(sg_pool_t *p, uv_loop_t *loop, const sg_config_t *cfg, int worker,
+                 const char *vhost) {
   memset(p, 0, sizeof(*p));
   p->loop = loop;
   p->cfg = cfg;
   p->worker = worker;
-  return sg_amqp_loop_init(loop);
+  p->vhost = strdup(vhost ? vhost : cfg->broker.vhost);
+  return p->vhost ? 0 : SG_ERR_NOMEM;
 }
 
 /* ---------- credential checks ---------- */

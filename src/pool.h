@@ -18,6 +18,7 @@
 typedef struct sg_pool {
   uv_loop_t *loop;
   const sg_config_t *cfg;
+  char *vhost;              /* the connections' virtual host (owned) */
   int worker;
   sg_amqp_conn_t *conns[SG_POOL_MAX_CONNS];
   size_t nconns;
@@ -27,7 +28,9 @@ typedef struct sg_pool {
   unsigned closing : 1;
 } sg_pool_t;
 
-int sg_pool_init(sg_pool_t *p, uv_loop_t *loop, const sg_config_t *cfg, int worker);
+/* A pool for vhost (NULL: --broker's). 0 or a negative error. */
+int sg_pool_init(sg_pool_t *p, uv_loop_t *loop, const sg_config_t *cfg, int worker,
+                 const char *vhost);
 /* Closes every connection; their channels are told they are lost. */
 void sg_pool_close(sg_pool_t *p);
 

@@ -90,6 +90,7 @@ struct sg_session {
   const sg_config_t *cfg;
   sg_session_ctx_t *ctx;
   sg_auth_req_t *auth;   /* shared mode: the CONNECT credential check */
+  sg_pool_t *pool;       /* shared mode: where its channel comes from */
   int fan_waiting;       /* shared joins not ready yet: later frames wait */
   unsigned flow_blocked : 1; /* the broker blocked publishing: SENDs wait */
   uint64_t dropped;      /* messages dropped as a slow consumer */
@@ -882,7 +883,9 @@ static void do_subscribe(sg_session_t *s, sg_stomp_frame_t *f) {
   }
 
   sub->topic_like = d.kind == SG_DEST_TOPIC || d.kind == SG_DEST_EXCHANGE;
-  if (s->cfg->mode == SG_MODE_SHARED && shareable(f, &d, mode)) {
+  /* Shared queues are on --broker's vhost; other vhosts get a queue per
+   * subscription on the session's channel, as in per-session mode. */
+  if (s->cfg->mode == SG_MODE_SHARED && s->pool == s->ctx->pool && shareable(f, &d, mode)) {
     subscribe_shared(s, f, sub, &d);
     sg_dest_free(&d);
     return;
@@ -1280,16 +1283,15 @@ static void do_connect(sg_session_t *s, sg_stomp_frame_t *f) {
   snprintf(name, sizeof(name), "stompgate %s session-%" PRIu64, s->ws.peer, s->id);
   uv_timer_stop(&s->timer);
   if (s->cfg->mode == SG_MODE_SHARED) {
-    /* One vhost per gateway: its pooled connections are on --broker's. */
-    if (strcmp(vhost, ba->vhost) != 0) {
-      char detail[300];
-      snprintf(detail, sizeof(detail), "host '%.100s': in shared mode this gateway serves vhost '%.100s'",
-               vhost, ba->vhost);
-      error_close(s, CLOSE_POLICY, "Virtual host not available", f, detail);
+    /* Each vhost has its pool of connections in each worker. */
+    s->pool = s->ctx->pool_for(s->ctx, vhost);
+    if (s->pool == NULL) {
+      error_close(s, CLOSE_POLICY, "Virtual host not available", f,
+                  "this gateway serves no more virtual hosts");
       return;
     }
     s->state = S_LOGIN;
-    if (sg_auth_check(s->ctx->pool, login, pass, vhost, auth_done_cb, s, &s->auth) != 0)
+    if (sg_auth_check(s->pool, login, pass, vhost, auth_done_cb, s, &s->auth) != 0)
       error_close(s, CLOSE_INTERNAL, "Internal error", f, "cannot check the credentials");
     return;
   }
@@ -1851,7 +1853,7 @@ static void auth_done_cb(void *owner, int status, const char *message) {
     amqp_open_cb(&s->amqp, status, message);
     return;
   }
-  int r = sg_pool_open_channel(s->ctx->pool, &s->amqp, &amqp_cbs);
+  int r = sg_pool_open_channel(s->pool, &s->amqp, &amqp_cbs);
   if (r != 0 && s->state == S_LOGIN)
     error_close(s, CLOSE_INTERNAL, "Broker unavailable", NULL, "no broker connection");
 }

@@ -16,12 +16,15 @@ struct sg_pool;
 struct sg_fanout;
 struct sg_fanout_cbs;
 
-/* What a worker gives its sessions. pool and fanout are NULL in per-session
- * mode. */
+/* What a worker gives its sessions. pool, fanout and pool_for are NULL in
+ * per-session mode. */
 typedef struct sg_session_ctx {
   const sg_config_t *cfg;
-  struct sg_pool *pool;
-  struct sg_fanout *fanout;
+  struct sg_pool *pool;     /* for --broker's vhost */
+  struct sg_fanout *fanout; /* shared subscriptions, on that vhost */
+  /* The pool for another vhost, made on first use; NULL when no more can
+   * be made. */
+  struct sg_pool *(*pool_for)(struct sg_session_ctx *ctx, const char *vhost);
   int worker;
 } sg_session_ctx_t;
 

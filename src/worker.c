@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "worker.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,10 +9,15 @@
 #include "log.h"
 #include "ws.h"
 
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
 static void stop_cb(uv_async_t *a) {
   sg_worker_t *w = a->data;
   sg_listener_close(&w->listener);
-  if (w->ctx.cfg->mode == SG_MODE_SHARED) sg_pool_close(&w->pool);
+  if (w->ctx.cfg->mode == SG_MODE_SHARED) {
+    sg_pool_close(&w->pool);
+    for (size_t i = 0; i < w->nvhost_pools; i++) sg_pool_close(w->vhost_pools[i]);
+  }
   uv_stop(&w->loop);
 }
 
@@ -25,6 +31,22 @@ static void worker_main(void *arg) {
   uv_run(&w->loop, UV_RUN_DEFAULT);
 }
 
+static sg_pool_t *pool_for(sg_session_ctx_t *ctx, const char *vhost) {
+  sg_worker_t *w = container_of(ctx, sg_worker_t, ctx);
+  if (strcmp(vhost, w->pool.vhost) == 0) return &w->pool;
+  for (size_t i = 0; i < w->nvhost_pools; i++)
+    if (strcmp(vhost, w->vhost_pools[i]->vhost) == 0) return w->vhost_pools[i];
+  if (w->nvhost_pools == SG_WORKER_MAX_VHOSTS) return NULL;
+  sg_pool_t *p = malloc(sizeof(*p));
+  if (p == NULL) return NULL;
+  if (sg_pool_init(p, &w->loop, ctx->cfg, w->id, vhost) != 0) {
+    free(p);
+    return NULL;
+  }
+  w->vhost_pools[w->nvhost_pools++] = p;
+  return p;
+}
+
 /* Everything up to the listener, from the main thread before the worker's
  * thread exists. */
 static int worker_init(sg_worker_t *w, int id, const sg_config_t *cfg, int port) {
@@ -35,7 +57,8 @@ static int worker_init(sg_worker_t *w, int id, const sg_config_t *cfg, int port)
   w->ctx.cfg = cfg;
   w->ctx.worker = id;
   if (cfg->mode == SG_MODE_SHARED) {
-    sg_pool_init(&w->pool, &w->loop, cfg, id);
+    if ((r = sg_pool_init(&w->pool, &w->loop, cfg, id, NULL)) != 0) goto fail_loop;
+    w->ctx.pool_for = pool_for;
     sg_fanout_init(&w->fanout, &w->pool, sg_session_fanout_cbs(), id);
     w->ctx.pool = &w->pool;
     w->ctx.fanout = &w->fanout;

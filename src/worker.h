@@ -14,6 +14,8 @@
 #include "pool.h"
 #include "session.h"
 
+#define SG_WORKER_MAX_VHOSTS 32
+
 typedef struct sg_worker {
   int id;
   uv_loop_t loop;
@@ -21,6 +23,8 @@ typedef struct sg_worker {
   uv_async_t stop;
   sg_listener_t listener;
   sg_pool_t pool;
+  sg_pool_t *vhost_pools[SG_WORKER_MAX_VHOSTS]; /* other vhosts, made on demand */
+  size_t nvhost_pools;
   sg_fanout_t fanout;
   sg_session_ctx_t ctx;
   int running;

@@ -21,7 +21,8 @@ trap cleanup EXIT
 rmq_start "$dir/broker" >&2 || { echo "Bail out! RabbitMQ did not start"; exit 1; }
 port=$(free_port)
 "$STOMPGATE_BIN" --listen "127.0.0.1:$port" --broker "amqp://guest:guest@127.0.0.1:$RMQ_AMQP_PORT/" \
-  --log-level warn --max-tx-frames 50 --max-transactions 4 --require-host 2> "$dir/stompgate.log" &
+  --log-level warn --max-tx-frames 50 --max-transactions 4 --require-host \
+  --mode "${SG_MODE:-per-session}" 2> "$dir/stompgate.log" &
 gw_pid=$!
 for _ in $(seq 1 100); do
   node -e 'const c=require("net").connect(+process.argv[1],"127.0.0.1");c.on("connect",()=>process.exit(0));c.on("error",()=>process.exit(1))' "$port" 2>/dev/null && break

@@ -6,7 +6,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { startGateway, connected, stompClient, connect, subscribe, receipt, rawWs, parseFrame, waitFor, uniq, sleep, amqpConnect } from './lib/harness.mjs';
+import amqp from 'amqplib';
+import { startGateway, connected, stompClient, connect, subscribe, receipt, rawWs, parseFrame, waitFor, uniq, sleep, amqpConnect, AMQP_PORT } from './lib/harness.mjs';
 
 function rmqctl(...args) {
   return new Promise((resolve, reject) => {
@@ -180,12 +181,26 @@ test('CONNECT credentials are checked against the broker and remembered for --au
   }
 });
 
-test('a host header naming another vhost is refused in shared mode', async () => {
+test('the host header picks the vhost: pooled connections per vhost, unknown ones refused', async () => {
+  const q = uniq('vq');
   const ws = rawWs(gw.url);
   await ws.opened;
   ws.send(ws.frame('CONNECT', { 'accept-version': '1.2', host: 'sgvhost', login: 'guest', passcode: 'guest' }));
-  const { code } = await ws.closed;
-  const f = parseFrame(ws.frames.find((x) => x.startsWith('ERROR')));
+  await ws.waitFrame('CONNECTED');
+  ws.send(ws.frame('SEND', { destination: `/queue/${q}`, receipt: 'r' }, 'in sgvhost'));
+  await ws.waitFrame('RECEIPT');
+  ws.close();
+  const conn = await amqp.connect(`amqp://guest:guest@127.0.0.1:${AMQP_PORT}/sgvhost`);
+  const ch = await conn.createChannel();
+  const { messageCount } = await ch.checkQueue(q);
+  assert.equal(messageCount, 1, 'the queue and its message are in sgvhost');
+  await ch.deleteQueue(q);
+  await conn.close();
+  const bad = rawWs(gw.url);
+  await bad.opened;
+  bad.send(bad.frame('CONNECT', { 'accept-version': '1.2', host: 'no-such-vhost', login: 'guest', passcode: 'guest' }));
+  const { code } = await bad.closed;
+  const f = parseFrame(bad.frames.find((x) => x.startsWith('ERROR')));
   assert.equal(f.headers.message, 'Virtual host not available');
   assert.equal(code, 1008);
 });
