@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "sg_config.h"
 #include "stompgate/err.h"
 
@@ -338,6 +339,7 @@ static void after_login_cb(uv_work_t *w, int status) {
     link_finish(a);
     return;
   }
+  sg_metrics_broker_login((double)(uv_hrtime() - a->login_start_ns) / 1e9, a->login_status == 0);
   if (a->login_status != 0) {
     a->state = SG_AMQP_DEAD;
     a->cbs->on_open_cb(a, a->login_status, a->login_message);
@@ -380,6 +382,7 @@ int sg_amqp_open(sg_amqp_t *a, uv_loop_t *loop, const sg_amqp_cbs_t *cbs, const 
   a->timer.data = a;
   a->handles_open = 1;
   a->state = SG_AMQP_LOGIN;
+  a->login_start_ns = uv_hrtime();
   r = uv_queue_work(loop, &a->work, login_work_cb, after_login_cb);
   if (r) {
     a->state = SG_AMQP_DEAD;

@@ -76,6 +76,7 @@ struct sg_amqp {
   char *host, *user, *password, *vhost, *name;
   int port;
   int login_status;
+  uint64_t login_start_ns;
   char login_message[256];
   /* Pipelined synchronous methods waiting for their reply. */
   sg_amqp_rpc_t *rpcs;

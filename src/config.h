@@ -2,6 +2,10 @@
 #ifndef SG_CONFIG_H
 #define SG_CONFIG_H
 
+/* Settings come from, lowest precedence first: built-in defaults, an INI
+ * file (--config or STOMPGATE_CONFIG), STOMPGATE_* environment variables,
+ * and command-line flags. Every setting has one name used in all four. */
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -11,11 +15,19 @@ typedef struct sg_broker_addr {
   char *user;
   char *password;
   char *vhost;
+  int tls; /* amqps:// */
 } sg_broker_addr_t;
 
 typedef enum sg_mode { SG_MODE_PER_SESSION = 0 } sg_mode_t;
 
+typedef struct sg_strlist {
+  char **v;
+  size_t n;
+  int level; /* precedence of the source that filled it; a higher one replaces it */
+} sg_strlist_t;
+
 typedef struct sg_config {
+  char *config_file;
   char *listen_host;
   int listen_port;
   char *ws_path;
@@ -33,14 +45,35 @@ typedef struct sg_config {
   size_t max_transactions;
   size_t max_tx_frames;
   size_t max_pending_frames;     /* frames queued while the broker login runs */
+  /* Operations */
+  char *admin_host;              /* NULL: no admin endpoint */
+  int admin_port;
+  uint64_t broker_probe_ms;      /* broker reachability probe period */
+  size_t max_sessions;           /* 0: unlimited */
+  size_t session_rate;           /* new sessions per second, 0: unlimited */
+  size_t session_burst;          /* bucket size for session_rate */
+  sg_strlist_t allowed_origins;  /* empty: any Origin */
+  uint64_t drain_timeout_ms;     /* SIGTERM grace period */
+  uint64_t drain_timeout_int_ms; /* SIGINT grace period */
+  /* TLS for the WebSocket listener (wss://) */
+  char *tls_cert;
+  char *tls_key;
+  char *tls_chain;
+  char *tls_client_ca;
+  /* TLS to the broker (amqps://) */
+  char *broker_ca;
+  int broker_tls_verify;
 } sg_config_t;
 
-/* Fills cfg from the command line. Returns 0 to run, 1 when --help or
- * --version was printed, 2 after printing a message for invalid input. */
+/* Fills cfg from defaults, the config file, the environment (envp, NULL
+ * for environ) and argv. Returns 0 to run, 1 when --help or --version was
+ * printed, 2 after printing a message that names the invalid setting. */
+int sg_config_load(sg_config_t *cfg, int argc, char **argv, char **envp);
+/* The same with the process environment. */
 int sg_config_parse(sg_config_t *cfg, int argc, char **argv);
 void sg_config_free(sg_config_t *cfg);
 
-/* Parses an amqp://user:pass@host:port/vhost URL into a (owning). 0 or -1. */
+/* Parses an amqp[s]://user:pass@host:port/vhost URL into a (owning). 0 or -1. */
 int sg_broker_addr_parse(sg_broker_addr_t *a, const char *url);
 
 #endif

@@ -18,6 +18,7 @@
 
 #include "broker.h"
 #include "log.h"
+#include "metrics.h"
 #include "sg_config.h"
 #include "stompgate/destination.h"
 #include "stompgate/err.h"
@@ -29,6 +30,7 @@
 
 /* WebSocket close codes chosen for each way a session ends. */
 #define CLOSE_NORMAL 1000
+#define CLOSE_GOING_AWAY 1001
 #define CLOSE_PROTOCOL 1002
 #define CLOSE_POLICY 1008
 #define CLOSE_TOO_BIG 1009
@@ -83,6 +85,8 @@ struct sg_session {
   int ws_version;
   unsigned ws_closed : 1, amqp_started : 1, amqp_closed : 1, timer_closed : 1;
   unsigned torn_down : 1;
+  unsigned draining : 1; /* shutting down once its receipts are out */
+  sg_session_t *live_next, **live_prev;
   sg_stomp_parser_t parser;
   sg_stomp_frame_t **pending; /* frames that arrived during the broker login */
   size_t npending, pending_cap;
@@ -103,6 +107,7 @@ struct sg_session {
 };
 
 static size_t live_sessions;
+static sg_session_t *live_head;
 static uint64_t next_session_id = 1;
 static __thread sg_buf_t scratch;
 
@@ -157,6 +162,7 @@ static void session_free(sg_session_t *s) {
     s->declared = n;
   }
   free(s->ooo);
+  if ((*s->live_prev = s->live_next) != NULL) s->live_next->live_prev = s->live_prev;
   live_sessions--;
   free(s);
 }
@@ -169,12 +175,14 @@ static void maybe_free(sg_session_t *s) {
 
 static void send_frame_buf(sg_session_t *s, const sg_buf_t *b) {
   int binary = !sg_utf8_valid(b->base, b->len);
+  sg_metrics_frame_out(b->base, b->len);
   sg_ws_send(&s->ws, b->base, b->len, binary);
 }
 
 static void send_error(sg_session_t *s, const char *message, const char *receipt_id,
                        const char *detail) {
   sg_buf_t *b = &scratch;
+  sg_metrics_error(message);
   sg_buf_reset(b);
   sg_stomp_encode_start(b, SG_STOMP_ERROR);
   sg_stomp_encode_headerz(b, s->version, SG_STOMP_ERROR, "message", message);
@@ -212,7 +220,10 @@ static void send_receipt(sg_session_t *s, const char *id) {
 
 /* ---------- receipts and confirms ---------- */
 
+static void drain_close(sg_session_t *s);
+
 static void flush_receipts(sg_session_t *s) {
+  if (s->draining && s->rc_head == NULL) drain_close(s);
   while (s->rc_head && s->state == S_CONNECTED) {
     sg_receipt_t *r = s->rc_head;
     if (s->amqp.rpc_done < r->rpc_seq || s->confirmed < r->pub_seq) break;
@@ -228,6 +239,7 @@ static void flush_receipts(sg_session_t *s) {
       session_teardown(s);
       return;
     }
+    if (s->draining && s->rc_head == NULL) drain_close(s);
   }
 }
 
@@ -738,6 +750,7 @@ static void do_ack(sg_session_t *s, sg_stomp_frame_t *f, int ack) {
     }
   }
   if (r < 0) return;
+  sg_metrics_client_ack(ack);
   memmove(sub->unacked + first, sub->unacked + pos + 1, (sub->un_len - pos - 1) * sizeof(uint64_t));
   sub->un_len -= pos + 1 - first;
   if (sub->cancelled) reap_cancelled(s);
@@ -1021,6 +1034,7 @@ static void process_frame(sg_session_t *s, sg_stomp_frame_t *f, int in_commit) {
 }
 
 static void on_frame(sg_session_t *s, sg_stomp_frame_t *f) {
+  sg_metrics_frame_in(f->cmd);
   switch (s->state) {
   case S_WAIT_CONNECT:
     if (f->cmd == SG_STOMP_CONNECT || f->cmd == SG_STOMP_STOMP) {
@@ -1171,6 +1185,7 @@ static void amqp_delivery_cb(sg_amqp_t *a, const sg_amqp_delivery_t *d) {
     }
     return;
   }
+  sg_metrics_delivery();
   if (sub->ack_mode != ACK_AUTO && unacked_push(sub, d->delivery_tag) != 0) {
     error_close(s, CLOSE_INTERNAL, "Internal error", NULL, "out of memory");
     return;
@@ -1276,6 +1291,7 @@ static void amqp_delivery_cb(sg_amqp_t *a, const sg_amqp_delivery_t *d) {
 
 static void amqp_confirm_cb(sg_amqp_t *a, uint64_t tag, int multiple, int ack) {
   sg_session_t *s = container_of(a, sg_session_t, amqp);
+  sg_metrics_confirm(ack);
   if (s->state != S_CONNECTED) return;
   if (!ack) {
     const char *rid = NULL;
@@ -1375,6 +1391,7 @@ static void timer_closed_cb(uv_handle_t *h) {
 static void session_teardown(sg_session_t *s) {
   if (s->torn_down) return;
   s->torn_down = 1;
+  sg_metrics_session_closed(s->state == S_WAIT_UPGRADE ? NULL : s->close_reason);
   s->state = S_CLOSING;
   sg_log_info("session-%" PRIu64 " closed (%s): %s", s->id, s->ws.peer,
               s->close_reason ? s->close_reason : "closed");
@@ -1401,6 +1418,9 @@ int sg_session_accept(uv_stream_t *server, const sg_config_t *cfg) {
   uv_timer_init(server->loop, &s->timer);
   s->timer.data = s;
   live_sessions++;
+  if ((s->live_next = live_head) != NULL) live_head->live_prev = &s->live_next;
+  live_head = s;
+  s->live_prev = &live_head;
   r = uv_accept(server, (uv_stream_t *)&s->ws.tcp);
   if (r) {
     s->close_reason = "accept failed";
@@ -1413,4 +1433,25 @@ int sg_session_accept(uv_stream_t *server, const sg_config_t *cfg) {
   }
   sg_ws_start(&s->ws);
   return 0;
+}
+
+/* ---------- shutdown ---------- */
+
+/* A draining session closes once every RECEIPT it owes is out, so a client
+ * never loses the confirmation of a message the broker took. */
+static void drain_close(sg_session_t *s) {
+  if (s->state == S_CLOSING) return;
+  s->draining = 1;
+  if (s->state == S_CONNECTED && s->rc_head != NULL) return; /* flush_receipts calls again */
+  error_close(s, CLOSE_GOING_AWAY, "server shutting down", NULL,
+              "the gateway is shutting down; reconnect to another instance");
+}
+
+void sg_session_drain_all(void) {
+  sg_session_t *s = live_head;
+  while (s != NULL) {
+    sg_session_t *next = s->live_next; /* closing never frees synchronously */
+    drain_close(s);
+    s = next;
+  }
 }

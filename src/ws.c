@@ -9,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admission.h"
 #include "log.h"
+#include "metrics.h"
 #include "stompgate/err.h"
 #include "stompgate/utf8.h"
 
@@ -31,6 +33,9 @@ typedef struct ws_write {
 static __thread uv_check_t flush_check;
 static __thread sg_ws_t *flush_head;
 static __thread int flush_ready;
+static __thread size_t open_count;
+
+size_t sg_ws_open_count(void) { return open_count; }
 
 static void ws_flush(sg_ws_t *ws);
 static void ws_begin_shutdown(sg_ws_t *ws);
@@ -91,6 +96,8 @@ static void ws_gone(sg_ws_t *ws) {
 static void handle_closed_cb(uv_handle_t *h) {
   sg_ws_t *ws = h->data;
   if (--ws->handles_open > 0) return;
+  if (ws->upgraded) open_count--;
+  ws->upgraded = 0;
   ws_unqueue_flush(ws);
   if (ws->ctx) wslay_event_context_free(ws->ctx);
   ws->ctx = NULL;
@@ -111,6 +118,7 @@ static void write_cb(uv_write_t *req, int status) {
   ws_write_t *w = container_of(req, ws_write_t, req);
   sg_ws_t *ws = w->ws;
   ws->inflight -= w->len;
+  if (status >= 0) sg_metrics_bytes_out(w->len);
   free(w->base);
   free(w);
   if (ws->state == SG_WS_CLOSED) return;
@@ -313,6 +321,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 
 static void ws_refuse(sg_ws_t *ws, int status, const char *reason, const char *extra) {
   sg_log_info("%s handshake refused: %d %s", ws->peer, status, reason);
+  sg_metrics_http_refused(status);
   uv_read_stop((uv_stream_t *)&ws->tcp);
   ws->state = SG_WS_CLOSING;
   sg_http_response_error(&ws->out, status, reason, extra);
@@ -336,6 +345,11 @@ static void ws_handshake(sg_ws_t *ws) {
     ws_refuse(ws, req.status, req.reason, req.extra_header);
     return;
   }
+  sg_admit_refusal_t no;
+  if (sg_admit(ws->cfg, &req, open_count, uv_now(ws->tcp.loop), &no)) {
+    ws_refuse(ws, no.status, no.reason, no.extra);
+    return;
+  }
   if (wslay_event_context_server_init(&ws->ctx, &wslay_cbs, ws) != 0) {
     ws_close_handles(ws);
     return;
@@ -349,6 +363,9 @@ static void ws_handshake(sg_ws_t *ws) {
   }
   ws->in_off = req.head_len;
   ws->state = SG_WS_OPEN;
+  ws->upgraded = 1;
+  open_count++;
+  sg_metrics_upgraded((double)(uv_hrtime() - ws->accepted_ns) / 1e9);
   uv_timer_stop(&ws->timer);
   ws_queue_flush(ws);
   ws->cbs->on_open_cb(ws, req.stomp_version);
@@ -388,6 +405,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   }
   ws->in.len += (size_t)nread;
   ws->in.base[ws->in.len] = '\0';
+  sg_metrics_bytes_in((size_t)nread);
   ws->last_rx = uv_now(s->loop);
   if (ws->shut) {
     ws->in.len = ws->in_off = 0; /* draining before close */
@@ -439,6 +457,7 @@ void sg_ws_start(sg_ws_t *ws) {
   }
   snprintf(ws->peer, sizeof(ws->peer), "%s:%d", host, port);
   uv_tcp_nodelay(&ws->tcp, 1);
+  ws->accepted_ns = uv_hrtime();
   ws->last_rx = ws->last_tx = uv_now(ws->tcp.loop);
   uv_timer_start(&ws->timer, handshake_timeout_cb, ws->cfg->handshake_timeout_ms, 0);
   if (uv_read_start((uv_stream_t *)&ws->tcp, alloc_cb, read_cb) != 0) ws_close_handles(ws);

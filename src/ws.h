@@ -48,11 +48,13 @@ struct sg_ws {
   unsigned shut : 1;       /* uv_shutdown was requested */
   unsigned flush_queued : 1;
   unsigned close_pending : 1; /* close to queue once the messages before it are out */
+  unsigned upgraded : 1;      /* counted in sg_ws_open_count */
   uint16_t close_code;
   char close_reason[124];
   sg_ws_t *flush_next;
   uint64_t last_rx;     /* uv_now of the last byte read */
   uint64_t last_tx;     /* uv_now of the last message queued */
+  uint64_t accepted_ns; /* uv_hrtime at accept, for the handshake histogram */
   char peer[64];
 };
 
@@ -71,6 +73,9 @@ void sg_ws_start(sg_ws_t *ws);
 int sg_ws_send(sg_ws_t *ws, const void *data, size_t len, int binary);
 /* Bytes queued or being written but not yet on the wire. */
 size_t sg_ws_pending(const sg_ws_t *ws);
+
+/* Upgraded WebSockets on this thread not yet closed. */
+size_t sg_ws_open_count(void);
 
 /* Starts the close handshake with code and reason, after everything queued
  * has been written. */
