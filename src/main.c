@@ -13,6 +13,7 @@
 #include "probe.h"
 #include "session.h"
 #include "sg_config.h"
+#include "tls.h"
 #include "ws.h"
 
 /* After the grace period, sessions get a little longer to send the
@@ -82,9 +83,16 @@ static void signal_cb(uv_signal_t *h, int signum) {
   else uv_timer_start(&drain_timer, drain_timer_cb, grace, 0);
 }
 
+/* SIGHUP reloads the TLS files; open sessions keep the context they
+ * started with, new ones get the new one. */
 static void sighup_cb(uv_signal_t *h, int signum) {
   (void)h, (void)signum;
-  sg_log_info("SIGHUP: nothing to reload");
+  if (!sg_tls_enabled()) {
+    sg_log_info("SIGHUP: no TLS certificates to reload");
+    return;
+  }
+  if (sg_tls_reload(&cfg) == 0) sg_log_info("SIGHUP: TLS certificates reloaded");
+  else sg_log_error("SIGHUP: TLS reload failed, keeping the certificates in use");
 }
 
 int main(int argc, char **argv) {
@@ -95,6 +103,12 @@ int main(int argc, char **argv) {
   }
   sg_log_set_level(cfg.log_level);
   signal(SIGPIPE, SIG_IGN);
+  /* Unusable certificate files are a configuration error, reported before
+   * anything listens. */
+  if (sg_tls_init(&cfg) != 0) {
+    sg_config_free(&cfg);
+    return 2;
+  }
 
   uv_loop_t *loop = uv_default_loop();
   if (sg_ws_loop_init(loop) != 0) return 1;
@@ -124,11 +138,12 @@ int main(int argc, char **argv) {
   if (cfg.admin_host)
     sg_log_info("admin endpoint on http://%s:%d (/healthz /readyz /metrics)", cfg.admin_host,
                 cfg.admin_port);
-  sg_log_info("stompgate %s listening on ws://%s:%d%s, broker %s:%d vhost %s, mode per-session",
-              SG_VERSION, cfg.listen_host, cfg.listen_port, cfg.ws_path, cfg.broker.host,
+  sg_log_info("stompgate %s listening on %s://%s:%d%s, broker %s:%d vhost %s, mode per-session",
+              SG_VERSION, sg_tls_enabled() ? "wss" : "ws", cfg.listen_host, cfg.listen_port, cfg.ws_path, cfg.broker.host,
               cfg.broker.port, cfg.broker.vhost);
   uv_run(loop, UV_RUN_DEFAULT);
   sg_log_info("stopped");
+  sg_tls_shutdown();
   sg_config_free(&cfg);
   return 0;
 }

@@ -14,6 +14,7 @@
 #include "config.h"
 #include "stompgate/buf.h"
 #include "stompgate/http_upgrade.h"
+#include "tls.h"
 
 typedef struct sg_ws sg_ws_t;
 
@@ -38,6 +39,7 @@ struct sg_ws {
   const sg_config_t *cfg;
   const sg_ws_cbs_t *cbs;
   wslay_event_context_ptr ctx;
+  sg_tls_t *tls;        /* NULL on a plain ws:// listener */
   sg_buf_t in;          /* unread input: handshake bytes, then WebSocket bytes */
   size_t in_off;        /* first unread byte of in */
   sg_buf_t out;         /* bytes produced by wslay, not yet handed to uv_write */
