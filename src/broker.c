@@ -2,7 +2,9 @@
 #include "broker.h"
 
 #include <amqp_framing.h>
+#include <amqp_ssl_socket.h>
 #include <amqp_tcp_socket.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +24,37 @@
 
 static void link_finish(sg_amqp_t *a);
 
+/* amqps:// settings shared by every link; set once before the first. */
+static struct {
+  int enabled;
+  int verify;
+  char *ca_file;
+} link_tls;
+
+int sg_amqp_set_tls(int enabled, const char *ca_file, int verify) {
+  link_tls.enabled = enabled;
+  link_tls.verify = verify;
+  free(link_tls.ca_file);
+  link_tls.ca_file = ca_file ? strdup(ca_file) : NULL;
+  /* Initialise OpenSSL for librabbitmq here, on the loop thread, rather
+   * than lazily inside the first login on the thread pool. */
+  if (enabled && amqp_initialize_ssl_library() != AMQP_STATUS_OK) return -1;
+  return 0;
+}
+
+static amqp_socket_t *new_socket(sg_amqp_t *a) {
+  if (!link_tls.enabled) return amqp_tcp_socket_new(a->conn);
+  amqp_socket_t *sock = amqp_ssl_socket_new(a->conn);
+  if (sock == NULL) return NULL;
+  amqp_ssl_socket_set_verify_peer(sock, link_tls.verify);
+  amqp_ssl_socket_set_verify_hostname(sock, link_tls.verify);
+  if (link_tls.ca_file) {
+    if (amqp_ssl_socket_set_cacert(sock, link_tls.ca_file) != AMQP_STATUS_OK) return NULL;
+  } else {
+    SSL_CTX_set_default_verify_paths(amqp_ssl_socket_get_context(sock));
+  }
+  return sock;
+}
 static void copy_reply_text(char *out, size_t cap, int code, amqp_bytes_t text) {
   snprintf(out, cap, "%d %.*s", code, (int)(text.len > 200 ? 200 : text.len),
            (const char *)text.bytes);
@@ -37,10 +70,11 @@ static void login_work_cb(uv_work_t *w) {
     snprintf(a->login_message, sizeof(a->login_message), "out of memory");
     return;
   }
-  amqp_socket_t *sock = amqp_tcp_socket_new(a->conn);
+  amqp_socket_t *sock = new_socket(a);
   struct timeval tv = {LOGIN_TIMEOUT_S, 0};
   if (sock == NULL) {
-    snprintf(a->login_message, sizeof(a->login_message), "out of memory");
+    snprintf(a->login_message, sizeof(a->login_message), "cannot set up the broker socket%s",
+             link_tls.enabled ? " (TLS settings)" : "");
     return;
   }
   amqp_set_handshake_timeout(a->conn, &tv);

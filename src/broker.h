@@ -90,6 +90,11 @@ struct sg_amqp {
   sg_buf_t body;
 };
 
+/* Makes every later link use amqps:// (enabled), verifying the broker's
+ * certificate and host name against ca_file (NULL: the system store)
+ * unless verify is 0. Copies ca_file. 0 or -1. */
+int sg_amqp_set_tls(int enabled, const char *ca_file, int verify);
+
 /* Starts connecting and logging in with the given credentials. Copies its
  * arguments. on_open_cb reports the result. 0 or a negative error. */
 int sg_amqp_open(sg_amqp_t *a, uv_loop_t *loop, const sg_amqp_cbs_t *cbs, const char *host,

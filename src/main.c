@@ -7,6 +7,7 @@
 
 #include "admin.h"
 #include "admission.h"
+#include "broker.h"
 #include "config.h"
 #include "listener.h"
 #include "log.h"
@@ -109,6 +110,11 @@ int main(int argc, char **argv) {
     sg_config_free(&cfg);
     return 2;
   }
+  if (sg_amqp_set_tls(cfg.broker.tls, cfg.broker_ca, cfg.broker_tls_verify) != 0) {
+    sg_log_error("cannot initialise TLS for the broker link");
+    sg_config_free(&cfg);
+    return 1;
+  }
 
   uv_loop_t *loop = uv_default_loop();
   if (sg_ws_loop_init(loop) != 0) return 1;
@@ -138,8 +144,9 @@ int main(int argc, char **argv) {
   if (cfg.admin_host)
     sg_log_info("admin endpoint on http://%s:%d (/healthz /readyz /metrics)", cfg.admin_host,
                 cfg.admin_port);
-  sg_log_info("stompgate %s listening on %s://%s:%d%s, broker %s:%d vhost %s, mode per-session",
-              SG_VERSION, sg_tls_enabled() ? "wss" : "ws", cfg.listen_host, cfg.listen_port, cfg.ws_path, cfg.broker.host,
+  sg_log_info("stompgate %s listening on %s://%s:%d%s, broker %s://%s:%d vhost %s, mode per-session",
+              SG_VERSION, sg_tls_enabled() ? "wss" : "ws", cfg.listen_host, cfg.listen_port,
+              cfg.ws_path, cfg.broker.tls ? "amqps" : "amqp", cfg.broker.host,
               cfg.broker.port, cfg.broker.vhost);
   uv_run(loop, UV_RUN_DEFAULT);
   sg_log_info("stopped");
