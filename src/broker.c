@@ -19,6 +19,7 @@
 #define AMQP_FRAME_MAX 131072
 #define CLOSE_OK_WAIT_MS 1000
 #define LOGIN_TIMEOUT_S 10
+#define NODE_CONNECT_TIMEOUT_S 3
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
@@ -41,6 +42,33 @@ int sg_amqp_set_tls(int enabled, const char *ca_file, int verify) {
   if (enabled && amqp_initialize_ssl_library() != AMQP_STATUS_OK) return -1;
   return 0;
 }
+
+/* Cluster nodes, fixed before the first login; logins start at the one
+ * last seen working, which the thread pool and the loop both update. */
+static struct {
+  char **host;
+  int *port;
+  size_t n;
+  size_t preferred; /* accessed with __atomic builtins */
+} nodes;
+
+int sg_amqp_set_nodes(const sg_broker_addr_t *list, size_t n) {
+  nodes.host = calloc(n, sizeof(*nodes.host));
+  nodes.port = calloc(n, sizeof(*nodes.port));
+  if (nodes.host == NULL || nodes.port == NULL) return -1;
+  for (size_t i = 0; i < n; i++) {
+    if ((nodes.host[i] = strdup(list[i].host)) == NULL) return -1;
+    nodes.port[i] = list[i].port;
+  }
+  nodes.n = n;
+  return 0;
+}
+
+void sg_amqp_prefer_node(size_t i) {
+  if (i < nodes.n) __atomic_store_n(&nodes.preferred, i, __ATOMIC_RELAXED);
+}
+
+size_t sg_amqp_preferred_node(void) { return __atomic_load_n(&nodes.preferred, __ATOMIC_RELAXED); }
 
 static amqp_socket_t *new_socket(sg_amqp_t *a) {
   if (!link_tls.enabled) return amqp_tcp_socket_new(a->conn);
@@ -65,26 +93,45 @@ static void copy_reply_text(char *out, size_t cap, int code, amqp_bytes_t text) 
 static void login_work_cb(uv_work_t *w) {
   sg_amqp_t *a = container_of(w, sg_amqp_t, work);
   a->login_status = -1;
-  a->conn = amqp_new_connection();
-  if (a->conn == NULL) {
-    snprintf(a->login_message, sizeof(a->login_message), "out of memory");
-    return;
-  }
-  amqp_socket_t *sock = new_socket(a);
   struct timeval tv = {LOGIN_TIMEOUT_S, 0};
-  if (sock == NULL) {
-    snprintf(a->login_message, sizeof(a->login_message), "cannot set up the broker socket%s",
-             link_tls.enabled ? " (TLS settings)" : "");
-    return;
+  /* With several nodes, a node that does not answer should not hold the
+   * login up for long before the next one is tried. */
+  struct timeval connect_tv = {nodes.n > 1 ? NODE_CONNECT_TIMEOUT_S : LOGIN_TIMEOUT_S, 0};
+  size_t n = nodes.n ? nodes.n : 1, first = nodes.n ? sg_amqp_preferred_node() % n : 0;
+  size_t mlen = 0;
+  int opened = 0;
+  a->login_message[0] = '\0';
+  for (size_t k = 0; k < n && !opened; k++) {
+    size_t i = (first + k) % n;
+    const char *host = nodes.n ? nodes.host[i] : a->host;
+    int port = nodes.n ? nodes.port[i] : a->port;
+    if (a->conn) amqp_destroy_connection(a->conn);
+    a->conn = amqp_new_connection();
+    if (a->conn == NULL) {
+      snprintf(a->login_message, sizeof(a->login_message), "out of memory");
+      return;
+    }
+    amqp_socket_t *sock = new_socket(a);
+    if (sock == NULL) {
+      snprintf(a->login_message, sizeof(a->login_message), "cannot set up the broker socket%s",
+               link_tls.enabled ? " (TLS settings)" : "");
+      return;
+    }
+    amqp_set_handshake_timeout(a->conn, &tv);
+    amqp_set_rpc_timeout(a->conn, &tv);
+    int r = amqp_socket_open_noblock(sock, host, port, &connect_tv);
+    if (r == AMQP_STATUS_OK) {
+      opened = 1;
+      a->failed_over = k > 0;
+      if (nodes.n) sg_amqp_prefer_node(i);
+      break;
+    }
+    if (mlen < sizeof(a->login_message))
+      mlen += (size_t)snprintf(a->login_message + mlen, sizeof(a->login_message) - mlen,
+                               "%scannot reach the broker at %s:%d: %s", k ? "; " : "", host,
+                               port, amqp_error_string2(r));
   }
-  amqp_set_handshake_timeout(a->conn, &tv);
-  amqp_set_rpc_timeout(a->conn, &tv);
-  int r = amqp_socket_open_noblock(sock, a->host, a->port, &tv);
-  if (r != AMQP_STATUS_OK) {
-    snprintf(a->login_message, sizeof(a->login_message), "cannot reach the broker at %s:%d: %s",
-             a->host, a->port, amqp_error_string2(r));
-    return;
-  }
+  if (!opened) return;
 
   amqp_table_entry_t caps[5];
   const char *cap_names[5] = {"authentication_failure_close", "connection.blocked",
@@ -374,6 +421,7 @@ static void after_login_cb(uv_work_t *w, int status) {
     return;
   }
   sg_metrics_broker_login((double)(uv_hrtime() - a->login_start_ns) / 1e9, a->login_status == 0);
+  if (a->failed_over) sg_metrics_broker_failover();
   if (a->login_status != 0) {
     a->state = SG_AMQP_DEAD;
     a->cbs->on_open_cb(a, a->login_status, a->login_message);

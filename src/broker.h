@@ -77,6 +77,7 @@ struct sg_amqp {
   int port;
   int login_status;
   uint64_t login_start_ns;
+  int failed_over; /* the login had to skip the preferred node */
   char login_message[256];
   /* Pipelined synchronous methods waiting for their reply. */
   sg_amqp_rpc_t *rpcs;
@@ -94,6 +95,15 @@ struct sg_amqp {
  * certificate and host name against ca_file (NULL: the system store)
  * unless verify is 0. Copies ca_file. 0 or -1. */
 int sg_amqp_set_tls(int enabled, const char *ca_file, int verify);
+
+/* The broker nodes (a cluster) logins may use, in order. Copies the host
+ * names and ports; only the first list given counts. 0 or -1. A login
+ * tries the preferred node first, then the others, and prefers the one
+ * that answered from then on. */
+int sg_amqp_set_nodes(const sg_broker_addr_t *list, size_t n);
+/* Makes node i (an index into that list) the first one tried. */
+void sg_amqp_prefer_node(size_t i);
+size_t sg_amqp_preferred_node(void);
 
 /* Starts connecting and logging in with the given credentials. Copies its
  * arguments. on_open_cb reports the result. 0 or a negative error. */

@@ -18,6 +18,8 @@
 
 extern char **environ;
 
+static void broker_addr_free(sg_broker_addr_t *a);
+
 /* Precedence of each source; a list setting given by a higher one replaces
  * what a lower one gave instead of adding to it. */
 enum { LVL_DEFAULT = 0, LVL_FILE, LVL_ENV, LVL_FLAG };
@@ -98,11 +100,26 @@ static int apply_ws_path(sg_config_t *cfg, const setting_t *st, const char *v, i
   return set_str(&cfg->ws_path, v);
 }
 
+/* Repeatable: the nodes of one cluster, tried in order. A higher source
+ * replaces the list of a lower one. */
 static int apply_broker(sg_config_t *cfg, const setting_t *st, const char *v, int level,
                         const char *where) {
-  (void)level;
-  if (sg_broker_addr_parse(&cfg->broker, v))
+  if (level > cfg->brokers_level) {
+    for (size_t i = 0; i < cfg->nbrokers; i++) broker_addr_free(&cfg->brokers[i]);
+    cfg->nbrokers = 0;
+    cfg->brokers_level = level;
+  }
+  sg_broker_addr_t a;
+  memset(&a, 0, sizeof(a));
+  if (sg_broker_addr_parse(&a, v))
     return bad(st, v, where, "amqp://user:pass@host:port/vhost or amqps://...");
+  sg_broker_addr_t *n = realloc(cfg->brokers, (cfg->nbrokers + 1) * sizeof(*n));
+  if (n == NULL) {
+    broker_addr_free(&a);
+    return -1;
+  }
+  cfg->brokers = n;
+  cfg->brokers[cfg->nbrokers++] = a;
   return 0;
 }
 
@@ -193,7 +210,10 @@ static const setting_t settings[] = {
     {"broker", "URL", T_CUSTOM, 0, 0, 0, apply_broker,
      "amqp://user:pass@host:port/vhost, or amqps:// for TLS\n"
      "(default amqp://guest:guest@127.0.0.1:5672/); its\n"
-     "credentials are used when CONNECT has no login"},
+     "credentials are used when CONNECT has no login.\n"
+     "Repeat it (or separate URLs with commas in the\n"
+     "environment) for the nodes of a cluster: logins try\n"
+     "the node last seen up first, then the others"},
     {"broker-ca", "FILE", T_PATH, F(broker_ca), 0, 0, NULL,
      "CA certificates that verify an amqps:// broker\n(default: the system store)"},
     {"broker-tls-verify", "BOOL", T_CUSTOM, 0, 0, 0, apply_broker_verify,
@@ -394,6 +414,33 @@ static int check_combined(sg_config_t *cfg) {
     fclose(f);
   }
   if (cfg->session_rate && cfg->session_burst == 0) cfg->session_burst = cfg->session_rate;
+  if (cfg->nbrokers > 0) {
+    for (size_t i = 1; i < cfg->nbrokers; i++) {
+      const sg_broker_addr_t *a = &cfg->brokers[0], *b = &cfg->brokers[i];
+      if (a->tls != b->tls || strcmp(a->user, b->user) || strcmp(a->password, b->password) ||
+          strcmp(a->vhost, b->vhost)) {
+        fprintf(stderr, "stompgate: invalid setting 'broker': the nodes of one cluster need the "
+                        "same scheme, credentials and vhost\n");
+        return -1;
+      }
+    }
+    const sg_broker_addr_t *f = &cfg->brokers[0];
+    sg_broker_addr_t copy = {strdup(f->host), f->port, strdup(f->user), strdup(f->password),
+                             strdup(f->vhost), f->tls};
+    if (!copy.host || !copy.user || !copy.password || !copy.vhost) {
+      broker_addr_free(&copy);
+      return -1;
+    }
+    broker_addr_free(&cfg->broker);
+    cfg->broker = copy;
+  } else {
+    /* No --broker anywhere: the default is the one node. */
+    cfg->brokers = calloc(1, sizeof(*cfg->brokers));
+    if (cfg->brokers == NULL) return -1;
+    if (sg_broker_addr_parse(&cfg->brokers[0], "amqp://guest:guest@127.0.0.1:5672/") != 0)
+      return -1;
+    cfg->nbrokers = 1;
+  }
   return 0;
 }
 
@@ -467,7 +514,18 @@ int sg_config_load(sg_config_t *cfg, int argc, char **argv, char **envp) {
     /* STOMPGATE_BIN, STOMPGATE_SRC and the like belong to scripts, not to
      * the gateway: unknown names are ignored rather than refused. */
     if (st == NULL || strcmp(st->name, "config") == 0) continue;
-    if (apply(cfg, st, eq + 1, LVL_ENV, en)) {
+    int bad_env = 0;
+    if (strcmp(st->name, "broker") == 0) {
+      /* URLs cannot contain a bare comma, so a list splits safely. */
+      char *list = strdup(eq + 1), *save = NULL;
+      for (char *u = list ? strtok_r(list, ", ", &save) : NULL; u && !bad_env;
+           u = strtok_r(NULL, ", ", &save))
+        bad_env = apply(cfg, st, u, LVL_ENV, en) != 0;
+      free(list);
+    } else {
+      bad_env = apply(cfg, st, eq + 1, LVL_ENV, en) != 0;
+    }
+    if (bad_env) {
       rc = 2;
       goto out;
     }
@@ -551,5 +609,7 @@ void sg_config_free(sg_config_t *cfg) {
   free(cfg->tls_client_ca);
   free(cfg->broker_ca);
   strlist_clear(&cfg->allowed_origins);
+  for (size_t i = 0; i < cfg->nbrokers; i++) broker_addr_free(&cfg->brokers[i]);
+  free(cfg->brokers);
   broker_addr_free(&cfg->broker);
 }

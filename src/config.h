@@ -31,7 +31,10 @@ typedef struct sg_config {
   char *listen_host;
   int listen_port;
   char *ws_path;
-  sg_broker_addr_t broker;
+  sg_broker_addr_t broker;       /* the first of brokers: credentials, vhost, scheme */
+  sg_broker_addr_t *brokers;     /* every --broker, in order (cluster nodes) */
+  size_t nbrokers;
+  int brokers_level;
   sg_mode_t mode;
   int log_level;
   size_t max_frame_size;

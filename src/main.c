@@ -110,8 +110,9 @@ int main(int argc, char **argv) {
     sg_config_free(&cfg);
     return 2;
   }
-  if (sg_amqp_set_tls(cfg.broker.tls, cfg.broker_ca, cfg.broker_tls_verify) != 0) {
-    sg_log_error("cannot initialise TLS for the broker link");
+  if (sg_amqp_set_nodes(cfg.brokers, cfg.nbrokers) != 0 ||
+      sg_amqp_set_tls(cfg.broker.tls, cfg.broker_ca, cfg.broker_tls_verify) != 0) {
+    sg_log_error("cannot set up the broker links (out of memory or TLS initialisation)");
     sg_config_free(&cfg);
     return 1;
   }
@@ -148,6 +149,8 @@ int main(int argc, char **argv) {
               SG_VERSION, sg_tls_enabled() ? "wss" : "ws", cfg.listen_host, cfg.listen_port,
               cfg.ws_path, cfg.broker.tls ? "amqps" : "amqp", cfg.broker.host,
               cfg.broker.port, cfg.broker.vhost);
+  for (size_t i = 1; i < cfg.nbrokers; i++)
+    sg_log_info("broker node %zu: %s:%d", i + 1, cfg.brokers[i].host, cfg.brokers[i].port);
   uv_run(loop, UV_RUN_DEFAULT);
   sg_log_info("stopped");
   sg_tls_shutdown();

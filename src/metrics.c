@@ -46,7 +46,7 @@ static struct {
   uint64_t slow_drops;
   uint64_t logins_ok, logins_failed;
   int broker_up, broker_seen_up;
-  uint64_t broker_reconnects;
+  uint64_t broker_reconnects, broker_failovers;
   histogram_t handshake, login;
 } m;
 
@@ -151,6 +151,8 @@ void sg_metrics_broker_link(int up) {
 
 int sg_metrics_broker_up(void) { return m.broker_up; }
 
+void sg_metrics_broker_failover(void) { m.broker_failovers++; }
+
 static int header(sg_buf_t *o, const char *name, const char *type, const char *help) {
   return sg_buf_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
@@ -227,6 +229,10 @@ int sg_metrics_render(sg_buf_t *o, const sg_metrics_gauges_t *g) {
               "Times the broker came back after a failed probe.");
   r |= sg_buf_printf(o, "stompgate_broker_reconnects_total %lu\n",
                      (unsigned long)m.broker_reconnects);
+  r |= header(o, "stompgate_broker_failovers_total", "counter",
+              "Times a login or the probe found the preferred broker node down and moved on.");
+  r |= sg_buf_printf(o, "stompgate_broker_failovers_total %lu\n",
+                     (unsigned long)m.broker_failovers);
   r |= header(o, "stompgate_draining", "gauge", "1 while shutting down.");
   r |= sg_buf_printf(o, "stompgate_draining %d\n", g->draining);
   r |= histogram(o, "stompgate_handshake_seconds",

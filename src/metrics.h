@@ -39,6 +39,8 @@ void sg_metrics_broker_login(double seconds, int ok);
  * first success counts as a reconnect. */
 void sg_metrics_broker_link(int up);
 int sg_metrics_broker_up(void);
+/* The probe moved new logins to another cluster node. */
+void sg_metrics_broker_failover(void);
 
 typedef struct sg_metrics_gauges {
   size_t sessions_open;

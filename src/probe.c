@@ -5,11 +5,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "broker.h"
 #include "log.h"
 #include "metrics.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 #define PROBE_MAX_WAIT_MS 5000
+#define BACKOFF_BASE_MS 100
 
 /* One probe attempt; freed when its handles are closed. */
 typedef struct attempt {
@@ -28,6 +30,25 @@ static uv_loop_t *loop;
 static uv_timer_t tick;
 static int running;
 static attempt_t *current;
+static size_t node;      /* index into cfg->brokers being probed */
+static size_t tried;     /* nodes tried in this round */
+static unsigned failures; /* rounds in a row where no node answered */
+
+static void tick_cb(uv_timer_t *t);
+
+/* Capped exponential back-off with jitter: after n failed rounds wait
+ * base * 2^n, at most the probe interval, times a random 50..100 %, so
+ * gateways that lost the same broker do not all come back in step. */
+static uint64_t backoff_ms(unsigned n) {
+  uint64_t cap = cfg->broker_probe_ms > BACKOFF_BASE_MS ? cfg->broker_probe_ms : BACKOFF_BASE_MS;
+  uint64_t d = n >= 20 ? cap : (uint64_t)BACKOFF_BASE_MS << n;
+  if (d > cap) d = cap;
+  return d / 2 + (uint64_t)random() % (d / 2 + 1);
+}
+
+static void schedule(uint64_t ms) {
+  if (running) uv_timer_start(&tick, tick_cb, ms, 0);
+}
 
 /* handles_open also counts the name lookup, which cannot be closed, only
  * waited for. */
@@ -40,15 +61,36 @@ static void attempt_closed_cb(uv_handle_t *h) { attempt_unref(h->data); }
 static void finish(attempt_t *a, int up, const char *why) {
   if (a->done) return;
   a->done = 1;
-  int was = sg_metrics_broker_up();
-  sg_metrics_broker_link(up);
-  if (was != up) {
-    if (up) sg_log_info("broker %s:%d reachable", cfg->broker.host, cfg->broker.port);
-    else sg_log_warn("broker %s:%d unreachable: %s", cfg->broker.host, cfg->broker.port, why);
-  }
   if (current == a) current = NULL;
   uv_close((uv_handle_t *)&a->timeout, attempt_closed_cb);
   uv_close((uv_handle_t *)&a->tcp, attempt_closed_cb);
+  if (!running) return;
+  const sg_broker_addr_t *b = &cfg->brokers[node];
+  int was = sg_metrics_broker_up();
+  if (up) {
+    if (cfg->nbrokers > 1 && node != sg_amqp_preferred_node()) {
+      sg_log_warn("broker node %s:%d answers; new sessions log in there", b->host, b->port);
+      sg_amqp_prefer_node(node);
+      sg_metrics_broker_failover();
+    }
+    sg_metrics_broker_link(1);
+    if (!was) sg_log_info("broker %s:%d reachable", b->host, b->port);
+    failures = 0;
+    tried = 0;
+    schedule(cfg->broker_probe_ms);
+    return;
+  }
+  sg_log_debug("broker probe %s:%d failed: %s", b->host, b->port, why);
+  node = (node + 1) % cfg->nbrokers;
+  if (++tried < cfg->nbrokers) {
+    schedule(0); /* the next node, at once */
+    return;
+  }
+  sg_metrics_broker_link(0);
+  if (was) sg_log_warn("broker unreachable (%zu node%s tried): %s", cfg->nbrokers,
+                       cfg->nbrokers > 1 ? "s" : "", why);
+  tried = 0;
+  schedule(backoff_ms(failures++));
 }
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
@@ -115,6 +157,9 @@ static void timeout_cb(uv_timer_t *t) {
 static void tick_cb(uv_timer_t *t) {
   (void)t;
   if (current != NULL) return; /* the last one is still waiting */
+  /* A round starts where logins last succeeded. */
+  if (tried == 0) node = sg_amqp_preferred_node() % cfg->nbrokers;
+  const sg_broker_addr_t *b = &cfg->brokers[node];
   attempt_t *a = calloc(1, sizeof(*a));
   if (a == NULL) return;
   uv_tcp_init(loop, &a->tcp);
@@ -125,11 +170,11 @@ static void tick_cb(uv_timer_t *t) {
   uint64_t wait = cfg->broker_probe_ms < PROBE_MAX_WAIT_MS ? cfg->broker_probe_ms : PROBE_MAX_WAIT_MS;
   uv_timer_start(&a->timeout, timeout_cb, wait, 0);
   char port[16];
-  snprintf(port, sizeof(port), "%d", cfg->broker.port);
+  snprintf(port, sizeof(port), "%d", b->port);
   struct addrinfo hints;
   memset(&hints, 0, sizeof(hints));
   hints.ai_socktype = SOCK_STREAM;
-  int r = uv_getaddrinfo(loop, &a->gai, gai_cb, cfg->broker.host, port, &hints);
+  int r = uv_getaddrinfo(loop, &a->gai, gai_cb, b->host, port, &hints);
   if (r < 0) {
     finish(a, 0, uv_strerror(r));
     attempt_unref(a);
@@ -142,15 +187,13 @@ int sg_probe_start(uv_loop_t *l, const sg_config_t *c) {
   int r = uv_timer_init(loop, &tick);
   if (r) return r;
   running = 1;
-  return uv_timer_start(&tick, tick_cb, 0, cfg->broker_probe_ms);
+  srandom((unsigned)uv_hrtime());
+  return uv_timer_start(&tick, tick_cb, 0, 0);
 }
 
 void sg_probe_stop(void) {
   if (!running) return;
   running = 0;
   uv_close((uv_handle_t *)&tick, NULL);
-  if (current) {
-    attempt_t *a = current;
-    finish(a, sg_metrics_broker_up(), "stopped");
-  }
+  if (current) finish(current, 0, "stopped");
 }

@@ -8,7 +8,12 @@
  * protocol header and got a frame back (connection.start), within the
  * probe interval (at most 5 s). For amqps:// brokers the TCP connect alone
  * counts, as the plain header would not be understood. Results go to
- * sg_metrics_broker_link. */
+ * sg_metrics_broker_link.
+ *
+ * With several --broker nodes, a failed node is followed at once by the
+ * next; when a round finds none, the link is down and rounds repeat with
+ * capped exponential back-off and jitter. A node that answers becomes the
+ * one new logins try first. */
 
 #include <uv.h>
 

@@ -223,7 +223,6 @@ static void send_receipt(sg_session_t *s, const char *id) {
 static void drain_close(sg_session_t *s);
 
 static void flush_receipts(sg_session_t *s) {
-  if (s->draining && s->rc_head == NULL) drain_close(s);
   while (s->rc_head && s->state == S_CONNECTED) {
     sg_receipt_t *r = s->rc_head;
     if (s->amqp.rpc_done < r->rpc_seq || s->confirmed < r->pub_seq) break;

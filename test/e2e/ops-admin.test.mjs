@@ -156,3 +156,28 @@ test('/metrics counts sessions, frames, bytes, deliveries, confirms, acks and er
     if (line && !line.startsWith('#')) assert.match(line, /^[a-z_]+(\{[a-z]+="[^"]*"\})? [0-9.e+-]+$/, line);
   await gw.stop();
 });
+
+test('several --broker nodes: a dead first node is skipped by logins and the probe', async () => {
+  const dead = await freePort();
+  const gw = await gateway(['--broker', `amqp://guest:guest@127.0.0.1:${dead}/`,
+    '--broker', `amqp://guest:guest@127.0.0.1:${AMQP_PORT}/`, '--broker-probe-interval', '150']);
+  await waitForStatus(gw, '/readyz', 200);
+  const c = await connected(gw.url);
+  await c.deactivate();
+  const { m } = await metrics(gw);
+  assert.ok(m.get('stompgate_broker_failovers_total') >= 1);
+  assert.match(gw.log(), /answers; new sessions log in there/);
+  await gw.stop();
+});
+
+test('STOMPGATE_BROKER takes a comma-separated list of nodes', async () => {
+  const dead = await freePort(), port = await freePort(), adminPort = await freePort();
+  const gw = await gateway(['--listen', `127.0.0.1:${port}`, '--admin', `127.0.0.1:${adminPort}`,
+    '--broker-probe-interval', '150'], { noDefaults: true, port, adminPort,
+    env: { STOMPGATE_BROKER: `amqp://guest:guest@127.0.0.1:${dead}/,amqp://guest:guest@127.0.0.1:${AMQP_PORT}/` } });
+  assert.match(gw.log(), /broker node 2: 127.0.0.1/);
+  await waitForStatus(gw, '/readyz', 200);
+  const c = await connected(gw.url);
+  await c.deactivate();
+  await gw.stop();
+});

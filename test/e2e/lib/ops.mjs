@@ -58,9 +58,11 @@ export async function spawnGateway(args = [], opts = {}) {
   const port = opts.port ?? await freePort();
   const adminPort = opts.adminPort ?? await freePort();
   const amqpPort = opts.amqpPort ?? AMQP_PORT;
-  const full = opts.noDefaults ? args : ['--listen', `127.0.0.1:${port}`,
-    '--broker', `amqp://guest:guest@127.0.0.1:${amqpPort}/`, '--admin', `127.0.0.1:${adminPort}`,
-    '--log-level', 'info', ...args];
+  // --broker is repeatable (cluster nodes), so the default one is only
+  // added when the case names none.
+  const broker = args.includes('--broker') ? [] : ['--broker', `amqp://guest:guest@127.0.0.1:${amqpPort}/`];
+  const full = opts.noDefaults ? args : ['--listen', `127.0.0.1:${port}`, ...broker,
+    '--admin', `127.0.0.1:${adminPort}`, '--log-level', 'info', ...args];
   const child = spawn(opts.bin ?? BIN, full, { env: { ...cleanEnv(), ...(opts.env ?? {}) }, stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   child.stderr.on('data', (d) => { log += d; });
