@@ -477,7 +477,8 @@ int sg_config_load(sg_config_t *cfg, int argc, char **argv, char **envp) {
     }
     if (c >= 256 && strcmp(settings[c - 256].name, "config") == 0) cfile = optarg;
   }
-  if (cfile == NULL) cfile = getenv("STOMPGATE_CONFIG");
+  for (char **e = envp; cfile == NULL && *e; e++)
+    if (strncmp(*e, "STOMPGATE_CONFIG=", 17) == 0) cfile = *e + 17;
   if (cfile != NULL && *cfile) {
     set_str(&cfg->config_file, cfile);
     file_ctx_t fc = {cfg, cfile, 0};
