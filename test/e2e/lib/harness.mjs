@@ -46,8 +46,10 @@ async function waitPort(port, ms = 10000) {
 // url, port, log() and stop().
 export async function startGateway(extra = [], amqpPort = AMQP_PORT) {
   const port = await freePort();
-  const args = ['--listen', `127.0.0.1:${port}`, '--broker', `amqp://guest:guest@127.0.0.1:${amqpPort}/`,
-    '--log-level', 'info', ...extra];
+  // --broker is repeatable (cluster nodes): a case that names its own
+  // broker does not also get the default one.
+  const broker = extra.includes('--broker') ? [] : ['--broker', `amqp://guest:guest@127.0.0.1:${amqpPort}/`];
+  const args = ['--listen', `127.0.0.1:${port}`, ...broker, '--log-level', 'info', ...extra];
   const child = spawn(BIN, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   child.stderr.on('data', (d) => { log += d; });
