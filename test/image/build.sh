@@ -33,6 +33,9 @@ cleanup() {
   [ -d "$work/broker" ] && rmq_stop "$work/broker"
   [ -n "$mnt" ] && podman image unmount "$tag" >/dev/null 2>&1
   podman rmi -f "$tag" >/dev/null 2>&1
+  # The untagged build-stage image this run left (768 MB); the base image
+  # stays, so the next run needs no debootstrap.
+  podman image prune -f --filter label=org.stompgate.stage=build >/dev/null 2>&1
   rm -rf "$work"
 }
 trap cleanup EXIT
