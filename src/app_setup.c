@@ -30,7 +30,7 @@ static void declare_work_cb(uv_work_t *w) {
   a->ok = 0;
   amqp_connection_state_t conn =
       sg_amqp_login_blocking(b->host, b->port, b->user, b->password, b->vhost,
-                             "stompgate set-up", &status, a->error, sizeof(a->error));
+                             "stompgate set-up", &status, a->error, sizeof(a->error), NULL);
   if (conn == NULL) return;
   amqp_channel_open(conn, 1);
   amqp_rpc_reply_t r = amqp_get_rpc_reply(conn);
@@ -75,7 +75,7 @@ static void retry_cb(uv_timer_t *t) {
 }
 
 int sg_app_setup_start(uv_loop_t *loop, const sg_config_t *cfg) {
-  if (cfg->n_app_prefixes == 0) return 0;
+  if (cfg->app_prefixes.n == 0) return 0;
   memset(&setup, 0, sizeof(setup));
   setup.cfg = cfg;
   setup.delay_ms = RETRY_MIN_MS;

@@ -2,19 +2,23 @@
 #include "broker.h"
 
 #include <amqp_framing.h>
+#include <amqp_ssl_socket.h>
 #include <amqp_tcp_socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <openssl/ssl.h>
 #include <sys/socket.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "sg_config.h"
 #include "stompgate/err.h"
 
 #define AMQP_FRAME_MAX 131072
 #define CLOSE_OK_WAIT_MS 1000
 #define LOGIN_TIMEOUT_S 10
+#define NODE_CONNECT_TIMEOUT_S 3
 /* Frames handled per wake-up: bounds the MESSAGEs queued for clients before
  * the loop writes them, so a burst from the broker does not look like a
  * slow consumer, and other sockets get their turn. */
@@ -54,6 +58,67 @@ int sg_amqp_loop_init(uv_loop_t *loop) {
   return 0;
 }
 
+/* ---------- where and how logins connect ---------- */
+
+/* amqps:// settings shared by every login; set once before the first. */
+static struct {
+  int enabled;
+  int verify;
+  char *ca_file;
+} link_tls;
+
+int sg_amqp_set_tls(int enabled, const char *ca_file, int verify) {
+  link_tls.enabled = enabled;
+  link_tls.verify = verify;
+  free(link_tls.ca_file);
+  link_tls.ca_file = ca_file ? strdup(ca_file) : NULL;
+  /* Initialise OpenSSL for librabbitmq here, on the main thread, rather
+   * than lazily inside the first login on the thread pool. */
+  if (enabled && amqp_initialize_ssl_library() != AMQP_STATUS_OK) return -1;
+  return 0;
+}
+
+/* Cluster nodes, fixed before the first login; logins start at the one
+ * last seen working, which every thread may update. */
+static struct {
+  char **host;
+  int *port;
+  size_t n;
+  size_t preferred; /* accessed with __atomic builtins */
+} nodes;
+
+int sg_amqp_set_nodes(const sg_broker_addr_t *list, size_t n) {
+  nodes.host = calloc(n, sizeof(*nodes.host));
+  nodes.port = calloc(n, sizeof(*nodes.port));
+  if (nodes.host == NULL || nodes.port == NULL) return -1;
+  for (size_t i = 0; i < n; i++) {
+    if ((nodes.host[i] = strdup(list[i].host)) == NULL) return -1;
+    nodes.port[i] = list[i].port;
+  }
+  nodes.n = n;
+  return 0;
+}
+
+void sg_amqp_prefer_node(size_t i) {
+  if (i < nodes.n) __atomic_store_n(&nodes.preferred, i, __ATOMIC_RELAXED);
+}
+
+size_t sg_amqp_preferred_node(void) { return __atomic_load_n(&nodes.preferred, __ATOMIC_RELAXED); }
+
+static amqp_socket_t *new_socket(amqp_connection_state_t conn) {
+  if (!link_tls.enabled) return amqp_tcp_socket_new(conn);
+  amqp_socket_t *sock = amqp_ssl_socket_new(conn);
+  if (sock == NULL) return NULL;
+  amqp_ssl_socket_set_verify_peer(sock, link_tls.verify);
+  amqp_ssl_socket_set_verify_hostname(sock, link_tls.verify);
+  if (link_tls.ca_file) {
+    if (amqp_ssl_socket_set_cacert(sock, link_tls.ca_file) != AMQP_STATUS_OK) return NULL;
+  } else {
+    SSL_CTX_set_default_verify_paths(amqp_ssl_socket_get_context(sock));
+  }
+  return sock;
+}
+
 /* ---------- connections ---------- */
 
 static void copy_reply_text(char *out, size_t cap, int code, amqp_bytes_t text) {
@@ -64,23 +129,43 @@ static void copy_reply_text(char *out, size_t cap, int code, amqp_bytes_t text) 
 amqp_connection_state_t sg_amqp_login_blocking(const char *host, int port, const char *user,
                                                const char *password, const char *vhost,
                                                const char *conn_name, int *status,
-                                               char *message, size_t cap) {
+                                               char *message, size_t cap, int *failed_over) {
   *status = -1;
-  amqp_connection_state_t conn = amqp_new_connection();
-  amqp_socket_t *sock = conn ? amqp_tcp_socket_new(conn) : NULL;
+  amqp_connection_state_t conn = NULL;
   struct timeval tv = {LOGIN_TIMEOUT_S, 0};
-  if (sock == NULL) {
-    snprintf(message, cap, "out of memory");
-    goto fail;
+  /* With several nodes, a node that does not answer should not hold the
+   * login up for long before the next one is tried. */
+  struct timeval connect_tv = {nodes.n > 1 ? NODE_CONNECT_TIMEOUT_S : LOGIN_TIMEOUT_S, 0};
+  size_t n = nodes.n ? nodes.n : 1, first = nodes.n ? sg_amqp_preferred_node() % n : 0;
+  size_t mlen = 0;
+  int opened = 0;
+  message[0] = '\0';
+  for (size_t k = 0; k < n && !opened; k++) {
+    size_t i = (first + k) % n;
+    const char *h = nodes.n ? nodes.host[i] : host;
+    int p = nodes.n ? nodes.port[i] : port;
+    if (conn) amqp_destroy_connection(conn);
+    conn = amqp_new_connection();
+    amqp_socket_t *sock = conn ? new_socket(conn) : NULL;
+    if (sock == NULL) {
+      snprintf(message, cap, "cannot set up the broker socket%s",
+               link_tls.enabled ? " (TLS settings)" : "");
+      goto fail;
+    }
+    amqp_set_handshake_timeout(conn, &tv);
+    amqp_set_rpc_timeout(conn, &tv);
+    int r = amqp_socket_open_noblock(sock, h, p, &connect_tv);
+    if (r == AMQP_STATUS_OK) {
+      opened = 1;
+      if (failed_over) *failed_over = k > 0;
+      if (nodes.n) sg_amqp_prefer_node(i);
+      break;
+    }
+    if (mlen < cap)
+      mlen += (size_t)snprintf(message + mlen, cap - mlen, "%scannot reach the broker at %s:%d: %s",
+                               k ? "; " : "", h, p, amqp_error_string2(r));
   }
-  amqp_set_handshake_timeout(conn, &tv);
-  amqp_set_rpc_timeout(conn, &tv);
-  int r = amqp_socket_open_noblock(sock, host, port, &tv);
-  if (r != AMQP_STATUS_OK) {
-    snprintf(message, cap, "cannot reach the broker at %s:%d: %s", host, port,
-             amqp_error_string2(r));
-    goto fail;
-  }
+  if (!opened) goto fail;
 
   amqp_table_entry_t caps[5];
   const char *cap_names[5] = {"authentication_failure_close", "connection.blocked",
@@ -143,7 +228,7 @@ static void login_work_cb(uv_work_t *w) {
   sg_amqp_conn_t *c = container_of(w, sg_amqp_conn_t, work);
   c->conn = sg_amqp_login_blocking(c->host, c->port, c->user, c->password, c->vhost, c->name,
                                    &c->login_status, c->login_message,
-                                   sizeof(c->login_message));
+                                   sizeof(c->login_message), &c->failed_over);
 }
 
 static void chan_lost(sg_amqp_t *a, int code, const char *text);
@@ -492,6 +577,9 @@ static void after_login_cb(uv_work_t *w, int status) {
     conn_finish(c);
     return;
   }
+  sg_metrics_broker_login((double)(uv_hrtime() - c->login_start_ns) / 1e9,
+                          c->login_status == 0 && c->conn != NULL);
+  if (c->failed_over) sg_metrics_broker_failover();
   if (c->login_status != 0 || c->conn == NULL) {
     if (c->login_status == 0) c->login_status = -1;
     c->state = SG_AMQP_DEAD;
@@ -541,6 +629,7 @@ int sg_amqp_conn_open(sg_amqp_conn_t *c, uv_loop_t *loop, const sg_amqp_conn_cbs
   c->more.data = c;
   c->handles_open = 2;
   c->state = SG_AMQP_LOGIN;
+  c->login_start_ns = uv_hrtime();
   /* Fails only for a NULL work callback. */
   (void)uv_queue_work(loop, &c->work, login_work_cb, after_login_cb);
   return 0;

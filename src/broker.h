@@ -133,6 +133,8 @@ struct sg_amqp_conn {
   char *host, *user, *password, *vhost, *name;
   int port;
   int login_status;
+  int failed_over;  /* the login had to skip the preferred node */
+  uint64_t login_start_ns;
   char login_message[256];
   sg_amqp_t **chans; /* by channel number; NULL where free */
   uint16_t channel_max;
@@ -141,13 +143,31 @@ struct sg_amqp_conn {
   sg_amqp_t *reap_head;
 };
 
+/* Makes every later login use amqps:// (enabled), verifying the broker's
+ * certificate and host name against ca_file (NULL: the system store)
+ * unless verify is 0. Copies ca_file. Call before the first login. 0 or
+ * -1. */
+int sg_amqp_set_tls(int enabled, const char *ca_file, int verify);
+
+/* The broker nodes (a cluster) logins may use, in order. Copies the host
+ * names and ports; only the first list given counts. 0 or -1. A login
+ * tries the preferred node first, then the others, and prefers the one
+ * that answered from then on. */
+int sg_amqp_set_nodes(const sg_broker_addr_t *list, size_t n);
+/* Makes node i (an index into that list) the first one tried. */
+void sg_amqp_prefer_node(size_t i);
+size_t sg_amqp_preferred_node(void);
+
 /* Thread pool only: connects and logs in with blocking calls. Returns the
  * connection, or NULL with *status the broker's refusal code (403 access
- * refused, 530 no such vhost) or -1, and message filled. */
+ * refused, 530 no such vhost) or -1, and message filled. With a node list
+ * (sg_amqp_set_nodes) host and port are only used when it is empty; a
+ * login that had to pass over the preferred node sets *failed_over when
+ * failed_over is not NULL. */
 amqp_connection_state_t sg_amqp_login_blocking(const char *host, int port, const char *user,
                                                const char *password, const char *vhost,
                                                const char *conn_name, int *status,
-                                               char *message, size_t cap);
+                                               char *message, size_t cap, int *failed_over);
 
 /* Per-thread set-up; called again it does nothing. 0 or a libuv error. */
 int sg_amqp_loop_init(uv_loop_t *loop);

@@ -1,9 +1,13 @@
 /* SPDX-License-Identifier: MIT */
+/* Settings: one table drives the flags, the STOMPGATE_* environment
+ * variables, the INI file keys and --help, so the four cannot drift apart. */
 #include "config.h"
 
 #include <amqp.h>
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
+#include <ini.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,94 +18,663 @@
 #include "log.h"
 #include "sg_config.h"
 
-static const char usage[] =
-    "Usage: stompgate [OPTION]...\n"
-    "Relay STOMP 1.0/1.1/1.2 over WebSocket to RabbitMQ over AMQP 0-9-1.\n"
-    "\n"
-    "  --listen HOST:PORT        WebSocket listener (default 127.0.0.1:15674)\n"
-    "  --ws-path PATH            WebSocket endpoint path (default /ws)\n"
-    "  --broker URL              amqp://user:pass@host:port/vhost\n"
-    "                            (default amqp://guest:guest@127.0.0.1:5672/);\n"
-    "                            its credentials are used when CONNECT has no login\n"
-    "  --mode MODE               relay mode: per-session (default; each STOMP\n"
-    "                            session opens its own AMQP connection) or\n"
-    "                            shared (sessions get channels on a few pooled\n"
-    "                            connections under the --broker credentials, and\n"
-    "                            topic subscriptions share one queue per worker)\n"
-    "  --workers N               event loop threads sharing the listening port\n"
-    "                            (default: the number of cores)\n"
-    "  --max-outbound-bytes N    bytes queued for one client before it counts\n"
-    "                            as a slow consumer (default 4194304)\n"
-    "  --slow-consumer POLICY    close (default): ERROR 'slow consumer' and close;\n"
-    "                            drop: drop messages of auto-ack /topic and\n"
-    "                            /exchange subscriptions while over the limit\n"
-    "                            (counted), close for the others\n"
-    "  --auth-cache-ttl MS       shared mode: how long a successful check of\n"
-    "                            CONNECT credentials against the broker is\n"
-    "                            reused (default 30000; 0 checks every time)\n"
-    "  --log-level LEVEL         error, warn, info (default) or debug\n"
-    "  --max-frame-size BYTES    largest STOMP frame accepted (default 4194304)\n"
-    "  --max-headers N           most headers in a frame (default 256)\n"
-    "  --max-header-size BYTES   longest header line (default 8192)\n"
-    "  --max-http-head BYTES     largest HTTP request head (default 8192)\n"
-    "  --handshake-timeout MS    time allowed for the WebSocket upgrade\n"
-    "                            (default 10000)\n"
-    "  --connect-timeout MS      time allowed between upgrade and CONNECT\n"
-    "                            (default 10000)\n"
-    "  --heartbeat-min MS        shortest heart-beat interval granted either way\n"
-    "                            (default 500)\n"
-    "  --max-subscriptions N     subscriptions per session (default 1024)\n"
-    "  --max-transactions N      open transactions per session (default 16)\n"
-    "  --max-tx-frames N         frames in one transaction (default 10000)\n"
-    "  --require-host            refuse a STOMP 1.1/1.2 CONNECT without a host\n"
-    "                            header, as the spec says; by default it means\n"
-    "                            --broker's vhost, as with RabbitMQ Web-STOMP\n"
-    "                            (@stomp/stompjs sends no host unless told to)\n"
-    "  --app-prefix PREFIX       application destination prefix; SENDs under it\n"
-    "                            go to back-end services through --app-exchange\n"
-    "                            (default /app; repeatable; '' turns it off)\n"
-    "  --app-exchange NAME       topic exchange for application destinations,\n"
-    "                            declared at start-up (default stompgate.app)\n"
-    "  --www DIR                 serve the files under DIR for GET and HEAD on\n"
-    "                            other paths than --ws-path (no listings; for\n"
-    "                            small pages such as the example app)\n"
-    "  -h, --help                show this help and exit\n"
-    "  -V, --version             show the version and exit\n";
+extern char **environ;
 
-enum {
-  OPT_LISTEN = 256, OPT_WS_PATH, OPT_BROKER, OPT_MODE, OPT_LOG_LEVEL, OPT_MAX_FRAME,
-  OPT_MAX_HEADERS, OPT_MAX_HEADER_SIZE, OPT_MAX_HEAD, OPT_HS_TIMEOUT, OPT_CONNECT_TIMEOUT,
-  OPT_HB_MIN, OPT_MAX_SUBS, OPT_MAX_TX, OPT_MAX_TX_FRAMES, OPT_APP_PREFIX, OPT_APP_EXCHANGE, OPT_WWW, OPT_WORKERS, OPT_AUTH_TTL, OPT_MAX_OUT, OPT_SLOW, OPT_REQUIRE_HOST,
+static void broker_addr_free(sg_broker_addr_t *a);
+
+/* Precedence of each source; a list setting given by a higher one replaces
+ * what a lower one gave instead of adding to it. */
+enum { LVL_DEFAULT = 0, LVL_FILE, LVL_ENV, LVL_FLAG };
+
+enum opt_type { T_SIZE, T_MS, T_STR, T_PATH, T_CUSTOM };
+
+typedef struct setting setting_t;
+typedef int (*apply_fn)(sg_config_t *cfg, const setting_t *st, const char *v, int level,
+                        const char *where);
+
+struct setting {
+  const char *name;
+  const char *meta; /* NULL: no argument */
+  enum opt_type type;
+  size_t off;       /* field for T_SIZE, T_MS, T_STR, T_PATH */
+  unsigned long long min, max;
+  apply_fn apply;   /* T_CUSTOM */
+  const char *help;
 };
 
-static const struct option long_opts[] = {
-    {"listen", required_argument, NULL, OPT_LISTEN},
-    {"ws-path", required_argument, NULL, OPT_WS_PATH},
-    {"broker", required_argument, NULL, OPT_BROKER},
-    {"mode", required_argument, NULL, OPT_MODE},
-    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
-    {"max-frame-size", required_argument, NULL, OPT_MAX_FRAME},
-    {"max-headers", required_argument, NULL, OPT_MAX_HEADERS},
-    {"max-header-size", required_argument, NULL, OPT_MAX_HEADER_SIZE},
-    {"max-http-head", required_argument, NULL, OPT_MAX_HEAD},
-    {"handshake-timeout", required_argument, NULL, OPT_HS_TIMEOUT},
-    {"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
-    {"heartbeat-min", required_argument, NULL, OPT_HB_MIN},
-    {"max-subscriptions", required_argument, NULL, OPT_MAX_SUBS},
-    {"max-transactions", required_argument, NULL, OPT_MAX_TX},
-    {"max-tx-frames", required_argument, NULL, OPT_MAX_TX_FRAMES},
-    {"app-prefix", required_argument, NULL, OPT_APP_PREFIX},
-    {"app-exchange", required_argument, NULL, OPT_APP_EXCHANGE},
-    {"www", required_argument, NULL, OPT_WWW},
-    {"workers", required_argument, NULL, OPT_WORKERS},
-    {"auth-cache-ttl", required_argument, NULL, OPT_AUTH_TTL},
-    {"max-outbound-bytes", required_argument, NULL, OPT_MAX_OUT},
-    {"slow-consumer", required_argument, NULL, OPT_SLOW},
-    {"require-host", no_argument, NULL, OPT_REQUIRE_HOST},
-    {"help", no_argument, NULL, 'h'},
-    {"version", no_argument, NULL, 'V'},
-    {NULL, 0, NULL, 0},
+static int bad(const setting_t *st, const char *v, const char *where, const char *expect) {
+  fprintf(stderr, "stompgate: invalid setting '%s' = '%s' (from %s): expected %s\n", st->name, v,
+          where, expect);
+  return -1;
+}
+
+static int set_str(char **field, const char *v) {
+  char *n = strdup(v);
+  if (n == NULL) return -1;
+  free(*field);
+  *field = n;
+  return 0;
+}
+
+static int parse_hostport(const setting_t *st, const char *s, const char *where, char **host,
+                          int *port) {
+  const char *colon = strrchr(s, ':');
+  if (colon == NULL || colon == s) return bad(st, s, where, "HOST:PORT");
+  char *end;
+  errno = 0;
+  unsigned long p = strtoul(colon + 1, &end, 10);
+  if (errno || end == colon + 1 || *end || p > 65535) return bad(st, s, where, "HOST:PORT with a port 0..65535");
+  const char *h = s;
+  size_t hl = (size_t)(colon - s);
+  if (h[0] == '[' && hl >= 2 && h[hl - 1] == ']') {
+    h++;
+    hl -= 2;
+  }
+  char *n = strndup(h, hl);
+  if (n == NULL) return -1;
+  free(*host);
+  *host = n;
+  *port = (int)p;
+  return 0;
+}
+
+static int apply_listen(sg_config_t *cfg, const setting_t *st, const char *v, int level,
+                        const char *where) {
+  (void)level;
+  return parse_hostport(st, v, where, &cfg->listen_host, &cfg->listen_port);
+}
+
+static int apply_admin(sg_config_t *cfg, const setting_t *st, const char *v, int level,
+                       const char *where) {
+  (void)level;
+  if (*v == '\0' || strcmp(v, "off") == 0) {
+    free(cfg->admin_host);
+    cfg->admin_host = NULL;
+    return 0;
+  }
+  return parse_hostport(st, v, where, &cfg->admin_host, &cfg->admin_port);
+}
+
+static int apply_ws_path(sg_config_t *cfg, const setting_t *st, const char *v, int level,
+                         const char *where) {
+  (void)level;
+  if (v[0] != '/') return bad(st, v, where, "a path starting with /");
+  return set_str(&cfg->ws_path, v);
+}
+
+/* Repeatable: the nodes of one cluster, tried in order. A higher source
+ * replaces the list of a lower one. */
+static int apply_broker(sg_config_t *cfg, const setting_t *st, const char *v, int level,
+                        const char *where) {
+  if (level > cfg->brokers_level) {
+    for (size_t i = 0; i < cfg->nbrokers; i++) broker_addr_free(&cfg->brokers[i]);
+    cfg->nbrokers = 0;
+    cfg->brokers_level = level;
+  }
+  sg_broker_addr_t a;
+  memset(&a, 0, sizeof(a));
+  if (sg_broker_addr_parse(&a, v))
+    return bad(st, v, where, "amqp://user:pass@host:port/vhost or amqps://...");
+  sg_broker_addr_t *n = realloc(cfg->brokers, (cfg->nbrokers + 1) * sizeof(*n));
+  if (n == NULL) {
+    broker_addr_free(&a);
+    return -1;
+  }
+  cfg->brokers = n;
+  cfg->brokers[cfg->nbrokers++] = a;
+  return 0;
+}
+
+static int apply_mode(sg_config_t *cfg, const setting_t *st, const char *v, int level,
+                      const char *where) {
+  (void)level;
+  if (strcmp(v, "per-session") == 0) cfg->mode = SG_MODE_PER_SESSION;
+  else if (strcmp(v, "shared") == 0) cfg->mode = SG_MODE_SHARED;
+  else return bad(st, v, where, "per-session or shared");
+  return 0;
+}
+
+static int apply_slow(sg_config_t *cfg, const setting_t *st, const char *v, int level,
+                      const char *where) {
+  (void)level;
+  if (strcmp(v, "close") == 0) cfg->slow_consumer_drop = 0;
+  else if (strcmp(v, "drop") == 0) cfg->slow_consumer_drop = 1;
+  else return bad(st, v, where, "close or drop");
+  return 0;
+}
+
+static int apply_workers(sg_config_t *cfg, const setting_t *st, const char *v, int level,
+                         const char *where) {
+  (void)level;
+  char *end;
+  errno = 0;
+  unsigned long n = strtoul(v, &end, 10);
+  if (errno || end == v || *end || v[0] == '-' || n < 1 || n > 64)
+    return bad(st, v, where, "an integer 1..64");
+  cfg->workers = (int)n;
+  return 0;
+}
+
+static int apply_app_exchange(sg_config_t *cfg, const setting_t *st, const char *v, int level,
+                              const char *where) {
+  (void)level;
+  if (v[0] == '\0' || strlen(v) > 255 || strncmp(v, "amq.", 4) == 0)
+    return bad(st, v, where, "an exchange name of 1..255 bytes, not amq.*");
+  return set_str(&cfg->app_exchange, v);
+}
+
+static int apply_www(sg_config_t *cfg, const setting_t *st, const char *v, int level,
+                     const char *where) {
+  (void)level;
+  if (*v == '\0') {
+    free(cfg->www_root);
+    cfg->www_root = NULL;
+    return 0;
+  }
+  struct stat sb;
+  char *real = realpath(v, NULL);
+  if (real == NULL || stat(real, &sb) != 0 || !S_ISDIR(sb.st_mode) || strcmp(real, "/") == 0) {
+    free(real);
+    return bad(st, v, where, "an existing directory, not /");
+  }
+  free(cfg->www_root);
+  cfg->www_root = real;
+  return 0;
+}
+
+static int apply_log_level(sg_config_t *cfg, const setting_t *st, const char *v, int level,
+                           const char *where) {
+  (void)level;
+  if ((cfg->log_level = sg_log_level_parse(v)) < 0)
+    return bad(st, v, where, "error, warn, info or debug");
+  return 0;
+}
+
+static int apply_bool(int *field, const setting_t *st, const char *v, const char *where) {
+  if (!strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "on") || !strcmp(v, "1")) *field = 1;
+  else if (!strcmp(v, "false") || !strcmp(v, "no") || !strcmp(v, "off") || !strcmp(v, "0"))
+    *field = 0;
+  else return bad(st, v, where, "true or false");
+  return 0;
+}
+
+static int apply_require_host(sg_config_t *cfg, const setting_t *st, const char *v, int level,
+                              const char *where) {
+  (void)level;
+  if (*v == '\0') { /* the bare flag */
+    cfg->require_host = 1;
+    return 0;
+  }
+  return apply_bool(&cfg->require_host, st, v, where);
+}
+
+static int apply_broker_verify(sg_config_t *cfg, const setting_t *st, const char *v, int level,
+                               const char *where) {
+  (void)level;
+  return apply_bool(&cfg->broker_tls_verify, st, v, where);
+}
+
+static void strlist_clear(sg_strlist_t *l) {
+  for (size_t i = 0; i < l->n; i++) free(l->v[i]);
+  free(l->v);
+  l->v = NULL;
+  l->n = 0;
+}
+
+/* A list setting takes one or more values separated by commas or blanks;
+ * it may be repeated within one source. */
+static int apply_origin(sg_config_t *cfg, const setting_t *st, const char *v, int level,
+                        const char *where) {
+  sg_strlist_t *l = &cfg->allowed_origins;
+  if (level > l->level) {
+    strlist_clear(l);
+    l->level = level;
+  }
+  const char *p = v;
+  while (*p) {
+    while (*p == ',' || isspace((unsigned char)*p)) p++;
+    const char *e = p;
+    while (*e && *e != ',' && !isspace((unsigned char)*e)) e++;
+    if (e == p) break;
+    size_t n = (size_t)(e - p);
+    if (!(n == 1 && *p == '*') && !((n > 7 && !strncmp(p, "http://", 7)) ||
+                                     (n > 8 && !strncmp(p, "https://", 8)))) {
+      char *one = strndup(p, n);
+      int r = bad(st, one ? one : v, where, "an origin such as https://app.example.com, or *");
+      free(one);
+      return r;
+    }
+    char **nv = realloc(l->v, (l->n + 1) * sizeof(*nv));
+    if (nv == NULL) return -1;
+    l->v = nv;
+    if ((l->v[l->n] = strndup(p, n)) == NULL) return -1;
+    l->n++;
+    p = e;
+  }
+  return 0;
+}
+
+/* Repeatable; a higher source replaces the list of a lower one, and an
+ * empty value turns application destinations off. "/app/" means "/app". */
+static int apply_app_prefix(sg_config_t *cfg, const setting_t *st, const char *v, int level,
+                            const char *where) {
+  sg_strlist_t *l = &cfg->app_prefixes;
+  if (level > l->level) {
+    strlist_clear(l);
+    l->level = level;
+  }
+  if (*v == '\0') return 0;
+  size_t n = strlen(v);
+  while (n > 1 && v[n - 1] == '/') n--;
+  if (v[0] != '/' || n < 2 || n > 200) return bad(st, v, where, "a prefix such as /app");
+  char **nv = realloc(l->v, (l->n + 1) * sizeof(*nv));
+  if (nv == NULL) return -1;
+  l->v = nv;
+  if ((l->v[l->n] = strndup(v, n)) == NULL) return -1;
+  l->n++;
+  return 0;
+}
+
+static int apply_config(sg_config_t *cfg, const setting_t *st, const char *v, int level,
+                        const char *where) {
+  (void)st, (void)where, (void)level;
+  return set_str(&cfg->config_file, v);
+}
+
+#define F(field) offsetof(sg_config_t, field)
+
+static const setting_t settings[] = {
+    {"config", "FILE", T_CUSTOM, 0, 0, 0, apply_config,
+     "read settings from this INI file first (see deploy/stompgate.conf)"},
+    {"listen", "HOST:PORT", T_CUSTOM, 0, 0, 0, apply_listen,
+     "WebSocket listener (default 127.0.0.1:15674)"},
+    {"ws-path", "PATH", T_CUSTOM, 0, 0, 0, apply_ws_path, "WebSocket endpoint path (default /ws)"},
+    {"broker", "URL", T_CUSTOM, 0, 0, 0, apply_broker,
+     "amqp://user:pass@host:port/vhost, or amqps:// for TLS\n"
+     "(default amqp://guest:guest@127.0.0.1:5672/); its\n"
+     "credentials are used when CONNECT has no login.\n"
+     "Repeat it (or separate URLs with commas in the\n"
+     "environment) for the nodes of a cluster: logins try\n"
+     "the node last seen up first, then the others"},
+    {"broker-ca", "FILE", T_PATH, F(broker_ca), 0, 0, NULL,
+     "CA certificates that verify an amqps:// broker\n(default: the system store)"},
+    {"broker-tls-verify", "BOOL", T_CUSTOM, 0, 0, 0, apply_broker_verify,
+     "verify the amqps:// broker's certificate and name\n(default true)"},
+    {"broker-probe-interval", "MS", T_MS, F(broker_probe_ms), 100, 3600000, NULL,
+     "how often the admin endpoint checks that the broker\nanswers AMQP (default 5000)"},
+    {"mode", "MODE", T_CUSTOM, 0, 0, 0, apply_mode,
+     "relay mode: per-session (default; each STOMP\nsession opens its own AMQP connection) or\n"
+     "shared (sessions get channels on a few pooled\nconnections under the broker credentials, and\n"
+     "topic subscriptions share one queue per worker)"},
+    {"workers", "N", T_CUSTOM, 0, 0, 0, apply_workers,
+     "event loop threads sharing the listening port\n(default: the number of cores)"},
+    {"auth-cache-ttl", "MS", T_MS, F(auth_cache_ttl_ms), 0, 86400000, NULL,
+     "shared mode: how long a successful check of\nCONNECT credentials against the broker is\n"
+     "reused (default 30000; 0 checks every time)"},
+    {"max-outbound-bytes", "BYTES", T_SIZE, F(max_outbound_bytes), 65536, (size_t)1 << 30, NULL,
+     "bytes queued for one client before it counts as\na slow consumer (default 4194304)"},
+    {"slow-consumer", "POLICY", T_CUSTOM, 0, 0, 0, apply_slow,
+     "close (default): ERROR 'slow consumer' and close;\ndrop: drop messages of auto-ack /topic and\n"
+     "/exchange subscriptions while over the limit\n(counted), close for the others"},
+    {"require-host", NULL, T_CUSTOM, 0, 0, 0, apply_require_host,
+     "refuse a STOMP 1.1/1.2 CONNECT without a host\nheader, as the spec says; by default it means\n"
+     "the broker's vhost, as with RabbitMQ Web-STOMP\n(@stomp/stompjs sends no host unless told to)"},
+    {"app-prefix", "PREFIX", T_CUSTOM, 0, 0, 0, apply_app_prefix,
+     "application destination prefix, repeatable: SENDs\nunder it go to back-end services through\n"
+     "app-exchange (default /app; '' turns it off)"},
+    {"app-exchange", "NAME", T_CUSTOM, 0, 0, 0, apply_app_exchange,
+     "topic exchange for application destinations,\ndeclared at start-up (default stompgate.app)"},
+    {"www", "DIR", T_CUSTOM, 0, 0, 0, apply_www,
+     "serve the files under DIR for GET and HEAD on\nother paths than ws-path (no listings; for\n"
+     "small pages such as the example app)"},
+    {"log-level", "LEVEL", T_CUSTOM, 0, 0, 0, apply_log_level,
+     "error, warn, info (default) or debug"},
+    {"admin", "HOST:PORT", T_CUSTOM, 0, 0, 0, apply_admin,
+     "admin HTTP endpoint: /healthz, /readyz, /metrics\n(default off)"},
+    {"max-sessions", "N", T_SIZE, F(max_sessions), 0, 10000000, NULL,
+     "open WebSocket sessions allowed; more get HTTP 503\n(default 0, unlimited)"},
+    {"session-rate", "N", T_SIZE, F(session_rate), 0, 10000000, NULL,
+     "new sessions per second; more get HTTP 429\n(default 0, unlimited)"},
+    {"session-burst", "N", T_SIZE, F(session_burst), 0, 10000000, NULL,
+     "new sessions allowed at once above session-rate\n(default: equal to session-rate)"},
+    {"allowed-origin", "ORIGIN", T_CUSTOM, 0, 0, 0, apply_origin,
+     "an Origin allowed to open sessions, repeatable or\ncomma-separated; others get HTTP 403. "
+     "Requests\nwithout Origin (non-browser clients) are allowed.\n(default: any)"},
+    {"max-frame-size", "BYTES", T_SIZE, F(max_frame_size), 1024, 256u << 20, NULL,
+     "largest STOMP frame accepted (default 4194304)"},
+    {"max-headers", "N", T_SIZE, F(max_headers), 8, 100000, NULL,
+     "most headers in a frame (default 256)"},
+    {"max-header-size", "BYTES", T_SIZE, F(max_header_size), 64, 1u << 20, NULL,
+     "longest header line (default 8192)"},
+    {"max-http-head", "BYTES", T_SIZE, F(max_head_size), 512, 1u << 20, NULL,
+     "largest HTTP request head (default 8192)"},
+    {"handshake-timeout", "MS", T_MS, F(handshake_timeout_ms), 10, 3600000, NULL,
+     "time allowed for the WebSocket upgrade (default 10000)"},
+    {"connect-timeout", "MS", T_MS, F(connect_timeout_ms), 10, 3600000, NULL,
+     "time allowed between upgrade and CONNECT (default 10000)"},
+    {"heartbeat-min", "MS", T_MS, F(heartbeat_min_ms), 10, 3600000, NULL,
+     "shortest heart-beat interval granted either way\n(default 500)"},
+    {"max-subscriptions", "N", T_SIZE, F(max_subscriptions), 1, 1000000, NULL,
+     "subscriptions per session (default 1024)"},
+    {"max-transactions", "N", T_SIZE, F(max_transactions), 1, 100000, NULL,
+     "open transactions per session (default 16)"},
+    {"max-tx-frames", "N", T_SIZE, F(max_tx_frames), 1, 10000000, NULL,
+     "frames in one transaction (default 10000)"},
+    {"drain-timeout", "MS", T_MS, F(drain_timeout_ms), 0, 86400000, NULL,
+     "on SIGTERM, time open sessions keep running before\nthey get ERROR 'server shutting down' "
+     "(default 30000)"},
+    {"drain-timeout-int", "MS", T_MS, F(drain_timeout_int_ms), 0, 86400000, NULL,
+     "the same on SIGINT (default 0)"},
+    {"tls-cert", "FILE", T_PATH, F(tls_cert), 0, 0, NULL,
+     "PEM certificate: serve wss:// instead of ws://\n(SIGHUP reloads the files)"},
+    {"tls-key", "FILE", T_PATH, F(tls_key), 0, 0, NULL, "PEM private key for tls-cert"},
+    {"tls-chain", "FILE", T_PATH, F(tls_chain), 0, 0, NULL,
+     "PEM intermediate certificates sent after tls-cert"},
+    {"tls-client-ca", "FILE", T_PATH, F(tls_client_ca), 0, 0, NULL,
+     "require client certificates signed by these CAs"},
 };
+#define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
+
+static const setting_t *setting_find(const char *name) {
+  for (size_t i = 0; i < NSETTINGS; i++)
+    if (strcmp(settings[i].name, name) == 0) return &settings[i];
+  return NULL;
+}
+
+static int apply(sg_config_t *cfg, const setting_t *st, const char *v, int level,
+                 const char *where) {
+  char *base = (char *)cfg;
+  switch (st->type) {
+  case T_SIZE:
+  case T_MS: {
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(v, &end, 10);
+    if (errno || end == v || *end || v[0] == '-' || n < st->min || n > st->max) {
+      char expect[64];
+      snprintf(expect, sizeof(expect), "an integer %llu..%llu", st->min, st->max);
+      return bad(st, v, where, expect);
+    }
+    if (st->type == T_SIZE) *(size_t *)(base + st->off) = (size_t)n;
+    else *(uint64_t *)(base + st->off) = n;
+    return 0;
+  }
+  case T_STR:
+  case T_PATH:
+    if (*v == '\0') {
+      free(*(char **)(base + st->off));
+      *(char **)(base + st->off) = NULL;
+      return 0;
+    }
+    return set_str((char **)(base + st->off), v);
+  case T_CUSTOM:
+    return st->apply(cfg, st, v, level, where);
+  }
+  return -1;
+}
+
+static void print_help(void) {
+  printf("Usage: stompgate [OPTION]...\n"
+         "Relay STOMP 1.0/1.1/1.2 over WebSocket to RabbitMQ over AMQP 0-9-1.\n\n"
+         "Every setting can also be given in the --config file (as 'name = value')\n"
+         "or as an environment variable STOMPGATE_NAME (upper case, '-' as '_').\n"
+         "Flags win over the environment, which wins over the file.\n\n");
+  for (size_t i = 0; i < NSETTINGS; i++) {
+    const setting_t *st = &settings[i];
+    char left[48];
+    snprintf(left, sizeof(left), "--%s %s", st->name, st->meta ? st->meta : "");
+    printf("  %-26s", left);
+    if (strlen(left) > 25) printf("\n  %-26s", "");
+    for (const char *p = st->help; *p; p++) {
+      putchar(*p);
+      if (*p == '\n') printf("  %-26s", "");
+    }
+    putchar('\n');
+  }
+  printf("  %-26s%s\n  %-26s%s\n", "-h, --help", "show this help and exit", "-V, --version",
+         "show the version and exit");
+}
+
+static void env_name(const setting_t *st, char *out, size_t cap) {
+  size_t n = (size_t)snprintf(out, cap, "STOMPGATE_%s", st->name);
+  for (size_t i = 10; i < n && i < cap; i++)
+    out[i] = out[i] == '-' ? '_' : (char)toupper((unsigned char)out[i]);
+}
+
+typedef struct file_ctx {
+  sg_config_t *cfg;
+  const char *path;
+  int failed;
+} file_ctx_t;
+
+static int ini_cb(void *user, const char *section, const char *name, const char *value) {
+  file_ctx_t *fc = user;
+  char where[600];
+  snprintf(where, sizeof(where), "%s", fc->path);
+  if (section[0] && strcmp(section, "stompgate") != 0) {
+    fprintf(stderr, "stompgate: unknown section '[%s]' (from %s): settings go at the top or in "
+                    "[stompgate]\n", section, where);
+    fc->failed = 1;
+    return 1;
+  }
+  const setting_t *st = setting_find(name);
+  if (st == NULL || strcmp(name, "config") == 0) {
+    fprintf(stderr, "stompgate: unknown setting '%s' (from %s)\n", name, where);
+    fc->failed = 1;
+    return 1;
+  }
+  if (apply(fc->cfg, st, value, LVL_FILE, where)) fc->failed = 1;
+  return 1;
+}
+
+static void set_defaults(sg_config_t *cfg) {
+  memset(cfg, 0, sizeof(*cfg));
+  cfg->listen_host = strdup("127.0.0.1");
+  cfg->listen_port = 15674;
+  cfg->ws_path = strdup("/ws");
+  sg_broker_addr_parse(&cfg->broker, "amqp://guest:guest@127.0.0.1:5672/");
+  cfg->mode = SG_MODE_PER_SESSION;
+  cfg->log_level = SG_LOG_INFO;
+  cfg->max_frame_size = 4u << 20;
+  cfg->max_headers = 256;
+  cfg->max_header_size = 8192;
+  cfg->max_head_size = 8192;
+  cfg->handshake_timeout_ms = 10000;
+  cfg->connect_timeout_ms = 10000;
+  cfg->heartbeat_min_ms = 500;
+  cfg->max_subscriptions = 1024;
+  cfg->max_transactions = 16;
+  cfg->max_tx_frames = 10000;
+  cfg->max_pending_frames = 1000;
+  cfg->broker_probe_ms = 5000;
+  cfg->drain_timeout_ms = 30000;
+  cfg->drain_timeout_int_ms = 0;
+  cfg->broker_tls_verify = 1;
+  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  cfg->workers = ncpu < 1 ? 1 : ncpu > 64 ? 64 : (int)ncpu;
+  cfg->auth_cache_ttl_ms = 30000;
+  cfg->max_outbound_bytes = 4u << 20;
+  cfg->app_exchange = strdup("stompgate.app");
+  cfg->app_prefixes.v = calloc(1, sizeof(char *));
+  if (cfg->app_prefixes.v && (cfg->app_prefixes.v[0] = strdup("/app")) != NULL)
+    cfg->app_prefixes.n = 1;
+}
+
+/* Settings that only make sense together are checked once all sources are
+ * read, so a flag can complete what the file started. */
+static int check_combined(sg_config_t *cfg) {
+  if ((cfg->tls_cert == NULL) != (cfg->tls_key == NULL)) {
+    fprintf(stderr, "stompgate: invalid setting '%s': tls-cert and tls-key go together\n",
+            cfg->tls_cert ? "tls-key" : "tls-cert");
+    return -1;
+  }
+  if (cfg->tls_cert == NULL && (cfg->tls_chain || cfg->tls_client_ca)) {
+    fprintf(stderr, "stompgate: invalid setting '%s': needs tls-cert and tls-key\n",
+            cfg->tls_chain ? "tls-chain" : "tls-client-ca");
+    return -1;
+  }
+  const char *files[] = {"tls-cert", cfg->tls_cert, "tls-key", cfg->tls_key,
+                         "tls-chain", cfg->tls_chain, "tls-client-ca", cfg->tls_client_ca,
+                         "broker-ca", cfg->broker_ca};
+  for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i += 2) {
+    if (files[i + 1] == NULL) continue;
+    FILE *f = fopen(files[i + 1], "r");
+    if (f == NULL) {
+      fprintf(stderr, "stompgate: invalid setting '%s' = '%s': %s\n", files[i], files[i + 1],
+              strerror(errno));
+      return -1;
+    }
+    fclose(f);
+  }
+  if (cfg->session_rate && cfg->session_burst == 0) cfg->session_burst = cfg->session_rate;
+  if (cfg->nbrokers > 0) {
+    for (size_t i = 1; i < cfg->nbrokers; i++) {
+      const sg_broker_addr_t *a = &cfg->brokers[0], *b = &cfg->brokers[i];
+      if (a->tls != b->tls || strcmp(a->user, b->user) || strcmp(a->password, b->password) ||
+          strcmp(a->vhost, b->vhost)) {
+        fprintf(stderr, "stompgate: invalid setting 'broker': the nodes of one cluster need the "
+                        "same scheme, credentials and vhost\n");
+        return -1;
+      }
+    }
+    const sg_broker_addr_t *f = &cfg->brokers[0];
+    sg_broker_addr_t copy = {strdup(f->host), f->port, strdup(f->user), strdup(f->password),
+                             strdup(f->vhost), f->tls};
+    if (!copy.host || !copy.user || !copy.password || !copy.vhost) {
+      broker_addr_free(&copy);
+      return -1;
+    }
+    broker_addr_free(&cfg->broker);
+    cfg->broker = copy;
+  } else {
+    /* No --broker anywhere: the default is the one node. */
+    cfg->brokers = calloc(1, sizeof(*cfg->brokers));
+    if (cfg->brokers == NULL) return -1;
+    if (sg_broker_addr_parse(&cfg->brokers[0], "amqp://guest:guest@127.0.0.1:5672/") != 0)
+      return -1;
+    cfg->nbrokers = 1;
+  }
+  return 0;
+}
+
+int sg_config_load(sg_config_t *cfg, int argc, char **argv, char **envp) {
+  set_defaults(cfg);
+  if (envp == NULL) envp = environ;
+
+  struct option *opts = calloc(NSETTINGS + 3, sizeof(*opts));
+  if (opts == NULL) return 2;
+  for (size_t i = 0; i < NSETTINGS; i++) {
+    opts[i].name = settings[i].name;
+    opts[i].has_arg = settings[i].meta ? required_argument : no_argument;
+    opts[i].val = 256 + (int)i;
+  }
+  opts[NSETTINGS] = (struct option){"help", no_argument, NULL, 'h'};
+  opts[NSETTINGS + 1] = (struct option){"version", no_argument, NULL, 'V'};
+
+  /* First pass: --help, --version and where the config file is, since the
+   * file is read before the flags that override it. */
+  int c, rc = 0;
+  const char *cfile = NULL;
+  opterr = 0;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
+    if (c == 'h') {
+      print_help();
+      rc = 1;
+      goto out;
+    }
+    if (c == 'V') {
+      printf("stompgate %s\n", SG_VERSION);
+      rc = 1;
+      goto out;
+    }
+    if (c >= 256 && strcmp(settings[c - 256].name, "config") == 0) cfile = optarg;
+  }
+  for (char **e = envp; cfile == NULL && *e; e++)
+    if (strncmp(*e, "STOMPGATE_CONFIG=", 17) == 0) cfile = *e + 17;
+  if (cfile != NULL && *cfile) {
+    set_str(&cfg->config_file, cfile);
+    file_ctx_t fc = {cfg, cfile, 0};
+    int r = ini_parse(cfile, ini_cb, &fc);
+    if (r < 0) {
+      fprintf(stderr, "stompgate: invalid setting 'config' = '%s': cannot read it: %s\n", cfile,
+              strerror(errno));
+      rc = 2;
+      goto out;
+    }
+    if (r > 0) {
+      fprintf(stderr, "stompgate: invalid setting 'config' = '%s': line %d: expected 'name = value'\n",
+              cfile, r);
+      rc = 2;
+      goto out;
+    }
+    if (fc.failed) {
+      rc = 2;
+      goto out;
+    }
+  }
+
+  for (char **e = envp; *e; e++) {
+    if (strncmp(*e, "STOMPGATE_", 10) != 0) continue;
+    const char *eq = strchr(*e, '=');
+    if (eq == NULL) continue;
+    size_t kl = (size_t)(eq - *e);
+    const setting_t *st = NULL;
+    char en[80];
+    for (size_t i = 0; i < NSETTINGS && st == NULL; i++) {
+      env_name(&settings[i], en, sizeof(en));
+      if (strlen(en) == kl && strncmp(en, *e, kl) == 0) st = &settings[i];
+    }
+    /* STOMPGATE_BIN, STOMPGATE_SRC and the like belong to scripts, not to
+     * the gateway: unknown names are ignored rather than refused. */
+    if (st == NULL || strcmp(st->name, "config") == 0) continue;
+    int bad_env = 0;
+    if (strcmp(st->name, "broker") == 0) {
+      /* URLs cannot contain a bare comma, so a list splits safely. */
+      char *list = strdup(eq + 1), *save = NULL;
+      for (char *u = list ? strtok_r(list, ", ", &save) : NULL; u && !bad_env;
+           u = strtok_r(NULL, ", ", &save))
+        bad_env = apply(cfg, st, u, LVL_ENV, en) != 0;
+      free(list);
+    } else {
+      bad_env = apply(cfg, st, eq + 1, LVL_ENV, en) != 0;
+    }
+    if (bad_env) {
+      rc = 2;
+      goto out;
+    }
+  }
+
+  opterr = 1;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
+    if (c < 256) {
+      fputs("Try 'stompgate --help'.\n", stderr);
+      rc = 2;
+      goto out;
+    }
+    const setting_t *st = &settings[c - 256];
+    char where[64];
+    snprintf(where, sizeof(where), "--%s", st->name);
+    if (apply(cfg, st, optarg ? optarg : "", LVL_FLAG, where)) {
+      rc = 2;
+      goto out;
+    }
+  }
+  if (optind < argc) {
+    fprintf(stderr, "stompgate: unexpected argument '%s'\n", argv[optind]);
+    rc = 2;
+    goto out;
+  }
+  if (check_combined(cfg)) rc = 2;
+out:
+  free(opts);
+  return rc;
+}
+
+int sg_config_parse(sg_config_t *cfg, int argc, char **argv) {
+  return sg_config_load(cfg, argc, argv, NULL);
+}
 
 static void broker_addr_free(sg_broker_addr_t *a) {
   free(a->host);
@@ -116,7 +689,7 @@ int sg_broker_addr_parse(sg_broker_addr_t *a, const char *url) {
   char *copy = strdup(url);
   if (copy == NULL) return -1;
   amqp_default_connection_info(&info);
-  if (amqp_parse_url(copy, &info) != AMQP_STATUS_OK || info.ssl) {
+  if (amqp_parse_url(copy, &info) != AMQP_STATUS_OK) {
     free(copy);
     return -1;
   }
@@ -125,6 +698,7 @@ int sg_broker_addr_parse(sg_broker_addr_t *a, const char *url) {
   n.port = info.port;
   n.user = strdup(info.user);
   n.password = strdup(info.password);
+  n.tls = info.ssl;
   /* "amqp://h/" names the empty vhost in the URI spec; nobody means that, so
    * it is read as "/", like a URL with no path. */
   n.vhost = strdup(info.vhost[0] ? info.vhost : "/");
@@ -138,239 +712,21 @@ int sg_broker_addr_parse(sg_broker_addr_t *a, const char *url) {
   return 0;
 }
 
-static void app_prefixes_free(sg_config_t *cfg) {
-  for (size_t i = 0; i < cfg->n_app_prefixes; i++) free(cfg->app_prefixes[i]);
-  free(cfg->app_prefixes);
-  cfg->app_prefixes = NULL;
-  cfg->n_app_prefixes = 0;
-}
-
-/* The first --app-prefix replaces the default; later ones add to it. An
- * empty one turns application destinations off. */
-static int add_app_prefix(sg_config_t *cfg, const char *p, int *seen) {
-  if (!*seen) app_prefixes_free(cfg);
-  *seen = 1;
-  if (p[0] == '\0') return 0;
-  size_t n = strlen(p);
-  while (n > 1 && p[n - 1] == '/') n--; /* "/app/" means "/app" */
-  if (p[0] != '/' || n < 2 || n > 200) {
-    fprintf(stderr, "stompgate: invalid --app-prefix '%s' (expected /NAME)\n", p);
-    return -1;
-  }
-  char **a = realloc(cfg->app_prefixes, (cfg->n_app_prefixes + 1) * sizeof(*a));
-  if (a == NULL) return -1;
-  cfg->app_prefixes = a;
-  if ((a[cfg->n_app_prefixes] = strndup(p, n)) == NULL) return -1;
-  cfg->n_app_prefixes++;
-  return 0;
-}
-
-static int parse_size(const char *name, const char *s, size_t min, size_t max, size_t *out) {
-  char *end;
-  errno = 0;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (errno || end == s || *end || s[0] == '-' || v < min || v > max) {
-    fprintf(stderr, "stompgate: invalid %s '%s' (expected %zu..%zu)\n", name, s, min, max);
-    return -1;
-  }
-  *out = (size_t)v;
-  return 0;
-}
-
-static int parse_listen(sg_config_t *cfg, const char *s) {
-  const char *colon = strrchr(s, ':');
-  size_t port;
-  if (colon == NULL || colon == s) goto bad;
-  if (parse_size("--listen port", colon + 1, 0, 65535, &port)) return -1;
-  const char *h = s;
-  size_t hl = (size_t)(colon - s);
-  if (h[0] == '[' && hl >= 2 && h[hl - 1] == ']') {
-    h++;
-    hl -= 2;
-  }
-  free(cfg->listen_host);
-  cfg->listen_host = strndup(h, hl);
-  cfg->listen_port = (int)port;
-  return 0;
-bad:
-  fprintf(stderr, "stompgate: invalid --listen '%s' (expected HOST:PORT)\n", s);
-  return -1;
-}
-
-int sg_config_parse(sg_config_t *cfg, int argc, char **argv) {
-  memset(cfg, 0, sizeof(*cfg));
-  cfg->listen_host = strdup("127.0.0.1");
-  cfg->listen_port = 15674;
-  cfg->ws_path = strdup("/ws");
-  sg_broker_addr_parse(&cfg->broker, "amqp://guest:guest@127.0.0.1:5672/");
-  cfg->mode = SG_MODE_PER_SESSION;
-  {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    cfg->workers = n < 1 ? 1 : n > 64 ? 64 : (int)n;
-  }
-  cfg->auth_cache_ttl_ms = 30000;
-  cfg->max_outbound_bytes = 4u << 20;
-  cfg->log_level = SG_LOG_INFO;
-  cfg->max_frame_size = 4u << 20;
-  cfg->max_headers = 256;
-  cfg->max_header_size = 8192;
-  cfg->max_head_size = 8192;
-  cfg->handshake_timeout_ms = 10000;
-  cfg->connect_timeout_ms = 10000;
-  cfg->heartbeat_min_ms = 500;
-  cfg->max_subscriptions = 1024;
-  cfg->max_transactions = 16;
-  cfg->max_tx_frames = 10000;
-  cfg->max_pending_frames = 1000;
-  cfg->app_exchange = strdup("stompgate.app");
-  int app_prefix_seen = 0;
-  add_app_prefix(cfg, "/app", &app_prefix_seen);
-  app_prefix_seen = 0;
-
-  int c;
-  size_t v;
-  optind = 1;
-  while ((c = getopt_long(argc, argv, "hV", long_opts, NULL)) != -1) {
-    switch (c) {
-    case 'h':
-      fputs(usage, stdout);
-      return 1;
-    case 'V':
-      printf("stompgate %s\n", SG_VERSION);
-      return 1;
-    case OPT_LISTEN:
-      if (parse_listen(cfg, optarg)) return 2;
-      break;
-    case OPT_WS_PATH:
-      if (optarg[0] != '/') {
-        fprintf(stderr, "stompgate: invalid --ws-path '%s' (must start with /)\n", optarg);
-        return 2;
-      }
-      free(cfg->ws_path);
-      cfg->ws_path = strdup(optarg);
-      break;
-    case OPT_BROKER:
-      if (sg_broker_addr_parse(&cfg->broker, optarg)) {
-        fprintf(stderr, "stompgate: invalid --broker '%s' (expected amqp://user:pass@host:port/vhost)\n",
-                optarg);
-        return 2;
-      }
-      break;
-    case OPT_MODE:
-      if (strcmp(optarg, "per-session") == 0) {
-        cfg->mode = SG_MODE_PER_SESSION;
-      } else if (strcmp(optarg, "shared") == 0) {
-        cfg->mode = SG_MODE_SHARED;
-      } else {
-        fprintf(stderr, "stompgate: invalid --mode '%s' (per-session or shared)\n", optarg);
-        return 2;
-      }
-      break;
-    case OPT_WORKERS:
-      if (parse_size("--workers", optarg, 1, 64, &v)) return 2;
-      cfg->workers = (int)v;
-      break;
-    case OPT_MAX_OUT:
-      if (parse_size("--max-outbound-bytes", optarg, 65536, (size_t)1 << 30, &cfg->max_outbound_bytes))
-        return 2;
-      break;
-    case OPT_SLOW:
-      if (strcmp(optarg, "close") == 0) {
-        cfg->slow_consumer_drop = 0;
-      } else if (strcmp(optarg, "drop") == 0) {
-        cfg->slow_consumer_drop = 1;
-      } else {
-        fprintf(stderr, "stompgate: invalid --slow-consumer '%s' (close or drop)\n", optarg);
-        return 2;
-      }
-      break;
-    case OPT_AUTH_TTL:
-      if (parse_size("--auth-cache-ttl", optarg, 0, 86400000, &v)) return 2;
-      cfg->auth_cache_ttl_ms = v;
-      break;
-    case OPT_LOG_LEVEL:
-      if ((cfg->log_level = sg_log_level_parse(optarg)) < 0) {
-        fprintf(stderr, "stompgate: invalid --log-level '%s' (error, warn, info, debug)\n", optarg);
-        return 2;
-      }
-      break;
-    case OPT_MAX_FRAME:
-      if (parse_size("--max-frame-size", optarg, 1024, 256u << 20, &cfg->max_frame_size)) return 2;
-      break;
-    case OPT_MAX_HEADERS:
-      if (parse_size("--max-headers", optarg, 8, 100000, &cfg->max_headers)) return 2;
-      break;
-    case OPT_MAX_HEADER_SIZE:
-      if (parse_size("--max-header-size", optarg, 64, 1u << 20, &cfg->max_header_size)) return 2;
-      break;
-    case OPT_MAX_HEAD:
-      if (parse_size("--max-http-head", optarg, 512, 1u << 20, &cfg->max_head_size)) return 2;
-      break;
-    case OPT_HS_TIMEOUT:
-      if (parse_size("--handshake-timeout", optarg, 10, 3600000, &v)) return 2;
-      cfg->handshake_timeout_ms = v;
-      break;
-    case OPT_CONNECT_TIMEOUT:
-      if (parse_size("--connect-timeout", optarg, 10, 3600000, &v)) return 2;
-      cfg->connect_timeout_ms = v;
-      break;
-    case OPT_HB_MIN:
-      if (parse_size("--heartbeat-min", optarg, 10, 3600000, &v)) return 2;
-      cfg->heartbeat_min_ms = v;
-      break;
-    case OPT_MAX_SUBS:
-      if (parse_size("--max-subscriptions", optarg, 1, 1000000, &cfg->max_subscriptions)) return 2;
-      break;
-    case OPT_MAX_TX:
-      if (parse_size("--max-transactions", optarg, 1, 100000, &cfg->max_transactions)) return 2;
-      break;
-    case OPT_MAX_TX_FRAMES:
-      if (parse_size("--max-tx-frames", optarg, 1, 10000000, &cfg->max_tx_frames)) return 2;
-      break;
-    case OPT_APP_PREFIX:
-      if (add_app_prefix(cfg, optarg, &app_prefix_seen)) return 2;
-      break;
-    case OPT_APP_EXCHANGE:
-      if (optarg[0] == '\0' || strlen(optarg) > 255 || strncmp(optarg, "amq.", 4) == 0) {
-        fprintf(stderr, "stompgate: invalid --app-exchange '%s' (1..255 bytes, not amq.*)\n", optarg);
-        return 2;
-      }
-      free(cfg->app_exchange);
-      cfg->app_exchange = strdup(optarg);
-      break;
-    case OPT_REQUIRE_HOST:
-      cfg->require_host = 1;
-      break;
-    case OPT_WWW: {
-      struct stat st;
-      char *real = realpath(optarg, NULL);
-      if (real == NULL || stat(real, &st) != 0 || !S_ISDIR(st.st_mode) || strcmp(real, "/") == 0) {
-        fprintf(stderr, "stompgate: invalid --www '%s' (expected an existing directory, not /)\n",
-                optarg);
-        free(real);
-        return 2;
-      }
-      free(cfg->www_root);
-      cfg->www_root = real;
-      break;
-    }
-    default:
-      fputs("Try 'stompgate --help'.\n", stderr);
-      return 2;
-    }
-  }
-  if (optind < argc) {
-    fprintf(stderr, "stompgate: unexpected argument '%s'\n", argv[optind]);
-    return 2;
-  }
-  return 0;
-}
-
 void sg_config_free(sg_config_t *cfg) {
+  free(cfg->config_file);
   free(cfg->listen_host);
   free(cfg->ws_path);
+  free(cfg->admin_host);
+  free(cfg->tls_cert);
+  free(cfg->tls_key);
+  free(cfg->tls_chain);
+  free(cfg->tls_client_ca);
+  free(cfg->broker_ca);
   free(cfg->app_exchange);
   free(cfg->www_root);
-  app_prefixes_free(cfg);
+  strlist_clear(&cfg->allowed_origins);
+  strlist_clear(&cfg->app_prefixes);
+  for (size_t i = 0; i < cfg->nbrokers; i++) broker_addr_free(&cfg->brokers[i]);
+  free(cfg->brokers);
   broker_addr_free(&cfg->broker);
 }

@@ -2,6 +2,10 @@
 #ifndef SG_CONFIG_H
 #define SG_CONFIG_H
 
+/* Settings come from, lowest precedence first: built-in defaults, an INI
+ * file (--config or STOMPGATE_CONFIG), STOMPGATE_* environment variables,
+ * and command-line flags. Every setting has one name used in all four. */
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -11,22 +15,36 @@ typedef struct sg_broker_addr {
   char *user;
   char *password;
   char *vhost;
+  int tls; /* amqps:// */
 } sg_broker_addr_t;
 
 typedef enum sg_mode { SG_MODE_PER_SESSION = 0, SG_MODE_SHARED } sg_mode_t;
 
+typedef struct sg_strlist {
+  char **v;
+  size_t n;
+  int level; /* precedence of the source that filled it; a higher one replaces it */
+} sg_strlist_t;
+
 typedef struct sg_config {
+  char *config_file;
   char *listen_host;
   int listen_port;
   char *ws_path;
-  sg_broker_addr_t broker;
+  sg_broker_addr_t broker;       /* the first of brokers: credentials, vhost, scheme */
+  sg_broker_addr_t *brokers;     /* every --broker, in order (cluster nodes) */
+  size_t nbrokers;
+  int brokers_level;
   sg_mode_t mode;
-  int workers;                   /* event loop threads (--workers) */
+  int workers;                   /* event loop threads */
+  uint64_t auth_cache_ttl_ms;    /* shared mode: how long a credential check holds */
   size_t max_outbound_bytes;     /* per session, queued for the client */
   int slow_consumer_drop;        /* 1: drop topic messages over it; 0: close */
-  uint64_t auth_cache_ttl_ms;    /* shared mode: how long a credential check holds */
-  int log_level;
   int require_host;              /* STOMP 1.1+ CONNECT without host is an ERROR */
+  sg_strlist_t app_prefixes;     /* application destination prefixes */
+  char *app_exchange;            /* topic exchange they are published to */
+  char *www_root;                /* static file root, realpath'd, or NULL */
+  int log_level;
   size_t max_frame_size;
   size_t max_headers;
   size_t max_header_size;
@@ -38,18 +56,35 @@ typedef struct sg_config {
   size_t max_transactions;
   size_t max_tx_frames;
   size_t max_pending_frames;     /* frames queued while the broker login runs */
-  char **app_prefixes;           /* application destination prefixes (--app-prefix) */
-  size_t n_app_prefixes;
-  char *app_exchange;            /* topic exchange they are published to */
-  char *www_root;                /* static file root (--www), realpath'd, or NULL */
+  /* Operations */
+  char *admin_host;              /* NULL: no admin endpoint */
+  int admin_port;
+  uint64_t broker_probe_ms;      /* broker reachability probe period */
+  size_t max_sessions;           /* 0: unlimited */
+  size_t session_rate;           /* new sessions per second, 0: unlimited */
+  size_t session_burst;          /* bucket size for session_rate */
+  sg_strlist_t allowed_origins;  /* empty: any Origin */
+  uint64_t drain_timeout_ms;     /* SIGTERM grace period */
+  uint64_t drain_timeout_int_ms; /* SIGINT grace period */
+  /* TLS for the WebSocket listener (wss://) */
+  char *tls_cert;
+  char *tls_key;
+  char *tls_chain;
+  char *tls_client_ca;
+  /* TLS to the broker (amqps://) */
+  char *broker_ca;
+  int broker_tls_verify;
 } sg_config_t;
 
-/* Fills cfg from the command line. Returns 0 to run, 1 when --help or
- * --version was printed, 2 after printing a message for invalid input. */
+/* Fills cfg from defaults, the config file, the environment (envp, NULL
+ * for environ) and argv. Returns 0 to run, 1 when --help or --version was
+ * printed, 2 after printing a message that names the invalid setting. */
+int sg_config_load(sg_config_t *cfg, int argc, char **argv, char **envp);
+/* The same with the process environment. */
 int sg_config_parse(sg_config_t *cfg, int argc, char **argv);
 void sg_config_free(sg_config_t *cfg);
 
-/* Parses an amqp://user:pass@host:port/vhost URL into a (owning). 0 or -1. */
+/* Parses an amqp[s]://user:pass@host:port/vhost URL into a (owning). 0 or -1. */
 int sg_broker_addr_parse(sg_broker_addr_t *a, const char *url);
 
 #endif

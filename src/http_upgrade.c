@@ -172,6 +172,7 @@ static const char *status_text(int status) {
   case 405: return "Method Not Allowed";
   case 408: return "Request Timeout";
   case 426: return "Upgrade Required";
+  case 429: return "Too Many Requests";
   case 431: return "Request Header Fields Too Large";
   case 503: return "Service Unavailable";
   default: return "Error";

@@ -5,25 +5,101 @@
 #include <stdlib.h>
 #include <uv.h>
 
+#include "admin.h"
+#include "admission.h"
 #include "app_setup.h"
+#include "broker.h"
 #include "config.h"
 #include "log.h"
+#include "probe.h"
 #include "session.h"
 #include "sg_config.h"
+#include "tls.h"
 #include "worker.h"
 
-/* The main thread's loop only watches signals and runs start-up tasks; the
- * workers' loops carry the sessions. */
-static uv_signal_t sig_term, sig_int;
+/* After the grace period, sessions get a little longer to send the
+ * receipts they owe before the process exits regardless. */
+#define DRAIN_HARD_LIMIT_MS 10000
+#define DRAIN_POLL_MS 50
 
+/* The main thread's loop watches signals, serves the admin endpoint, runs
+ * the broker probe and start-up tasks, and steers the drain; the workers'
+ * loops carry the sessions. */
+static sg_config_t cfg;
+static sg_worker_t *workers;
+static uv_signal_t sig_term, sig_int, sig_hup;
+static uv_timer_t drain_timer, drain_poll;
+static int draining, sessions_told;
+static uint64_t hard_deadline;
+
+static void finish(uv_loop_t *loop) {
+  sg_admin_stop();
+  sg_probe_stop();
+  uv_close((uv_handle_t *)&sig_term, NULL);
+  uv_close((uv_handle_t *)&sig_int, NULL);
+  uv_close((uv_handle_t *)&sig_hup, NULL);
+  uv_close((uv_handle_t *)&drain_timer, NULL);
+  uv_close((uv_handle_t *)&drain_poll, NULL);
+  uv_stop(loop);
+}
+
+static void tell_sessions(uv_loop_t *loop) {
+  if (sessions_told) return;
+  sessions_told = 1;
+  sg_log_info("drain: closing %zu sessions", sg_session_count());
+  hard_deadline = uv_now(loop) + DRAIN_HARD_LIMIT_MS;
+  sg_workers_command(workers, &cfg, SG_WORKER_DRAIN);
+}
+
+static void drain_timer_cb(uv_timer_t *t) { tell_sessions(t->loop); }
+
+static void drain_poll_cb(uv_timer_t *t) {
+  if (sg_session_count() == 0) {
+    sg_log_info("drain: all sessions closed");
+    finish(t->loop);
+  } else if (sessions_told && uv_now(t->loop) >= hard_deadline) {
+    sg_log_warn("drain: %zu sessions still open after %d ms, exiting", sg_session_count(),
+                DRAIN_HARD_LIMIT_MS);
+    finish(t->loop);
+  }
+}
+
+/* SIGTERM drains: readiness turns false, the listeners close, open
+ * sessions keep running for the grace period and are then closed with an
+ * ERROR after the receipts they owe. SIGINT does the same with its own
+ * (by default zero) grace period; a second signal skips what is left. */
 static void signal_cb(uv_signal_t *h, int signum) {
-  sg_log_info("signal %d: stopping (%zu sessions open)", signum, sg_session_count());
-  uv_stop(h->loop);
+  uv_loop_t *loop = h->loop;
+  if (draining) {
+    sg_log_info("signal %d: closing sessions now", signum);
+    uv_timer_stop(&drain_timer);
+    tell_sessions(loop);
+    return;
+  }
+  draining = 1;
+  uint64_t grace = signum == SIGINT ? cfg.drain_timeout_int_ms : cfg.drain_timeout_ms;
+  sg_log_info("signal %d: draining %zu sessions (grace %llu ms)", signum, sg_session_count(),
+              (unsigned long long)grace);
+  sg_admit_set_draining(1);
+  sg_workers_command(workers, &cfg, SG_WORKER_STOP_LISTENING);
+  uv_timer_start(&drain_poll, drain_poll_cb, 0, DRAIN_POLL_MS);
+  if (grace == 0) tell_sessions(loop);
+  else uv_timer_start(&drain_timer, drain_timer_cb, grace, 0);
+}
+
+/* SIGHUP reloads the TLS files; open sessions keep the context they
+ * started with, new ones get the new one. */
+static void sighup_cb(uv_signal_t *h, int signum) {
+  (void)h, (void)signum;
+  if (!sg_tls_enabled()) {
+    sg_log_info("SIGHUP: no TLS certificates to reload");
+    return;
+  }
+  if (sg_tls_reload(&cfg) == 0) sg_log_info("SIGHUP: TLS certificates reloaded");
+  else sg_log_error("SIGHUP: TLS reload failed, keeping the certificates in use");
 }
 
 int main(int argc, char **argv) {
-  static sg_config_t cfg;
-  static sg_worker_t *workers;
   int r = sg_config_parse(&cfg, argc, argv);
   if (r != 0) {
     sg_config_free(&cfg);
@@ -31,8 +107,29 @@ int main(int argc, char **argv) {
   }
   sg_log_set_level(cfg.log_level);
   signal(SIGPIPE, SIG_IGN);
+  /* Unusable certificate files are a configuration error, reported before
+   * anything listens. */
+  if (sg_tls_init(&cfg) != 0) {
+    sg_config_free(&cfg);
+    return 2;
+  }
+  if (sg_amqp_set_nodes(cfg.brokers, cfg.nbrokers) != 0 ||
+      sg_amqp_set_tls(cfg.broker.tls, cfg.broker_ca, cfg.broker_tls_verify) != 0) {
+    sg_log_error("cannot set up the broker links (out of memory or TLS initialisation)");
+    sg_config_free(&cfg);
+    return 1;
+  }
 
   uv_loop_t *loop = uv_default_loop();
+  if (cfg.admin_host != NULL) {
+    if ((r = sg_admin_start(loop, &cfg)) != 0) {
+      sg_log_error("cannot listen on admin %s:%d: %s", cfg.admin_host, cfg.admin_port,
+                   uv_strerror(r));
+      sg_config_free(&cfg);
+      return 1;
+    }
+    sg_probe_start(loop, &cfg);
+  }
   int port;
   r = sg_workers_start(&workers, &cfg, &port);
   if (r) {
@@ -44,14 +141,27 @@ int main(int argc, char **argv) {
   if (r) sg_log_warn("cannot start declaring the application exchange: %s", uv_strerror(r));
   uv_signal_init(loop, &sig_term);
   uv_signal_init(loop, &sig_int);
+  uv_signal_init(loop, &sig_hup);
+  uv_timer_init(loop, &drain_timer);
+  uv_timer_init(loop, &drain_poll);
   uv_signal_start(&sig_term, signal_cb, SIGTERM);
   uv_signal_start(&sig_int, signal_cb, SIGINT);
-  sg_log_info("stompgate %s listening on ws://%s:%d%s, broker %s:%d vhost %s, mode %s, %d worker%s",
-              SG_VERSION, cfg.listen_host, port, cfg.ws_path, cfg.broker.host, cfg.broker.port,
+  uv_signal_start(&sig_hup, sighup_cb, SIGHUP);
+  if (cfg.admin_host)
+    sg_log_info("admin endpoint on http://%s:%d (/healthz /readyz /metrics)", cfg.admin_host,
+                cfg.admin_port);
+  sg_log_info("stompgate %s listening on %s://%s:%d%s, broker %s://%s:%d vhost %s, mode %s, "
+              "%d worker%s",
+              SG_VERSION, sg_tls_enabled() ? "wss" : "ws", cfg.listen_host, port, cfg.ws_path,
+              cfg.broker.tls ? "amqps" : "amqp", cfg.broker.host, cfg.broker.port,
               cfg.broker.vhost, cfg.mode == SG_MODE_SHARED ? "shared" : "per-session",
               cfg.workers, cfg.workers == 1 ? "" : "s");
+  for (size_t i = 1; i < cfg.nbrokers; i++)
+    sg_log_info("broker node %zu: %s:%d", i + 1, cfg.brokers[i].host, cfg.brokers[i].port);
   uv_run(loop, UV_RUN_DEFAULT);
-  sg_workers_stop(workers, &cfg);
+  sg_workers_command(workers, &cfg, SG_WORKER_STOP);
   sg_log_info("stopped");
+  /* The workers' loops still hold whatever was open; cfg and they stay
+   * reachable until exit. */
   return 0;
 }

@@ -312,7 +312,7 @@ static void auth_work_cb(uv_work_t *w) {
   amqp_connection_state_t conn =
       sg_amqp_login_blocking(b->host, b->port, q->user, q->password, q->vhost,
                              "stompgate credential check", &q->status, q->message,
-                             sizeof(q->message));
+                             sizeof(q->message), NULL);
   if (conn) {
     amqp_connection_close(conn, AMQP_REPLY_SUCCESS);
     amqp_destroy_connection(conn);

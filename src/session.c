@@ -21,6 +21,7 @@
 #include "fanout.h"
 #include "pool.h"
 #include "log.h"
+#include "metrics.h"
 #include "sg_config.h"
 #include "stompgate/amqp_table.h"
 #include "stompgate/app_dest.h"
@@ -34,6 +35,7 @@
 
 /* WebSocket close codes chosen for each way a session ends. */
 #define CLOSE_NORMAL 1000
+#define CLOSE_GOING_AWAY 1001
 #define CLOSE_PROTOCOL 1002
 #define CLOSE_POLICY 1008
 #define CLOSE_TOO_BIG 1009
@@ -100,6 +102,8 @@ struct sg_session {
   int ws_version;
   unsigned ws_closed : 1, amqp_started : 1, amqp_closed : 1, timer_closed : 1;
   unsigned torn_down : 1;
+  unsigned draining : 1; /* shutting down once its receipts are out */
+  sg_session_t *live_next, **live_prev;
   sg_stomp_parser_t parser;
   /* Frames that wait, in order: during the broker login, and while a
    * shared subscription is being set up (so a SEND after a SUBSCRIBE is
@@ -127,6 +131,8 @@ struct sg_session {
 static atomic_size_t live_sessions;
 static atomic_uint_fast64_t slow_drops;
 static atomic_uint_fast64_t next_session_id = 1;
+/* This worker's sessions, for drain. */
+static __thread sg_session_t *live_head;
 static __thread sg_buf_t scratch;
 static __thread sg_buf_t hscratch; /* one rendered headers-table value */
 
@@ -189,6 +195,7 @@ static void session_free(sg_session_t *s) {
   }
   free(s->ooo);
   sg_app_corr_free(&s->app_corr);
+  if ((*s->live_prev = s->live_next) != NULL) s->live_next->live_prev = s->live_prev;
   live_sessions--;
   free(s);
 }
@@ -201,12 +208,14 @@ static void maybe_free(sg_session_t *s) {
 
 static void send_frame_buf(sg_session_t *s, const sg_buf_t *b) {
   int binary = !sg_utf8_valid(b->base, b->len);
+  sg_metrics_frame_out(b->base, b->len);
   sg_ws_send(&s->ws, b->base, b->len, binary);
 }
 
 static void send_error(sg_session_t *s, const char *message, const char *receipt_id,
                        const char *detail) {
   sg_buf_t *b = &scratch;
+  sg_metrics_error(message);
   sg_buf_reset(b);
   sg_stomp_encode_start(b, SG_STOMP_ERROR);
   sg_stomp_encode_headerz(b, s->version, SG_STOMP_ERROR, "message", message);
@@ -244,6 +253,8 @@ static void send_receipt(sg_session_t *s, const char *id) {
 
 /* ---------- receipts and confirms ---------- */
 
+static void drain_close(sg_session_t *s);
+
 static void flush_receipts(sg_session_t *s) {
   while (s->rc_head && s->state == S_CONNECTED) {
     sg_receipt_t *r = s->rc_head;
@@ -260,6 +271,7 @@ static void flush_receipts(sg_session_t *s) {
       session_teardown(s);
       return;
     }
+    if (s->draining && s->rc_head == NULL) drain_close(s);
   }
 }
 
@@ -518,7 +530,7 @@ static int parse_u64(const char *v, uint64_t *out) {
 /* ---------- application destinations ---------- */
 
 static int app_prefix_of(const sg_session_t *s, const char *dst) {
-  return sg_app_match((const char *const *)s->cfg->app_prefixes, s->cfg->n_app_prefixes, dst);
+  return sg_app_match((const char *const *)s->cfg->app_prefixes.v, s->cfg->app_prefixes.n, dst);
 }
 
 /* The session's queue for back-end replies: an internal temp queue under a
@@ -563,11 +575,11 @@ static void do_send(sg_session_t *s, sg_stomp_frame_t *f) {
   int app = app_prefix_of(s, dst);
   if (app >= 0) {
     memset(&d, 0, sizeof(d));
-    if (sg_app_routing_key(&app_key, s->cfg->app_prefixes[app], dst) != 0) {
+    if (sg_app_routing_key(&app_key, s->cfg->app_prefixes.v[app], dst) != 0) {
       char detail[300];
       snprintf(detail, sizeof(detail),
                "'%.200s' needs a path under the application prefix '%s', with no empty segment",
-               dst, s->cfg->app_prefixes[app]);
+               dst, s->cfg->app_prefixes.v[app]);
       sg_buf_free(&app_key);
       error_close(s, CLOSE_PROTOCOL, "Invalid destination", f, detail);
       return;
@@ -804,7 +816,7 @@ static void do_subscribe(sg_session_t *s, sg_stomp_frame_t *f) {
   if (app >= 0) {
     char msg[240];
     snprintf(msg, sizeof(msg), "Cannot subscribe under the application prefix %s",
-             s->cfg->app_prefixes[app]);
+             s->cfg->app_prefixes.v[app]);
     error_close(s, CLOSE_PROTOCOL, msg, f,
                 "application destinations are handled by back-end services: SEND to them; "
                 "their replies arrive without a subscription");
@@ -1067,6 +1079,7 @@ static void do_ack(sg_session_t *s, sg_stomp_frame_t *f, int ack) {
     }
   }
   if (r < 0) return;
+  sg_metrics_client_ack(ack);
   memmove(sub->unacked + first, sub->unacked + pos + 1, (sub->un_len - pos - 1) * sizeof(uint64_t));
   sub->un_len -= pos + 1 - first;
   if (sub->cancelled) reap_cancelled(s);
@@ -1416,6 +1429,7 @@ static void run_pending(sg_session_t *s) {
 }
 
 static void on_frame(sg_session_t *s, sg_stomp_frame_t *f) {
+  sg_metrics_frame_in(f->cmd);
   switch (s->state) {
   case S_WAIT_CONNECT:
     if (f->cmd == SG_STOMP_CONNECT || f->cmd == SG_STOMP_STOMP) {
@@ -1551,6 +1565,7 @@ static int outbound_room(sg_session_t *s, const sg_sub_t *sub, size_t len) {
     if (s->dropped++ == 0)
       sg_log_info("session-%" PRIu64 " is a slow consumer: dropping topic messages", s->id);
     atomic_fetch_add(&slow_drops, 1);
+    sg_metrics_slow_drop();
     return 0;
   }
   char detail[160];
@@ -1646,6 +1661,7 @@ static void amqp_delivery_cb(sg_amqp_t *a, const sg_amqp_delivery_t *d) {
     }
     return;
   }
+  sg_metrics_delivery();
   if (sub->ack_mode != ACK_AUTO && unacked_push(sub, d->delivery_tag) != 0) {
     error_close(s, CLOSE_INTERNAL, "Internal error", NULL, "out of memory");
     return;
@@ -1662,7 +1678,7 @@ static void amqp_delivery_cb(sg_amqp_t *a, const sg_amqp_delivery_t *d) {
     if (rp && (rp->_flags & AMQP_BASIC_CORRELATION_ID_FLAG))
       to = sg_app_corr_find(&s->app_corr, rp->correlation_id.bytes, rp->correlation_id.len);
     int pi = to ? app_prefix_of(s, to) : -1;
-    subscription = s->cfg->app_prefixes[pi >= 0 ? pi : 0];
+    subscription = s->cfg->app_prefixes.v[pi >= 0 ? pi : 0];
     dest = to ? to : subscription;
   }
   sg_buf_reset(b);
@@ -1678,6 +1694,7 @@ static void amqp_delivery_cb(sg_amqp_t *a, const sg_amqp_delivery_t *d) {
 
 static void amqp_confirm_cb(sg_amqp_t *a, uint64_t tag, int multiple, int ack) {
   sg_session_t *s = container_of(a, sg_session_t, amqp);
+  sg_metrics_confirm(ack);
   if (s->state != S_CONNECTED) return;
   if (!ack) {
     const char *rid = NULL;
@@ -1823,8 +1840,10 @@ static void fan_message_cb(sg_fanout_member_t *m, sg_fanout_msg_t *msg) {
   snprintf(mid, sizeof(mid), "%s@@session-%" PRIu64 "@@%" PRIu64, sub->tag, s->id, msg->seq);
   sg_stomp_encode_headerz(b, v, SG_STOMP_MESSAGE, "message-id", mid);
   int binary = !msg->tail_utf8[vi] || !sg_utf8_valid(b->base, b->len);
+  sg_metrics_delivery();
   if (!outbound_room(s, sub, b->len + tail->len) || sg_buf_append(b, tail->base, tail->len) != 0)
     return;
+  sg_metrics_frame_out(b->base, b->len);
   sg_ws_send(&s->ws, b->base, b->len, binary);
 }
 
@@ -1869,6 +1888,7 @@ static void timer_closed_cb(uv_handle_t *h) {
 static void session_teardown(sg_session_t *s) {
   if (s->torn_down) return;
   s->torn_down = 1;
+  sg_metrics_session_closed(s->state == S_WAIT_UPGRADE ? NULL : s->close_reason);
   s->state = S_CLOSING;
   sg_log_info("session-%" PRIu64 " closed (%s): %s", s->id, s->ws.peer,
               s->close_reason ? s->close_reason : "closed");
@@ -1901,6 +1921,9 @@ int sg_session_accept(uv_stream_t *server, sg_session_ctx_t *ctx) {
   uv_timer_init(server->loop, &s->timer);
   s->timer.data = s;
   live_sessions++;
+  if ((s->live_next = live_head) != NULL) live_head->live_prev = &s->live_next;
+  live_head = s;
+  s->live_prev = &live_head;
   r = uv_accept(server, (uv_stream_t *)&s->ws.tcp);
   if (r) {
     s->close_reason = "accept failed";
@@ -1913,4 +1936,25 @@ int sg_session_accept(uv_stream_t *server, sg_session_ctx_t *ctx) {
   }
   sg_ws_start(&s->ws);
   return 0;
+}
+
+/* ---------- shutdown ---------- */
+
+/* A draining session closes once every RECEIPT it owes is out, so a client
+ * never loses the confirmation of a message the broker took. */
+static void drain_close(sg_session_t *s) {
+  if (s->state == S_CLOSING) return;
+  s->draining = 1;
+  if (s->state == S_CONNECTED && s->rc_head != NULL) return; /* flush_receipts calls again */
+  error_close(s, CLOSE_GOING_AWAY, "server shutting down", NULL,
+              "the gateway is shutting down; reconnect to another instance");
+}
+
+void sg_session_drain_all(void) {
+  sg_session_t *s = live_head;
+  while (s != NULL) {
+    sg_session_t *next = s->live_next; /* closing never frees synchronously */
+    drain_close(s);
+    s = next;
+  }
 }

@@ -35,6 +35,12 @@ typedef struct sg_session sg_session_t;
  * the life of the loop. 0 or an error. */
 int sg_session_accept(uv_stream_t *server, sg_session_ctx_t *ctx);
 
+/* Shutdown: every open session of the calling thread's worker sends the
+ * RECEIPTs it still owes (as the broker confirms), then an ERROR "server
+ * shutting down" and closes with WebSocket code 1001. Sessions free
+ * themselves as usual. */
+void sg_session_drain_all(void);
+
 /* Sessions currently alive in this process, over all workers. */
 size_t sg_session_count(void);
 /* Messages dropped for slow consumers (--slow-consumer drop), ever. */

@@ -11,14 +11,18 @@
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
-static void stop_cb(uv_async_t *a) {
+static void wake_cb(uv_async_t *a) {
   sg_worker_t *w = a->data;
-  sg_listener_close(&w->listener);
-  if (w->ctx.cfg->mode == SG_MODE_SHARED) {
-    sg_pool_close(&w->pool);
-    for (size_t i = 0; i < w->nvhost_pools; i++) sg_pool_close(w->vhost_pools[i]);
+  int cmds = atomic_exchange(&w->cmds, 0);
+  if (cmds & (SG_WORKER_STOP_LISTENING | SG_WORKER_STOP)) sg_listener_close(&w->listener);
+  if (cmds & SG_WORKER_DRAIN) sg_session_drain_all();
+  if (cmds & SG_WORKER_STOP) {
+    if (w->ctx.cfg->mode == SG_MODE_SHARED) {
+      sg_pool_close(&w->pool);
+      for (size_t i = 0; i < w->nvhost_pools; i++) sg_pool_close(w->vhost_pools[i]);
+    }
+    uv_stop(&w->loop);
   }
-  uv_stop(&w->loop);
 }
 
 static void worker_main(void *arg) {
@@ -63,12 +67,12 @@ static int worker_init(sg_worker_t *w, int id, const sg_config_t *cfg, int port)
     w->ctx.pool = &w->pool;
     w->ctx.fanout = &w->fanout;
   }
-  if ((r = uv_async_init(&w->loop, &w->stop, stop_cb)) != 0) goto fail_loop;
-  w->stop.data = w;
+  if ((r = uv_async_init(&w->loop, &w->wake, wake_cb)) != 0) goto fail_loop;
+  w->wake.data = w;
   if ((r = sg_listener_start(&w->listener, &w->loop, &w->ctx, port)) != 0) goto fail_async;
   return 0;
 fail_async:
-  uv_close((uv_handle_t *)&w->stop, NULL);
+  uv_close((uv_handle_t *)&w->wake, NULL);
   uv_run(&w->loop, UV_RUN_NOWAIT);
 fail_loop:
   uv_loop_close(&w->loop);
@@ -88,7 +92,7 @@ int sg_workers_start(sg_worker_t **out, const sg_config_t *cfg, int *port) {
   if (r) {
     for (int k = 0; k < i; k++) {
       sg_listener_close(&ws[k].listener);
-      uv_close((uv_handle_t *)&ws[k].stop, NULL);
+      uv_close((uv_handle_t *)&ws[k].wake, NULL);
       uv_run(&ws[k].loop, UV_RUN_NOWAIT);
       uv_loop_close(&ws[k].loop);
     }
@@ -106,9 +110,13 @@ int sg_workers_start(sg_worker_t **out, const sg_config_t *cfg, int *port) {
   return 0;
 }
 
-void sg_workers_stop(sg_worker_t *ws, const sg_config_t *cfg) {
-  for (int i = 0; i < cfg->workers; i++)
-    if (ws[i].running) uv_async_send(&ws[i].stop);
+void sg_workers_command(sg_worker_t *ws, const sg_config_t *cfg, int cmd) {
+  for (int i = 0; i < cfg->workers; i++) {
+    if (!ws[i].running) continue;
+    atomic_fetch_or(&ws[i].cmds, cmd);
+    uv_async_send(&ws[i].wake);
+  }
+  if (!(cmd & SG_WORKER_STOP)) return;
   for (int i = 0; i < cfg->workers; i++)
     if (ws[i].running) uv_thread_join(&ws[i].thread);
   /* The loops still hold the sessions that were open; the process exits

@@ -6,6 +6,7 @@
  * port, and in shared mode its own connection pool and fan-out table, so
  * nothing on the hot path is shared between threads. */
 
+#include <stdatomic.h>
 #include <uv.h>
 
 #include "config.h"
@@ -20,7 +21,8 @@ typedef struct sg_worker {
   int id;
   uv_loop_t loop;
   uv_thread_t thread;
-  uv_async_t stop;
+  uv_async_t wake;  /* carries commands from the main thread */
+  atomic_int cmds;  /* enum sg_worker_cmd bits not yet carried out */
   sg_listener_t listener;
   sg_pool_t pool;
   sg_pool_t *vhost_pools[SG_WORKER_MAX_VHOSTS]; /* other vhosts, made on demand */
@@ -35,7 +37,14 @@ typedef struct sg_worker {
  * A negative libuv error when a listener cannot bind (nothing is left
  * running then). */
 int sg_workers_start(sg_worker_t **out, const sg_config_t *cfg, int *port);
-/* Stops accepting, stops every loop and joins the threads. */
-void sg_workers_stop(sg_worker_t *w, const sg_config_t *cfg);
+enum sg_worker_cmd {
+  SG_WORKER_STOP_LISTENING = 1, /* close the listener (drain) */
+  SG_WORKER_DRAIN = 2,          /* tell every session to finish */
+  SG_WORKER_STOP = 4,           /* stop the loop; the call joins the threads */
+};
+
+/* Has every worker carry out cmd on its own thread. SG_WORKER_STOP returns
+ * once the threads have ended. */
+void sg_workers_command(sg_worker_t *w, const sg_config_t *cfg, int cmd);
 
 #endif

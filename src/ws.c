@@ -5,11 +5,15 @@
  * uv_write per socket. */
 #include "ws.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "admission.h"
 #include "log.h"
+#include "metrics.h"
+#include "tls.h"
 #include "stompgate/err.h"
 #include "stompgate/utf8.h"
 #include "www_serve.h"
@@ -32,6 +36,13 @@ typedef struct ws_write {
 static __thread uv_check_t flush_check;
 static __thread sg_ws_t *flush_head;
 static __thread int flush_ready;
+/* Over all workers: --max-sessions is for the process. */
+static atomic_size_t open_count;
+/* TLS connections read ciphertext here; it is decrypted into ws->in before
+ * the next read, so one buffer per thread is enough. */
+static __thread char tls_raw[WS_READ_CHUNK];
+
+size_t sg_ws_open_count(void) { return open_count; }
 
 static void ws_flush(sg_ws_t *ws);
 static void ws_begin_shutdown(sg_ws_t *ws);
@@ -92,7 +103,11 @@ static void ws_gone(sg_ws_t *ws) {
 static void handle_closed_cb(uv_handle_t *h) {
   sg_ws_t *ws = h->data;
   if (--ws->handles_open > 0) return;
+  if (ws->upgraded) open_count--;
+  ws->upgraded = 0;
   ws_unqueue_flush(ws);
+  sg_tls_free(ws->tls);
+  ws->tls = NULL;
   if (ws->ctx) wslay_event_context_free(ws->ctx);
   ws->ctx = NULL;
   sg_buf_free(&ws->in);
@@ -112,6 +127,7 @@ static void write_cb(uv_write_t *req, int status) {
   ws_write_t *w = container_of(req, ws_write_t, req);
   sg_ws_t *ws = w->ws;
   ws->inflight -= w->len;
+  if (status >= 0) sg_metrics_bytes_out(w->len);
   free(w->base);
   free(w);
   if (ws->state == SG_WS_CLOSED) return;
@@ -124,15 +140,15 @@ static void write_cb(uv_write_t *req, int status) {
   if (ws->ctx && wslay_event_want_write(ws->ctx)) ws_queue_flush(ws);
 }
 
-/* Hands ws->out to uv_write; the request takes the buffer. */
-static int ws_write_out(sg_ws_t *ws) {
-  if (ws->out.len == 0) return 0;
+/* Hands bytes to uv_write as they are; takes *buf (left empty). */
+static int ws_write_raw(sg_ws_t *ws, sg_buf_t *buf) {
+  if (buf->len == 0) return 0;
   ws_write_t *w = malloc(sizeof(*w));
   if (w == NULL) return SG_ERR_NOMEM;
   w->ws = ws;
-  w->base = ws->out.base;
-  w->len = ws->out.len;
-  sg_buf_init(&ws->out);
+  w->base = buf->base;
+  w->len = buf->len;
+  sg_buf_init(buf);
   uv_buf_t b = uv_buf_init(w->base, (unsigned)w->len);
   int r = uv_write(&w->req, (uv_stream_t *)&ws->tcp, &b, 1, write_cb);
   if (r < 0) {
@@ -142,6 +158,23 @@ static int ws_write_out(sg_ws_t *ws) {
   }
   ws->inflight += w->len;
   return 0;
+}
+
+/* Hands ws->out to uv_write, encrypted first on a TLS connection. */
+static int ws_write_out(sg_ws_t *ws) {
+  if (ws->out.len == 0) return 0;
+  if (ws->tls == NULL) return ws_write_raw(ws, &ws->out);
+  sg_buf_t enc;
+  sg_buf_init(&enc);
+  if (sg_tls_encrypt(ws->tls, ws->out.base, ws->out.len, &enc) != 0) {
+    sg_log_debug("%s TLS write failed: %s", ws->peer, sg_tls_error(ws->tls));
+    sg_buf_free(&enc);
+    return SG_ERR_INVALID;
+  }
+  sg_buf_reset(&ws->out);
+  int r = ws_write_raw(ws, &enc);
+  sg_buf_free(&enc);
+  return r;
 }
 
 static void ws_flush(sg_ws_t *ws) {
@@ -206,6 +239,13 @@ static void ws_begin_shutdown(sg_ws_t *ws) {
   ws->shut = 1;
   ws->state = SG_WS_CLOSING;
   ws_gone(ws);
+  if (ws->tls) {
+    sg_buf_t net;
+    sg_buf_init(&net);
+    sg_tls_close_notify(ws->tls, &net);
+    ws_write_raw(ws, &net);
+    sg_buf_free(&net);
+  }
   uv_shutdown_t *req = malloc(sizeof(*req));
   if (req == NULL) {
     ws_close_handles(ws);
@@ -295,9 +335,8 @@ static const struct wslay_event_callbacks wslay_cbs = {
 
 /* Reading */
 
-static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  (void)suggested;
-  sg_ws_t *ws = h->data;
+/* Drops consumed input so ws->in does not grow without bound. */
+static void ws_compact_in(sg_ws_t *ws) {
   if (ws->in_off == ws->in.len) {
     ws->in.len = 0;
     ws->in_off = 0;
@@ -305,6 +344,16 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
     sg_buf_consume(&ws->in, ws->in_off);
     ws->in_off = 0;
   }
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  (void)suggested;
+  sg_ws_t *ws = h->data;
+  if (ws->tls) {
+    *buf = uv_buf_init(tls_raw, sizeof(tls_raw));
+    return;
+  }
+  ws_compact_in(ws);
   if (sg_buf_reserve(&ws->in, WS_READ_CHUNK) != 0) {
     *buf = uv_buf_init(NULL, 0);
     return;
@@ -314,6 +363,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 
 static void ws_refuse(sg_ws_t *ws, int status, const char *reason, const char *extra) {
   sg_log_info("%s handshake refused: %d %s", ws->peer, status, reason);
+  sg_metrics_http_refused(status);
   uv_read_stop((uv_stream_t *)&ws->tcp);
   ws->state = SG_WS_CLOSING;
   sg_http_response_error(&ws->out, status, reason, extra);
@@ -366,6 +416,11 @@ static void ws_handshake(sg_ws_t *ws) {
     ws_refuse(ws, req.status, req.reason, req.extra_header);
     return;
   }
+  sg_admit_refusal_t no;
+  if (sg_admit(ws->cfg, &req, open_count, uv_now(ws->tcp.loop), &no)) {
+    ws_refuse(ws, no.status, no.reason, no.extra);
+    return;
+  }
   if (wslay_event_context_server_init(&ws->ctx, &wslay_cbs, ws) != 0) {
     ws_close_handles(ws);
     return;
@@ -379,6 +434,9 @@ static void ws_handshake(sg_ws_t *ws) {
   }
   ws->in_off = req.head_len;
   ws->state = SG_WS_OPEN;
+  ws->upgraded = 1;
+  open_count++;
+  sg_metrics_upgraded((double)(uv_hrtime() - ws->accepted_ns) / 1e9);
   uv_timer_stop(&ws->timer);
   ws_queue_flush(ws);
   ws->cbs->on_open_cb(ws, req.stomp_version);
@@ -416,8 +474,25 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     ws_close_handles(ws);
     return;
   }
-  ws->in.len += (size_t)nread;
-  ws->in.base[ws->in.len] = '\0';
+  sg_metrics_bytes_in((size_t)nread);
+  if (ws->tls) {
+    ws_compact_in(ws);
+    size_t had = ws->in.len;
+    sg_buf_t net;
+    sg_buf_init(&net);
+    int r = sg_tls_feed(ws->tls, buf->base, (size_t)nread, &ws->in, &net);
+    if (ws_write_raw(ws, &net) < 0) r = -1;
+    sg_buf_free(&net);
+    if (r != 0) {
+      if (r < 0) sg_log_info("%s TLS failed: %s", ws->peer, sg_tls_error(ws->tls));
+      ws_close_handles(ws);
+      return;
+    }
+    if (ws->in.len == had) return;
+  } else {
+    ws->in.len += (size_t)nread;
+    ws->in.base[ws->in.len] = '\0';
+  }
   ws->last_rx = uv_now(s->loop);
   if (ws->shut) {
     ws->in.len = ws->in_off = 0; /* draining before close */
@@ -469,6 +544,11 @@ void sg_ws_start(sg_ws_t *ws) {
   }
   snprintf(ws->peer, sizeof(ws->peer), "%s:%d", host, port);
   uv_tcp_nodelay(&ws->tcp, 1);
+  if (sg_tls_enabled() && (ws->tls = sg_tls_new()) == NULL) {
+    ws_close_handles(ws);
+    return;
+  }
+  ws->accepted_ns = uv_hrtime();
   ws->last_rx = ws->last_tx = uv_now(ws->tcp.loop);
   uv_timer_start(&ws->timer, handshake_timeout_cb, ws->cfg->handshake_timeout_ms, 0);
   if (uv_read_start((uv_stream_t *)&ws->tcp, alloc_cb, read_cb) != 0) ws_close_handles(ws);

@@ -14,6 +14,7 @@
 #include "config.h"
 #include "stompgate/buf.h"
 #include "stompgate/http_upgrade.h"
+#include "tls.h"
 
 typedef struct sg_ws sg_ws_t;
 
@@ -38,6 +39,7 @@ struct sg_ws {
   const sg_config_t *cfg;
   const sg_ws_cbs_t *cbs;
   wslay_event_context_ptr ctx;
+  sg_tls_t *tls;        /* NULL on a plain ws:// listener */
   sg_buf_t in;          /* unread input: handshake bytes, then WebSocket bytes */
   size_t in_off;        /* first unread byte of in */
   sg_buf_t out;         /* bytes produced by wslay, not yet handed to uv_write */
@@ -49,11 +51,13 @@ struct sg_ws {
   unsigned flush_queued : 1;
   unsigned close_pending : 1; /* close to queue once the messages before it are out */
   unsigned paused : 1;        /* reading stopped by sg_ws_pause */
+  unsigned upgraded : 1;      /* counted in sg_ws_open_count */
   uint16_t close_code;
   char close_reason[124];
   sg_ws_t *flush_next;
   uint64_t last_rx;     /* uv_now of the last byte read */
   uint64_t last_tx;     /* uv_now of the last message queued */
+  uint64_t accepted_ns; /* uv_hrtime at accept, for the handshake histogram */
   char peer[64];
 };
 
@@ -77,6 +81,8 @@ size_t sg_ws_pending(const sg_ws_t *ws);
  * starts again. Paused time does not count as silence for heart-beats. */
 void sg_ws_pause(sg_ws_t *ws);
 void sg_ws_resume(sg_ws_t *ws);
+/* Upgraded WebSockets on this thread not yet closed. */
+size_t sg_ws_open_count(void);
 
 /* Starts the close handshake with code and reason, after everything queued
  * has been written. */

@@ -13,8 +13,10 @@ export STOMPGATE_BIN
 dir=$(mktemp -d /tmp/sg-e2e.XXXXXX)
 chmod 755 "$dir" # the broker runs as the rabbitmq user
 trap 'rmq_stop "$dir/broker"; rm -rf "$dir"' EXIT
+rmq_tls_setup "$dir/broker-tls" >&2 || { echo "Bail out! cannot make the broker's TLS certificate"; exit 1; }
 rmq_start "$dir/broker" >&2 || { echo "Bail out! RabbitMQ did not start"; exit 1; }
-export SG_AMQP_PORT=$RMQ_AMQP_PORT SG_TMP=$dir SG_BROKER_DIR=$dir/broker
+export SG_AMQP_PORT=$RMQ_AMQP_PORT SG_AMQPS_PORT=$RMQ_AMQPS_PORT SG_BROKER_CA=$RMQ_TLS_CA SG_TMP=$dir
+export SG_BROKER_DIR=$dir/broker
 # Sanitizer reports of every gateway the cases start land here; the last
 # case fails if there are any. Plain builds ignore these variables.
 mkdir -p "$dir/san"

@@ -7,6 +7,8 @@
 #   rmq_start DIR [web_stomp]   # sets RMQ_PID RMQ_AMQP_PORT RMQ_WEBSTOMP_PORT RMQ_NODE
 #   rmq_stop DIR
 #   rmq_ctl DIR args...         # rabbitmqctl against that node
+#   rmq_tls_setup DIR           # before rmq_start: adds an amqps:// listener
+#                               # with a fresh CA; sets RMQ_AMQPS_PORT RMQ_TLS_CA
 
 free_port() {
   node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
@@ -37,6 +39,7 @@ rmq_start() {
   {
     echo "listeners.tcp.default = 127.0.0.1:$amqp"
     echo "loopback_users = none"
+    [ -z "${RMQ_EXTRA_CONF:-}" ] || printf '%s\n' "$RMQ_EXTRA_CONF"
     if [ -n "$plugins" ]; then
       echo "web_stomp.tcp.port = $ws"
       echo "web_stomp.tcp.ip = 127.0.0.1"
@@ -79,6 +82,31 @@ rmq_start() {
   rmq_ctl "$d" set_permissions -p sgvhost guest '.*' '.*' '.*' >/dev/null
   RMQ_PID=$(cat "$d/pid"); RMQ_AMQP_PORT=$amqp; RMQ_WEBSTOMP_PORT=$ws; RMQ_NODE=$(cat "$d/nodename")
   export RMQ_PID RMQ_AMQP_PORT RMQ_WEBSTOMP_PORT RMQ_NODE
+}
+
+# Makes a CA and a certificate for localhost/127.0.0.1 in DIR and asks the
+# next rmq_start for a TLS listener on a free port using them.
+rmq_tls_setup() {
+  local t=$1 port
+  mkdir -p "$t"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj "/CN=stompgate test broker CA" -keyout "$t/ca.key" -out "$t/ca.pem" 2>/dev/null || return 1
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
+    -keyout "$t/server.key" -out "$t/server.csr" 2>/dev/null || return 1
+  printf 'subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n' > "$t/server.ext"
+  openssl x509 -req -in "$t/server.csr" -CA "$t/ca.pem" -CAkey "$t/ca.key" -CAcreateserial \
+    -days 2 -extfile "$t/server.ext" -out "$t/server.pem" 2>/dev/null || return 1
+  # The broker runs as the rabbitmq user; these are throw-away test keys.
+  chmod 755 "$t"; chmod 644 "$t"/*
+  port=$(free_port)
+  RMQ_EXTRA_CONF="listeners.ssl.default = 127.0.0.1:$port
+ssl_options.cacertfile = $t/ca.pem
+ssl_options.certfile = $t/server.pem
+ssl_options.keyfile = $t/server.key
+ssl_options.verify = verify_none
+ssl_options.fail_if_no_peer_cert = false"
+  RMQ_AMQPS_PORT=$port RMQ_TLS_CA=$t/ca.pem
+  export RMQ_EXTRA_CONF RMQ_AMQPS_PORT RMQ_TLS_CA
 }
 
 rmq_stop() {

@@ -53,8 +53,10 @@ function modeArgs() {
 // reconnect).
 export async function startGateway(extra = [], amqpPort = AMQP_PORT, opts = {}) {
   const port = opts.port ?? await freePort();
-  const args = ['--listen', `127.0.0.1:${port}`, '--broker', `amqp://guest:guest@127.0.0.1:${amqpPort}/`,
-    '--log-level', 'info', ...modeArgs(), ...extra];
+  // --broker is repeatable (cluster nodes): a case that names its own
+  // broker does not also get the default one.
+  const broker = extra.includes('--broker') ? [] : ['--broker', `amqp://guest:guest@127.0.0.1:${amqpPort}/`];
+  const args = ['--listen', `127.0.0.1:${port}`, ...broker, '--log-level', 'info', ...modeArgs(), ...extra];
   const child = spawn(BIN, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   child.stderr.on('data', (d) => { log += d; });

@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: MIT */
+#include "admission.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+#include <strings.h>
+
+/* Set by the main thread, read by every worker. */
+static atomic_int draining;
+/* The rate bucket is shared by the workers; taking it is once per upgrade,
+ * not on the hot path, so a lock is fine. */
+static uv_mutex_t rate_lock;
+static uv_once_t rate_once = UV_ONCE_INIT;
+static double tokens = -1; /* -1: bucket not filled yet */
+static uint64_t last_ms;
+
+static void rate_lock_init(void) {
+  if (uv_mutex_init(&rate_lock) != 0) abort();
+}
+
+void sg_admit_set_draining(int d) { draining = d; }
+int sg_admit_draining(void) { return draining; }
+
+static int origin_allowed(const sg_config_t *cfg, const sg_http_slice_t *o) {
+  const sg_strlist_t *l = &cfg->allowed_origins;
+  if (l->n == 0) return 1;
+  /* Browsers always send Origin on a WebSocket upgrade; a client that does
+   * not is not a browser page, and the check protects browser users only. */
+  if (o->p == NULL) return 1;
+  for (size_t i = 0; i < l->n; i++) {
+    const char *a = l->v[i];
+    if (a[0] == '*' && a[1] == '\0') return 1;
+    /* Scheme and host compare case-insensitively (RFC 6454). */
+    if (strlen(a) == o->len && strncasecmp(a, o->p, o->len) == 0) return 1;
+  }
+  return 0;
+}
+
+static int rate_take(const sg_config_t *cfg, uint64_t now) {
+  double cap = (double)cfg->session_burst;
+  if (tokens < 0) {
+    tokens = cap;
+  } else {
+    tokens += (double)(now - last_ms) * (double)cfg->session_rate / 1000.0;
+    if (tokens > cap) tokens = cap;
+  }
+  last_ms = now;
+  if (tokens < 1) return 0;
+  tokens -= 1;
+  return 1;
+}
+
+static int rate_ok(const sg_config_t *cfg, uint64_t now) {
+  if (cfg->session_rate == 0) return 1;
+  uv_once(&rate_once, rate_lock_init);
+  uv_mutex_lock(&rate_lock);
+  int ok = rate_take(cfg, now);
+  uv_mutex_unlock(&rate_lock);
+  return ok;
+}
+
+int sg_admit(const sg_config_t *cfg, const sg_http_request_t *req, size_t open, uint64_t now_ms,
+             sg_admit_refusal_t *out) {
+  if (draining) {
+    *out = (sg_admit_refusal_t){503, "Service Unavailable: shutting down", "Retry-After: 1\r\n"};
+    return 1;
+  }
+  if (!origin_allowed(cfg, &req->origin)) {
+    *out = (sg_admit_refusal_t){403, "Forbidden: Origin not allowed", NULL};
+    return 1;
+  }
+  if (cfg->max_sessions && open >= cfg->max_sessions) {
+    *out = (sg_admit_refusal_t){503, "Service Unavailable: session limit reached",
+                                "Retry-After: 1\r\n"};
+    return 1;
+  }
+  if (!rate_ok(cfg, now_ms)) {
+    *out = (sg_admit_refusal_t){429, "Too Many Requests: session rate limit", "Retry-After: 1\r\n"};
+    return 1;
+  }
+  return 0;
+}

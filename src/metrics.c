@@ -1,0 +1,331 @@
+/* SPDX-License-Identifier: MIT */
+#include "metrics.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "stompgate/err.h"
+
+#define NCMD (SG_STOMP_ERROR + 1)
+#define MAX_KINDS 48
+#define KIND_LEN 64
+
+static const double buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                 0.25,  0.5,    1,     2.5,  5,     10};
+#define NBUCKETS (sizeof(buckets) / sizeof(buckets[0]))
+
+typedef struct histogram {
+  uint64_t counts[NBUCKETS]; /* per bucket, made cumulative when rendered */
+  uint64_t count;
+  double sum;
+} histogram_t;
+
+typedef struct kind_counter {
+  char name[KIND_LEN];
+  uint64_t n;
+} kind_counter_t;
+
+/* Close reasons: a small fixed set so the label stays bounded. */
+enum {
+  CR_DISCONNECT = 0, CR_CLIENT_CLOSED, CR_PROTOCOL_ERROR, CR_AUTH, CR_BROKER, CR_TIMEOUT,
+  CR_SHUTDOWN, CR_OTHER, CR_COUNT
+};
+static const char *const close_names[CR_COUNT] = {
+    "disconnect", "client_closed", "protocol_error", "auth_failed",
+    "broker_error", "timeout", "shutdown", "other"};
+
+typedef struct metrics {
+  uint64_t bytes_in, bytes_out;
+  uint64_t sessions_total;
+  uint64_t closed[CR_COUNT];
+  uint64_t refused[6]; /* 400, 403, 404, 429, 503, other */
+  uint64_t frames_in[NCMD], frames_out[NCMD];
+  uint64_t deliveries, confirms_ack, confirms_nack, client_acks, client_nacks;
+  kind_counter_t errors[MAX_KINDS];
+  size_t nerrors;
+  uint64_t errors_other;
+  uint64_t slow_drops;
+  uint64_t logins_ok, logins_failed;
+  int broker_up, broker_seen_up;
+  uint64_t broker_reconnects, broker_failovers;
+  histogram_t handshake, login;
+  struct metrics *next;
+} metrics_t;
+
+/* Each thread (every worker, the main loop, the thread pool) counts in its
+ * own block, so updates take no lock and share no cache line; /metrics
+ * adds the blocks up. Blocks live as long as the process. */
+static uv_once_t reg_once = UV_ONCE_INIT;
+static uv_mutex_t reg_lock;
+static metrics_t *reg_head;
+static __thread metrics_t *mine;
+
+static void reg_init(void) {
+  if (uv_mutex_init(&reg_lock) != 0) abort();
+}
+
+static metrics_t *cur(void) {
+  if (mine) return mine;
+  static metrics_t fallback; /* only if calloc fails */
+  metrics_t *b = calloc(1, sizeof(*b));
+  if (b == NULL) return &fallback;
+  uv_once(&reg_once, reg_init);
+  uv_mutex_lock(&reg_lock);
+  b->next = reg_head;
+  reg_head = b;
+  uv_mutex_unlock(&reg_lock);
+  return mine = b;
+}
+
+static void hist_add(histogram_t *to, const histogram_t *h) {
+  for (size_t i = 0; i < NBUCKETS; i++) to->counts[i] += h->counts[i];
+  to->count += h->count;
+  to->sum += h->sum;
+}
+
+/* The sum of every thread's block. */
+static void aggregate(metrics_t *t) {
+  memset(t, 0, sizeof(*t));
+  uv_once(&reg_once, reg_init);
+  uv_mutex_lock(&reg_lock);
+  for (const metrics_t *b = reg_head; b; b = b->next) {
+    t->bytes_in += b->bytes_in;
+    t->bytes_out += b->bytes_out;
+    t->sessions_total += b->sessions_total;
+    for (int i = 0; i < CR_COUNT; i++) t->closed[i] += b->closed[i];
+    for (int i = 0; i < 6; i++) t->refused[i] += b->refused[i];
+    for (int i = 0; i < NCMD; i++) {
+      t->frames_in[i] += b->frames_in[i];
+      t->frames_out[i] += b->frames_out[i];
+    }
+    t->deliveries += b->deliveries;
+    t->confirms_ack += b->confirms_ack;
+    t->confirms_nack += b->confirms_nack;
+    t->client_acks += b->client_acks;
+    t->client_nacks += b->client_nacks;
+    for (size_t i = 0; i < b->nerrors; i++) {
+      size_t k = 0;
+      while (k < t->nerrors && strcmp(t->errors[k].name, b->errors[i].name) != 0) k++;
+      if (k == t->nerrors) {
+        if (k == MAX_KINDS) {
+          t->errors_other += b->errors[i].n;
+          continue;
+        }
+        t->errors[t->nerrors++] = b->errors[i];
+      } else {
+        t->errors[k].n += b->errors[i].n;
+      }
+    }
+    t->errors_other += b->errors_other;
+    t->slow_drops += b->slow_drops;
+    t->logins_ok += b->logins_ok;
+    t->logins_failed += b->logins_failed;
+    /* Only the main loop's probe sets these. */
+    t->broker_up |= b->broker_up;
+    t->broker_seen_up |= b->broker_seen_up;
+    t->broker_reconnects += b->broker_reconnects;
+    t->broker_failovers += b->broker_failovers;
+    hist_add(&t->handshake, &b->handshake);
+    hist_add(&t->login, &b->login);
+  }
+  uv_mutex_unlock(&reg_lock);
+}
+
+static void observe(histogram_t *h, double v) {
+  for (size_t i = 0; i < NBUCKETS; i++)
+    if (v <= buckets[i]) {
+      h->counts[i]++;
+      break;
+    }
+  h->count++;
+  h->sum += v;
+}
+
+void sg_metrics_bytes_in(size_t n) { cur()->bytes_in += n; }
+void sg_metrics_bytes_out(size_t n) { cur()->bytes_out += n; }
+
+void sg_metrics_upgraded(double seconds) {
+  cur()->sessions_total++;
+  observe(&cur()->handshake, seconds);
+}
+
+void sg_metrics_http_refused(int status) {
+  static const int codes[] = {400, 403, 404, 429, 503};
+  size_t i = 0;
+  while (i < 5 && codes[i] != status) i++;
+  cur()->refused[i]++;
+}
+
+void sg_metrics_session_closed(const char *r) {
+  if (r == NULL) return;
+  int c;
+  if (strcmp(r, "DISCONNECT") == 0) c = CR_DISCONNECT;
+  else if (strstr(r, "server shutting down")) c = CR_SHUTDOWN;
+  else if (strcmp(r, "client closed the connection") == 0) c = CR_CLIENT_CLOSED;
+  else if (strstr(r, "Timed out") || strstr(r, "timeout")) c = CR_TIMEOUT;
+  else if (strstr(r, "Access refused") || strstr(r, "Virtual host")) c = CR_AUTH;
+  else if (strstr(r, "Broker") || strstr(r, "broker")) c = CR_BROKER;
+  else if (strncmp(r, "ERROR", 5) == 0 || strstr(r, "STOMP version")) c = CR_PROTOCOL_ERROR;
+  else c = CR_OTHER;
+  cur()->closed[c]++;
+}
+
+void sg_metrics_frame_in(sg_stomp_cmd_t cmd) {
+  if ((unsigned)cmd < NCMD) cur()->frames_in[cmd]++;
+}
+
+void sg_metrics_frame_out(const char *frame, size_t len) {
+  size_t n = 0;
+  while (n < len && frame[n] != '\n' && frame[n] != '\r') n++;
+  sg_stomp_cmd_t cmd = n == 0 ? SG_STOMP_UNKNOWN : sg_stomp_cmd_from(frame, n);
+  cur()->frames_out[cmd]++;
+}
+
+void sg_metrics_delivery(void) { cur()->deliveries++; }
+
+void sg_metrics_confirm(int ack) {
+  if (ack) cur()->confirms_ack++;
+  else cur()->confirms_nack++;
+}
+
+void sg_metrics_client_ack(int ack) {
+  if (ack) cur()->client_acks++;
+  else cur()->client_nacks++;
+}
+
+void sg_metrics_error(const char *message) {
+  for (size_t i = 0; i < cur()->nerrors; i++)
+    if (strncmp(cur()->errors[i].name, message, KIND_LEN - 1) == 0) {
+      cur()->errors[i].n++;
+      return;
+    }
+  /* ERROR messages are fixed texts, but a cap keeps the series bounded
+   * whatever a future one looks like. */
+  if (cur()->nerrors == MAX_KINDS) {
+    cur()->errors_other++;
+    return;
+  }
+  kind_counter_t *k = &cur()->errors[cur()->nerrors++];
+  size_t j = 0;
+  for (const char *p = message; *p && j < KIND_LEN - 1; p++)
+    k->name[j++] = (*p == '"' || *p == '\\' || *p == '\n') ? '_' : *p;
+  k->name[j] = '\0';
+  k->n = 1;
+}
+
+void sg_metrics_slow_drop(void) { cur()->slow_drops++; }
+
+void sg_metrics_broker_login(double seconds, int ok) {
+  if (ok) {
+    cur()->logins_ok++;
+    observe(&cur()->login, seconds);
+  } else {
+    cur()->logins_failed++;
+  }
+}
+
+void sg_metrics_broker_link(int up) {
+  if (up && !cur()->broker_up && cur()->broker_seen_up) cur()->broker_reconnects++;
+  if (up) cur()->broker_seen_up = 1;
+  cur()->broker_up = up;
+}
+
+int sg_metrics_broker_up(void) {
+  metrics_t t;
+  aggregate(&t);
+  return t.broker_up;
+}
+
+void sg_metrics_broker_failover(void) { cur()->broker_failovers++; }
+
+static int header(sg_buf_t *o, const char *name, const char *type, const char *help) {
+  return sg_buf_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static int histogram(sg_buf_t *o, const char *name, const char *help, const histogram_t *h) {
+  int r = header(o, name, "histogram", help);
+  uint64_t cum = 0;
+  for (size_t i = 0; i < NBUCKETS; i++) {
+    cum += h->counts[i];
+    r |= sg_buf_printf(o, "%s_bucket{le=\"%g\"} %lu\n", name, buckets[i], (unsigned long)cum);
+  }
+  r |= sg_buf_printf(o, "%s_bucket{le=\"+Inf\"} %lu\n%s_sum %.6f\n%s_count %lu\n", name,
+                     (unsigned long)h->count, name, h->sum, name, (unsigned long)h->count);
+  return r;
+}
+
+int sg_metrics_render(sg_buf_t *o, const sg_metrics_gauges_t *g) {
+  int r = 0;
+  static metrics_t t;
+  aggregate(&t);
+  r |= header(o, "stompgate_sessions_open", "gauge", "STOMP sessions currently open.");
+  r |= sg_buf_printf(o, "stompgate_sessions_open %zu\n", g->sessions_open);
+  r |= header(o, "stompgate_sessions_total", "counter", "WebSocket sessions opened (upgrades).");
+  r |= sg_buf_printf(o, "stompgate_sessions_total %lu\n", (unsigned long)t.sessions_total);
+  r |= header(o, "stompgate_sessions_closed_total", "counter", "Sessions ended, by reason.");
+  for (int i = 0; i < CR_COUNT; i++)
+    r |= sg_buf_printf(o, "stompgate_sessions_closed_total{reason=\"%s\"} %lu\n", close_names[i],
+                       (unsigned long)t.closed[i]);
+  r |= header(o, "stompgate_upgrades_refused_total", "counter",
+              "WebSocket upgrade requests refused, by HTTP status.");
+  static const char *const st[] = {"400", "403", "404", "429", "503", "other"};
+  for (int i = 0; i < 6; i++)
+    r |= sg_buf_printf(o, "stompgate_upgrades_refused_total{status=\"%s\"} %lu\n", st[i],
+                       (unsigned long)t.refused[i]);
+  r |= header(o, "stompgate_frames_in_total", "counter", "STOMP frames received, by command.");
+  for (int c = SG_STOMP_CONNECT; c <= SG_STOMP_DISCONNECT; c++)
+    r |= sg_buf_printf(o, "stompgate_frames_in_total{command=\"%s\"} %lu\n",
+                       sg_stomp_cmd_name((sg_stomp_cmd_t)c), (unsigned long)t.frames_in[c]);
+  r |= header(o, "stompgate_frames_out_total", "counter", "STOMP frames sent, by command.");
+  for (int c = SG_STOMP_CONNECTED; c <= SG_STOMP_ERROR; c++)
+    r |= sg_buf_printf(o, "stompgate_frames_out_total{command=\"%s\"} %lu\n",
+                       sg_stomp_cmd_name((sg_stomp_cmd_t)c), (unsigned long)t.frames_out[c]);
+  r |= header(o, "stompgate_bytes_in_total", "counter", "Bytes read from client sockets.");
+  r |= sg_buf_printf(o, "stompgate_bytes_in_total %lu\n", (unsigned long)t.bytes_in);
+  r |= header(o, "stompgate_bytes_out_total", "counter", "Bytes written to client sockets.");
+  r |= sg_buf_printf(o, "stompgate_bytes_out_total %lu\n", (unsigned long)t.bytes_out);
+  r |= header(o, "stompgate_deliveries_total", "counter",
+              "Messages the broker delivered to sessions.");
+  r |= sg_buf_printf(o, "stompgate_deliveries_total %lu\n", (unsigned long)t.deliveries);
+  r |= header(o, "stompgate_publish_confirms_total", "counter",
+              "Publisher confirms from the broker, by result.");
+  r |= sg_buf_printf(o, "stompgate_publish_confirms_total{result=\"ack\"} %lu\n"
+                        "stompgate_publish_confirms_total{result=\"nack\"} %lu\n",
+                     (unsigned long)t.confirms_ack, (unsigned long)t.confirms_nack);
+  r |= header(o, "stompgate_client_acks_total", "counter", "ACK and NACK frames relayed.");
+  r |= sg_buf_printf(o, "stompgate_client_acks_total{kind=\"ack\"} %lu\n"
+                        "stompgate_client_acks_total{kind=\"nack\"} %lu\n",
+                     (unsigned long)t.client_acks, (unsigned long)t.client_nacks);
+  r |= header(o, "stompgate_errors_total", "counter", "ERROR frames sent, by message.");
+  for (size_t i = 0; i < t.nerrors; i++)
+    r |= sg_buf_printf(o, "stompgate_errors_total{kind=\"%s\"} %lu\n", t.errors[i].name,
+                       (unsigned long)t.errors[i].n);
+  r |= sg_buf_printf(o, "stompgate_errors_total{kind=\"other\"} %lu\n",
+                     (unsigned long)t.errors_other);
+  r |= header(o, "stompgate_slow_consumer_drops_total", "counter",
+              "Messages dropped because a client read too slowly.");
+  r |= sg_buf_printf(o, "stompgate_slow_consumer_drops_total %lu\n", (unsigned long)t.slow_drops);
+  r |= header(o, "stompgate_broker_logins_total", "counter", "AMQP logins, by result.");
+  r |= sg_buf_printf(o, "stompgate_broker_logins_total{result=\"ok\"} %lu\n"
+                        "stompgate_broker_logins_total{result=\"failed\"} %lu\n",
+                     (unsigned long)t.logins_ok, (unsigned long)t.logins_failed);
+  r |= header(o, "stompgate_broker_link_up", "gauge",
+              "1 when the last broker probe got an AMQP answer.");
+  r |= sg_buf_printf(o, "stompgate_broker_link_up %d\n", t.broker_up);
+  r |= header(o, "stompgate_broker_reconnects_total", "counter",
+              "Times the broker came back after a failed probe.");
+  r |= sg_buf_printf(o, "stompgate_broker_reconnects_total %lu\n",
+                     (unsigned long)t.broker_reconnects);
+  r |= header(o, "stompgate_broker_failovers_total", "counter",
+              "Times a login or the probe found the preferred broker node down and moved on.");
+  r |= sg_buf_printf(o, "stompgate_broker_failovers_total %lu\n",
+                     (unsigned long)t.broker_failovers);
+  r |= header(o, "stompgate_draining", "gauge", "1 while shutting down.");
+  r |= sg_buf_printf(o, "stompgate_draining %d\n", g->draining);
+  r |= histogram(o, "stompgate_handshake_seconds",
+                 "TCP accept to completed WebSocket upgrade (TLS included).", &t.handshake);
+  r |= histogram(o, "stompgate_broker_login_seconds", "STOMP CONNECT to AMQP login done.",
+                 &t.login);
+  return r ? SG_ERR_NOMEM : 0;
+}

@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef SG_METRICS_H
+#define SG_METRICS_H
+
+/* Process-wide counters for /metrics. Every thread counts in a block of its
+ * own (no locks or shared cache lines on the hot path); rendering adds the
+ * blocks up and produces Prometheus text format 0.0.4. */
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "stompgate/buf.h"
+#include "stompgate/stomp_codec.h"
+
+void sg_metrics_bytes_in(size_t n);
+void sg_metrics_bytes_out(size_t n);
+/* A WebSocket upgrade completed, seconds after the TCP accept. */
+void sg_metrics_upgraded(double seconds);
+/* An upgrade request was refused with this HTTP status. */
+void sg_metrics_http_refused(int status);
+/* A session that had completed its upgrade ended; reason is the text the
+ * session logs ("DISCONNECT", "ERROR ...", ...), classified here. NULL for
+ * a connection that never upgraded: not counted. */
+void sg_metrics_session_closed(const char *reason);
+void sg_metrics_frame_in(sg_stomp_cmd_t cmd);
+/* A frame sent to a client, read from its encoded bytes (borrowed). */
+void sg_metrics_frame_out(const char *frame, size_t len);
+void sg_metrics_delivery(void);
+void sg_metrics_confirm(int ack);
+void sg_metrics_client_ack(int ack);
+/* An ERROR frame with this message header (borrowed) was sent. */
+void sg_metrics_error(const char *message);
+/* Messages dropped because a client reads too slowly. */
+void sg_metrics_slow_drop(void);
+/* Broker AMQP login finished after seconds; ok is 0 on failure. */
+void sg_metrics_broker_login(double seconds, int ok);
+/* The periodic broker probe's result. A change from down to up after the
+ * first success counts as a reconnect. */
+void sg_metrics_broker_link(int up);
+int sg_metrics_broker_up(void);
+/* The probe moved new logins to another cluster node. */
+void sg_metrics_broker_failover(void);
+
+typedef struct sg_metrics_gauges {
+  size_t sessions_open;
+  int draining;
+} sg_metrics_gauges_t;
+
+/* Appends the whole exposition to out. 0 or SG_ERR_NOMEM. */
+int sg_metrics_render(sg_buf_t *out, const sg_metrics_gauges_t *g);
+
+#endif

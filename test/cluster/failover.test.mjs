@@ -1,0 +1,92 @@
+// SPDX-License-Identifier: MIT
+// Broker failover: one gateway given the three nodes of a cluster, a
+// quorum queue, and clients with client acks and receipts. Node 1, where
+// the sessions are, is stopped mid-run: those sessions get an ERROR and
+// close, the clients reconnect, their logins move to another node, and no
+// receipted message is lost.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import WebSocket from 'ws';
+import { Client } from '@stomp/stompjs';
+import amqp from 'amqplib';
+import { waitFor, uniq, sleep } from '../e2e/lib/harness.mjs';
+import { spawnGateway, httpGet, parseMetrics } from '../e2e/lib/ops.mjs';
+
+const PORTS = process.env.SG_CLUSTER_PORTS.split(',').map(Number);
+const DIRS = process.env.SG_CLUSTER_DIRS.split(',');
+const SRC = process.env.STOMPGATE_SRC ?? process.cwd();
+const started = [];
+after(async () => { for (const g of started) await g.stop('SIGKILL'); });
+
+function reconnecting(url, onConnect) {
+  const c = new Client({
+    webSocketFactory: () => new WebSocket(url, ['v12.stomp']),
+    connectHeaders: { login: 'guest', passcode: 'guest' },
+    reconnectDelay: 300, heartbeatIncoming: 0, heartbeatOutgoing: 0, debug: () => {},
+  });
+  c.connects = 0;
+  c.errors = [];
+  c.onStompError = (f) => c.errors.push(f.headers.message);
+  c.onConnect = () => { c.connects++; onConnect(c); };
+  c.activate();
+  return c;
+}
+
+test('a node of the cluster stops: sessions move to the others, nothing receipted is lost', async () => {
+  const q = uniq('quorum');
+  const conn = await amqp.connect(`amqp://guest:guest@127.0.0.1:${PORTS[1]}`);
+  const ch = await conn.createChannel();
+  await ch.assertQueue(q, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
+  await conn.close();
+
+  const gw = await spawnGateway([...PORTS.flatMap((p) => ['--broker', `amqp://guest:guest@127.0.0.1:${p}/`]),
+    '--broker-probe-interval', '200']);
+  started.push(gw);
+  for (let i = 0; i < 50 && (await httpGet(gw.adminPort, '/readyz')).status !== 200; i++) await sleep(100);
+  assert.equal((await httpGet(gw.adminPort, '/readyz')).status, 200);
+
+  const acked = new Set();
+  const consumer = reconnecting(gw.url, (cl) => {
+    cl.subscribe(`/amq/queue/${q}`, (m) => { m.ack(); acked.add(m.body); }, { ack: 'client-individual', 'prefetch-count': '50' });
+  });
+  const producer = reconnecting(gw.url, () => {});
+  await waitFor(() => consumer.connects === 1 && producer.connects === 1, 15000, 'clients connected');
+
+  const receipted = [];
+  let stop = false, n = 0;
+  const sending = (async () => {
+    while (!stop) {
+      if (producer.connected) {
+        const id = `m${n++}`;
+        producer.watchForReceipt(`r-${id}`, () => receipted.push(id));
+        try { producer.publish({ destination: `/amq/queue/${q}`, body: id, headers: { receipt: `r-${id}`, persistent: 'true' } }); } catch { /* reconnecting */ }
+      }
+      await sleep(10);
+    }
+  })();
+  await sleep(1000);
+  const before = receipted.length;
+
+  // Stop node 1, where every session logged in first.
+  execFileSync('bash', [`${SRC}/test/lib/rabbitmq.sh`, 'stop', DIRS[0]], { stdio: 'ignore' });
+  await waitFor(() => consumer.connects > 1 && producer.connects > 1, 20000, 'clients reconnected');
+  assert.ok(consumer.errors.includes('Broker connection lost'), `consumer errors: ${consumer.errors}`);
+  assert.ok(producer.errors.includes('Broker connection lost'), `producer errors: ${producer.errors}`);
+  await waitFor(() => receipted.length > before + 50, 20000, 'publishing resumed on another node');
+  await sleep(1000);
+  stop = true;
+  await sending;
+
+  await waitFor(() => receipted.every((id) => acked.has(id)), 20000,
+    `every receipted message consumed (${receipted.length} receipted, ${acked.size} acked)`);
+  const ready = await httpGet(gw.adminPort, '/readyz');
+  assert.equal(ready.status, 200, ready.body);
+  const m = parseMetrics((await httpGet(gw.adminPort, '/metrics')).body);
+  assert.ok(m.get('stompgate_broker_failovers_total') >= 1);
+  assert.equal(m.get('stompgate_broker_link_up'), 1);
+  assert.match(gw.log(), /broker node 127.0.0.1:\d+ answers|cannot reach the broker at 127.0.0.1/);
+  await consumer.deactivate();
+  await producer.deactivate();
+  assert.equal((await gw.stop()).code, 0);
+});

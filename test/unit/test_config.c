@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: MIT */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+
+static char *write_file(const char *text) {
+  static char path[64];
+  snprintf(path, sizeof(path), "/tmp/sg-test-config-XXXXXX");
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+  close(fd);
+  return path;
+}
+
+static int load(sg_config_t *cfg, char **argv, char **envp) {
+  int argc = 0;
+  while (argv[argc]) argc++;
+  return sg_config_load(cfg, argc, argv, envp);
+}
+
+static void precedence(void **state) {
+  (void)state;
+  char *file = write_file("[stompgate]\nmax-sessions = 10\nsession-rate = 5\nws-path = /f\n"
+                          "allowed-origin = https://a.example, https://b.example\n");
+  char cf[80];
+  snprintf(cf, sizeof(cf), "STOMPGATE_CONFIG=%s", file);
+  char *envp[] = {cf, "STOMPGATE_MAX_SESSIONS=20", "STOMPGATE_WS_PATH=/e", "STOMPGATE_BIN=x", NULL};
+  char *argv[] = {"stompgate", "--ws-path", "/flag", NULL};
+  sg_config_t cfg;
+  assert_int_equal(load(&cfg, argv, envp), 0);
+  assert_int_equal(cfg.max_sessions, 20);  /* env over file */
+  assert_int_equal(cfg.session_rate, 5);   /* file over default */
+  assert_int_equal(cfg.session_burst, 5);  /* defaults to the rate */
+  assert_string_equal(cfg.ws_path, "/flag"); /* flag over env */
+  assert_int_equal(cfg.allowed_origins.n, 2);
+  assert_int_equal(cfg.nbrokers, 1);
+  sg_config_free(&cfg);
+  unlink(file);
+}
+
+static void broker_list(void **state) {
+  (void)state;
+  char *envp[] = {"STOMPGATE_BROKER=amqp://u:p@h1:1/v,amqp://u:p@h2:2/v", NULL};
+  char *argv[] = {"stompgate", NULL};
+  sg_config_t cfg;
+  assert_int_equal(load(&cfg, argv, envp), 0);
+  assert_int_equal(cfg.nbrokers, 2);
+  assert_string_equal(cfg.brokers[1].host, "h2");
+  assert_string_equal(cfg.broker.host, "h1");
+  assert_string_equal(cfg.broker.vhost, "v");
+  sg_config_free(&cfg);
+  /* Flags replace the environment's list. */
+  char *argv2[] = {"stompgate", "--broker", "amqps://u:p@h3:3/v", NULL};
+  assert_int_equal(load(&cfg, argv2, envp), 0);
+  assert_int_equal(cfg.nbrokers, 1);
+  assert_int_equal(cfg.broker.tls, 1);
+  sg_config_free(&cfg);
+  char *argv3[] = {"stompgate", "--broker", "amqp://u:p@h1/", "--broker", "amqps://u:p@h2/", NULL};
+  char *none[] = {NULL};
+  assert_int_equal(load(&cfg, argv3, none), 2); /* mixed schemes */
+  sg_config_free(&cfg);
+}
+
+static void invalid(void **state) {
+  (void)state;
+  char *none[] = {NULL};
+  sg_config_t cfg;
+  char *a1[] = {"stompgate", "--max-frame-size", "1", NULL};
+  assert_int_equal(load(&cfg, a1, none), 2);
+  sg_config_free(&cfg);
+  char *e1[] = {"STOMPGATE_SESSION_RATE=fast", NULL};
+  char *a0[] = {"stompgate", NULL};
+  assert_int_equal(load(&cfg, a0, e1), 2);
+  sg_config_free(&cfg);
+  char *file = write_file("nonsense = 1\n");
+  char *a2[] = {"stompgate", "--config", file, NULL};
+  assert_int_equal(load(&cfg, a2, none), 2);
+  sg_config_free(&cfg);
+  unlink(file);
+  char *a3[] = {"stompgate", "--tls-key", "/etc/hostname", NULL};
+  assert_int_equal(load(&cfg, a3, none), 2);
+  sg_config_free(&cfg);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(precedence),
+      cmocka_unit_test(broker_list),
+      cmocka_unit_test(invalid),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
