@@ -34,12 +34,12 @@ static void chan_finish(sg_amqp_t *a);
 
 /* on_closed_cb must not run inside sg_amqp_close (the owner may free the
  * channel from it); finished channels wait here for the next iteration. */
-static __thread uv_check_t reap_check;
+static __thread uv_idle_t reap_check;
 static __thread int reap_ready;
 static __thread sg_amqp_t *reap_head;
 
-static void reap_cb(uv_check_t *h) {
-  uv_check_stop(h);
+static void reap_cb(uv_idle_t *h) {
+  uv_idle_stop(h);
   while (reap_head) {
     sg_amqp_t *a = reap_head;
     reap_head = a->reap_next;
@@ -51,7 +51,10 @@ static void reap_cb(uv_check_t *h) {
 
 int sg_amqp_loop_init(uv_loop_t *loop) {
   if (reap_ready) return 0;
-  int r = uv_check_init(loop, &reap_check);
+  /* An idle handle, not a check: a pending one keeps the loop from
+   * blocking in poll, so owners hear at once even when nothing else
+   * happens. */
+  int r = uv_idle_init(loop, &reap_check);
   if (r) return r;
   uv_unref((uv_handle_t *)&reap_check);
   reap_ready = 1;
@@ -307,7 +310,7 @@ static void chan_finish(sg_amqp_t *a) {
     a->reaping = 1;
     a->reap_next = reap_head;
     reap_head = a;
-    uv_check_start(&reap_check, reap_cb);
+    uv_idle_start(&reap_check, reap_cb);
   }
 }
 
@@ -532,9 +535,9 @@ static void pump(sg_amqp_conn_t *c) {
   int budget = PUMP_BUDGET;
   while (c->state == SG_AMQP_OPEN || c->state == SG_AMQP_CLOSING) {
     if (budget-- == 0) {
-      /* Frames left in librabbitmq's buffer do not wake uv_poll. */
-      if (amqp_data_in_buffer(c->conn) || amqp_frames_enqueued(c->conn))
-        uv_idle_start(&c->more, more_cb);
+      /* Frames left in librabbitmq's or OpenSSL's buffers do not wake
+       * uv_poll: come back on the next iteration. */
+      uv_idle_start(&c->more, more_cb);
       return;
     }
     amqp_frame_t f;

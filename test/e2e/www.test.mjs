@@ -76,5 +76,5 @@ test('--www must name a directory', async () => {
   const { spawnSync } = await import('node:child_process');
   const r = spawnSync(process.env.STOMPGATE_BIN, ['--www', path.join(root, 'index.html')]);
   assert.equal(r.status, 2);
-  assert.match(r.stderr.toString(), /invalid --www/);
+  assert.match(r.stderr.toString(), /invalid setting 'www'/);
 });
