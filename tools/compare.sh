@@ -28,6 +28,9 @@
 #                            here is 20000 (rmq_start raises the broker's to
 #                            it), so per-session mode tops out near 9000.
 #   BENCH_SCENARIOS          subset, comma-separated (default all five)
+#   BENCH_REPEAT             runs of each scenario per target, alternating
+#                            between targets; the table shows the median
+#                            (default 1; use 3 on a machine shared with others)
 #   BENCH_OUT                directory for the raw JSON lines (default: a temp dir)
 set -u
 src=$(cd "$(dirname "$0")/.." && pwd)
@@ -43,8 +46,95 @@ LAT_RATE=${BENCH_LATENCY_RATE:-}
 CONN_SESS=${BENCH_CONNECT_SESSIONS:-500}
 IDLE_SESS=${BENCH_IDLE_SESSIONS:-1000}
 SCENARIOS=${BENCH_SCENARIOS:-idle,connect,fanout,pairs,latency}
+REPEAT=${BENCH_REPEAT:-1}
+export BENCH_REPEAT=$REPEAT
+
+# BENCH_TABLE_ONLY=DIR prints the table again from the JSON lines of an earlier run.
+if [ -n "${BENCH_TABLE_ONLY:-}" ]; then
+  out=$BENCH_TABLE_ONLY
+  targets=webstomp
+  for t in per-session shared; do ls "$out"/*-"$t"-*.json >/dev/null 2>&1 && targets="$targets $t"; done
+  TABLE_ONLY=1
+fi
 
 log() { echo "compare: $*" >&2; }
+
+results_table() {
+  node - "$out" "$targets" "$SCENARIOS" <<'EOF'
+const fs = require('fs');
+const [dir, targetList, scenList] = process.argv.slice(2);
+const scenarios = scenList.split(',');
+const targets = targetList.split(' ');
+const names = { webstomp: 'Web-STOMP', 'per-session': 'stompgate per-session', shared: 'stompgate shared' };
+// runs[t][s] holds every run's JSON; r[t][s] the median of each numeric field.
+const runs = {}, r = {};
+const median = (v) => { v = v.filter((x) => typeof x === 'number').sort((a, b) => a - b); return v.length ? v[(v.length - 1) >> 1] : undefined; };
+for (const t of targets) {
+  runs[t] = {}; r[t] = {};
+  for (const s of ['idle', 'connect', 'fanout', 'pairs', 'latency']) {
+    const re = new RegExp(`^${s}-${t}-\\d+\\.json$`);
+    runs[t][s] = fs.readdirSync(dir).filter((f) => re.test(f)).map((f) => {
+      try { return JSON.parse(fs.readFileSync(`${dir}/${f}`, 'utf8').trim().split('\n')[0]); } catch { return undefined; }
+    }).filter(Boolean);
+    if (!runs[t][s].length) continue;
+    const m = { ...runs[t][s][0] };
+    for (const k of Object.keys(m)) if (typeof m[k] === 'number') m[k] = median(runs[t][s].map((x) => x[k]));
+    // Errors add up over the runs rather than taking the median.
+    m.errors = runs[t][s].reduce((n, x) => n + x.errors, 0);
+    if (m.failed !== undefined) m.failed = runs[t][s].reduce((n, x) => n + x.failed, 0);
+    r[t][s] = m;
+  }
+}
+const fmt = (v) => (v === undefined || v === null || Number.isNaN(v)) ? 'n/a'
+  : Number.isInteger(v) ? v.toString() : Math.abs(v) >= 100 ? Math.round(v).toString() : Math.abs(v) >= 10 ? v.toFixed(1) : v.toFixed(2);
+const ratio = (a, b) => (typeof a === 'number' && typeof b === 'number' && b !== 0) ? `${(a / b).toFixed(2)}x` : 'n/a';
+const rows = [
+  ['fan-out deliveries/s (higher is better)', (x) => x.fanout?.deliveries_per_s],
+  ['fan-out CPU s per million deliveries, gateway + broker (lower)', (x) => x.fanout?.cpu_s_per_million],
+  ['pairs messages/s (higher)', (x) => x.pairs?.messages_per_s],
+  ['pairs CPU s per million messages, gateway + broker (lower)', (x) => x.pairs?.cpu_s_per_million],
+  ['latency p50 ms (lower)', (x) => x.latency?.p50_ms],
+  ['latency p99 ms (lower)', (x) => x.latency?.p99_ms],
+  ['latency p99.9 ms (lower)', (x) => x.latency?.p999_ms],
+  ['connect + subscribe sessions/s (higher)', (x) => x.connect?.sessions_per_s],
+  ['idle RSS KB per session, gateway process (lower)', (x) => x.idle?.gateway_rss_kb_per_session],
+  ['idle RSS KB per session, gateway + broker (lower)', (x, t) => t === 'webstomp'
+    ? x.idle?.gateway_rss_kb_per_session
+    : (x.idle ? x.idle.gateway_rss_kb_per_session + (x.idle.broker_rss_kb_per_session ?? NaN) : undefined)],
+  ['errors (all scenarios, all runs)', (x) => ['idle', 'connect', 'fanout', 'pairs', 'latency']
+    .reduce((n, s) => n + (x[s] ? x[s].errors + (x[s].failed ?? 0) : 0), 0)],
+];
+const others = targets.filter((t) => t !== 'webstomp');
+let head = '| metric | Web-STOMP |';
+let sep = '|---|---:|';
+for (const t of others) { head += ` ${names[t]} | ratio |`; sep += '---:|---:|'; }
+console.log(head);
+console.log(sep);
+for (const [label, f] of rows) {
+  const base = f(r.webstomp, 'webstomp');
+  let line = `| ${label} | ${fmt(base)} |`;
+  for (const t of others) { const v = f(r[t], t); line += ` ${fmt(v)} | ${label.startsWith('errors') ? '' : ratio(v, base)} |`; }
+  console.log(line);
+}
+const w = r.webstomp;
+console.log('');
+console.log(`Parameters: fanout ${w.fanout?.subscribers ?? '?'} subscribers x ${w.fanout?.sent ?? '?'} messages of ${w.fanout?.size ?? '?'} bytes; ` +
+  `pairs ${w.pairs?.pairs ?? '?'} x ${w.pairs ? w.pairs.sent / w.pairs.pairs : '?'} messages; ` +
+  `latency ${w.latency?.subscribers ?? '?'} subscribers at ${w.latency?.rate ?? '?'} messages/s; ` +
+  `connect ${w.connect?.sessions ?? '?'} sessions (${w.connect?.concurrency ?? '?'} at once); idle ${w.idle?.sessions ?? '?'} sessions; ` +
+  `median of ${Math.max(...targets.flatMap((t) => Object.values(runs[t]).map((v) => v.length)))} run(s) each.`);
+const incomplete = [];
+for (const t of targets) for (const s of scenarios) {
+  if (!runs[t][s].length) { incomplete.push(`${s}/${t}: no result`); continue; }
+  for (const x of runs[t][s])
+    if (x.errors || x.failed || x.completed === 0 || (x.delivered !== undefined && x.expected !== undefined && x.delivered !== x.expected))
+      incomplete.push(`${s}/${t}: ${x.errors} errors, completed ${x.completed}${x.first_error ? ` (${x.first_error})` : ''}`);
+}
+if (incomplete.length) console.log(`\nNot clean: ${incomplete.join('; ')}.`);
+EOF
+}
+
+if [ -n "${TABLE_ONLY:-}" ]; then results_table; exit 0; fi
 
 if [ ! -f "$build/build.ninja" ]; then meson setup "$build" >&2 || exit 1; fi
 ninja -C "$build" stompgate tools/stompgate-bench >&2 || exit 1
@@ -118,7 +208,7 @@ scenario_args() {
 }
 
 run_one() {
-  local scen=$1 target=$2 url pid bpid
+  local scen=$1 target=$2 n=$3 url pid bpid
   if [ "$target" = webstomp ]; then
     url="ws://127.0.0.1:$RMQ_WEBSTOMP_PORT/ws"; pid=$beam; bpid=$beam
   else
@@ -128,8 +218,8 @@ run_one() {
   log "$scen against $target ($url)"
   # shellcheck disable=SC2046
   timeout 1200 "$BENCH" --url "$url" --scenario "$scen" --pid "$pid" --broker-pid "$bpid" \
-    $(scenario_args "$scen") >"$out/$scen-$target.json" 2>>"$out/bench.log" ||
-    log "$scen against $target: not clean (see $out/$scen-$target.json)"
+    $(scenario_args "$scen") >"$out/$scen-$target-$n.json" 2>>"$out/bench.log" ||
+    log "$scen against $target: not clean (see $out/$scen-$target-$n.json)"
   [ "$target" = webstomp ] || stop_gateway
   # Let the broker delete the auto-delete queues of the closed sessions.
   sleep 5
@@ -146,12 +236,18 @@ load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for scen in ${SCENARIOS//,/ }; do
   if [ "$scen" = latency ] && [ -z "$LAT_RATE" ]; then
     LAT_RATE=$(node -e '
-      let r = 0; try { r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).deliveries_per_s; } catch {}
+      const fs = require("fs"), v = [];
+      for (const f of fs.readdirSync(process.argv[1]).filter((f) => /^fanout-webstomp-\d+\.json$/.test(f)))
+        try { v.push(JSON.parse(fs.readFileSync(`${process.argv[1]}/${f}`, "utf8")).deliveries_per_s); } catch {}
+      v.sort((a, b) => a - b);
+      const r = v.length ? v[(v.length - 1) >> 1] : 0;
       console.log(r > 0 ? Math.max(1, Math.round(r / 2 / +process.argv[2])) : 500);
-    ' "$out/fanout-webstomp.json" "$LAT_SUBS")
+    ' "$out" "$LAT_SUBS")
     log "latency rate: $LAT_RATE messages/s to $LAT_SUBS subscribers"
   fi
-  for t in $targets; do run_one "$scen" "$t"; done
+  for n in $(seq 1 "$REPEAT"); do
+    for t in $targets; do run_one "$scen" "$t" "$n"; done
+  done
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -163,63 +259,5 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
   echo
   echo "### Results"
   echo
-  node - "$out" "$targets" "$SCENARIOS" <<'EOF'
-const fs = require('fs');
-const [dir, targetList, scenList] = process.argv.slice(2);
-const scenarios = scenList.split(',');
-const targets = targetList.split(' ');
-const names = { webstomp: 'Web-STOMP', 'per-session': 'stompgate per-session', shared: 'stompgate shared' };
-const r = {};
-for (const t of targets) {
-  r[t] = {};
-  for (const s of ['idle', 'connect', 'fanout', 'pairs', 'latency']) {
-    try { r[t][s] = JSON.parse(fs.readFileSync(`${dir}/${s}-${t}.json`, 'utf8').trim().split('\n')[0]); } catch { }
-  }
-}
-const fmt = (v) => (v === undefined || v === null || Number.isNaN(v)) ? 'n/a'
-  : Math.abs(v) >= 100 ? Math.round(v).toString() : Math.abs(v) >= 10 ? v.toFixed(1) : v.toFixed(2);
-const ratio = (a, b) => (typeof a === 'number' && typeof b === 'number' && b !== 0) ? `${(a / b).toFixed(2)}x` : 'n/a';
-const rows = [
-  ['fan-out deliveries/s (higher is better)', (x) => x.fanout?.deliveries_per_s],
-  ['fan-out CPU s per million deliveries, gateway + broker (lower)', (x) => x.fanout?.cpu_s_per_million],
-  ['pairs messages/s (higher)', (x) => x.pairs?.messages_per_s],
-  ['pairs CPU s per million messages, gateway + broker (lower)', (x) => x.pairs?.cpu_s_per_million],
-  ['latency p50 ms (lower)', (x) => x.latency?.p50_ms],
-  ['latency p99 ms (lower)', (x) => x.latency?.p99_ms],
-  ['latency p99.9 ms (lower)', (x) => x.latency?.p999_ms],
-  ['connect + subscribe sessions/s (higher)', (x) => x.connect?.sessions_per_s],
-  ['idle RSS KB per session, gateway process (lower)', (x) => x.idle?.gateway_rss_kb_per_session],
-  ['idle RSS KB per session, gateway + broker (lower)', (x, t) => t === 'webstomp'
-    ? x.idle?.gateway_rss_kb_per_session
-    : (x.idle ? x.idle.gateway_rss_kb_per_session + (x.idle.broker_rss_kb_per_session ?? NaN) : undefined)],
-  ['errors (all scenarios)', (x) => ['idle', 'connect', 'fanout', 'pairs', 'latency']
-    .reduce((n, s) => n + (x[s] ? x[s].errors + (x[s].failed ?? 0) : 0), 0)],
-];
-const others = targets.filter((t) => t !== 'webstomp');
-let head = '| metric | Web-STOMP |';
-let sep = '|---|---:|';
-for (const t of others) { head += ` ${names[t]} | ratio |`; sep += '---:|---:|'; }
-console.log(head);
-console.log(sep);
-for (const [label, f] of rows) {
-  const base = f(r.webstomp, 'webstomp');
-  let line = `| ${label} | ${fmt(base)} |`;
-  for (const t of others) { const v = f(r[t], t); line += ` ${fmt(v)} | ${ratio(v, base)} |`; }
-  console.log(line);
-}
-const w = r.webstomp;
-console.log('');
-console.log(`Parameters: fanout ${w.fanout?.subscribers ?? '?'} subscribers x ${w.fanout?.sent ?? '?'} messages of ${w.fanout?.size ?? '?'} bytes; ` +
-  `pairs ${w.pairs?.pairs ?? '?'} x ${w.pairs ? w.pairs.sent / w.pairs.pairs : '?'} messages; ` +
-  `latency ${w.latency?.subscribers ?? '?'} subscribers at ${w.latency?.rate ?? '?'} messages/s; ` +
-  `connect ${w.connect?.sessions ?? '?'} sessions (${w.connect?.concurrency ?? '?'} at once); idle ${w.idle?.sessions ?? '?'} sessions.`);
-const incomplete = [];
-for (const t of targets) for (const s of scenarios) {
-  const x = r[t][s];
-  if (!x) { incomplete.push(`${s}/${t}: no result`); continue; }
-  if (x.errors || x.failed || x.completed === 0 || (x.delivered !== undefined && x.expected !== undefined && x.delivered !== x.expected))
-    incomplete.push(`${s}/${t}: errors ${x.errors}${x.first_error ? ` (${x.first_error})` : ''}`);
-}
-if (incomplete.length) console.log(`\nNot clean: ${incomplete.join('; ')}.`);
-EOF
+  results_table
 }
