@@ -91,6 +91,7 @@ const ratio = (a, b) => (typeof a === 'number' && typeof b === 'number' && b !==
 const rows = [
   ['fan-out deliveries/s (higher is better)', (x) => x.fanout?.deliveries_per_s],
   ['fan-out CPU s per million deliveries, gateway + broker (lower)', (x) => x.fanout?.cpu_s_per_million],
+  ['fan-out: load generator CPU s per million deliveries (same work for both)', (x) => x.fanout?.bench_cpu_s / x.fanout?.delivered * 1e6],
   ['pairs messages/s (higher)', (x) => x.pairs?.messages_per_s],
   ['pairs CPU s per million messages, gateway + broker (lower)', (x) => x.pairs?.cpu_s_per_million],
   ['latency p50 ms (lower)', (x) => x.latency?.p50_ms],

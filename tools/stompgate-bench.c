@@ -173,11 +173,19 @@ static double proc_cpu_s(int pid) {
 }
 
 typedef struct {
-  double t, gw_cpu, br_cpu;
+  double t, gw_cpu, br_cpu, self_cpu;
 } mark_t;
 
+/* The load generator's own CPU: when it nears one core, it is the bottleneck. */
+static double self_cpu_s(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+         (double)ru.ru_stime.tv_usec / 1e6;
+}
+
 static mark_t mark(void) {
-  mark_t m = {now_s(), proc_cpu_s(o.pid), -1};
+  mark_t m = {now_s(), proc_cpu_s(o.pid), -1, self_cpu_s()};
   if (o.broker_pid > 0 && o.broker_pid != o.pid) m.br_cpu = proc_cpu_s(o.broker_pid);
   return m;
 }
@@ -221,6 +229,7 @@ static void j_cpu(mark_t a, mark_t b, uint64_t deliveries) {
   double br = (a.br_cpu >= 0 && b.br_cpu >= 0) ? b.br_cpu - a.br_cpu : NAN;
   j_num("gateway_cpu_s", gw);
   j_num("broker_cpu_s", br);
+  j_num("bench_cpu_s", b.self_cpu - a.self_cpu);
   if (o.pid > 0 && deliveries > 0) {
     double tot = gw + (isnan(br) ? 0 : br);
     j_num("cpu_s_per_million", tot / (double)deliveries * 1e6);
@@ -730,6 +739,13 @@ static void pub_pair_pump(conn_t *p) {
 static uint64_t expect_deliveries;
 static bool deliveries_done(void) { return B.delivered >= expect_deliveries; }
 
+/* Timed runs: stop publishing, then wait (bounded) for what is in flight. */
+static bool drain(uint64_t expected) {
+  B.stop_publishing = true;
+  expect_deliveries = expected;
+  return run_until(deliveries_done, 30);
+}
+
 static int ready_count(conn_t **v, int n) {
   int r = 0;
   for (int i = 0; i < n; i++)
@@ -746,7 +762,9 @@ static void fanout_tick_cb(uv_timer_t *t) {
 
 static int scenario_fanout(void) {
   int S = o.subscribers > 0 ? o.subscribers : 1000;
-  uint64_t M = o.messages ? o.messages : 1000;
+  /* --duration alone publishes for that long; otherwise it caps a count. */
+  bool timed = !o.messages && o.duration > 0;
+  uint64_t M = o.messages ? o.messages : timed ? 0 : 1000;
   double cap = o.duration > 0 ? o.duration : 120;
   if (!o.window) o.window = 200;
   reset_counters();
@@ -761,7 +779,7 @@ static int scenario_fanout(void) {
   int ready_subs = ready_count(subs, S);
   B.nsubs = ready_subs;
   B.target = M;
-  expect_deliveries = M * (uint64_t)ready_subs;
+  expect_deliveries = timed ? UINT64_MAX : M * (uint64_t)ready_subs;
   mark_t a = mark();
   bool ok = false;
   if (pub->state == C_READY && ready_subs > 0) {
@@ -769,6 +787,7 @@ static int scenario_fanout(void) {
     uv_timer_start(&B.tick, fanout_tick_cb, 1, 1);
     pump_publishers();
     ok = run_until(deliveries_done, cap);
+    if (timed) ok = drain(pub->sent * (uint64_t)ready_subs);
     uv_timer_stop(&B.tick);
   }
   mark_t b = mark();
@@ -802,7 +821,8 @@ static bool pairs_done(void) { return B.delivered >= expect_deliveries; }
 
 static int scenario_pairs(void) {
   int P = o.pairs > 0 ? o.pairs : 10;
-  uint64_t M = o.messages ? o.messages : 10000;
+  bool timed = !o.messages && o.duration > 0;
+  uint64_t M = o.messages ? o.messages : timed ? 0 : 10000;
   double cap = o.duration > 0 ? o.duration : 120;
   if (!o.window) o.window = 200;
   reset_counters();
@@ -821,11 +841,17 @@ static int scenario_pairs(void) {
     }
   }
   B.target = M;
-  expect_deliveries = M * (uint64_t)npairs;
+  expect_deliveries = timed ? UINT64_MAX : M * (uint64_t)npairs;
   mark_t a = mark();
   for (int i = 0; i < P; i++)
     if (v[P + i]->peer) pub_pair_pump(v[P + i]);
   bool ok = npairs > 0 && run_until(pairs_done, cap);
+  if (timed && npairs > 0) {
+    uint64_t n = 0;
+    for (int i = 0; i < P; i++)
+      if (v[P + i]->peer) n += v[P + i]->sent;
+    ok = drain(n);
+  }
   mark_t b = mark();
   double el = b.t - a.t;
   uint64_t sent = 0;
@@ -835,6 +861,7 @@ static int scenario_pairs(void) {
   j_int("pairs_ready", npairs);
   j_int("size", o.size);
   j_int("sent", (long long)sent);
+  j_int("expected", (long long)expect_deliveries);
   j_int("delivered", (long long)B.delivered);
   j_int("completed", ok);
   j_num("elapsed_s", el);
@@ -1010,7 +1037,9 @@ static const char usage[] =
     "  --pairs N            publisher/consumer pairs (default 10)\n"
     "  --messages N         messages per publisher (fanout 1000, pairs 10000,\n"
     "                       latency rate*duration)\n"
-    "  --duration SEC       cap on the measured phase (default 120; latency: length, 10)\n"
+    "  --duration SEC       with --messages: cap on the measured phase (default 120);\n"
+    "                       alone: publish for SEC seconds, then drain (fanout, pairs);\n"
+    "                       latency: publishing time (default 10)\n"
     "  --rate N             latency: messages published per second (default 1000)\n"
     "  --sessions N         connect and idle: sessions (default 1000, at most 20000)\n"
     "  --concurrency N      sessions in their handshake at once (default 64)\n"
