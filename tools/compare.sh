@@ -85,9 +85,10 @@ for (const t of targets) {
     r[t][s] = m;
   }
 }
-const fmt = (v) => (v === undefined || v === null || Number.isNaN(v)) ? 'n/a'
+const fmt = (v) => !ok(v) ? 'n/a'
   : Number.isInteger(v) ? v.toString() : Math.abs(v) >= 100 ? Math.round(v).toString() : Math.abs(v) >= 10 ? v.toFixed(1) : v.toFixed(2);
-const ratio = (a, b) => (typeof a === 'number' && typeof b === 'number' && b !== 0) ? `${(a / b).toFixed(2)}x` : 'n/a';
+const ok = (v) => typeof v === 'number' && Number.isFinite(v);
+const ratio = (a, b) => (ok(a) && ok(b) && b !== 0) ? `${(a / b).toFixed(2)}x` : 'n/a';
 const rows = [
   ['fan-out deliveries/s (higher is better)', (x) => x.fanout?.deliveries_per_s],
   ['fan-out CPU s per million deliveries, gateway + broker (lower)', (x) => x.fanout?.cpu_s_per_million],
@@ -101,7 +102,8 @@ const rows = [
   ['idle RSS KB per session, gateway process (lower)', (x) => x.idle?.gateway_rss_kb_per_session],
   ['idle RSS KB per session, gateway + broker (lower)', (x, t) => t === 'webstomp'
     ? x.idle?.gateway_rss_kb_per_session
-    : (x.idle ? x.idle.gateway_rss_kb_per_session + (x.idle.broker_rss_kb_per_session ?? NaN) : undefined)],
+    : (x.idle && x.idle.broker_rss_kb_per_session >= 0
+      ? x.idle.gateway_rss_kb_per_session + x.idle.broker_rss_kb_per_session : undefined)],
   ['errors (all scenarios, all runs)', (x) => ['idle', 'connect', 'fanout', 'pairs', 'latency']
     .reduce((n, s) => n + (x[s] ? x[s].errors + (x[s].failed ?? 0) : 0), 0)],
 ];
@@ -160,7 +162,8 @@ stop_gateway() {
 cleanup() {
   stop_gateway
   rmq_stop "$dir/broker"
-  [ -n "${BENCH_OUT:-}" ] || log "raw results kept in $out"
+  rm -rf "$dir/broker"
+  if [ -n "${BENCH_OUT:-}" ]; then rm -rf "$dir"; else log "raw results and logs kept in $dir"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -208,6 +211,20 @@ scenario_args() {
   esac
 }
 
+# The broker's RSS is part of what idle measures: wait until memory freed by
+# earlier runs has been given back (a change under 2 MB in 2 s, 60 s at most).
+settle_broker() {
+  local prev cur
+  prev=$(awk '/^VmRSS:/{print $2}' "/proc/$beam/status")
+  for _ in $(seq 1 30); do
+    sleep 2
+    cur=$(awk '/^VmRSS:/{print $2}' "/proc/$beam/status")
+    [ $((cur > prev ? cur - prev : prev - cur)) -lt 2048 ] && return 0
+    prev=$cur
+  done
+  log "broker RSS still moving before idle: $cur KB"
+}
+
 run_one() {
   local scen=$1 target=$2 n=$3 url pid bpid
   if [ "$target" = webstomp ]; then
@@ -216,6 +233,7 @@ run_one() {
     start_gateway "$target" || return 1
     url=$GW_URL; pid=$gw_pid; bpid=$beam
   fi
+  [ "$scen" = idle ] && settle_broker
   log "$scen against $target ($url)"
   # shellcheck disable=SC2046
   timeout 1200 "$BENCH" --url "$url" --scenario "$scen" --pid "$pid" --broker-pid "$bpid" \
