@@ -52,6 +52,7 @@ typedef struct {
   const char *login, *passcode, *vhost;
   int pid, broker_pid;
   double settle;
+  int heartbeat_ms;
   int verbose;
 } opts_t;
 
@@ -71,6 +72,7 @@ static opts_t o = {
     .passcode = "guest",
     .vhost = "/",
     .settle = 2,
+    .heartbeat_ms = 10000,
 };
 
 enum conn_state { C_TCP, C_UPGRADE, C_STOMP, C_SUBSCRIBING, C_READY, C_DEAD };
@@ -95,6 +97,7 @@ typedef struct conn_s {
   char send_dest[192]; /* publish destination */
   uint64_t sent, received;
   struct conn_s *peer; /* pairs: the publisher of this consumer, and back */
+  struct conn_s *prev, *next; /* every open session, for heart-beats */
 } conn_t;
 
 typedef struct {
@@ -118,6 +121,9 @@ typedef struct {
   uv_timer_t tick;
   uv_timer_t opener; /* starts more sessions as handshakes finish */
   uv_timer_t guard; /* wakes the loop so that run_until sees its deadline */
+  uv_timer_t hb;    /* client heart-beats */
+  conn_t *all;      /* open sessions */
+  int ready_open;   /* sessions subscribed (or connected) and still open */
   int sessions_done;  /* connect scenario */
 } bench_t;
 
@@ -268,6 +274,11 @@ static void conn_close(conn_t *c) {
   if (c->closing) return;
   c->closing = true;
   if (c->state != C_READY && c->state != C_DEAD) B.failed++;
+  if (c->state == C_READY) B.ready_open--;
+  if (c->prev) c->prev->next = c->next;
+  else B.all = c->next;
+  if (c->next) c->next->prev = c->prev;
+  c->prev = c->next = NULL;
   if (c->peer) c->peer->peer = NULL;
   if (B.pub == c) B.pub = NULL;
   c->state = C_DEAD;
@@ -458,8 +469,8 @@ static void start_stomp(conn_t *c) {
   char f[1024];
   int n = snprintf(f, sizeof(f),
                    "CONNECT\naccept-version:1.2,1.1,1.0\nhost:%s\nlogin:%s\npasscode:%s\n"
-                   "heart-beat:0,0\n\n",
-                   o.vhost, o.login, o.passcode);
+                   "heart-beat:%d,0\n\n",
+                   o.vhost, o.login, o.passcode, o.heartbeat_ms);
   if (wslay_event_context_client_init(&c->ws, &ws_cbs, c) != 0) {
     fail(c, "%s", "wslay init failed");
     return;
@@ -567,6 +578,9 @@ static conn_t *conn_open(const char *dest, enum conn_role role) {
   uv_tcp_nodelay(&c->tcp, 1);
   B.open_handles++;
   B.started++;
+  c->next = B.all;
+  if (B.all) B.all->prev = c;
+  B.all = c;
   c->state = C_TCP;
   int r = uv_tcp_connect(&c->creq, &c->tcp, (struct sockaddr *)&B.addr, connect_cb);
   if (r) fail(c, "connect: %s", uv_strerror(r));
@@ -576,6 +590,20 @@ static conn_t *conn_open(const char *dest, enum conn_role role) {
 /* ---- phases ------------------------------------------------------------- */
 
 static void tick_cb(uv_timer_t *t) { (void)t; }
+
+/* Browsers' clients send heart-beats (stomp.js: every 10 s); without them
+ * Web-STOMP's WebSocket layer closes sessions that have been silent for its
+ * idle timeout, which a subscriber in a long run is. */
+static void hb_cb(uv_timer_t *t) {
+  (void)t;
+  for (conn_t *c = B.all, *next; c; c = next) {
+    next = c->next;
+    if (c->state == C_READY && !c->closing) {
+      send_frame(c, "\n", 1);
+      flush(c);
+    }
+  }
+}
 
 /* Runs the loop until done() holds or the time is up; true when done. */
 static bool run_until(bool (*done)(void), double timeout_s) {
@@ -606,6 +634,7 @@ static opener_t OP;
 static void on_ready(conn_t *c) {
   c->state = C_READY;
   B.ready++;
+  B.ready_open++;
   if (c->role == R_NONE && B.sessions_done >= 0) {
     /* connect scenario: the session is done once subscribed; hang up. */
     B.sessions_done++;
@@ -738,12 +767,14 @@ static void pub_pair_pump(conn_t *p) {
 
 static uint64_t expect_deliveries;
 static bool deliveries_done(void) { return B.delivered >= expect_deliveries; }
+/* Fan-out: also over when the publisher or every subscriber is gone. */
+static bool fanout_done(void) { return deliveries_done() || B.pub == NULL || B.ready_open <= 1; }
 
 /* Timed runs: stop publishing, then wait (bounded) for what is in flight. */
 static bool drain(uint64_t expected) {
   B.stop_publishing = true;
   expect_deliveries = expected;
-  return run_until(deliveries_done, 30);
+  return run_until(deliveries_done, 30) && deliveries_done();
 }
 
 static int ready_count(conn_t **v, int n) {
@@ -786,7 +817,7 @@ static int scenario_fanout(void) {
     B.pub = pub;
     uv_timer_start(&B.tick, fanout_tick_cb, 1, 1);
     pump_publishers();
-    ok = run_until(deliveries_done, cap);
+    ok = run_until(fanout_done, cap) && deliveries_done();
     if (timed) ok = drain(pub->sent * (uint64_t)ready_subs);
     uv_timer_stop(&B.tick);
   }
@@ -817,7 +848,7 @@ static int scenario_fanout(void) {
   return ok && complete == (uint64_t)S && B.errors == 0 ? 0 : 1;
 }
 
-static bool pairs_done(void) { return B.delivered >= expect_deliveries; }
+static bool pairs_done(void) { return B.delivered >= expect_deliveries || B.ready_open == 0; }
 
 static int scenario_pairs(void) {
   int P = o.pairs > 0 ? o.pairs : 10;
@@ -845,7 +876,7 @@ static int scenario_pairs(void) {
   mark_t a = mark();
   for (int i = 0; i < P; i++)
     if (v[P + i]->peer) pub_pair_pump(v[P + i]);
-  bool ok = npairs > 0 && run_until(pairs_done, cap);
+  bool ok = npairs > 0 && run_until(pairs_done, cap) && deliveries_done();
   if (timed && npairs > 0) {
     uint64_t n = 0;
     for (int i = 0; i < P; i++)
@@ -891,7 +922,7 @@ static void latency_tick_cb(uv_timer_t *t) {
     publish(p, n);
   }
 }
-static bool latency_done(void) { return B.pub == NULL || B.delivered >= expect_deliveries; }
+static bool latency_done(void) { return B.pub == NULL || B.ready_open <= 1 || B.delivered >= expect_deliveries; }
 
 static int cmp_u64(const void *a, const void *b) {
   uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -1051,6 +1082,8 @@ static const char usage[] =
     "  --broker-pid PID     broker process: CPU seconds and RSS too\n"
     "  --setup-timeout SEC  time allowed to open the sessions (default 120)\n"
     "  --settle SEC         idle: wait before reading RSS (default 2)\n"
+    "  --heartbeat MS       client heart-beat interval offered in CONNECT and sent\n"
+    "                       (default 10000, as stomp.js; 0: none)\n"
     "  -h, --help\n"
     "\n"
     "Exit status: 0 when every scenario completed with exact counts and no errors.\n";
@@ -1099,7 +1132,7 @@ static int parse_dbl(const char *name, const char *s, double min, double max, do
 
 enum {
   O_URL = 256, O_SCEN, O_SUBS, O_PAIRS, O_MSGS, O_DUR, O_RATE, O_SESS, O_CONC, O_SIZE, O_WIN,
-  O_LOGIN, O_PASS, O_HOST, O_PID, O_BPID, O_SETUP, O_SETTLE,
+  O_LOGIN, O_PASS, O_HOST, O_PID, O_BPID, O_SETUP, O_SETTLE, O_HB,
 };
 
 static int parse_opts(int argc, char **argv) {
@@ -1110,7 +1143,8 @@ static int parse_opts(int argc, char **argv) {
       {"size", 1, 0, O_SIZE},       {"window", 1, 0, O_WIN},     {"login", 1, 0, O_LOGIN},
       {"passcode", 1, 0, O_PASS},   {"host", 1, 0, O_HOST},      {"pid", 1, 0, O_PID},
       {"broker-pid", 1, 0, O_BPID}, {"setup-timeout", 1, 0, O_SETUP},
-      {"settle", 1, 0, O_SETTLE},   {"help", 0, 0, 'h'},         {0, 0, 0, 0},
+      {"settle", 1, 0, O_SETTLE},   {"heartbeat", 1, 0, O_HB},   {"help", 0, 0, 'h'},
+      {0, 0, 0, 0},
   };
   int c;
   long long v;
@@ -1133,6 +1167,7 @@ static int parse_opts(int argc, char **argv) {
     case O_PID: if (parse_int("--pid", optarg, 1, INT32_MAX, &v)) return 2; o.pid = (int)v; break;
     case O_BPID: if (parse_int("--broker-pid", optarg, 1, INT32_MAX, &v)) return 2; o.broker_pid = (int)v; break;
     case O_SETUP: if (parse_dbl("--setup-timeout", optarg, 1, MAX_DURATION_S, &o.setup_timeout)) return 2; break;
+    case O_HB: if (parse_int("--heartbeat", optarg, 0, 3600000, &v)) return 2; o.heartbeat_ms = (int)v; break;
     case O_SETTLE: if (parse_dbl("--settle", optarg, 0, 600, &o.settle)) return 2; break;
     case 'h': fputs(usage, stdout); return 1;
     default: fputs(usage, stderr); return 2;
@@ -1180,6 +1215,9 @@ int main(int argc, char **argv) {
   uv_timer_init(B.loop, &B.tick);
   uv_timer_init(B.loop, &B.guard);
   uv_timer_init(B.loop, &B.opener);
+  uv_timer_init(B.loop, &B.hb);
+  if (o.heartbeat_ms > 0)
+    uv_timer_start(&B.hb, hb_cb, (uint64_t)o.heartbeat_ms / 2, (uint64_t)o.heartbeat_ms / 2);
   unsigned char rnd[4];
   RAND_bytes(rnd, sizeof(rnd));
   snprintf(B.run_id, sizeof(B.run_id), "%d-%02x%02x%02x%02x", (int)getpid(), rnd[0], rnd[1], rnd[2],
@@ -1206,6 +1244,7 @@ int main(int argc, char **argv) {
   uv_close((uv_handle_t *)&B.tick, NULL);
   uv_close((uv_handle_t *)&B.guard, NULL);
   uv_close((uv_handle_t *)&B.opener, NULL);
+  uv_close((uv_handle_t *)&B.hb, NULL);
   uv_run(B.loop, UV_RUN_NOWAIT);
   return status;
 }
