@@ -195,7 +195,7 @@ start_gateway() {
     ulimit -n "$(ulimit -Hn)" 2>/dev/null
     exec "$SG" --listen "127.0.0.1:$port" --mode "$mode" --log-level warn \
       --broker "amqp://guest:guest@127.0.0.1:$RMQ_AMQP_PORT/"
-  ) 2>>"$dir/gateway-$mode.log" &
+  ) 2>>"$out/gateway-$mode.log" &
   gw_pid=$!
   wait_port "$port" || { log "stompgate ($mode) did not listen"; return 1; }
   GW_URL="ws://127.0.0.1:$port/ws"
