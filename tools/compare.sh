@@ -1,0 +1,282 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# Compares stompgate with RabbitMQ's Web-STOMP plugin on the same machine and
+# the same broker, in one run: starts a private RabbitMQ with Web-STOMP on
+# free loopback ports, starts stompgate in front of it (per-session mode, and
+# shared mode when this build supports it), runs every stompgate-bench
+# scenario against each, and prints a Markdown table with the ratios
+# stompgate / Web-STOMP. Everything it starts is stopped by PID.
+#
+#   tools/compare.sh                       # defaults finish in a few minutes on 2 cores
+#   BENCH_SUBSCRIBERS=1000 BENCH_IDLE_SESSIONS=9000 tools/compare.sh
+#
+# Scale knobs (environment):
+#   BENCH_BUILD_DIR          build directory (default build; built if needed)
+#   BENCH_SUBSCRIBERS        fanout subscribers (default 1000)
+#   BENCH_FANOUT_MESSAGES    fanout messages from the publisher (default 200)
+#   BENCH_PAIRS              publisher/consumer pairs (default 10)
+#   BENCH_PAIRS_MESSAGES     messages per pair (default 5000)
+#   BENCH_LATENCY_SUBSCRIBERS  latency subscribers (default 10)
+#   BENCH_LATENCY_DURATION   seconds of publishing at a fixed rate (default 10)
+#   BENCH_LATENCY_RATE       messages/s; default: half of Web-STOMP's fan-out
+#                            deliveries/s in this run, divided by the subscribers
+#   BENCH_CONNECT_SESSIONS   connect + subscribe sessions (default 500)
+#   BENCH_IDLE_SESSIONS      idle sessions with one subscription (default 1000).
+#                            Per-session mode opens one AMQP connection per
+#                            session: the gateway needs two descriptors per
+#                            session and the broker one, and the file limit
+#                            here is 20000 (rmq_start raises the broker's to
+#                            it), so per-session mode tops out near 9000.
+#   BENCH_SCENARIOS          subset, comma-separated (default all five)
+#   BENCH_REPEAT             runs of each scenario per target, alternating
+#                            between targets; the table shows the median
+#                            (default 1; use 3 on a machine shared with others)
+#   BENCH_OUT                directory for the raw JSON lines (default: a temp dir)
+set -u
+src=$(cd "$(dirname "$0")/.." && pwd)
+cd "$src"
+build=${BENCH_BUILD_DIR:-build}
+SUBS=${BENCH_SUBSCRIBERS:-1000}
+FAN_MSGS=${BENCH_FANOUT_MESSAGES:-200}
+PAIRS=${BENCH_PAIRS:-10}
+PAIRS_MSGS=${BENCH_PAIRS_MESSAGES:-5000}
+LAT_SUBS=${BENCH_LATENCY_SUBSCRIBERS:-10}
+LAT_DUR=${BENCH_LATENCY_DURATION:-10}
+LAT_RATE=${BENCH_LATENCY_RATE:-}
+CONN_SESS=${BENCH_CONNECT_SESSIONS:-500}
+IDLE_SESS=${BENCH_IDLE_SESSIONS:-1000}
+SCENARIOS=${BENCH_SCENARIOS:-idle,connect,fanout,pairs,latency}
+REPEAT=${BENCH_REPEAT:-1}
+export BENCH_REPEAT=$REPEAT
+
+# BENCH_TABLE_ONLY=DIR prints the table again from the JSON lines of an earlier run.
+if [ -n "${BENCH_TABLE_ONLY:-}" ]; then
+  out=$BENCH_TABLE_ONLY
+  targets=webstomp
+  for t in per-session shared; do ls "$out"/*-"$t"-*.json >/dev/null 2>&1 && targets="$targets $t"; done
+  TABLE_ONLY=1
+fi
+
+log() { echo "compare: $*" >&2; }
+
+results_table() {
+  node - "$out" "$targets" "$SCENARIOS" <<'EOF'
+const fs = require('fs');
+const [dir, targetList, scenList] = process.argv.slice(2);
+const scenarios = scenList.split(',');
+const targets = targetList.split(' ');
+const names = { webstomp: 'Web-STOMP', 'per-session': 'stompgate per-session', shared: 'stompgate shared' };
+// runs[t][s] holds every run's JSON; r[t][s] the median of each numeric field.
+const runs = {}, r = {};
+const median = (v) => { v = v.filter((x) => typeof x === 'number').sort((a, b) => a - b); return v.length ? v[(v.length - 1) >> 1] : undefined; };
+for (const t of targets) {
+  runs[t] = {}; r[t] = {};
+  for (const s of ['idle', 'connect', 'fanout', 'pairs', 'latency']) {
+    const re = new RegExp(`^${s}-${t}-\\d+\\.json$`);
+    runs[t][s] = fs.readdirSync(dir).filter((f) => re.test(f)).map((f) => {
+      try { return JSON.parse(fs.readFileSync(`${dir}/${f}`, 'utf8').trim().split('\n')[0]); } catch { return undefined; }
+    }).filter(Boolean);
+    if (!runs[t][s].length) continue;
+    const m = { ...runs[t][s][0] };
+    for (const k of Object.keys(m)) if (typeof m[k] === 'number') m[k] = median(runs[t][s].map((x) => x[k]));
+    // Errors add up over the runs rather than taking the median.
+    m.errors = runs[t][s].reduce((n, x) => n + x.errors, 0);
+    if (m.failed !== undefined) m.failed = runs[t][s].reduce((n, x) => n + x.failed, 0);
+    r[t][s] = m;
+  }
+}
+const fmt = (v) => !ok(v) ? 'n/a'
+  : Number.isInteger(v) ? v.toString() : Math.abs(v) >= 100 ? Math.round(v).toString() : Math.abs(v) >= 10 ? v.toFixed(1) : v.toFixed(2);
+const ok = (v) => typeof v === 'number' && Number.isFinite(v);
+const ratio = (a, b) => (ok(a) && ok(b) && b !== 0) ? `${(a / b).toFixed(2)}x` : 'n/a';
+const rows = [
+  ['fan-out deliveries/s (higher is better)', (x) => x.fanout?.deliveries_per_s],
+  ['fan-out CPU s per million deliveries, gateway + broker (lower)', (x) => x.fanout?.cpu_s_per_million],
+  ['fan-out: load generator CPU s per million deliveries (same work for both)', (x) => x.fanout?.bench_cpu_s / x.fanout?.delivered * 1e6],
+  ['pairs messages/s (higher)', (x) => x.pairs?.messages_per_s],
+  ['pairs CPU s per million messages, gateway + broker (lower)', (x) => x.pairs?.cpu_s_per_million],
+  ['latency p50 ms (lower)', (x) => x.latency?.p50_ms],
+  ['latency p99 ms (lower)', (x) => x.latency?.p99_ms],
+  ['latency p99.9 ms (lower)', (x) => x.latency?.p999_ms],
+  ['connect + subscribe sessions/s (higher)', (x) => x.connect?.sessions_per_s],
+  ['idle RSS KB per session, gateway process (lower)', (x) => x.idle?.gateway_rss_kb_per_session],
+  ['idle RSS KB per session, gateway + broker (lower)', (x, t) => t === 'webstomp'
+    ? x.idle?.gateway_rss_kb_per_session
+    : (x.idle && x.idle.broker_rss_kb_per_session >= 0
+      ? x.idle.gateway_rss_kb_per_session + x.idle.broker_rss_kb_per_session : undefined)],
+  ['errors (all scenarios, all runs)', (x) => ['idle', 'connect', 'fanout', 'pairs', 'latency']
+    .reduce((n, s) => n + (x[s] ? x[s].errors + (x[s].failed ?? 0) : 0), 0)],
+];
+const others = targets.filter((t) => t !== 'webstomp');
+let head = '| metric | Web-STOMP |';
+let sep = '|---|---:|';
+for (const t of others) { head += ` ${names[t]} | ratio |`; sep += '---:|---:|'; }
+console.log(head);
+console.log(sep);
+for (const [label, f] of rows) {
+  const base = f(r.webstomp, 'webstomp');
+  let line = `| ${label} | ${fmt(base)} |`;
+  for (const t of others) { const v = f(r[t], t); line += ` ${fmt(v)} | ${label.startsWith('errors') ? '' : ratio(v, base)} |`; }
+  console.log(line);
+}
+const w = r.webstomp;
+console.log('');
+console.log(`Parameters: fanout ${w.fanout?.subscribers ?? '?'} subscribers x ${w.fanout?.sent ?? '?'} messages of ${w.fanout?.size ?? '?'} bytes; ` +
+  `pairs ${w.pairs?.pairs ?? '?'} x ${w.pairs ? w.pairs.sent / w.pairs.pairs : '?'} messages; ` +
+  `latency ${w.latency?.subscribers ?? '?'} subscribers at ${w.latency?.rate ?? '?'} messages/s; ` +
+  `connect ${w.connect?.sessions ?? '?'} sessions (${w.connect?.concurrency ?? '?'} at once); idle ${w.idle?.sessions ?? '?'} sessions; ` +
+  `median of ${Math.max(...targets.flatMap((t) => Object.values(runs[t]).map((v) => v.length)))} run(s) each.`);
+const incomplete = [];
+for (const t of targets) for (const s of scenarios) {
+  if (!runs[t][s].length) { incomplete.push(`${s}/${t}: no result`); continue; }
+  for (const x of runs[t][s])
+    if (x.errors || x.failed || x.completed === 0 || (x.delivered !== undefined && x.expected !== undefined && x.delivered !== x.expected))
+      incomplete.push(`${s}/${t}: ${x.errors} errors, completed ${x.completed}${x.first_error ? ` (${x.first_error})` : ''}`);
+}
+if (incomplete.length) console.log(`\nNot clean: ${incomplete.join('; ')}.`);
+EOF
+}
+
+if [ -n "${TABLE_ONLY:-}" ]; then results_table; exit 0; fi
+
+if [ ! -f "$build/build.ninja" ]; then meson setup "$build" >&2 || exit 1; fi
+ninja -C "$build" stompgate tools/stompgate-bench >&2 || exit 1
+SG=$build/stompgate
+BENCH=$build/tools/stompgate-bench
+
+. test/lib/rabbitmq.sh
+dir=$(mktemp -d /tmp/sg-compare.XXXXXX)
+chmod 755 "$dir" # the broker runs as the rabbitmq user
+out=${BENCH_OUT:-$dir/results}
+mkdir -p "$out"
+gw_pid=
+stop_gateway() {
+  if [ -n "$gw_pid" ]; then
+    kill -TERM "$gw_pid" 2>/dev/null
+    for _ in $(seq 1 40); do kill -0 "$gw_pid" 2>/dev/null || break; sleep 0.25; done
+    kill -KILL "$gw_pid" 2>/dev/null
+    wait "$gw_pid" 2>/dev/null
+    gw_pid=
+  fi
+}
+cleanup() {
+  stop_gateway
+  rmq_stop "$dir/broker"
+  rm -rf "$dir/broker"
+  if [ -n "${BENCH_OUT:-}" ]; then rm -rf "$dir"; else log "raw results and logs kept in $dir"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wait_port() {
+  for _ in $(seq 1 100); do
+    node -e 'const c=require("net").connect(+process.argv[1],"127.0.0.1");c.on("connect",()=>process.exit(0));c.on("error",()=>process.exit(1))' "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+log "starting RabbitMQ with Web-STOMP"
+rmq_start "$dir/broker" web_stomp >&2 || { log "RabbitMQ did not start"; exit 1; }
+# rabbitmq-server is a shell wrapper; the broker itself (and Web-STOMP) is its beam.smp child.
+beam=$(pgrep -g "$RMQ_PID" -x beam.smp | head -1)
+[ -n "$beam" ] || { log "no beam.smp under PID $RMQ_PID"; exit 1; }
+rabbit_version=$(rmq_ctl "$dir/broker" version 2>/dev/null | tail -1)
+
+targets="webstomp per-session"
+if "$SG" --help | grep -q 'shared'; then targets="$targets shared"; fi
+log "targets: $targets"
+
+# A fresh gateway per scenario, so that RSS and CPU are the scenario's own.
+start_gateway() {
+  local mode=$1 port
+  port=$(free_port)
+  (
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null
+    exec "$SG" --listen "127.0.0.1:$port" --mode "$mode" --log-level warn \
+      --broker "amqp://guest:guest@127.0.0.1:$RMQ_AMQP_PORT/"
+  ) 2>>"$out/gateway-$mode.log" &
+  gw_pid=$!
+  wait_port "$port" || { log "stompgate ($mode) did not listen"; return 1; }
+  GW_URL="ws://127.0.0.1:$port/ws"
+}
+
+scenario_args() {
+  case $1 in
+    idle) echo "--sessions $IDLE_SESS --setup-timeout 600" ;;
+    connect) echo "--sessions $CONN_SESS --duration 300" ;;
+    fanout) echo "--subscribers $SUBS --messages $FAN_MSGS --duration 300 --setup-timeout 300" ;;
+    pairs) echo "--pairs $PAIRS --messages $PAIRS_MSGS --duration 300" ;;
+    latency) echo "--subscribers $LAT_SUBS --rate $LAT_RATE --duration $LAT_DUR" ;;
+  esac
+}
+
+# The broker's RSS is part of what idle measures: wait until memory freed by
+# earlier runs has been given back (a change under 2 MB in 2 s, 60 s at most).
+settle_broker() {
+  local prev cur
+  prev=$(awk '/^VmRSS:/{print $2}' "/proc/$beam/status")
+  for _ in $(seq 1 30); do
+    sleep 2
+    cur=$(awk '/^VmRSS:/{print $2}' "/proc/$beam/status")
+    [ $((cur > prev ? cur - prev : prev - cur)) -lt 2048 ] && return 0
+    prev=$cur
+  done
+  log "broker RSS still moving before idle: $cur KB"
+}
+
+run_one() {
+  local scen=$1 target=$2 n=$3 url pid bpid
+  if [ "$target" = webstomp ]; then
+    url="ws://127.0.0.1:$RMQ_WEBSTOMP_PORT/ws"; pid=$beam; bpid=$beam
+  else
+    start_gateway "$target" || return 1
+    url=$GW_URL; pid=$gw_pid; bpid=$beam
+  fi
+  [ "$scen" = idle ] && settle_broker
+  log "$scen against $target ($url)"
+  # shellcheck disable=SC2046
+  timeout 1200 "$BENCH" --url "$url" --scenario "$scen" --pid "$pid" --broker-pid "$bpid" \
+    $(scenario_args "$scen") >"$out/$scen-$target-$n.json" 2>>"$out/bench.log" ||
+    log "$scen against $target: not clean (see $out/$scen-$target-$n.json)"
+  [ "$target" = webstomp ] || stop_gateway
+  # Let the broker delete the auto-delete queues of the closed sessions.
+  sleep 5
+}
+
+machine() {
+  echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), nproc $(nproc)"
+  echo "- memory: $(free -m | awk '/^Mem:/{print $2}') MB; file limit $(ulimit -Hn)"
+  echo "- kernel: $(uname -r); RabbitMQ $rabbit_version; $(erl -noshell -eval 'io:format("Erlang/OTP ~s", [erlang:system_info(otp_release)]), halt().' 2>/dev/null)"
+  echo "- stompgate $(git -C "$src" describe --always --dirty 2>/dev/null), $(cc --version | head -1)"
+}
+
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+for scen in ${SCENARIOS//,/ }; do
+  if [ "$scen" = latency ] && [ -z "$LAT_RATE" ]; then
+    LAT_RATE=$(node -e '
+      const fs = require("fs"), v = [];
+      for (const f of fs.readdirSync(process.argv[1]).filter((f) => /^fanout-webstomp-\d+\.json$/.test(f)))
+        try { v.push(JSON.parse(fs.readFileSync(`${process.argv[1]}/${f}`, "utf8")).deliveries_per_s); } catch {}
+      v.sort((a, b) => a - b);
+      const r = v.length ? v[(v.length - 1) >> 1] : 0;
+      console.log(r > 0 ? Math.max(1, Math.round(r / 2 / +process.argv[2])) : 500);
+    ' "$out" "$LAT_SUBS")
+    log "latency rate: $LAT_RATE messages/s to $LAT_SUBS subscribers"
+  fi
+  for n in $(seq 1 "$REPEAT"); do
+    for t in $targets; do run_one "$scen" "$t" "$n"; done
+  done
+done
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+
+{
+  echo "### Machine"
+  echo
+  machine
+  echo "- load average before/after the run: $load_before / $load_after"
+  echo
+  echo "### Results"
+  echo
+  results_table
+}
