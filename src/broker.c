@@ -19,10 +19,6 @@
 #define CLOSE_OK_WAIT_MS 1000
 #define LOGIN_TIMEOUT_S 10
 #define NODE_CONNECT_TIMEOUT_S 3
-/* Frames handled per wake-up: bounds the MESSAGEs queued for clients before
- * the loop writes them, so a burst from the broker does not look like a
- * slow consumer, and other sockets get their turn. */
-#define PUMP_BUDGET 128
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
@@ -161,6 +157,12 @@ amqp_connection_state_t sg_amqp_login_blocking(const char *host, int port, const
     if (r == AMQP_STATUS_OK) {
       opened = 1;
       if (failed_over) *failed_over = k > 0;
+      /* Every login counts, whoever made it (a session, the pool, a
+       * credential check, the start-up declaration). */
+      if (k > 0) {
+        sg_metrics_broker_failover();
+        sg_log_warn("broker node %s:%d answers; new sessions log in there (%s)", h, p, message);
+      }
       if (nodes.n) sg_amqp_prefer_node(i);
       break;
     }
@@ -284,7 +286,6 @@ static void conn_finish(sg_amqp_conn_t *c) {
   }
   if (c->poll_init) uv_close((uv_handle_t *)&c->poll, conn_handle_closed_cb);
   uv_close((uv_handle_t *)&c->timer, conn_handle_closed_cb);
-  uv_close((uv_handle_t *)&c->more, conn_handle_closed_cb);
 }
 
 /* ---------- channels: frames ---------- */
@@ -529,17 +530,10 @@ static void conn_frame(sg_amqp_conn_t *c, amqp_frame_t *f) {
   if (c->conn && !busy) amqp_maybe_release_buffers_on_channel(c->conn, f->channel);
 }
 
-static void more_cb(uv_idle_t *h);
-
+/* Reads every frame there is: frames left in librabbitmq's or OpenSSL's
+ * buffers would not wake uv_poll again. */
 static void pump(sg_amqp_conn_t *c) {
-  int budget = PUMP_BUDGET;
   while (c->state == SG_AMQP_OPEN || c->state == SG_AMQP_CLOSING) {
-    if (budget-- == 0) {
-      /* Frames left in librabbitmq's or OpenSSL's buffers do not wake
-       * uv_poll: come back on the next iteration. */
-      uv_idle_start(&c->more, more_cb);
-      return;
-    }
     amqp_frame_t f;
     struct timeval zero = {0, 0};
     int r = amqp_simple_wait_frame_noblock(c->conn, &f, &zero);
@@ -555,12 +549,6 @@ static void pump(sg_amqp_conn_t *c) {
     }
     conn_frame(c, &f);
   }
-}
-
-static void more_cb(uv_idle_t *h) {
-  sg_amqp_conn_t *c = container_of(h, sg_amqp_conn_t, more);
-  uv_idle_stop(h);
-  pump(c);
 }
 
 static void poll_cb(uv_poll_t *p, int status, int events) {
@@ -582,7 +570,6 @@ static void after_login_cb(uv_work_t *w, int status) {
   }
   sg_metrics_broker_login((double)(uv_hrtime() - c->login_start_ns) / 1e9,
                           c->login_status == 0 && c->conn != NULL);
-  if (c->failed_over) sg_metrics_broker_failover();
   if (c->login_status != 0 || c->conn == NULL) {
     if (c->login_status == 0) c->login_status = -1;
     c->state = SG_AMQP_DEAD;
@@ -626,11 +613,8 @@ int sg_amqp_conn_open(sg_amqp_conn_t *c, uv_loop_t *loop, const sg_amqp_conn_cbs
   if (!c->host || !c->user || !c->password || !c->vhost || !c->name) goto fail;
   if ((r = sg_amqp_loop_init(loop)) != 0) goto fail;
   if ((r = uv_timer_init(loop, &c->timer)) != 0) goto fail;
-  /* Cannot fail once the loop is initialised. */
-  (void)uv_idle_init(loop, &c->more);
   c->timer.data = c;
-  c->more.data = c;
-  c->handles_open = 2;
+  c->handles_open = 1;
   c->state = SG_AMQP_LOGIN;
   c->login_start_ns = uv_hrtime();
   /* Fails only for a NULL work callback. */

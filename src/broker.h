@@ -124,7 +124,6 @@ struct sg_amqp_conn {
   uv_work_t work;
   uv_poll_t poll;
   uv_timer_t timer;
-  uv_idle_t more;   /* resumes reading frames already buffered */
   int handles_open;
   unsigned poll_init : 1;
   unsigned close_requested : 1;

@@ -1556,11 +1556,14 @@ static void amqp_open_cb(sg_amqp_t *a, int status, const char *message) {
 }
 
 /* Whether a MESSAGE of len bytes for sub may be queued for the client. One
- * that is too far behind (--max-outbound-bytes) loses the message when
+ * that is too far behind (--max-outbound-bytes unread since the last
+ * write) loses the message when
  * --slow-consumer is drop and sub is an auto-ack topic subscription, and is
  * closed with an ERROR otherwise: memory stays bounded either way. */
 static int outbound_room(sg_session_t *s, const sg_sub_t *sub, size_t len) {
-  if (sg_ws_pending(&s->ws) + len <= s->cfg->max_outbound_bytes) return 1;
+  /* What the client left unread since the last write, not the burst the
+   * broker just handed over: a reading client drains it every iteration. */
+  if (sg_ws_backlog(&s->ws) + len <= s->cfg->max_outbound_bytes) return 1;
   if (s->cfg->slow_consumer_drop && sub->ack_mode == ACK_AUTO && sub->topic_like) {
     if (s->dropped++ == 0)
       sg_log_info("session-%" PRIu64 " is a slow consumer: dropping topic messages", s->id);

@@ -179,6 +179,7 @@ static int ws_write_out(sg_ws_t *ws) {
 
 static void ws_flush(sg_ws_t *ws) {
   if (ws->state == SG_WS_CLOSED) return;
+  ws->fresh = 0;
   if (ws->ctx != NULL && ws->close_pending && wslay_event_get_queued_msg_count(ws->ctx) == 0) {
     /* wslay sends control frames ahead of queued messages; a close queued
      * early would overtake the ERROR frame it follows. */
@@ -558,9 +559,15 @@ int sg_ws_send(sg_ws_t *ws, const void *data, size_t len, int binary) {
   if (ws->state != SG_WS_OPEN || ws->ctx == NULL) return UV_EPIPE;
   struct wslay_event_msg msg = {binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME, data, len};
   if (wslay_event_queue_msg(ws->ctx, &msg) != 0) return SG_ERR_NOMEM;
+  ws->fresh += len;
   ws->last_tx = uv_now(ws->tcp.loop);
   ws_queue_flush(ws);
   return 0;
+}
+
+size_t sg_ws_backlog(const sg_ws_t *ws) {
+  size_t p = sg_ws_pending(ws);
+  return p > ws->fresh ? p - ws->fresh : 0;
 }
 
 size_t sg_ws_pending(const sg_ws_t *ws) {

@@ -44,6 +44,7 @@ struct sg_ws {
   size_t in_off;        /* first unread byte of in */
   sg_buf_t out;         /* bytes produced by wslay, not yet handed to uv_write */
   size_t inflight;      /* bytes handed to uv_write, not yet written */
+  size_t fresh;         /* bytes queued since the last flush began */
   int state;
   int handles_open;
   unsigned gone : 1;       /* on_gone_cb was called */
@@ -76,6 +77,10 @@ void sg_ws_start(sg_ws_t *ws);
 int sg_ws_send(sg_ws_t *ws, const void *data, size_t len, int binary);
 /* Bytes queued or being written but not yet on the wire. */
 size_t sg_ws_pending(const sg_ws_t *ws);
+/* Of those, the ones that were already waiting when the last write of
+ * this connection started: what a client that reads is never far behind
+ * on, whatever burst the current loop iteration queued. */
+size_t sg_ws_backlog(const sg_ws_t *ws);
 
 /* Stops reading from the socket (the peer's writes back up in TCP), and
  * starts again. Paused time does not count as silence for heart-beats. */
