@@ -46,11 +46,15 @@ int sg_listener_start(sg_listener_t *l, uv_loop_t *loop, sg_session_ctx_t *ctx, 
   }
   l->tcp.data = l;
   l->open = 1;
-  if ((r = uv_tcp_open(&l->tcp, fd)) || (r = uv_listen((uv_stream_t *)&l->tcp, 1024, connection_cb))) {
+  if ((r = uv_tcp_open(&l->tcp, fd))) {
     sg_listener_close(l);
     return r;
   }
   return 0;
+}
+
+int sg_listener_listen(sg_listener_t *l) {
+  return uv_listen((uv_stream_t *)&l->tcp, 1024, connection_cb);
 }
 
 int sg_listener_port(const sg_listener_t *l) {

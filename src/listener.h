@@ -13,12 +13,15 @@ typedef struct sg_listener {
   int open;
 } sg_listener_t;
 
-/* Binds and listens on cfg's address with SO_REUSEPORT, so that every
+/* Binds cfg's address with SO_REUSEPORT, so that every
  * worker has a listener of its own on the same port and the kernel spreads
  * connections over them; port overrides cfg's when non-zero (the port the
  * first worker got for a listen port of 0). Accepted sockets become
  * sessions with ctx. 0 or a libuv error. */
 int sg_listener_start(sg_listener_t *l, uv_loop_t *loop, sg_session_ctx_t *ctx, int port);
+/* Starts accepting: until then the port is bound but refuses connections,
+ * so nothing connects before the gateway says it is listening. */
+int sg_listener_listen(sg_listener_t *l);
 /* The port it is bound to, or -1. */
 int sg_listener_port(const sg_listener_t *l);
 void sg_listener_close(sg_listener_t *l);

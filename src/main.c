@@ -158,6 +158,10 @@ int main(int argc, char **argv) {
               cfg.workers, cfg.workers == 1 ? "" : "s");
   for (size_t i = 1; i < cfg.nbrokers; i++)
     sg_log_info("broker node %zu: %s:%d", i + 1, cfg.brokers[i].host, cfg.brokers[i].port);
+  if ((r = sg_workers_run(workers, &cfg)) != 0) {
+    sg_log_error("cannot listen on %s:%d: %s", cfg.listen_host, port, uv_strerror(r));
+    return 1;
+  }
   uv_run(loop, UV_RUN_DEFAULT);
   sg_workers_command(workers, &cfg, SG_WORKER_STOP);
   sg_log_info("stopped");

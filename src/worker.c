@@ -99,14 +99,22 @@ int sg_workers_start(sg_worker_t **out, const sg_config_t *cfg, int *port) {
     free(ws);
     return r;
   }
-  for (i = 0; i < n; i++) {
+  *out = ws;
+  return 0;
+}
+
+int sg_workers_run(sg_worker_t *ws, const sg_config_t *cfg) {
+  for (int i = 0; i < cfg->workers; i++) {
+    int r = sg_listener_listen(&ws[i].listener);
+    if (r) return r;
+  }
+  for (int i = 0; i < cfg->workers; i++) {
     if (uv_thread_create(&ws[i].thread, worker_main, &ws[i]) != 0) {
       sg_log_error("cannot start worker thread %d", i);
       continue;
     }
     ws[i].running = 1;
   }
-  *out = ws;
   return 0;
 }
 

@@ -32,11 +32,12 @@ typedef struct sg_worker {
   int running;
 } sg_worker_t;
 
-/* Creates cfg->workers workers, binds their listeners (all on one port) and
- * starts their threads. On success *out holds them and *port the port.
- * A negative libuv error when a listener cannot bind (nothing is left
- * running then). */
+/* Creates cfg->workers workers and binds their listeners (all on one
+ * port). On success *out holds them and *port the port. A negative libuv
+ * error when a listener cannot bind (nothing is left open then). */
 int sg_workers_start(sg_worker_t **out, const sg_config_t *cfg, int *port);
+/* Starts accepting and the workers' threads. 0 or a libuv error. */
+int sg_workers_run(sg_worker_t *w, const sg_config_t *cfg);
 enum sg_worker_cmd {
   SG_WORKER_STOP_LISTENING = 1, /* close the listener (drain) */
   SG_WORKER_DRAIN = 2,          /* tell every session to finish */

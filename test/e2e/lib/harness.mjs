@@ -2,6 +2,7 @@
 // Helpers for end-to-end cases: a stompgate process per file, real clients
 // (@stomp/stompjs, ws, amqplib) and the broker started by run.sh.
 import { spawn } from 'node:child_process';
+import { after } from 'node:test';
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import WebSocket from 'ws';
@@ -16,6 +17,19 @@ export function uniq(prefix = 't') {
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Every gateway a case starts is stopped when its file ends, even when the
+// case failed before stopping it: a leftover process would keep the test
+// runner waiting.
+const gateways = new Set();
+export function track(child) {
+  gateways.add(child);
+  child.on('exit', () => gateways.delete(child));
+  return child;
+}
+after(() => {
+  for (const c of gateways) c.kill('SIGKILL');
+});
 
 export function freePort() {
   return new Promise((resolve, reject) => {
@@ -57,7 +71,7 @@ export async function startGateway(extra = [], amqpPort = AMQP_PORT, opts = {}) 
   // broker does not also get the default one.
   const broker = extra.includes('--broker') ? [] : ['--broker', `amqp://guest:guest@127.0.0.1:${amqpPort}/`];
   const args = ['--listen', `127.0.0.1:${port}`, ...broker, '--log-level', 'info', ...modeArgs(), ...extra];
-  const child = spawn(BIN, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = track(spawn(BIN, args, { stdio: ['ignore', 'ignore', 'pipe'] }));
   let log = '';
   child.stderr.on('data', (d) => { log += d; });
   const exited = new Promise((r) => child.on('exit', (code, sig) => r({ code, sig })));

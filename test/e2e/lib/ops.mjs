@@ -5,13 +5,13 @@
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import http from 'node:http';
-import { BIN, AMQP_PORT, freePort, sleep } from './harness.mjs';
+import { BIN, AMQP_PORT, freePort, sleep, track } from './harness.mjs';
 
 // Runs the gateway expecting it to exit by itself (invalid settings,
 // --help); resolves with { code, stdout, stderr }.
 export function runToExit(args, env = {}, ms = 10000) {
   return new Promise((resolve, reject) => {
-    const child = spawn(BIN, args, { env: { ...cleanEnv(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = track(spawn(BIN, args, { env: { ...cleanEnv(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] }));
     let stdout = '', stderr = '';
     child.stdout.on('data', (d) => { stdout += d; });
     child.stderr.on('data', (d) => { stderr += d; });
@@ -63,7 +63,7 @@ export async function spawnGateway(args = [], opts = {}) {
   const broker = args.includes('--broker') ? [] : ['--broker', `amqp://guest:guest@127.0.0.1:${amqpPort}/`];
   const full = opts.noDefaults ? args : ['--listen', `127.0.0.1:${port}`, ...broker,
     '--admin', `127.0.0.1:${adminPort}`, '--log-level', 'info', ...args];
-  const child = spawn(opts.bin ?? BIN, full, { env: { ...cleanEnv(), ...(opts.env ?? {}) }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = track(spawn(opts.bin ?? BIN, full, { env: { ...cleanEnv(), ...(opts.env ?? {}) }, stdio: ['ignore', 'ignore', 'pipe'] }));
   let log = '';
   child.stderr.on('data', (d) => { log += d; });
   const exited = new Promise((r) => child.on('exit', (code, sig) => r({ code, sig })));
