@@ -206,6 +206,23 @@ static void errors(void **state) {
   expect_error(huge, sizeof(huge) - 1, 100, SG_ERR_FRAME_TOO_LARGE);
 }
 
+/* Found by fuzzing: a NUL among the command and header lines used to pass,
+ * so "destination\0x" read as "destination" by strcmp. */
+static void nul_in_head(void **state) {
+  (void)state;
+  static const char in_cmd[] = "CONNECT\0\0\naccept-version:1.2\n\n\0";
+  expect_error(in_cmd, sizeof(in_cmd) - 1, 100, SG_ERR_MALFORMED_FRAME);
+  expect_error(in_cmd, sizeof(in_cmd) - 1, 1, SG_ERR_MALFORMED_FRAME);
+  static const char in_name[] = "SEND\ndestination\0x:/queue/a\n\n\0";
+  expect_error(in_name, sizeof(in_name) - 1, 100, SG_ERR_MALFORMED_FRAME);
+  expect_error(in_name, sizeof(in_name) - 1, 3, SG_ERR_MALFORMED_FRAME);
+  static const char in_value[] = "SEND\ndestination:/queue/a\0b\n\n\0";
+  expect_error(in_value, sizeof(in_value) - 1, 100, SG_ERR_MALFORMED_FRAME);
+  /* No newline yet: refused at once, not held until the size limit. */
+  static const char partial[] = "SEND\0";
+  expect_error(partial, sizeof(partial) - 1, 100, SG_ERR_MALFORMED_FRAME);
+}
+
 static void limits(void **state) {
   (void)state;
   sg_buf_t b;
@@ -293,6 +310,7 @@ int main(void) {
       cmocka_unit_test(repeated_header_first_wins),
       cmocka_unit_test(unknown_command),
       cmocka_unit_test(errors),
+      cmocka_unit_test(nul_in_head),
       cmocka_unit_test(limits),
       cmocka_unit_test(big_body_in_pieces),
       cmocka_unit_test(encode_roundtrip),
