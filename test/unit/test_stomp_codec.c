@@ -243,6 +243,23 @@ static void limits(void **state) {
   sg_buf_free(&b);
 }
 
+/* Found by fuzzing: a header line of exactly max_header_size whose CRLF
+ * was split between two pieces was refused as too long. */
+static void limit_line_split_at_crlf(void **state) {
+  (void)state;
+  static const sg_stomp_limits_t small = {4096, 8, 16};
+  static const char in[] = "SEND\r\nkey:0123456789ab\r\n\r\nbody\0";
+  for (size_t step = 1; step <= sizeof(in); step++) {
+    sg_stomp_parser_t p;
+    sg_stomp_frame_t *f;
+    sg_stomp_parser_init(&p, &small);
+    assert_int_equal(feed(&p, in, sizeof(in) - 1, step, &f, NULL), 1);
+    assert_string_equal(sg_stomp_frame_header(f, "key", NULL), "0123456789ab");
+    sg_stomp_frame_free(f);
+    sg_stomp_parser_free(&p);
+  }
+}
+
 static void big_body_in_pieces(void **state) {
   (void)state;
   sg_stomp_limits_t big = {8u << 20, 32, 1024};
@@ -312,6 +329,7 @@ int main(void) {
       cmocka_unit_test(errors),
       cmocka_unit_test(nul_in_head),
       cmocka_unit_test(limits),
+      cmocka_unit_test(limit_line_split_at_crlf),
       cmocka_unit_test(big_body_in_pieces),
       cmocka_unit_test(encode_roundtrip),
       cmocka_unit_test(cmd_names),
