@@ -36,7 +36,7 @@ const frame = (cmd, headers = {}, body = '') => {
   return s + '\n' + body + '\0';
 };
 
-export function rssKb(pid) {
+function rssKb(pid) {
   const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
   return +m[1];
 }
