@@ -27,7 +27,7 @@ for t in $targets; do
     -artifact_prefix="$src/test/fuzz/crashers/$t/" "$work/$t" "$src/test/fuzz/corpus/$t" \
     2>"$work/$t.log"
   rc=$?
-  grep -E '^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss_mb)|ERROR|SUMMARY' "$work/$t.log" >&2
+  grep -E '^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss_mb)|^==[0-9]+== ERROR|^SUMMARY' "$work/$t.log" >&2
   [ $rc -eq 0 ] || { echo "!! $t exited $rc; see $work/$t.log" >&2; status=1; }
 done
 exit $status
