@@ -11,6 +11,7 @@
 
 #include <amqp.h>
 #include <amqp_framing.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -1219,10 +1220,17 @@ static int parse_heartbeat(const char *v, uint64_t *cx, uint64_t *cy) {
   }
   char *end;
   if (*v < '0' || *v > '9') return -1;
+  /* strtoull saturates on overflow; a value past 64 bits is refused rather
+   * than read as the largest one (doubled, that wraps to a tiny timeout). */
+  errno = 0;
   unsigned long long a = strtoull(v, &end, 10);
   if (*end != ',' || end[1] < '0' || end[1] > '9') return -1;
   unsigned long long b = strtoull(end + 1, &end, 10);
-  if (*end) return -1;
+  if (*end || errno == ERANGE) return -1;
+  /* Nobody needs a heart-beat rarer than every 49 days; the cap keeps the
+   * interval arithmetic from overflowing. */
+  if (a > UINT32_MAX) a = UINT32_MAX;
+  if (b > UINT32_MAX) b = UINT32_MAX;
   *cx = a;
   *cy = b;
   return 0;

@@ -172,6 +172,10 @@ static int scan_head(sg_stomp_parser_t *p) {
     const char *nl = memchr(b + pos, '\n', n - pos);
     if (nl == NULL) break;
     size_t ll = line_len(b + pos, nl);
+    /* A NUL ends a frame, so one among the command and header lines means
+     * a broken frame. Passed on, it would cut names and values short for
+     * code that reads them as C strings ("destination\0x" would match). */
+    if (memchr(b + pos, '\0', ll)) return SG_ERR_MALFORMED_FRAME;
     if (ll == 0 && pos > 0) {
       p->head_end = (size_t)(nl - b) + 1;
       p->scan = p->head_end;
@@ -189,7 +193,13 @@ static int scan_head(sg_stomp_parser_t *p) {
     pos = (size_t)(nl - b) + 1;
   }
   p->scan = pos;
-  if (n - pos > p->limits.max_header_size) return SG_ERR_HEADER_TOO_LONG;
+  if (memchr(b + pos, '\0', n - pos)) return SG_ERR_MALFORMED_FRAME;
+  /* The line is not complete: a last CR may be the start of its CRLF and
+   * does not count, or a line of exactly the limit would pass or fail
+   * depending on where the input was split. */
+  size_t tail = n - pos;
+  if (tail && b[n - 1] == '\r') tail--;
+  if (tail > p->limits.max_header_size) return SG_ERR_HEADER_TOO_LONG;
   return 0;
 }
 

@@ -265,6 +265,25 @@ static void close_timeout_cb(uv_timer_t *t) {
   ws_close_handles(ws);
 }
 
+/* wslay answers what its frame layer refuses (a fragmented or oversized
+ * control frame, a length with the top bit set) and a one-byte close body
+ * with a close frame that has no status code, and it queues only one close.
+ * RFC 6455 section 7.4.1 wants 1002 there, so wslay's output is stopped and
+ * this close is written after whatever is already on its way. */
+static void ws_fail_protocol(sg_ws_t *ws) {
+  static const char close_1002[] = {(char)0x88, 0x02, 0x03, (char)0xea};
+  sg_log_info("%s closing: WebSocket protocol error (1002)", ws->peer);
+  wslay_event_shutdown_write(ws->ctx);
+  wslay_event_shutdown_read(ws->ctx);
+  ws->state = SG_WS_CLOSING;
+  ws_gone(ws);
+  if (sg_buf_append(&ws->out, close_1002, sizeof(close_1002)) != 0 || ws_write_out(ws) < 0) {
+    ws_close_handles(ws);
+    return;
+  }
+  ws_begin_shutdown(ws);
+}
+
 /* wslay callbacks */
 
 static ssize_t recv_callback(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
@@ -320,6 +339,10 @@ static void on_msg_recv_callback(wslay_event_context_ptr ctx,
     ws->cbs->on_message_cb(ws, arg->msg, arg->msg_length, 1);
     break;
   case WSLAY_CONNECTION_CLOSE:
+    if (arg->msg_length == 1) {
+      ws_fail_protocol(ws);
+      return;
+    }
     sg_log_debug("%s sent close %u", ws->peer, arg->status_code);
     ws->state = SG_WS_CLOSING;
     uv_timer_start(&ws->timer, close_timeout_cb, WS_CLOSE_TIMEOUT_MS, 0);
@@ -449,7 +472,13 @@ static void ws_feed(sg_ws_t *ws) {
     ws->in_off = ws->in.len; /* after a close: discard */
     return;
   }
-  if (wslay_event_recv(ws->ctx) != 0) {
+  int r = wslay_event_recv(ws->ctx);
+  if (r == WSLAY_ERR_CALLBACK_FAILURE && ws->state == SG_WS_OPEN) {
+    /* Our recv callback never fails, so this is a frame wslay refused. */
+    ws_fail_protocol(ws);
+    return;
+  }
+  if (r != 0) {
     ws_close_handles(ws);
     return;
   }

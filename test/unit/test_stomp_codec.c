@@ -206,6 +206,23 @@ static void errors(void **state) {
   expect_error(huge, sizeof(huge) - 1, 100, SG_ERR_FRAME_TOO_LARGE);
 }
 
+/* Found by fuzzing: a NUL among the command and header lines used to pass,
+ * so "destination\0x" read as "destination" by strcmp. */
+static void nul_in_head(void **state) {
+  (void)state;
+  static const char in_cmd[] = "CONNECT\0\0\naccept-version:1.2\n\n\0";
+  expect_error(in_cmd, sizeof(in_cmd) - 1, 100, SG_ERR_MALFORMED_FRAME);
+  expect_error(in_cmd, sizeof(in_cmd) - 1, 1, SG_ERR_MALFORMED_FRAME);
+  static const char in_name[] = "SEND\ndestination\0x:/queue/a\n\n\0";
+  expect_error(in_name, sizeof(in_name) - 1, 100, SG_ERR_MALFORMED_FRAME);
+  expect_error(in_name, sizeof(in_name) - 1, 3, SG_ERR_MALFORMED_FRAME);
+  static const char in_value[] = "SEND\ndestination:/queue/a\0b\n\n\0";
+  expect_error(in_value, sizeof(in_value) - 1, 100, SG_ERR_MALFORMED_FRAME);
+  /* No newline yet: refused at once, not held until the size limit. */
+  static const char partial[] = "SEND\0";
+  expect_error(partial, sizeof(partial) - 1, 100, SG_ERR_MALFORMED_FRAME);
+}
+
 static void limits(void **state) {
   (void)state;
   sg_buf_t b;
@@ -224,6 +241,23 @@ static void limits(void **state) {
   for (int i = 0; i < 70000; i++) sg_buf_append(&b, "x", 1);
   expect_error(b.base, b.len, 4096, SG_ERR_FRAME_TOO_LARGE);
   sg_buf_free(&b);
+}
+
+/* Found by fuzzing: a header line of exactly max_header_size whose CRLF
+ * was split between two pieces was refused as too long. */
+static void limit_line_split_at_crlf(void **state) {
+  (void)state;
+  static const sg_stomp_limits_t small = {4096, 8, 16};
+  static const char in[] = "SEND\r\nkey:0123456789ab\r\n\r\nbody\0";
+  for (size_t step = 1; step <= sizeof(in); step++) {
+    sg_stomp_parser_t p;
+    sg_stomp_frame_t *f;
+    sg_stomp_parser_init(&p, &small);
+    assert_int_equal(feed(&p, in, sizeof(in) - 1, step, &f, NULL), 1);
+    assert_string_equal(sg_stomp_frame_header(f, "key", NULL), "0123456789ab");
+    sg_stomp_frame_free(f);
+    sg_stomp_parser_free(&p);
+  }
 }
 
 static void big_body_in_pieces(void **state) {
@@ -293,7 +327,9 @@ int main(void) {
       cmocka_unit_test(repeated_header_first_wins),
       cmocka_unit_test(unknown_command),
       cmocka_unit_test(errors),
+      cmocka_unit_test(nul_in_head),
       cmocka_unit_test(limits),
+      cmocka_unit_test(limit_line_split_at_crlf),
       cmocka_unit_test(big_body_in_pieces),
       cmocka_unit_test(encode_roundtrip),
       cmocka_unit_test(cmd_names),
