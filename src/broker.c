@@ -706,13 +706,13 @@ static int chan_start(sg_amqp_t *a) {
 static int chan_attach(sg_amqp_t *a, sg_amqp_conn_t *c) {
   if (c->state != SG_AMQP_OPEN) return UV_ENOTCONN;
   if (c->nchans >= c->channel_max) return UV_EBUSY;
-  uint32_t n = c->next_channel;
-  for (uint32_t tries = 0; tries < c->channel_max; tries++) {
-    n = n % c->channel_max + 1;
-    if (c->chans[n] == NULL) break;
-  }
-  if (c->chans[n] != NULL) return UV_EBUSY;
-  c->next_channel = (uint16_t)n;
+  /* The lowest free number: librabbitmq keeps a memory pool per channel
+   * number for the life of the connection, so reusing numbers keeps that
+   * memory in proportion to the channels open at once, not to every
+   * channel ever opened. */
+  uint32_t n = 1;
+  while (n <= c->channel_max && c->chans[n] != NULL) n++;
+  if (n > c->channel_max) return UV_EBUSY;
   c->chans[n] = a;
   c->nchans++;
   a->conn = c;

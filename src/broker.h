@@ -137,7 +137,6 @@ struct sg_amqp_conn {
   char login_message[256];
   sg_amqp_t **chans; /* by channel number; NULL where free */
   uint16_t channel_max;
-  uint16_t next_channel;
   size_t nchans;     /* channels attached, including closing ones */
   sg_amqp_t *reap_head;
 };

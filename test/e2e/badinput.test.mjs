@@ -8,7 +8,6 @@ import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import fs from 'node:fs';
-import { spawnSync } from 'node:child_process';
 import { BIN, startGateway, rawWs, rawHttp, parseFrame, waitFor, sleep, uniq, amqpConnect } from './lib/harness.mjs';
 import { rawConnect, upgradeRequest, encodeFrame, OP } from './lib/rawframes.mjs';
 
