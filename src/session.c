@@ -139,6 +139,11 @@ static __thread sg_buf_t hscratch; /* one rendered headers-table value */
 
 size_t sg_session_count(void) { return live_sessions; }
 
+void sg_session_thread_done(void) {
+  sg_buf_free(&scratch);
+  sg_buf_free(&hscratch);
+}
+
 uint64_t sg_session_slow_drops(void) { return slow_drops; }
 
 static void session_teardown(sg_session_t *s);

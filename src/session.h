@@ -41,6 +41,9 @@ int sg_session_accept(uv_stream_t *server, sg_session_ctx_t *ctx);
  * themselves as usual. */
 void sg_session_drain_all(void);
 
+/* A worker thread is ending: frees what the session layer kept for it. */
+void sg_session_thread_done(void);
+
 /* Sessions currently alive in this process, over all workers. */
 size_t sg_session_count(void);
 /* Messages dropped for slow consumers (--slow-consumer drop), ever. */

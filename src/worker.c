@@ -33,6 +33,7 @@ static void worker_main(void *arg) {
     return;
   }
   uv_run(&w->loop, UV_RUN_DEFAULT);
+  sg_session_thread_done();
 }
 
 static sg_pool_t *pool_for(sg_session_ctx_t *ctx, const char *vhost) {
