@@ -472,7 +472,10 @@ test('a subscriber that never reads: gateway memory stays bounded', async () => 
     const grew = peak - before;
     // The gateway may hold its outbound limit plus socket buffers, not the
     // 96 MB published.
-    assert.ok(grew < 48 * 1024, `gateway RSS grew by ${grew} kB while 96 MB were published`);
+    // Under AddressSanitizer freed memory stays in quarantine: RSS says
+    // nothing there, the case still checks the gateway keeps serving.
+    if ((process.env.SG_SANITIZE ?? 'none') === 'none')
+      assert.ok(grew < 48 * 1024, `gateway RSS grew by ${grew} kB while 96 MB were published`);
   } finally {
     await slowGw.stop();
   }
