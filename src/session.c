@@ -240,8 +240,9 @@ static void error_close(sg_session_t *s, uint16_t code, const char *message,
                         const sg_stomp_frame_t *f, const char *detail) {
   if (s->state == S_CLOSING) return;
   const char *rid = f ? sg_stomp_frame_header(f, "receipt", NULL) : NULL;
-  snprintf(s->reason_buf, sizeof(s->reason_buf), "ERROR %s%s%s", message, detail ? ": " : "",
-           detail ? detail : "");
+  /* The reason is for the close log line; long details are cut. */
+  snprintf(s->reason_buf, sizeof(s->reason_buf), "ERROR %.60s%s%.90s", message,
+           detail ? ": " : "", detail ? detail : "");
   s->close_reason = s->reason_buf;
   send_error(s, message, rid, detail);
   sg_ws_close(&s->ws, code, message);
