@@ -1770,7 +1770,10 @@ static const char *broker_error_name(int code, uint16_t *close_code) {
   case 403: *close_code = CLOSE_POLICY; return "Access refused";
   case 406: return "Precondition failed";
   case 405: return "Resource locked";
-  case 0: *close_code = CLOSE_INTERNAL; return "Broker connection lost";
+  case 0:
+  case 320: /* connection-forced: the node is shutting down */
+    *close_code = CLOSE_INTERNAL;
+    return "Broker connection lost";
   default: *close_code = CLOSE_INTERNAL; return "Broker error";
   }
 }
