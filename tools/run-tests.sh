@@ -15,8 +15,8 @@ results=$(mktemp)
 trap 'rm -f "$results"' EXIT
 
 # Counts the TAP cases of one meson run (a test without TAP counts once).
-count() {
-  python3 - "$1/meson-logs/testlog.txt" >>"$results" <<'PY'
+count() { # builddir [logbase]
+  python3 - "$1/meson-logs/${2:-testlog}.txt" >>"$results" <<'PY'
 import re, sys
 text = open(sys.argv[1], errors="replace").read()
 passed = failed = skipped = 0
@@ -48,15 +48,18 @@ run_suite() { # name builddir "meson test args" [meson setup args...]
   fi
   if ! ninja -C "$dir" >&2; then echo "0 1 0" >>"$results"; return; fi
   # shellcheck disable=SC2086
-  meson test -C "$dir" --print-errorlogs --num-processes 2 $test_args
-  count "$dir"
+  meson test -C "$dir" --print-errorlogs --num-processes 2 --logbase "$name" $test_args
+  count "$dir" "$name"
 }
 
 run_suite "gcc" build-ci ""
 # The image and cluster tests (suite slow) exercise packaging and the
 # broker cluster, not the gateway's memory safety: they run once, above.
-run_suite "asan+ubsan" build-ci-asan "--no-suite slow --no-suite bench" \
+# Under the sanitizers the end-to-end suite runs in per-session mode; the
+# shared mode runs there through its conformance suite.
+run_suite "asan-ubsan" build-ci-asan "--no-suite slow --no-suite bench --no-suite e2e" \
   -Db_sanitize=address,undefined -Db_lundef=false
+run_suite "asan-ubsan-e2e" build-ci-asan "e2e"
 
 echo "== clang -Wall -Wextra -Werror" >&2
 if { [ -d build-ci-clang ] || CC=clang meson setup build-ci-clang >&2; } && ninja -C build-ci-clang >&2; then
