@@ -736,11 +736,6 @@ int sg_amqp_open_on(sg_amqp_t *a, sg_amqp_conn_t *c, const sg_amqp_cbs_t *cbs) {
 /* A private connection reports to its one channel. */
 static void priv_open_cb(sg_amqp_conn_t *c, int status, const char *message) {
   sg_amqp_t *a = c->data;
-  if (a->close_wanted) {
-    a->state = SG_AMQP_CLOSING;
-    sg_amqp_conn_close(c);
-    return;
-  }
   if (status != 0) {
     a->state = SG_AMQP_DEAD;
     a->cbs->on_open_cb(a, status, message);
@@ -847,12 +842,7 @@ void sg_amqp_close(sg_amqp_t *a) {
         chan_finish(a);
         return;
       }
-      if (c->state == SG_AMQP_LOGIN) {
-        a->close_wanted = 1; /* priv_open_cb closes */
-        a->state = SG_AMQP_CLOSING;
-        c->close_requested = 1;
-        return;
-      }
+      /* During the login this only marks it; the login's end closes. */
       a->state = SG_AMQP_CLOSING;
       sg_amqp_conn_close(c);
       return;

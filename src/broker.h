@@ -83,7 +83,6 @@ struct sg_amqp {
   int state;
   uint16_t channel;
   unsigned private_conn : 1; /* conn was opened for this channel alone */
-  unsigned close_wanted : 1; /* sg_amqp_close came during the login */
   unsigned skip_content : 1;
   unsigned in_delivery : 1;
   unsigned reaping : 1;

@@ -130,7 +130,6 @@ struct sg_session {
 };
 
 static atomic_size_t live_sessions;
-static atomic_uint_fast64_t slow_drops;
 static atomic_uint_fast64_t next_session_id = 1;
 /* This worker's sessions, for drain. */
 static __thread sg_session_t *live_head;
@@ -143,8 +142,6 @@ void sg_session_thread_done(void) {
   sg_buf_free(&scratch);
   sg_buf_free(&hscratch);
 }
-
-uint64_t sg_session_slow_drops(void) { return slow_drops; }
 
 static void session_teardown(sg_session_t *s);
 static const sg_amqp_cbs_t amqp_cbs;
@@ -1581,7 +1578,6 @@ static int outbound_room(sg_session_t *s, const sg_sub_t *sub, size_t len) {
   if (s->cfg->slow_consumer_drop && sub->ack_mode == ACK_AUTO && sub->topic_like) {
     if (s->dropped++ == 0)
       sg_log_info("session-%" PRIu64 " is a slow consumer: dropping topic messages", s->id);
-    atomic_fetch_add(&slow_drops, 1);
     sg_metrics_slow_drop();
     return 0;
   }

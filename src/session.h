@@ -46,8 +46,6 @@ void sg_session_thread_done(void);
 
 /* Sessions currently alive in this process, over all workers. */
 size_t sg_session_count(void);
-/* Messages dropped for slow consumers (--slow-consumer drop), ever. */
-uint64_t sg_session_slow_drops(void);
 
 /* The callbacks through which a worker's fan-out reaches its sessions. */
 const struct sg_fanout_cbs *sg_session_fanout_cbs(void);
