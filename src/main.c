@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* stompgate: relays STOMP over WebSocket to RabbitMQ over AMQP 0-9-1. */
+#include <openssl/ssl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,6 +101,10 @@ static void sighup_cb(uv_signal_t *h, int signum) {
 }
 
 int main(int argc, char **argv) {
+  /* Broker logins run on the thread pool and may still be in a TLS
+   * handshake when the process exits: OpenSSL must not tear its global
+   * state down under them from an exit handler. */
+  OPENSSL_init_ssl(OPENSSL_INIT_NO_ATEXIT, NULL);
   int r = sg_config_parse(&cfg, argc, argv);
   if (r != 0) {
     sg_config_free(&cfg);
