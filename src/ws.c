@@ -38,9 +38,12 @@ static __thread sg_ws_t *flush_head;
 static __thread int flush_ready;
 /* Over all workers: --max-sessions is for the process. */
 static atomic_size_t open_count;
-/* TLS connections read ciphertext here; it is decrypted into ws->in before
- * the next read, so one buffer per thread is enough. */
-static __thread char tls_raw[WS_READ_CHUNK];
+/* Every read lands here first: TLS ciphertext is decrypted into ws->in, and
+ * plain bytes are copied there only when a read leaves a partial frame or
+ * a handshake behind. Each read is consumed before the next, so one buffer
+ * per thread serves every connection and an idle one holds no input
+ * buffer at all. */
+static __thread char read_buf[WS_READ_CHUNK];
 
 size_t sg_ws_open_count(void) { return open_count; }
 
@@ -373,11 +376,11 @@ static void ws_compact_in(sg_ws_t *ws) {
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   (void)suggested;
   sg_ws_t *ws = h->data;
-  if (ws->tls) {
-    *buf = uv_buf_init(tls_raw, sizeof(tls_raw));
+  ws_compact_in(ws);
+  if (ws->tls || ws->in.len == 0) {
+    *buf = uv_buf_init(read_buf, sizeof(read_buf));
     return;
   }
-  ws_compact_in(ws);
   if (sg_buf_reserve(&ws->in, WS_READ_CHUNK) != 0) {
     *buf = uv_buf_init(NULL, 0);
     return;
@@ -519,6 +522,11 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       return;
     }
     if (ws->in.len == had) return;
+  } else if (buf->base == read_buf) {
+    if (sg_buf_append(&ws->in, read_buf, (size_t)nread) != 0) {
+      ws_close_handles(ws);
+      return;
+    }
   } else {
     ws->in.len += (size_t)nread;
     ws->in.base[ws->in.len] = '\0';
@@ -533,6 +541,11 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     if (ws->state != SG_WS_OPEN) return;
   }
   ws_feed(ws);
+  /* wslay keeps its own partial frame: what is consumed here is done. */
+  if (ws->in_off == ws->in.len) {
+    sg_buf_free(&ws->in);
+    ws->in_off = 0;
+  }
 }
 
 static void handshake_timeout_cb(uv_timer_t *t) {
