@@ -15,6 +15,12 @@
 #include "log.h"
 #include "stompgate/err.h"
 
+/* A shared queue whose last member left is kept this long before it is
+ * cancelled: sessions that come and go (page reloads, reconnects) find
+ * it ready instead of costing the broker a declare, bind, consume and
+ * delete each time. */
+#define FANOUT_LINGER_MS 2000
+
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 enum { CHAN_NONE = 0, CHAN_OPENING, CHAN_OPEN, CHAN_CLOSING };
@@ -36,6 +42,7 @@ struct sg_fanout_sub {
   int iterating;
   sg_fanout_member_t *iter_next;
   uint64_t delivered;
+  uint64_t idle_since;  /* uv_now when its last member left */
 };
 
 /* ---------- tables ---------- */
@@ -195,11 +202,47 @@ static void fs_retire(sg_fanout_sub_t *fs) {
   fs_maybe_free(fs);
 }
 
+static void linger_cb(uv_timer_t *t);
+static void for_each_fs(sg_fanout_t *f, void (*fn)(sg_fanout_sub_t *fs, void *arg), void *arg);
+
+/* A ready queue lost its last member: cancelled after FANOUT_LINGER_MS
+ * unless someone joins again. */
+static void fs_idle(sg_fanout_sub_t *fs) {
+  sg_fanout_t *f = fs->f;
+  uv_loop_t *loop = f->pool->loop;
+  fs->idle_since = uv_now(loop);
+  if (!f->linger_init) {
+    if (uv_timer_init(loop, &f->linger) != 0) {
+      fs_retire(fs);
+      return;
+    }
+    uv_unref((uv_handle_t *)&f->linger);
+    f->linger_init = 1;
+  }
+  if (!uv_is_active((uv_handle_t *)&f->linger))
+    uv_timer_start(&f->linger, linger_cb, FANOUT_LINGER_MS / 2, FANOUT_LINGER_MS / 2);
+}
+
+static void linger_one(sg_fanout_sub_t *fs, void *arg) {
+  uint64_t now = *(uint64_t *)arg;
+  if (fs->state != FS_READY || fs->nmembers > 0 || fs->iterating) return;
+  if (now - fs->idle_since >= FANOUT_LINGER_MS) fs_retire(fs);
+  else fs->f->lingering++;
+}
+
+static void linger_cb(uv_timer_t *t) {
+  sg_fanout_t *f = container_of(t, sg_fanout_t, linger);
+  uint64_t now = uv_now(t->loop);
+  f->lingering = 0;
+  for_each_fs(f, linger_one, &now);
+  if (f->lingering == 0) uv_timer_stop(t);
+}
+
 static void fs_ready(sg_fanout_sub_t *fs) {
   sg_fanout_t *f = fs->f;
   fs->state = FS_READY;
   if (fs->nmembers == 0) {
-    fs_retire(fs);
+    fs_idle(fs);
     return;
   }
   fs->iterating++;
@@ -211,8 +254,7 @@ static void fs_ready(sg_fanout_sub_t *fs) {
   }
   fs->iter_next = NULL;
   fs->iterating--;
-  /* Both may free fs. */
-  if (fs->nmembers == 0 && !fs->dead) fs_retire(fs);
+  if (fs->nmembers == 0 && !fs->dead) fs_idle(fs);
   else fs_maybe_free(fs);
 }
 
@@ -374,8 +416,7 @@ static void chan_delivery_cb(sg_amqp_t *a, const sg_amqp_delivery_t *d) {
   fs->iter_next = NULL;
   fs->iterating--;
   for (int v = 0; v < 3; v++) sg_buf_free(&msg.tail[v]);
-  /* Both may free fs. */
-  if (fs->nmembers == 0 && !fs->dead) fs_retire(fs);
+  if (fs->nmembers == 0 && !fs->dead) fs_idle(fs);
   else fs_maybe_free(fs);
 }
 
@@ -497,7 +538,7 @@ void sg_fanout_leave(sg_fanout_member_t *m) {
   fs->nmembers--;
   if (fs->nmembers > 0 || fs->iterating) return;
   if (fs->state == FS_READY) {
-    fs_retire(fs);
+    fs_idle(fs);
   } else if (fs->state == FS_WAIT_CHANNEL) {
     tables_remove(fs->f, fs);
     fs->dead = 1;

@@ -5,7 +5,7 @@
 /* Shared subscriptions (shared relay mode), per worker. Every non-durable
  * auto-ack subscription to the same (exchange, binding key) shares one
  * exclusive auto-delete queue, declared for the first subscriber and
- * cancelled after the last leaves. The broker keeps doing the routing, so
+ * cancelled two seconds after the last leaves (unless one joins again). The broker keeps doing the routing, so
  * every exchange type behaves as with a queue per subscription; it sends
  * each message once per worker, and the worker writes it to every member.
  * The layer above hears through the callback table it gives. */
@@ -65,6 +65,9 @@ struct sg_fanout {
   uint64_t next_id;
   uint64_t deliveries;       /* messages received from shared queues */
   uint64_t writes;           /* messages handed to members */
+  uv_timer_t linger;         /* cancels shared queues left without members */
+  unsigned linger_init : 1;
+  size_t lingering;          /* queues without members, still consumed */
 };
 
 void sg_fanout_init(sg_fanout_t *f, sg_pool_t *pool, const sg_fanout_cbs_t *cbs, int worker);
