@@ -95,6 +95,7 @@ struct sg_session {
   sg_auth_req_t *auth;   /* shared mode: the CONNECT credential check */
   sg_pool_t *pool;       /* shared mode: where its channel comes from */
   int fan_waiting;       /* shared joins not ready yet: later frames wait */
+  unsigned chan_opening : 1; /* shared mode: its channel is being opened; frames wait */
   unsigned flow_blocked : 1; /* the broker blocked publishing: SENDs wait */
   uint64_t dropped;      /* messages dropped as a slow consumer */
   uint64_t id;
@@ -1425,10 +1426,54 @@ static int publishes(const sg_stomp_frame_t *f) {
   return f->cmd == SG_STOMP_SEND || f->cmd == SG_STOMP_COMMIT;
 }
 
+/* Whether f needs the session's own broker channel, which shared mode
+ * opens on first need. SUBSCRIBEs that join a shared queue, UNSUBSCRIBE
+ * (but of a durable subscription), BEGIN, ABORT and DISCONNECT never do. */
+static int channel_wanted(sg_session_t *s, const sg_stomp_frame_t *f) {
+  if (s->amqp.state != SG_AMQP_IDLE || s->pool == NULL) return 0;
+  switch (f->cmd) {
+  case SG_STOMP_SEND:
+  case SG_STOMP_ACK:
+  case SG_STOMP_NACK:
+  case SG_STOMP_COMMIT:
+    return 1;
+  case SG_STOMP_UNSUBSCRIBE: /* durable:true deletes the subscription's queue */
+    return header_true(f, "durable") || header_true(f, "persistent");
+  case SG_STOMP_SUBSCRIBE: {
+    const char *dst = sg_stomp_frame_header(f, "destination", NULL);
+    const char *ack = sg_stomp_frame_header(f, "ack", NULL);
+    if (dst == NULL) return 0; /* refused without the broker */
+    if (s->pool != s->ctx->pool || (ack != NULL && strcmp(ack, "auto") != 0)) return 1;
+    sg_dest_t d;
+    if (sg_dest_parse(dst, strlen(dst), &d) != 0) return 0;
+    int own = !shareable(f, &d, ACK_AUTO);
+    sg_dest_free(&d);
+    return own;
+  }
+  default:
+    return 0;
+  }
+}
+
+/* Starts opening the session's channel; the frames wait meanwhile. 0 when
+ * it is opening, -1 when the session was closed instead. */
+static int open_channel(sg_session_t *s) {
+  s->chan_opening = 1;
+  if (sg_pool_open_channel(s->pool, &s->amqp, &amqp_cbs) == 0) return 0;
+  s->chan_opening = 0;
+  error_close(s, CLOSE_INTERNAL, "Broker unavailable", NULL, "no broker connection");
+  return -1;
+}
+
 /* Handles the frames that waited, until one makes the session wait again. */
 static void run_pending(sg_session_t *s) {
-  while (s->pend_head < s->npending && s->state == S_CONNECTED && s->fan_waiting == 0) {
+  while (s->pend_head < s->npending && s->state == S_CONNECTED && s->fan_waiting == 0 &&
+         !s->chan_opening) {
     sg_stomp_frame_t *f = s->pending[s->pend_head];
+    if (channel_wanted(s, f)) {
+      open_channel(s); /* the frame runs once it is open */
+      break;
+    }
     if (s->flow_blocked && publishes(f)) {
       sg_ws_pause(&s->ws);
       break;
@@ -1462,8 +1507,13 @@ static void on_frame(sg_session_t *s, sg_stomp_frame_t *f) {
        * what it sends meanwhile waits in TCP, not here. */
       sg_ws_pause(&s->ws);
       pending_push(s, f, "Too many frames while the broker blocks publishing");
+    } else if (s->chan_opening) {
+      pending_push(s, f, "Too many frames while the broker channel opens");
     } else if (s->fan_waiting > 0 || s->pend_head < s->npending) {
       pending_push(s, f, "Too many frames while a subscription is set up");
+    } else if (channel_wanted(s, f)) {
+      pending_push(s, f, "Too many frames while the broker channel opens");
+      if (s->state == S_CONNECTED && !s->chan_opening) open_channel(s);
     } else {
       process_frame(s, f, 0);
     }
@@ -1522,8 +1572,22 @@ static const sg_ws_cbs_t ws_cbs = {ws_open_cb, ws_message_cb, ws_gone_cb, ws_clo
 
 /* ---------- AMQP callbacks ---------- */
 
+static void session_connected(sg_session_t *s);
+
 static void amqp_open_cb(sg_amqp_t *a, int status, const char *message) {
   sg_session_t *s = container_of(a, sg_session_t, amqp);
+  if (s->state == S_CONNECTED && s->chan_opening) {
+    s->chan_opening = 0;
+    if (status != 0) {
+      char detail[320];
+      snprintf(detail, sizeof(detail), "cannot open a broker channel: %s", message);
+      error_close(s, CLOSE_INTERNAL, "Broker unavailable", NULL, detail);
+      return;
+    }
+    s->flow_blocked = a->conn && a->conn->blocked;
+    run_pending(s);
+    return;
+  }
   if (s->state != S_LOGIN) return;
   if (status != 0) {
     const char *m = status == 403   ? "Access refused"
@@ -1535,9 +1599,14 @@ static void amqp_open_cb(sg_amqp_t *a, int status, const char *message) {
     error_close(s, (uint16_t)code, m, NULL, detail);
     return;
   }
-  s->state = S_CONNECTED;
   /* A pooled connection may be blocked already. */
   s->flow_blocked = a->conn && a->conn->blocked;
+  session_connected(s);
+}
+
+/* Sends CONNECTED and handles the frames that arrived during the login. */
+static void session_connected(sg_session_t *s) {
+  s->state = S_CONNECTED;
   sg_buf_t *b = &scratch;
   char hb[48], sess[32];
   sg_buf_reset(b);
@@ -1888,9 +1957,9 @@ static void auth_done_cb(void *owner, int status, const char *message) {
     amqp_open_cb(&s->amqp, status, message);
     return;
   }
-  int r = sg_pool_open_channel(s->pool, &s->amqp, &amqp_cbs);
-  if (r != 0 && s->state == S_LOGIN)
-    error_close(s, CLOSE_INTERNAL, "Broker unavailable", NULL, "no broker connection");
+  /* The channel opens when a frame first needs one: a session that only
+   * reads shared topic subscriptions costs the broker nothing. */
+  session_connected(s);
 }
 
 /* ---------- life cycle ---------- */
