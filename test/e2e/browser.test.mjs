@@ -8,7 +8,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
+import { execFileSync } from 'node:child_process';
 import { startGateway, freePort, waitFor, uniq } from './lib/harness.mjs';
+import { makeCerts } from './lib/certs.mjs';
 
 const CHROMIUM = process.env.SG_CHROMIUM ?? '/usr/bin/chromium';
 const skip = fs.existsSync(CHROMIUM) ? false : `no browser at ${CHROMIUM} (tools/install-deps.sh installs it)`;
@@ -114,6 +116,50 @@ test('the page reconnects after the gateway restarts', { skip }, async () => {
     await waitFor(() => g.log().includes('connected as'), 5000, 'a session on the new gateway');
   } finally {
     await page.close();
+    await g.stop();
+  }
+});
+
+// The SHA-256 of a certificate's public key, as Chromium's
+// --ignore-certificate-errors-spki-list takes it.
+function spkiHash(certFile) {
+  const pub = execFileSync('openssl', ['x509', '-in', certFile, '-noout', '-pubkey']);
+  const der = execFileSync('openssl', ['pkey', '-pubin', '-outform', 'der'], { input: pub });
+  return execFileSync('openssl', ['dgst', '-sha256', '-binary'], { input: der }).toString('base64');
+}
+
+test('over https and wss with a test certificate, two pages chat', { skip }, async () => {
+  const C = makeCerts(fs.mkdtempSync(path.join(process.env.SG_TMP ?? os.tmpdir(), 'wss-')));
+  const g = await startGateway(['--www', root, '--tls-cert', C.a[0], '--tls-key', C.a[1]]);
+  // This browser accepts the test certificate's key and nothing else: a
+  // TLS mistake on the gateway still fails the page load.
+  const tlsBrowser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', `--ignore-certificate-errors-spki-list=${spkiHash(C.a[0])}`],
+  });
+  try {
+    const room = uniq('tls');
+    const open = async (name) => {
+      const page = await tlsBrowser.newPage();
+      page.errors = [];
+      page.on('pageerror', (e) => page.errors.push(e));
+      await page.goto(`https://127.0.0.1:${g.port}/?name=${name}&room=${room}`);
+      await page.waitForSelector('body[data-connected="yes"]', { timeout: 15000 });
+      return page;
+    };
+    const alice = await open('alice');
+    const bob = await open('bob');
+    assert.equal(await alice.evaluate(() => window.chat.client.webSocket.url.split(':')[0]), 'wss');
+    await alice.waitForTimeout(300);
+    await alice.fill('#text', 'sealed hello');
+    await alice.click('#send');
+    await bob.waitForSelector('#messages li:has-text("sealed hello")', { timeout: 10000 });
+    fs.mkdirSync(artifacts, { recursive: true });
+    await bob.screenshot({ path: path.join(artifacts, 'chat-wss.png') });
+    assert.deepEqual([...alice.errors, ...bob.errors], []);
+  } finally {
+    await tlsBrowser.close();
     await g.stop();
   }
 });
