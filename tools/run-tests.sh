@@ -55,11 +55,10 @@ run_suite() { # name builddir "meson test args" [meson setup args...]
 run_suite "gcc" build-ci ""
 # The image and cluster tests (suite slow) exercise packaging and the
 # broker cluster, not the gateway's memory safety: they run once, above.
-# Under the sanitizers the end-to-end suite runs in per-session mode; the
-# shared mode runs there through its conformance suite.
+# The end-to-end suite runs under the sanitizers in both relay modes.
 run_suite "asan-ubsan" build-ci-asan "--no-suite slow --no-suite bench --no-suite e2e" \
   -Db_sanitize=address,undefined -Db_lundef=false
-run_suite "asan-ubsan-e2e" build-ci-asan "e2e"
+run_suite "asan-ubsan-e2e" build-ci-asan "--suite e2e"
 
 echo "== clang -Wall -Wextra -Werror" >&2
 if { [ -d build-ci-clang ] || CC=clang meson setup build-ci-clang >&2; } && ninja -C build-ci-clang >&2; then

@@ -7,6 +7,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { spawn, execFileSync } from 'node:child_process';
 import WebSocket from 'ws';
@@ -26,8 +27,10 @@ async function startHaproxy(gws) {
   const port = await freePort();
   const dir = fs.mkdtempSync(path.join(process.env.SG_TMP ?? '/tmp', 'haproxy-'));
   const cfg = path.join(dir, 'haproxy.cfg');
+  const sock = path.join(dir, 'stats.sock');
   fs.writeFileSync(cfg, `global
   maxconn 1000
+  stats socket ${sock}
 defaults
   mode http
   timeout connect 2s
@@ -43,7 +46,8 @@ backend gateways
   balance roundrobin
   option httpchk GET /readyz
   http-check expect status 200
-  default-server check inter 200ms fall 1 rise 1
+  timeout check 3s
+  default-server check inter 200ms fall 2 rise 1
 ${gws.map((g, i) => `  server gw${i} 127.0.0.1:${g.port} port ${g.adminPort}`).join('\n')}
 `);
   execFileSync(HAPROXY, ['-c', '-q', '-f', cfg]);
@@ -51,7 +55,19 @@ ${gws.map((g, i) => `  server gw${i} 127.0.0.1:${g.port} port ${g.adminPort}`).j
   let log = '';
   child.stderr.on('data', (d) => { log += d; });
   await waitPort(port);
-  return { port, child, log: () => log, url: `ws://127.0.0.1:${port}/ws` };
+  return { port, child, sock, log: () => log, url: `ws://127.0.0.1:${port}/ws` };
+}
+
+// The gateways HAProxy sees as up, from its stats socket.
+function serversUp(sock) {
+  return new Promise((resolve) => {
+    const c = net.connect(sock);
+    let out = '';
+    c.on('connect', () => c.write('show stat\n'));
+    c.on('data', (d) => { out += d; });
+    c.on('error', () => resolve(0));
+    c.on('close', () => resolve(out.split('\n').filter((l) => /^gateways,gw\d+,/.test(l) && l.split(',')[17] === 'UP').length));
+  });
 }
 
 // A client that reconnects (as browsers with stompjs do) and subscribes
@@ -86,7 +102,9 @@ test('three gateways behind HAProxy: fan-out across instances, drain, no loss', 
     for (let i = 0; i < 50 && (await httpGet(g.adminPort, '/readyz')).status !== 200; i++) await sleep(50);
   const lb = await startHaproxy(gws);
   haproxy = lb.child;
-  await sleep(500); // first health checks
+  let up = 0;
+  for (let i = 0; i < 100 && (up = await serversUp(lb.sock)) < 3; i++) await sleep(100);
+  assert.equal(up, 3, 'HAProxy sees the three gateways up');
 
   // Subscribers through the load balancer.
   const topic = `/topic/${uniq('fan')}`;
