@@ -34,6 +34,8 @@ const CONSUMERS_PER_GATEWAY = 2;
 const WINDOW = 200;
 // A body of a realistic size whose content is checked on delivery.
 const PAD = 'x'.repeat(200);
+// Longest time a consumer holds a message before it acks.
+const ACK_DELAY_MS = 300;
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const t0 = Date.now();
@@ -242,7 +244,12 @@ function consumer(name, gw) {
         }
         deliveredTotal++;
         lastDelivery = Date.now();
-        try { m.ack(); } catch { /* the session is gone; the broker redelivers */ }
+        // Acks come a little later, as from an application at work, so a
+        // fault finds messages delivered but not yet acknowledged: those
+        // must come again, marked redelivered.
+        setTimeout(() => {
+          try { m.ack(); } catch { /* the session is gone; the broker redelivers */ }
+        }, Math.random() * ACK_DELAY_MS);
       }, { ack: 'client-individual', 'prefetch-count': '20', id: `sub-${q}` });
     }
   });
