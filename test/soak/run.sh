@@ -3,7 +3,7 @@
 # Fault soak (see soak.mjs): starts a private RabbitMQ on free loopback
 # ports, runs the driver (TAP on stdout), and stops the broker and every
 # gateway the driver started by PID, also when the driver fails or dies.
-#   SOAK_SECONDS=60 (publishing time)  SOAK_RATE=20 (per publisher, per second)
+#   SOAK_SECONDS=60 (publishing time)  SOAK_RATE=40 (per publisher, per second)
 set -u
 src=${STOMPGATE_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
 cd "$src"
