@@ -25,6 +25,12 @@ trap cleanup EXIT
 trap 'exit 1' INT TERM
 rmq_start "$dir/broker" >&2 || { echo "Bail out! RabbitMQ did not start"; exit 1; }
 export SG_AMQP_PORT=$RMQ_AMQP_PORT SG_BROKER_DIR=$dir/broker SG_TMP=$dir
+# In a sanitizer build (SG_SANITIZE set) the gateways' reports land here and
+# fail the run; plain builds ignore these variables.
+mkdir -p "$dir/san"
+export ASAN_OPTIONS="log_path=$dir/san/asan:detect_leaks=1:abort_on_error=0"
+export UBSAN_OPTIONS="log_path=$dir/san/ubsan:print_stacktrace=1"
+export SG_SAN_DIR=$dir/san
 node test/soak/soak.mjs
 rc=$?
 if [ "$rc" -ne 0 ]; then
