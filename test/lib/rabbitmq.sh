@@ -161,6 +161,7 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     start) rmq_start "$2" "${3:-}"; echo "AMQP 127.0.0.1:$RMQ_AMQP_PORT pid $RMQ_PID" ;;
     stop) rmq_stop "$2" ;;
     restart) rmq_restart "$2" "${3:-0}"; echo "AMQP 127.0.0.1:$(cat "$2/amqp_port") pid $RMQ_PID" ;;
-    *) echo "usage: $0 start DIR [web_stomp] | stop DIR | restart DIR [SECONDS_DOWN]" >&2; exit 2 ;;
+    ctl) d=$2; shift 2; rmq_ctl "$d" "$@" ;;
+    *) echo "usage: $0 start DIR [web_stomp] | stop DIR | restart DIR [SECONDS_DOWN] | ctl DIR ARGS..." >&2; exit 2 ;;
   esac
 fi

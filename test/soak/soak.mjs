@@ -292,6 +292,17 @@ async function quiesce(ms = 20000) {
 }
 function resume() { for (const p of publishers) p.paused = false; }
 
+// The names stompgate gave its AMQP connections, as the broker lists them.
+function brokerConnections() {
+  return new Promise((resolve) => {
+    const child = spawn('bash', [`${SRC}/test/lib/rabbitmq.sh`, 'ctl', BROKER_DIR, 'list_connections',
+      'client_properties', '--quiet', '--no-table-headers'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    child.stdout.on('data', (d) => { out += d; });
+    child.on('exit', () => resolve([...out.matchAll(/\{"connection_name","([^"]*)"\}/g)].map((m) => m[1])));
+  });
+}
+
 function restartBroker(n) {
   log(`broker restart ${n}: stopping`);
   const started = Date.now();
@@ -332,6 +343,7 @@ async function main() {
   const baseline = new Map();
   await quiesce();
   baseline.set(gwShared, gwShared.rssKiB());
+  const poolBefore = (await brokerConnections()).filter((n) => n.startsWith('stompgate worker')).length;
   resume();
 
   // Fault 1: the per-session gateway dies without any goodbye and comes
@@ -433,6 +445,16 @@ async function main() {
       `${g.name} gateway is up and ready with its ${want} sessions open`,
       [`alive=${g.alive()} exit=${JSON.stringify(g.exit)} readyz=${ready.status} sessions_open=${open}`]);
   }
+
+  // At the broker: one connection per per-session client, and no more
+  // pooled connections than before the faults (none left behind by a
+  // reconnect).
+  const names = await brokerConnections();
+  const perSession = names.filter((n) => / session-\d+$/.test(n)).length;
+  const pooled = names.filter((n) => n.startsWith('stompgate worker')).length;
+  diag(`broker connections: ${perSession} per-session, ${pooled} pooled (${poolBefore} before the faults)`);
+  check(perSession === clientsOf(gwSession).length && pooled <= poolBefore && pooled > 0,
+    'the broker holds one connection per per-session client and no extra pooled ones', names.map((n) => `connection: ${n}`));
 
   // Memory after the faults, idle, against the idle baseline. glibc keeps
   // freed memory in its per-thread arenas (two workers here) instead of
