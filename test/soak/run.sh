@@ -4,6 +4,7 @@
 # ports, runs the driver (TAP on stdout), and stops the broker and every
 # gateway the driver started by PID, also when the driver fails or dies.
 #   SOAK_SECONDS=60 (publishing time)  SOAK_RATE=40 (per publisher, per second)
+#   SOAK_KILL=per-session or shared (the gateway killed once)
 set -u
 src=${STOMPGATE_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
 cd "$src"

@@ -11,7 +11,8 @@
 //
 // Environment (set by test/soak/run.sh): STOMPGATE_BIN, SG_AMQP_PORT,
 // SG_BROKER_DIR, SG_TMP, STOMPGATE_SRC; SOAK_SECONDS (publishing time,
-// default 60), SOAK_RATE (messages per second per publisher, default 40).
+// default 60), SOAK_RATE (messages per second per publisher, default 40),
+// SOAK_KILL (the gateway killed once: per-session or shared).
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -27,6 +28,8 @@ const TMP = process.env.SG_TMP;
 const SRC = process.env.STOMPGATE_SRC ?? process.cwd();
 const SECONDS = +(process.env.SOAK_SECONDS ?? 60);
 const RATE = +(process.env.SOAK_RATE ?? 40);
+// Which gateway is killed once: per-session (default) or shared.
+const KILL = process.env.SOAK_KILL ?? 'per-session';
 const QUEUES = 4;
 const PUBLISHERS_PER_GATEWAY = 2;
 const CONSUMERS_PER_GATEWAY = 2;
@@ -318,6 +321,8 @@ async function main() {
   gateways.push(gwSession, gwShared);
   await gwSession.start();
   await gwShared.start();
+  const victim = KILL === 'shared' ? gwShared : gwSession;
+  const survivor = victim === gwShared ? gwSession : gwShared;
   diag(`gateways: per-session pid ${gwSession.child.pid} port ${gwSession.port}, shared pid ${gwShared.child.pid} port ${gwShared.port}; broker AMQP port ${AMQP_PORT}`);
   diag(`publishing ${SECONDS}s at ${RATE}/s per publisher, ${2 * PUBLISHERS_PER_GATEWAY} publishers, ${2 * CONSUMERS_PER_GATEWAY} consumers, ${QUEUES} queues`);
 
@@ -342,24 +347,24 @@ async function main() {
   await sleep(3000);
   const baseline = new Map();
   await quiesce();
-  baseline.set(gwShared, gwShared.rssKiB());
+  baseline.set(survivor, survivor.rssKiB());
   resume();
 
-  // Fault 1: the per-session gateway dies without any goodbye and comes
-  // back on its port; its clients reconnect, publishers resend. Its
-  // memory baseline is taken from the new process once warm.
+  // Fault 1: one gateway dies without any goodbye and comes back on its
+  // port; its clients reconnect, publishers resend. Its memory baseline
+  // is taken from the new process once warm.
   await sleep(Math.max(0, runStart + SECONDS * 1000 * 0.1 - Date.now()));
-  log('SIGKILL per-session gateway');
+  log(`SIGKILL ${victim.name} gateway`);
   let before = connectCounts();
-  gwSession.child.kill('SIGKILL');
-  await gwSession.exited;
+  victim.child.kill('SIGKILL');
+  await victim.exited;
   await sleep(500);
-  await gwSession.start();
-  check(await allReconnected(before, clientsOf(gwSession)), 'clients of the killed gateway reconnected to its replacement',
+  await victim.start();
+  check(await allReconnected(before, clientsOf(victim)), `clients of the killed ${victim.name} gateway reconnected to its replacement`,
     clients.filter((c) => !c.connected).map((c) => `still down: ${c.name} ${c.errors.slice(-1)}`));
   await sleep(2000);
   await quiesce();
-  baseline.set(gwSession, gwSession.rssKiB());
+  baseline.set(victim, victim.rssKiB());
   resume();
 
   // Faults 2 and 3: clean broker restarts. Every session loses its broker
