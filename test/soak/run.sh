@@ -22,8 +22,11 @@ cleanup() {
   rmq_stop "$dir/broker"
   if [ -n "${SOAK_KEEP:-}" ]; then echo "soak logs kept in $dir" >&2; else rm -rf "$dir"; fi
 }
+npid=
 trap cleanup EXIT
-trap 'exit 1' INT TERM
+# The driver runs in the background so that a signal (a meson timeout, ^C)
+# is handled at once rather than when the driver ends.
+trap '[ -z "$npid" ] || kill -TERM "$npid" 2>/dev/null; exit 1' INT TERM
 rmq_start "$dir/broker" >&2 || { echo "Bail out! RabbitMQ did not start"; exit 1; }
 export SG_AMQP_PORT=$RMQ_AMQP_PORT SG_BROKER_DIR=$dir/broker SG_TMP=$dir
 # In a sanitizer build (SG_SANITIZE set) the gateways' reports land here and
@@ -32,8 +35,11 @@ mkdir -p "$dir/san"
 export ASAN_OPTIONS="log_path=$dir/san/asan:detect_leaks=1:abort_on_error=0"
 export UBSAN_OPTIONS="log_path=$dir/san/ubsan:print_stacktrace=1"
 export SG_SAN_DIR=$dir/san
-node test/soak/soak.mjs
+node test/soak/soak.mjs &
+npid=$!
+wait "$npid"
 rc=$?
+npid=
 if [ "$rc" -ne 0 ]; then
   for f in "$dir"/gateway-*.log; do
     [ -f "$f" ] && { echo "--- $f (last lines)" >&2; tail -30 "$f" >&2; }

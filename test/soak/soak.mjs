@@ -155,6 +155,7 @@ class Gateway {
 }
 
 process.on('exit', () => { for (const g of gateways) if (g.child && g.alive()) g.child.kill('SIGKILL'); });
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => { console.log(`Bail out! ${sig}`); process.exit(1); });
 
 // ---- clients ------------------------------------------------------------
 
