@@ -193,8 +193,7 @@ class Publisher {
     this.name = name;
     this.queue = queue;
     this.seq = 0;
-    this.conn = 0;
-    this.pending = new Map(); // id -> { attempt, conn }
+    this.pending = new Map(); // id -> { attempt }
     this.receipted = new Map(); // id -> the attempt whose RECEIPT came
     this.attempts = 0;
     this.resends = 0;
@@ -206,21 +205,19 @@ class Publisher {
   onConnect() {
     // Receipt watchers of the lost connection are gone with it: whatever
     // they waited for is sent again, as a new attempt.
-    this.conn++;
     for (const id of [...this.pending.keys()]) { this.resends++; this.send(id); }
   }
 
   tick() {
     if (this.paused || !this.client.connected || this.pending.size >= WINDOW) return;
     const id = `${this.name}-${this.seq++}`;
-    this.pending.set(id, { attempt: 0, conn: 0 });
+    this.pending.set(id, { attempt: 0 });
     this.send(id);
   }
 
   send(id) {
     const p = this.pending.get(id);
     p.attempt++;
-    p.conn = this.conn;
     this.attempts++;
     const attempt = p.attempt;
     const rid = `r:${id}:${attempt}`;
