@@ -6,6 +6,8 @@
 #   source test/lib/rabbitmq.sh
 #   rmq_start DIR [web_stomp]   # sets RMQ_PID RMQ_AMQP_PORT RMQ_WEBSTOMP_PORT RMQ_NODE
 #   rmq_stop DIR
+#   rmq_restart DIR [SECONDS_DOWN]  # clean stop, start again on the same
+#                               # ports and data (durable queues survive)
 #   rmq_ctl DIR args...         # rabbitmqctl against that node
 #   rmq_tls_setup DIR           # before rmq_start: adds an amqps:// listener
 #                               # with a fresh CA; sets RMQ_AMQPS_PORT RMQ_TLS_CA
@@ -29,24 +31,12 @@ rmq_ctl() {
   ( rmq_env "$d"; rabbitmqctl -n "$RABBITMQ_NODENAME" --erlang-cookie "$(cat "$d/.erlang.cookie")" "$@" )
 }
 
-rmq_start() {
-  local d=$1 plugins=${2:-}
-  mkdir -p "$d"
-  local amqp dist ws stomp
-  amqp=${RMQ_FIXED_AMQP_PORT:-$(free_port)}; dist=$(free_port); ws=$(free_port); stomp=$(free_port)
-  echo "sg$RANDOM$RANDOM@localhost" > "$d/nodename"
-  echo "$amqp" > "$d/amqp_port"; echo "$dist" > "$d/dist_port"
-  {
-    echo "listeners.tcp.default = 127.0.0.1:$amqp"
-    echo "loopback_users = none"
-    [ -z "${RMQ_EXTRA_CONF:-}" ] || printf '%s\n' "$RMQ_EXTRA_CONF"
-    if [ -n "$plugins" ]; then
-      echo "web_stomp.tcp.port = $ws"
-      echo "web_stomp.tcp.ip = 127.0.0.1"
-      echo "stomp.listeners.tcp.1 = 127.0.0.1:$stomp"
-    fi
-  } > "$d/rabbitmq.conf"
-  if [ -n "$plugins" ]; then echo '[rabbitmq_web_stomp].' > "$d/enabled_plugins"; else echo '[].' > "$d/enabled_plugins"; fi
+# Starts the node whose files rmq_start wrote to DIR (name, ports, config,
+# data) and waits until it serves AMQP.
+rmq_launch() {
+  local d=$1 amqp ws
+  amqp=$(cat "$d/amqp_port")
+  ws=$(sed -n 's/^web_stomp.tcp.port = //p' "$d/rabbitmq.conf")
   chown -R rabbitmq:rabbitmq "$d"
   (
     rmq_env "$d"
@@ -68,12 +58,33 @@ rmq_start() {
     sleep 0.5
   done
   rmq_ctl "$d" await_startup >/dev/null 2>&1 || { echo "rabbitmq did not start" >&2; tail -20 "$d/server.out" >&2; return 1; }
-  if [ -n "$plugins" ]; then
+  if [ -n "$ws" ]; then
     for i in $(seq 1 60); do
       node -e 'const c=require("net").connect(+process.argv[1],"127.0.0.1");c.on("connect",()=>process.exit(0));c.on("error",()=>process.exit(1))' "$ws" 2>/dev/null && break
       sleep 0.5
     done
   fi
+}
+
+rmq_start() {
+  local d=$1 plugins=${2:-}
+  mkdir -p "$d"
+  local amqp dist ws stomp
+  amqp=${RMQ_FIXED_AMQP_PORT:-$(free_port)}; dist=$(free_port); ws=$(free_port); stomp=$(free_port)
+  echo "sg$RANDOM$RANDOM@localhost" > "$d/nodename"
+  echo "$amqp" > "$d/amqp_port"; echo "$dist" > "$d/dist_port"
+  {
+    echo "listeners.tcp.default = 127.0.0.1:$amqp"
+    echo "loopback_users = none"
+    [ -z "${RMQ_EXTRA_CONF:-}" ] || printf '%s\n' "$RMQ_EXTRA_CONF"
+    if [ -n "$plugins" ]; then
+      echo "web_stomp.tcp.port = $ws"
+      echo "web_stomp.tcp.ip = 127.0.0.1"
+      echo "stomp.listeners.tcp.1 = 127.0.0.1:$stomp"
+    fi
+  } > "$d/rabbitmq.conf"
+  if [ -n "$plugins" ]; then echo '[rabbitmq_web_stomp].' > "$d/enabled_plugins"; else echo '[].' > "$d/enabled_plugins"; fi
+  rmq_launch "$d" || return 1
   # Test users: one with full rights on /, one with none, and a second vhost.
   rmq_ctl "$d" add_user sgtest sgpass >/dev/null
   rmq_ctl "$d" set_permissions -p / sgtest '.*' '.*' '.*' >/dev/null
@@ -121,12 +132,36 @@ rmq_stop() {
   rm -f "$d/pid"
 }
 
+# Stops the node cleanly (rabbitmqctl stop, so queues and persistent
+# messages are flushed as on a planned restart), waits SECONDS_DOWN (default
+# 0), and starts it again with the same name, ports and data directory:
+# durable queues and persistent messages survive, and clients reconnect to
+# the same address.
+rmq_restart() {
+  local d=$1 down=${2:-0} pid i
+  pid=$(cat "$d/pid" 2>/dev/null) || { echo "rmq_restart: no node in $d" >&2; return 1; }
+  rmq_ctl "$d" stop >/dev/null 2>&1 || true
+  for i in $(seq 1 80); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+  if kill -0 "$pid" 2>/dev/null; then
+    echo "rmq_restart: clean stop timed out, killing" >&2
+    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null
+  fi
+  # Whatever survives the VM (epmd, a stuck beam) of this node goes too.
+  pkill -u rabbitmq -f "beam.*$(cat "$d/nodename")" 2>/dev/null || true
+  rm -f "$d/pid"
+  sleep "$down"
+  rmq_launch "$d" || return 1
+  RMQ_PID=$(cat "$d/pid"); export RMQ_PID
+}
+
 # Command-line use: rabbitmq.sh start DIR [web_stomp] | stop DIR
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   set -e
   case "${1:-}" in
     start) rmq_start "$2" "${3:-}"; echo "AMQP 127.0.0.1:$RMQ_AMQP_PORT pid $RMQ_PID" ;;
     stop) rmq_stop "$2" ;;
-    *) echo "usage: $0 start DIR [web_stomp] | stop DIR" >&2; exit 2 ;;
+    restart) rmq_restart "$2" "${3:-0}"; echo "AMQP 127.0.0.1:$(cat "$2/amqp_port") pid $RMQ_PID" ;;
+    ctl) d=$2; shift 2; rmq_ctl "$d" "$@" ;;
+    *) echo "usage: $0 start DIR [web_stomp] | stop DIR | restart DIR [SECONDS_DOWN] | ctl DIR ARGS..." >&2; exit 2 ;;
   esac
 fi
