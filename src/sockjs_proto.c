@@ -295,6 +295,53 @@ int sg_sockjs_header(const char *head, size_t len, const char *name, sg_http_sli
   return 0;
 }
 
+/* The end of the line starting at in[i]: the index past its LF, or 0. */
+static size_t line_end(const char *in, size_t len, size_t i) {
+  const char *nl = memchr(in + i, '\n', len - i);
+  return nl ? (size_t)(nl - in) + 1 : 0;
+}
+
+long sg_sockjs_dechunk(const char *in, size_t len, size_t max, sg_buf_t *out) {
+  size_t i = 0, total = 0;
+  for (;;) {
+    size_t e = line_end(in, len, i);
+    if (e == 0) return len - i > 64 ? SG_ERR_INVALID : SG_ERR_AGAIN;
+    size_t size = 0, k = i;
+    int digits = 0;
+    for (; k < e; k++) {
+      char c = in[k];
+      int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+              : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+      if (v < 0) break;
+      if (++digits > 8) return SG_ERR_INVALID;
+      size = size * 16 + (size_t)v;
+    }
+    if (digits == 0 || (in[k] != '\r' && in[k] != '\n' && in[k] != ';')) return SG_ERR_INVALID;
+    i = e;
+    if (size == 0) {
+      /* Trailer lines, up to an empty one. */
+      for (;;) {
+        e = line_end(in, len, i);
+        if (e == 0) return SG_ERR_AGAIN;
+        int empty = e - i == 1 || (e - i == 2 && in[i] == '\r');
+        i = e;
+        if (empty) return (long)i;
+      }
+    }
+    total += size;
+    if (total > max) return SG_ERR_FRAME_TOO_LARGE;
+    if (len - i < size + 1) return SG_ERR_AGAIN;
+    if (sg_buf_append(out, in + i, size) != 0) return SG_ERR_NOMEM;
+    i += size;
+    if (in[i] == '\r') {
+      if (len - i < 2) return SG_ERR_AGAIN;
+      i++;
+    }
+    if (in[i] != '\n') return SG_ERR_INVALID;
+    i++;
+  }
+}
+
 static int has_crlf(sg_http_slice_t s) {
   return memchr(s.p, '\r', s.len) != NULL || memchr(s.p, '\n', s.len) != NULL;
 }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -541,34 +542,58 @@ static void ws_sockjs_status(sg_ws_t *ws, const sg_http_request_t *req, int stat
 static void ws_sockjs_xhr(sg_ws_t *ws, const sg_http_request_t *req, const sg_sockjs_route_t *rt) {
   size_t total = req->head_len;
   sg_http_slice_t v;
+  const char *bytes = ws->in.base;
+  sg_buf_t whole; /* head and de-chunked body */
+  sg_buf_init(&whole);
   if (rt->transport == SG_SOCKJS_T_XHR_SEND) {
+    size_t max = ws->cfg->sockjs_max_body;
     if (sg_sockjs_header(ws->in.base, req->head_len, "Transfer-Encoding", &v)) {
-      ws_sockjs_status(ws, req, 411, "Content-Length required.\n", NULL);
-      return;
-    }
-    unsigned long long n = 0;
-    if (sg_sockjs_header(ws->in.base, req->head_len, "Content-Length", &v)) {
-      if (v.len == 0 || v.len > 12) n = ~0ull;
-      for (size_t i = 0; i < v.len && n != ~0ull; i++)
-        n = v.p[i] >= '0' && v.p[i] <= '9' ? n * 10 + (unsigned)(v.p[i] - '0') : ~0ull;
-      if (n == ~0ull) {
-        ws_sockjs_status(ws, req, 400, "Bad Content-Length.\n", NULL);
+      /* Node's http client sends bodies chunked. */
+      if (sg_buf_append(&whole, ws->in.base, req->head_len) != 0) {
+        ws_close_handles(ws);
         return;
       }
+      long used = v.len == 7 && strncasecmp(v.p, "chunked", 7) == 0
+                      ? sg_sockjs_dechunk(ws->in.base + req->head_len,
+                                          ws->in.len - req->head_len, max, &whole)
+                      : SG_ERR_INVALID;
+      if (used == SG_ERR_AGAIN) {
+        sg_buf_free(&whole);
+        return; /* the rest of the body follows */
+      }
+      if (used < 0) {
+        sg_buf_free(&whole);
+        if (used == SG_ERR_FRAME_TOO_LARGE) ws_sockjs_status(ws, req, 413, "Payload too large.\n", NULL);
+        else ws_sockjs_status(ws, req, 400, "Bad chunked body.\n", NULL);
+        return;
+      }
+      bytes = whole.base;
+      total = whole.len;
+    } else {
+      unsigned long long n = 0;
+      if (sg_sockjs_header(ws->in.base, req->head_len, "Content-Length", &v)) {
+        if (v.len == 0 || v.len > 12) n = ~0ull;
+        for (size_t i = 0; i < v.len && n != ~0ull; i++)
+          n = v.p[i] >= '0' && v.p[i] <= '9' ? n * 10 + (unsigned)(v.p[i] - '0') : ~0ull;
+        if (n == ~0ull) {
+          ws_sockjs_status(ws, req, 400, "Bad Content-Length.\n", NULL);
+          return;
+        }
+      }
+      if (n > max) {
+        ws_sockjs_status(ws, req, 413, "Payload too large.\n", NULL);
+        return;
+      }
+      if (ws->in.len < req->head_len + n) return; /* the rest of the body follows */
+      total += (size_t)n;
     }
-    if (n > ws->cfg->sockjs_max_body) {
-      ws_sockjs_status(ws, req, 413, "Payload too large.\n", NULL);
-      return;
-    }
-    if (ws->in.len < req->head_len + n) return; /* the rest of the body follows */
-    total += (size_t)n;
   }
   uv_os_fd_t fd;
   int dfd = -1;
   if (uv_fileno((uv_handle_t *)&ws->tcp, &fd) == 0) dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   int r = dfd < 0 ? SG_ERR_NOMEM
-                  : sg_sockjs_dispatch(ws->tcp.loop, rt, ws->in.base, total, dfd, ws->tls,
-                                             ws->tr.peer);
+                  : sg_sockjs_dispatch(ws->tcp.loop, rt, bytes, total, dfd, ws->tls, ws->tr.peer);
+  sg_buf_free(&whole);
   if (r == 0) {
     /* The other worker writes the answer on its copy of the socket. */
     ws->tls = NULL;

@@ -73,6 +73,14 @@ int sg_sockjs_next(const sg_buf_t *decoded, size_t *off, const char **p, size_t 
  * 1 with *out set (value trimmed, pointing into head), or 0. */
 int sg_sockjs_header(const char *head, size_t len, const char *name, sg_http_slice_t *out);
 
+/* Decodes a chunked request body (RFC 9112 section 7.1) from in[0..len),
+ * appending its data to out. Returns the bytes of in it took (through the
+ * last chunk and the trailer); SG_ERR_AGAIN when it is not complete yet;
+ * SG_ERR_FRAME_TOO_LARGE when the data exceeds max; SG_ERR_INVALID when
+ * it is malformed; SG_ERR_NOMEM. Chunk extensions and trailers are
+ * skipped. */
+long sg_sockjs_dechunk(const char *in, size_t len, size_t max, sg_buf_t *out);
+
 /* Appends the CORS header lines SockJS servers send: the request's Origin
  * echoed with credentials allowed ("*" when there is none, or "null"), and
  * Access-Control-Allow-Headers echoing what the preflight asked for. */

@@ -183,12 +183,40 @@ static void http(void **state) {
   sg_buf_free(&b);
 }
 
+static long dechunk(const char *in, size_t max, sg_buf_t *out) {
+  sg_buf_reset(out);
+  return sg_sockjs_dechunk(in, strlen(in), max, out);
+}
+
+static void chunked(void **state) {
+  (void)state;
+  sg_buf_t b;
+  sg_buf_init(&b);
+  const char body[] = "5\r\n[\"ab\"\r\n3;ext=1\r\n, \"\r\nA\r\n0123456789\r\n0\r\nX-T: 1\r\n\r\nNEXT";
+  assert_int_equal(dechunk(body, 100, &b), (long)strlen(body) - 4);
+  assert_string_equal(b.base, "[\"ab\", \"0123456789");
+  assert_int_equal(dechunk("2\nab\n0\n\n", 100, &b), 8); /* bare LF */
+  assert_string_equal(b.base, "ab");
+  /* Cut anywhere: wait for more. */
+  for (size_t n = 0; n < strlen(body) - 4; n++) {
+    sg_buf_reset(&b);
+    assert_int_equal(sg_sockjs_dechunk(body, n, 100, &b), SG_ERR_AGAIN);
+  }
+  assert_int_equal(dechunk(body, 10, &b), SG_ERR_FRAME_TOO_LARGE);
+  assert_int_equal(dechunk("zz\r\n", 100, &b), SG_ERR_INVALID);
+  assert_int_equal(dechunk("\r\n", 100, &b), SG_ERR_INVALID);
+  assert_int_equal(dechunk("2\r\nabc\r\n", 100, &b), SG_ERR_INVALID);
+  assert_int_equal(dechunk("123456789\r\n", 100, &b), SG_ERR_INVALID);
+  sg_buf_free(&b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(routing),
       cmocka_unit_test(encoding),
       cmocka_unit_test(decoding),
       cmocka_unit_test(http),
+      cmocka_unit_test(chunked),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
