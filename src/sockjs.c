@@ -198,11 +198,12 @@ static int conn_frame(sj_conn_t *c, const char *f, size_t len) {
     sg_buf_free(&body);
     return 1;
   }
-  char head[24];
-  int hn = snprintf(head, sizeof(head), "%zx\r\n", len + 1);
-  sg_ws_write(&c->ws, head, (size_t)hn);
-  sg_ws_write(&c->ws, f, len);
-  sg_ws_write(&c->ws, "\n\r\n", 3);
+  sg_buf_t b;
+  sg_buf_init(&b);
+  if (sg_buf_printf(&b, "%zx\r\n", len + 1) == 0 && sg_buf_append(&b, f, len) == 0 &&
+      sg_buf_append(&b, "\n\r\n", 3) == 0)
+    sg_ws_write(&c->ws, b.base, b.len);
+  sg_buf_free(&b);
   return c->written >= c->ws.cfg->sockjs_response_limit;
 }
 
@@ -498,6 +499,7 @@ static void handle(sj_worker_t *w, sj_handoff_t *h) {
   sg_sockjs_route(cfg->sockjs_prefix, req.path.p, req.path.len, &rt);
   if (req.origin.len < sizeof(c->origin)) memcpy(c->origin, req.origin.p, req.origin.len);
   c->streaming = rt.transport == SG_SOCKJS_T_XHR_STREAMING;
+  sg_log_debug("%s SockJS %.*s on worker %d", h->peer, (int)req.path.len, req.path.p, w->id);
   if (sg_ws_adopt(w->loop, &c->ws, cfg, &conn_cbs, h->fd, h->tls, h->peer) != 0) {
     free(c);
     return;
@@ -561,6 +563,7 @@ int sg_sockjs_dispatch(uv_loop_t *loop, const sg_sockjs_route_t *rt, const char 
   else target = self; /* a new session opens where it was asked for */
   uv_mutex_unlock(&reg_lock);
   if (target < 0) return 404;
+  if (target != self) sg_log_debug("%s SockJS request handed from worker %d to %d", peer, self, target);
   sj_handoff_t *h = malloc(sizeof(*h) + len);
   if (h == NULL) return SG_ERR_NOMEM;
   h->next = NULL;

@@ -40,6 +40,9 @@ typedef struct ws_write {
 
 /* Sockets with bytes to flush this iteration. */
 static __thread uv_check_t flush_check;
+/* Active while a flush is due, so the loop does not block in poll before
+ * the check phase: messages queued from a timer go out at once. */
+static __thread uv_idle_t flush_idle;
 static __thread sg_ws_t *flush_head;
 static __thread int flush_ready;
 /* Over all workers: --max-sessions is for the process. */
@@ -69,18 +72,29 @@ static void flush_check_cb(uv_check_t *h) {
     ws_flush(ws);
   }
   uv_check_stop(&flush_check);
+  uv_idle_stop(&flush_idle);
 }
+
+static void flush_idle_cb(uv_idle_t *h) { (void)h; }
 
 int sg_ws_loop_init(uv_loop_t *loop) {
   int r = uv_check_init(loop, &flush_check);
   if (r) return r;
   uv_unref((uv_handle_t *)&flush_check);
+  if ((r = uv_idle_init(loop, &flush_idle)) != 0) {
+    uv_close((uv_handle_t *)&flush_check, NULL);
+    return r;
+  }
+  uv_unref((uv_handle_t *)&flush_idle);
   flush_ready = 1;
   return 0;
 }
 
 void sg_ws_loop_close(void) {
-  if (flush_ready) uv_close((uv_handle_t *)&flush_check, NULL);
+  if (flush_ready) {
+    uv_close((uv_handle_t *)&flush_check, NULL);
+    uv_close((uv_handle_t *)&flush_idle, NULL);
+  }
   flush_ready = 0;
   sg_buf_free(&sockjs_frame);
 }
@@ -91,6 +105,7 @@ static void ws_queue_flush(sg_ws_t *ws) {
   ws->flush_next = flush_head;
   flush_head = ws;
   uv_check_start(&flush_check, flush_check_cb);
+  uv_idle_start(&flush_idle, flush_idle_cb);
 }
 
 static void ws_unqueue_flush(sg_ws_t *ws) {

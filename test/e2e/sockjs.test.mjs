@@ -13,7 +13,7 @@ import { startGateway, connect, receipt, subscribe, waitFor, uniq, sleep, rawHtt
 let gw, gw2;
 before(async () => {
   gw = await startGateway(['--workers', '1', '--sockjs-disconnect-delay', '1500', '--sockjs-max-body', '65536']);
-  gw2 = await startGateway(['--workers', '2', '--sockjs-response-limit', '4096']);
+  gw2 = await startGateway(['--workers', '2', '--sockjs-response-limit', '4096', '--log-level', 'debug']);
 });
 after(async () => { await gw.stop(); await gw2.stop(); });
 
@@ -241,6 +241,10 @@ test('--workers 2: xhr_send and fresh streaming responses reach the owning worke
   while (Date.now() < end && (all.match(/MESSAGE/g) ?? []).length < 20) all += (await poll()).body;
   assert.equal((all.match(/MESSAGE/g) ?? []).length, 20);
   for (let i = 0; i < 20; i++) assert.ok(all.includes(`n${i}\\u0000`), `n${i}`);
+  assert.match(gw2.log(), /SockJS request handed from worker 1 to 0|SockJS request handed from worker 0 to 1/,
+    'some requests reached the worker that does not own their session');
+  const streams = (gw2.log().match(/xhr_streaming on worker/g) ?? []).length;
+  assert.ok(streams >= 5, `the stream was reopened at the response limit (${streams} streams)`);
 });
 
 test('--sockjs off: the prefix is an ordinary unknown path', async () => {
