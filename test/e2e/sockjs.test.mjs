@@ -257,6 +257,29 @@ test('--workers 2: xhr_send and fresh streaming responses reach the owning worke
   assert.ok(streams >= 4, `the stream was reopened at the response limit (${streams} streams)`);
 });
 
+test('--sockjs-max-sessions caps open xhr sessions with 503; --max-sessions counts them too', async () => {
+  const g = await startGateway(['--sockjs-max-sessions', '1', '--sockjs-disconnect-delay', '500']);
+  try {
+    const open = (sid) => request(g.port, 'POST', `/stomp/000/${sid}/xhr`, '');
+    const first = uniq('s');
+    assert.equal((await open(first)).body, 'o\n');
+    const r = await open(uniq('s'));
+    assert.equal(r.status, 503);
+    const s = await request(g.port, 'POST', `/stomp/000/${first}/xhr_send`, JSON.stringify(['\n']));
+    assert.equal(s.status, 204, 'the open session is still served');
+  } finally {
+    await g.stop();
+  }
+  const g2 = await startGateway(['--max-sessions', '1', '--sockjs-disconnect-delay', '500']);
+  try {
+    assert.equal((await request(g2.port, 'POST', `/stomp/000/${uniq('s')}/xhr`, '')).body, 'o\n');
+    const r = await request(g2.port, 'POST', `/stomp/000/${uniq('s')}/xhr`, '');
+    assert.equal(r.status, 503);
+  } finally {
+    await g2.stop();
+  }
+});
+
 test('--sockjs off: the prefix is an ordinary unknown path', async () => {
   const g = await startGateway(['--sockjs', 'off']);
   try {
