@@ -89,6 +89,7 @@ typedef struct sg_name {
 struct sg_session {
   sg_ws_t ws;          /* the connection of a session accepted here */
   sg_transport_t *tr;  /* what it runs over: &ws.tr, or a SockJS session */
+  sg_transport_t closed_tr; /* stands in for tr once that is closed */
   sg_amqp_t amqp;
   uv_timer_t timer; /* CONNECT timeout, then heart-beats */
   const sg_config_t *cfg;
@@ -1512,8 +1513,24 @@ static void ws_gone_cb(sg_transport_t *ws) {
   session_teardown(s);
 }
 
+/* What a session whose transport is closed talks to: the transport's
+ * memory may be gone (a SockJS session frees its own), so late calls from
+ * broker callbacks land here. */
+static int closed_send(sg_transport_t *t, const void *d, size_t n, int b) {
+  (void)t, (void)d, (void)n, (void)b;
+  return UV_EPIPE;
+}
+static size_t closed_backlog(const sg_transport_t *t) { return (void)t, 0; }
+static void closed_noop(sg_transport_t *t) { (void)t; }
+static void closed_close(sg_transport_t *t, uint16_t c, const char *r) { (void)t, (void)c, (void)r; }
+static const sg_transport_ops_t closed_ops = {closed_send, closed_backlog, closed_noop,
+                                              closed_noop, closed_close};
+
 static void ws_closed_cb(sg_transport_t *ws) {
   sg_session_t *s = ws->owner;
+  s->closed_tr = *ws;
+  s->closed_tr.ops = &closed_ops;
+  s->tr = &s->closed_tr;
   s->ws_closed = 1;
   session_teardown(s);
   maybe_free(s);
