@@ -280,6 +280,39 @@ test('--sockjs-max-sessions caps open xhr sessions with 503; --max-sessions coun
   }
 });
 
+test('clients that vanish mid-request: aborted streams, cut bodies, sessions left to expire', async () => {
+  const net = await import('node:net');
+  const sids = Array.from({ length: 10 }, () => uniq('v'));
+  const connectFrame = JSON.stringify(['CONNECT\naccept-version:1.2\nhost:/\n\n\u0000']);
+  for (const sid of sids) {
+    // A stream aborted as soon as it opened, a CONNECT, then a stream
+    // aborted while the broker login runs.
+    for (let k = 0; k < 2; k++) {
+      await new Promise((resolve) => {
+        const req = http.request({ host: '127.0.0.1', port: gw.port, method: 'POST', path: `/stomp/0/${sid}/xhr_streaming`, agent: false }, (res) => {
+          res.once('data', () => { req.destroy(); resolve(); });
+        });
+        req.on('error', () => resolve());
+        req.end();
+      });
+      if (k === 0) await request(gw.port, 'POST', `/stomp/0/${sid}/xhr_send`, connectFrame);
+    }
+    // A body cut short, on a raw socket.
+    await new Promise((resolve) => {
+      const c = net.connect(gw.port, '127.0.0.1', () => {
+        c.write(`POST /stomp/0/${sid}/xhr_send HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n["SEND`);
+        setTimeout(() => { c.destroy(); resolve(); }, 20);
+      });
+      c.on('error', () => resolve());
+    });
+  }
+  await sleep(2500); // every session expires (--sockjs-disconnect-delay 1500)
+  for (const sid of sids)
+    assert.equal((await request(gw.port, 'POST', `/stomp/0/${sid}/xhr_send`, '["x"]')).status, 404);
+  assert.equal((await request(gw.port, 'GET', '/stomp/info')).status, 200, 'still serving');
+  await roundTrip(gw, ['xhr-streaming']);
+});
+
 test('--sockjs off: the prefix is an ordinary unknown path', async () => {
   const g = await startGateway(['--sockjs', 'off']);
   try {
