@@ -1924,8 +1924,14 @@ static void session_teardown(sg_session_t *s) {
   s->torn_down = 1;
   sg_metrics_session_closed(s->state == S_WAIT_UPGRADE ? NULL : s->close_reason);
   s->state = S_CLOSING;
-  sg_log_info("session-%" PRIu64 " closed (%s): %s", s->id, s->tr->peer,
-              s->close_reason ? s->close_reason : "closed");
+  /* A connection that never became a session (a static file, a refused
+   * upgrade, one SockJS xhr request) is not worth a line at info. */
+  if (s->state == S_WAIT_UPGRADE)
+    sg_log_debug("session-%" PRIu64 " closed (%s): %s", s->id, s->tr->peer,
+                 s->close_reason ? s->close_reason : "closed");
+  else
+    sg_log_info("session-%" PRIu64 " closed (%s): %s", s->id, s->tr->peer,
+                s->close_reason ? s->close_reason : "closed");
   uv_close((uv_handle_t *)&s->timer, timer_closed_cb);
   for (sg_sub_t *x = s->subs; x; x = x->next)
     if (x->shared) sg_fanout_leave(&x->fm);

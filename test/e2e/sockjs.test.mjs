@@ -184,10 +184,13 @@ test('a session without a receiving request expires and its STOMP session ends',
   assert.equal(r.body, 'o\n');
   r = await request(gw.port, 'POST', `/stomp/000/${sid}/xhr_send`, JSON.stringify(['CONNECT\naccept-version:1.2\nhost:/\n\n\u0000']));
   assert.equal(r.status, 204);
+  r = await request(gw.port, 'POST', `/stomp/000/${sid}/xhr`, '');
+  const id = r.body.match(/session:(session-\d+)/)[1];
   await sleep(2500); // over --sockjs-disconnect-delay 1500
   r = await request(gw.port, 'POST', `/stomp/000/${sid}/xhr_send`, '["x"]');
   assert.equal(r.status, 404, 'the session is gone');
-  await waitFor(() => /session-\d+ closed .*client closed the connection/.test(gw.log()), 5000, 'teardown logged');
+  const closed = new RegExp(`${id} closed \\(127\\.0\\.0\\.1:\\d+\\): client closed the connection`);
+  await waitFor(() => closed.test(gw.log()), 5000, 'teardown logged');
 });
 
 test('a second receiving request is refused with 2010; a closed session answers with its close frame', async () => {
