@@ -1922,11 +1922,12 @@ static void timer_closed_cb(uv_handle_t *h) {
 static void session_teardown(sg_session_t *s) {
   if (s->torn_down) return;
   s->torn_down = 1;
-  sg_metrics_session_closed(s->state == S_WAIT_UPGRADE ? NULL : s->close_reason);
-  s->state = S_CLOSING;
   /* A connection that never became a session (a static file, a refused
    * upgrade, one SockJS xhr request) is not worth a line at info. */
-  if (s->state == S_WAIT_UPGRADE)
+  int never_open = s->state == S_WAIT_UPGRADE;
+  sg_metrics_session_closed(never_open ? NULL : s->close_reason);
+  s->state = S_CLOSING;
+  if (never_open)
     sg_log_debug("session-%" PRIu64 " closed (%s): %s", s->id, s->tr->peer,
                  s->close_reason ? s->close_reason : "closed");
   else
