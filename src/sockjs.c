@@ -497,7 +497,8 @@ static void handle(sj_worker_t *w, sj_handoff_t *h) {
   sg_sockjs_route_t rt;
   sg_http_upgrade_parse(h->bytes, h->len, &opts, &req);
   sg_sockjs_route(cfg->sockjs_prefix, req.path.p, req.path.len, &rt);
-  if (req.origin.len < sizeof(c->origin)) memcpy(c->origin, req.origin.p, req.origin.len);
+  if (req.origin.len > 0 && req.origin.len < sizeof(c->origin))
+    memcpy(c->origin, req.origin.p, req.origin.len);
   c->streaming = rt.transport == SG_SOCKJS_T_XHR_STREAMING;
   sg_log_debug("%s SockJS %.*s on worker %d", h->peer, (int)req.path.len, req.path.p, w->id);
   if (sg_ws_adopt(w->loop, &c->ws, cfg, &conn_cbs, h->fd, h->tls, h->peer) != 0) {

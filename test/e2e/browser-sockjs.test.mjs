@@ -93,3 +93,7 @@ for (const transport of ['xhr-streaming', 'xhr-polling', 'websocket']) {
     await b.close();
   });
 }
+
+test('no sanitizer report in the gateway\'s log', { skip }, () => {
+  assert.doesNotMatch(gw.log(), /runtime error|AddressSanitizer|LeakSanitizer/);
+});
