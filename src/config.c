@@ -102,6 +102,15 @@ static int apply_ws_path(sg_config_t *cfg, const setting_t *st, const char *v, i
   return set_str(&cfg->ws_path, v);
 }
 
+static int apply_sockjs_prefix(sg_config_t *cfg, const setting_t *st, const char *v, int level,
+                               const char *where) {
+  (void)level;
+  size_t n = strlen(v);
+  if (v[0] != '/' || n < 2 || v[n - 1] == '/' || strchr(v, '?') || strchr(v, '.'))
+    return bad(st, v, where, "a path starting with / and not ending with /");
+  return set_str(&cfg->sockjs_prefix, v);
+}
+
 /* Repeatable: the nodes of one cluster, tried in order. A higher source
  * replaces the list of a lower one. */
 static int apply_broker(sg_config_t *cfg, const setting_t *st, const char *v, int level,
@@ -212,6 +221,12 @@ static int apply_broker_verify(sg_config_t *cfg, const setting_t *st, const char
                                const char *where) {
   (void)level;
   return apply_bool(&cfg->broker_tls_verify, st, v, where);
+}
+
+static int apply_sockjs(sg_config_t *cfg, const setting_t *st, const char *v, int level,
+                        const char *where) {
+  (void)level;
+  return apply_bool(&cfg->sockjs, st, v, where);
 }
 
 static void strlist_clear(sg_strlist_t *l) {
@@ -327,6 +342,23 @@ static const setting_t settings[] = {
     {"www", "DIR", T_CUSTOM, 0, 0, 0, apply_www,
      "serve the files under DIR for GET and HEAD on\nother paths than ws-path (no listings; for\n"
      "small pages such as the example app)"},
+    {"sockjs", "BOOL", T_CUSTOM, 0, 0, 0, apply_sockjs,
+     "serve SockJS clients (new SockJS(url)) under\nsockjs-prefix (default true; off disables)"},
+    {"sockjs-prefix", "PATH", T_CUSTOM, 0, 0, 0, apply_sockjs_prefix,
+     "SockJS endpoint: PATH/info, PATH/websocket (plain\nSTOMP over WebSocket) and "
+     "PATH/<server>/<session>/\n{websocket,xhr_streaming,xhr,xhr_send}\n(default /stomp)"},
+    {"sockjs-heartbeat", "MS", T_MS, F(sockjs_heartbeat_ms), 100, 3600000, NULL,
+     "SockJS heartbeat frame period (default 25000)"},
+    {"sockjs-disconnect-delay", "MS", T_MS, F(sockjs_disconnect_ms), 100, 3600000, NULL,
+     "a SockJS xhr session with no receiving request for\nthis long is closed (default 5000)"},
+    {"sockjs-response-limit", "BYTES", T_SIZE, F(sockjs_response_limit), 4096, 1u << 30, NULL,
+     "bytes sent in one xhr_streaming response before\nthe client is made to open a new one "
+     "(default\n131072)"},
+    {"sockjs-max-body", "BYTES", T_SIZE, F(sockjs_max_body), 1024, 1u << 30, NULL,
+     "largest xhr_send request body; more gets HTTP 413\n(default 1048576)"},
+    {"sockjs-max-sessions", "N", T_SIZE, F(sockjs_max_sessions), 1, 10000000, NULL,
+     "SockJS xhr sessions open at once; more get HTTP 503\n(default 10000; max-sessions "
+     "counts them too)"},
     {"log-level", "LEVEL", T_CUSTOM, 0, 0, 0, apply_log_level,
      "error, warn, info (default) or debug"},
     {"admin", "HOST:PORT", T_CUSTOM, 0, 0, 0, apply_admin,
@@ -472,6 +504,13 @@ static void set_defaults(sg_config_t *cfg) {
   cfg->listen_host = strdup("127.0.0.1");
   cfg->listen_port = 15674;
   cfg->ws_path = strdup("/ws");
+  cfg->sockjs = 1;
+  cfg->sockjs_prefix = strdup("/stomp");
+  cfg->sockjs_heartbeat_ms = 25000;
+  cfg->sockjs_disconnect_ms = 5000;
+  cfg->sockjs_response_limit = 128u << 10;
+  cfg->sockjs_max_body = 1u << 20;
+  cfg->sockjs_max_sessions = 10000;
   sg_broker_addr_parse(&cfg->broker, "amqp://guest:guest@127.0.0.1:5672/");
   cfg->mode = SG_MODE_PER_SESSION;
   cfg->log_level = SG_LOG_INFO;
@@ -525,6 +564,16 @@ static int check_combined(sg_config_t *cfg) {
       return -1;
     }
     fclose(f);
+  }
+  if (cfg->sockjs) {
+    /* The WebSocket endpoint must not be one of the SockJS paths. */
+    size_t pl = strlen(cfg->sockjs_prefix);
+    if (strncmp(cfg->ws_path, cfg->sockjs_prefix, pl) == 0 &&
+        (cfg->ws_path[pl] == '\0' || cfg->ws_path[pl] == '/')) {
+      fprintf(stderr, "stompgate: invalid setting 'sockjs-prefix' = '%s': ws-path '%s' lies under "
+                      "it (choose another, or sockjs = off)\n", cfg->sockjs_prefix, cfg->ws_path);
+      return -1;
+    }
   }
   if (cfg->session_rate && cfg->session_burst == 0) cfg->session_burst = cfg->session_rate;
   if (cfg->nbrokers > 0) {
@@ -716,6 +765,7 @@ void sg_config_free(sg_config_t *cfg) {
   free(cfg->config_file);
   free(cfg->listen_host);
   free(cfg->ws_path);
+  free(cfg->sockjs_prefix);
   free(cfg->admin_host);
   free(cfg->tls_cert);
   free(cfg->tls_key);

@@ -44,6 +44,13 @@ typedef struct sg_config {
   sg_strlist_t app_prefixes;     /* application destination prefixes */
   char *app_exchange;            /* topic exchange they are published to */
   char *www_root;                /* static file root, realpath'd, or NULL */
+  int sockjs;                    /* serve SockJS under sockjs_prefix */
+  char *sockjs_prefix;           /* e.g. "/stomp", no trailing '/' */
+  uint64_t sockjs_heartbeat_ms;  /* SockJS 'h' frame period */
+  uint64_t sockjs_disconnect_ms; /* xhr session without a receiving request */
+  size_t sockjs_response_limit;  /* bytes per xhr_streaming response */
+  size_t sockjs_max_body;        /* xhr_send request body */
+  size_t sockjs_max_sessions;    /* SockJS xhr sessions in the process */
   int log_level;
   size_t max_frame_size;
   size_t max_headers;

@@ -87,7 +87,9 @@ typedef struct sg_name {
 } sg_name_t;
 
 struct sg_session {
-  sg_ws_t ws;
+  sg_ws_t ws;          /* the connection of a session accepted here */
+  sg_transport_t *tr;  /* what it runs over: &ws.tr, or a SockJS session */
+  sg_transport_t closed_tr; /* stands in for tr once that is closed */
   sg_amqp_t amqp;
   uv_timer_t timer; /* CONNECT timeout, then heart-beats */
   const sg_config_t *cfg;
@@ -213,7 +215,7 @@ static void maybe_free(sg_session_t *s) {
 static void send_frame_buf(sg_session_t *s, const sg_buf_t *b) {
   int binary = !sg_utf8_valid(b->base, b->len);
   sg_metrics_frame_out(b->base, b->len);
-  sg_ws_send(&s->ws, b->base, b->len, binary);
+  sg_transport_send(s->tr, b->base, b->len, binary);
 }
 
 static void send_error(sg_session_t *s, const char *message, const char *receipt_id,
@@ -243,7 +245,7 @@ static void error_close(sg_session_t *s, uint16_t code, const char *message,
            detail ? ": " : "", detail ? detail : "");
   s->close_reason = s->reason_buf;
   send_error(s, message, rid, detail);
-  sg_ws_close(&s->ws, code, message);
+  sg_transport_close(s->tr, code, message);
   session_teardown(s);
 }
 
@@ -272,7 +274,7 @@ static void flush_receipts(sg_session_t *s) {
     free(r);
     if (disc) {
       s->close_reason = "DISCONNECT";
-      sg_ws_close(&s->ws, CLOSE_NORMAL, "");
+      sg_transport_close(s->tr, CLOSE_NORMAL, "");
       session_teardown(s);
       return;
     }
@@ -1244,13 +1246,13 @@ static void heartbeat_cb(uv_timer_t *t) {
   sg_session_t *s = container_of(t, sg_session_t, timer);
   if (s->state != S_CONNECTED) return;
   uint64_t now = uv_now(t->loop);
-  if (s->hb_recv_ms && !s->ws.paused && now - s->ws.last_rx > 2 * s->hb_recv_ms) {
+  if (s->hb_recv_ms && !s->tr->paused && now - s->tr->last_rx > 2 * s->hb_recv_ms) {
     error_close(s, CLOSE_PROTOCOL, "Heart-beat timeout", NULL,
                 "nothing was received within twice the agreed heart-beat interval");
     return;
   }
-  if (s->hb_send_ms && now - s->ws.last_tx + s->hb_tick_ms / 2 >= s->hb_send_ms)
-    sg_ws_send(&s->ws, "\n", 1, 0);
+  if (s->hb_send_ms && now - s->tr->last_tx + s->hb_tick_ms / 2 >= s->hb_send_ms)
+    sg_transport_send(s->tr, "\n", 1, 0);
 }
 
 static void connect_timeout_cb(uv_timer_t *t) {
@@ -1272,7 +1274,7 @@ static void do_connect(sg_session_t *s, sg_stomp_frame_t *f) {
     sg_stomp_encode_finish(b, "Supported protocol versions are 1.0 1.1 1.2", 43);
     send_frame_buf(s, b);
     s->close_reason = "no common STOMP version";
-    sg_ws_close(&s->ws, CLOSE_PROTOCOL, "Unsupported STOMP version");
+    sg_transport_close(s->tr, CLOSE_PROTOCOL, "Unsupported STOMP version");
     session_teardown(s);
     return;
   }
@@ -1305,7 +1307,7 @@ static void do_connect(sg_session_t *s, sg_stomp_frame_t *f) {
   const char *vhost = host && *host ? host : ba->vhost;
   snprintf(s->login, sizeof(s->login), "%s", login);
   char name[160];
-  snprintf(name, sizeof(name), "stompgate %s session-%" PRIu64, s->ws.peer, s->id);
+  snprintf(name, sizeof(name), "stompgate %s session-%" PRIu64, s->tr->peer, s->id);
   uv_timer_stop(&s->timer);
   if (s->cfg->mode == SG_MODE_SHARED) {
     /* Each vhost has its pool of connections in each worker. */
@@ -1321,7 +1323,7 @@ static void do_connect(sg_session_t *s, sg_stomp_frame_t *f) {
     return;
   }
   s->state = S_LOGIN;
-  if (sg_amqp_open(&s->amqp, s->ws.tcp.loop, &amqp_cbs, ba->host, ba->port, login, pass, vhost,
+  if (sg_amqp_open(&s->amqp, s->tr->loop, &amqp_cbs, ba->host, ba->port, login, pass, vhost,
                    name) != 0)
     error_close(s, CLOSE_INTERNAL, "Internal error", f, "cannot start the broker login");
 }
@@ -1374,7 +1376,7 @@ static void process_frame(sg_session_t *s, sg_stomp_frame_t *f, int in_commit) {
   case SG_STOMP_DISCONNECT:
     if (add_receipt(s, f, 1) <= 0 && s->state == S_CONNECTED) {
       s->close_reason = "DISCONNECT";
-      sg_ws_close(&s->ws, CLOSE_NORMAL, "");
+      sg_transport_close(s->tr, CLOSE_NORMAL, "");
       session_teardown(s);
     }
     break;
@@ -1475,7 +1477,7 @@ static void run_pending(sg_session_t *s) {
       break;
     }
     if (s->flow_blocked && publishes(f)) {
-      sg_ws_pause(&s->ws);
+      sg_transport_pause(s->tr);
       break;
     }
     s->pend_head++;
@@ -1505,7 +1507,7 @@ static void on_frame(sg_session_t *s, sg_stomp_frame_t *f) {
     if (s->flow_blocked && publishes(f)) {
       /* Stop reading this client until the broker takes publishes again;
        * what it sends meanwhile waits in TCP, not here. */
-      sg_ws_pause(&s->ws);
+      sg_transport_pause(s->tr);
       pending_push(s, f, "Too many frames while the broker blocks publishing");
     } else if (s->chan_opening) {
       pending_push(s, f, "Too many frames while the broker channel opens");
@@ -1525,8 +1527,8 @@ static void on_frame(sg_session_t *s, sg_stomp_frame_t *f) {
 
 /* ---------- WebSocket callbacks ---------- */
 
-static void ws_open_cb(sg_ws_t *ws, int stomp_version) {
-  sg_session_t *s = container_of(ws, sg_session_t, ws);
+static void ws_open_cb(sg_transport_t *ws, int stomp_version) {
+  sg_session_t *s = ws->owner;
   s->ws_version = stomp_version;
   s->state = S_WAIT_CONNECT;
   sg_log_info("session-%" PRIu64 " open from %s (subprotocol %s)", s->id, ws->peer,
@@ -1535,9 +1537,9 @@ static void ws_open_cb(sg_ws_t *ws, int stomp_version) {
   uv_timer_start(&s->timer, connect_timeout_cb, s->cfg->connect_timeout_ms, 0);
 }
 
-static void ws_message_cb(sg_ws_t *ws, const uint8_t *data, size_t len, int binary) {
+static void ws_message_cb(sg_transport_t *ws, const uint8_t *data, size_t len, int binary) {
   (void)binary;
-  sg_session_t *s = container_of(ws, sg_session_t, ws);
+  sg_session_t *s = ws->owner;
   const char *p = (const char *)data;
   while (len > 0 && s->state != S_CLOSING) {
     size_t used = 0;
@@ -1555,14 +1557,30 @@ static void ws_message_cb(sg_ws_t *ws, const uint8_t *data, size_t len, int bina
   }
 }
 
-static void ws_gone_cb(sg_ws_t *ws) {
-  sg_session_t *s = container_of(ws, sg_session_t, ws);
+static void ws_gone_cb(sg_transport_t *ws) {
+  sg_session_t *s = ws->owner;
   if (s->close_reason == NULL) s->close_reason = "client closed the connection";
   session_teardown(s);
 }
 
-static void ws_closed_cb(sg_ws_t *ws) {
-  sg_session_t *s = container_of(ws, sg_session_t, ws);
+/* What a session whose transport is closed talks to: the transport's
+ * memory may be gone (a SockJS session frees its own), so late calls from
+ * broker callbacks land here. */
+static int closed_send(sg_transport_t *t, const void *d, size_t n, int b) {
+  (void)t, (void)d, (void)n, (void)b;
+  return UV_EPIPE;
+}
+static size_t closed_backlog(const sg_transport_t *t) { return (void)t, 0; }
+static void closed_noop(sg_transport_t *t) { (void)t; }
+static void closed_close(sg_transport_t *t, uint16_t c, const char *r) { (void)t, (void)c, (void)r; }
+static const sg_transport_ops_t closed_ops = {closed_send, closed_backlog, closed_noop,
+                                              closed_noop, closed_close};
+
+static void ws_closed_cb(sg_transport_t *ws) {
+  sg_session_t *s = ws->owner;
+  s->closed_tr = *ws;
+  s->closed_tr.ops = &closed_ops;
+  s->tr = &s->closed_tr;
   s->ws_closed = 1;
   session_teardown(s);
   maybe_free(s);
@@ -1643,7 +1661,7 @@ static void session_connected(sg_session_t *s) {
 static int outbound_room(sg_session_t *s, const sg_sub_t *sub, size_t len) {
   /* What the client left unread since the last write, not the burst the
    * broker just handed over: a reading client drains it every iteration. */
-  if (sg_ws_backlog(&s->ws) + len <= s->cfg->max_outbound_bytes) return 1;
+  if (sg_transport_backlog(s->tr) + len <= s->cfg->max_outbound_bytes) return 1;
   if (s->cfg->slow_consumer_drop && sub->ack_mode == ACK_AUTO && sub->topic_like) {
     if (s->dropped++ == 0)
       sg_log_info("session-%" PRIu64 " is a slow consumer: dropping topic messages", s->id);
@@ -1789,7 +1807,7 @@ static void amqp_confirm_cb(sg_amqp_t *a, uint64_t tag, int multiple, int ack) {
     snprintf(detail, sizeof(detail), "publish %" PRIu64 " was nacked", tag);
     s->close_reason = "publish rejected by the broker";
     send_error(s, "Message rejected by the broker", rid, detail);
-    sg_ws_close(&s->ws, CLOSE_INTERNAL, "Message rejected by the broker");
+    sg_transport_close(s->tr, CLOSE_INTERNAL, "Message rejected by the broker");
     session_teardown(s);
     return;
   }
@@ -1859,7 +1877,7 @@ static void amqp_lost_cb(sg_amqp_t *a, int code, const char *text) {
   snprintf(s->reason_buf, sizeof(s->reason_buf), "ERROR %s: %s", m, text);
   s->close_reason = s->reason_buf;
   send_error(s, m, rid, text);
-  sg_ws_close(&s->ws, wc, m);
+  sg_transport_close(s->tr, wc, m);
   session_teardown(s);
 }
 
@@ -1867,7 +1885,7 @@ static void amqp_blocked_cb(sg_amqp_t *a, int blocked) {
   sg_session_t *s = container_of(a, sg_session_t, amqp);
   s->flow_blocked = blocked != 0;
   if (blocked || s->state != S_CONNECTED) return;
-  sg_ws_resume(&s->ws);
+  sg_transport_resume(s->tr);
   run_pending(s);
 }
 
@@ -1894,7 +1912,7 @@ static void fan_ready_cb(sg_fanout_member_t *m, int status, const char *text) {
     snprintf(s->reason_buf, sizeof(s->reason_buf), "ERROR %s: %s", msg, text ? text : "");
     s->close_reason = s->reason_buf;
     send_error(s, msg, sub->join_receipt, text);
-    sg_ws_close(&s->ws, wc, msg);
+    sg_transport_close(s->tr, wc, msg);
     session_teardown(s);
     return;
   }
@@ -1929,7 +1947,7 @@ static void fan_message_cb(sg_fanout_member_t *m, sg_fanout_msg_t *msg) {
   if (!outbound_room(s, sub, b->len + tail->len) || sg_buf_append(b, tail->base, tail->len) != 0)
     return;
   sg_metrics_frame_out(b->base, b->len);
-  sg_ws_send(&s->ws, b->base, b->len, binary);
+  sg_transport_send(s->tr, b->base, b->len, binary);
 }
 
 static void fan_lost_cb(sg_fanout_member_t *m, int code, const char *text) {
@@ -1940,7 +1958,7 @@ static void fan_lost_cb(sg_fanout_member_t *m, int code, const char *text) {
   snprintf(s->reason_buf, sizeof(s->reason_buf), "ERROR %s: %s", msg, text ? text : "");
   s->close_reason = s->reason_buf;
   send_error(s, msg, NULL, text);
-  sg_ws_close(&s->ws, wc, msg);
+  sg_transport_close(s->tr, wc, msg);
   session_teardown(s);
 }
 
@@ -1973,10 +1991,17 @@ static void timer_closed_cb(uv_handle_t *h) {
 static void session_teardown(sg_session_t *s) {
   if (s->torn_down) return;
   s->torn_down = 1;
-  sg_metrics_session_closed(s->state == S_WAIT_UPGRADE ? NULL : s->close_reason);
+  /* A connection that never became a session (a static file, a refused
+   * upgrade, one SockJS xhr request) is not worth a line at info. */
+  int never_open = s->state == S_WAIT_UPGRADE;
+  sg_metrics_session_closed(never_open ? NULL : s->close_reason);
   s->state = S_CLOSING;
-  sg_log_info("session-%" PRIu64 " closed (%s): %s", s->id, s->ws.peer,
-              s->close_reason ? s->close_reason : "closed");
+  if (never_open)
+    sg_log_debug("session-%" PRIu64 " closed (%s): %s", s->id, s->tr->peer,
+                 s->close_reason ? s->close_reason : "closed");
+  else
+    sg_log_info("session-%" PRIu64 " closed (%s): %s", s->id, s->tr->peer,
+                s->close_reason ? s->close_reason : "closed");
   uv_close((uv_handle_t *)&s->timer, timer_closed_cb);
   for (sg_sub_t *x = s->subs; x; x = x->next)
     if (x->shared) sg_fanout_leave(&x->fm);
@@ -1986,10 +2011,10 @@ static void session_teardown(sg_session_t *s) {
   else s->amqp_closed = 1;
 }
 
-int sg_session_accept(uv_stream_t *server, sg_session_ctx_t *ctx) {
+static sg_session_t *session_new(sg_session_ctx_t *ctx) {
   const sg_config_t *cfg = ctx->cfg;
   sg_session_t *s = calloc(1, sizeof(*s));
-  if (s == NULL) return SG_ERR_NOMEM;
+  if (s == NULL) return NULL;
   s->cfg = cfg;
   s->ctx = ctx;
   s->id = atomic_fetch_add(&next_session_id, 1);
@@ -1997,18 +2022,42 @@ int sg_session_accept(uv_stream_t *server, sg_session_ctx_t *ctx) {
   s->rc_tail = &s->rc_head;
   sg_stomp_limits_t lim = {cfg->max_frame_size, cfg->max_headers, cfg->max_header_size};
   sg_stomp_parser_init(&s->parser, &lim);
+  return s;
+}
+
+static void session_link(sg_session_t *s, uv_loop_t *loop) {
+  uv_timer_init(loop, &s->timer);
+  s->timer.data = s;
+  live_sessions++;
+  if ((s->live_next = live_head) != NULL) live_head->live_prev = &s->live_next;
+  live_head = s;
+  s->live_prev = &live_head;
+}
+
+int sg_session_open(sg_transport_t *tr, sg_session_ctx_t *ctx) {
+  sg_session_t *s = session_new(ctx);
+  if (s == NULL) return SG_ERR_NOMEM;
+  s->tr = tr;
+  tr->owner = s;
+  tr->cbs = &ws_cbs;
+  session_link(s, tr->loop);
+  ws_open_cb(tr, 0);
+  return 0;
+}
+
+int sg_session_accept(uv_stream_t *server, sg_session_ctx_t *ctx) {
+  const sg_config_t *cfg = ctx->cfg;
+  sg_session_t *s = session_new(ctx);
+  if (s == NULL) return SG_ERR_NOMEM;
   int r = sg_ws_init(server->loop, &s->ws, cfg, &ws_cbs);
   if (r) {
     sg_stomp_parser_free(&s->parser);
     free(s);
     return r;
   }
-  uv_timer_init(server->loop, &s->timer);
-  s->timer.data = s;
-  live_sessions++;
-  if ((s->live_next = live_head) != NULL) live_head->live_prev = &s->live_next;
-  live_head = s;
-  s->live_prev = &live_head;
+  s->tr = &s->ws.tr;
+  s->ws.tr.owner = s;
+  session_link(s, server->loop);
   r = uv_accept(server, (uv_stream_t *)&s->ws.tcp);
   if (r) {
     s->close_reason = "accept failed";

@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "transport.h"
 
 struct sg_pool;
 struct sg_fanout;
@@ -34,6 +35,12 @@ typedef struct sg_session sg_session_t;
  * The session frees itself when both sides are closed. ctx is borrowed for
  * the life of the loop. 0 or an error. */
 int sg_session_accept(uv_stream_t *server, sg_session_ctx_t *ctx);
+
+/* Creates a session over tr, an open transport of the calling worker's
+ * loop (a SockJS session), and sets tr->cbs and tr->owner. The session
+ * frees itself after tr's on_closed_cb, which the transport must call
+ * once it has called on_gone_cb or been closed. 0 or an error. */
+int sg_session_open(sg_transport_t *tr, sg_session_ctx_t *ctx);
 
 /* Shutdown: every open session of the calling thread's worker sends the
  * RECEIPTs it still owes (as the broker confirms), then an ERROR "server

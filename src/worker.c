@@ -7,6 +7,7 @@
 
 #include "broker.h"
 #include "log.h"
+#include "sockjs.h"
 #include "ws.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -70,6 +71,7 @@ static int worker_init(sg_worker_t *w, int id, const sg_config_t *cfg, int port)
   }
   if ((r = uv_async_init(&w->loop, &w->wake, wake_cb)) != 0) goto fail_loop;
   w->wake.data = w;
+  if (cfg->sockjs && (r = sg_sockjs_worker_init(&w->loop, id, &w->ctx)) != 0) goto fail_async;
   if ((r = sg_listener_start(&w->listener, &w->loop, &w->ctx, port)) != 0) goto fail_async;
   return 0;
 fail_async:

@@ -9,12 +9,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "admission.h"
 #include "log.h"
 #include "metrics.h"
+#include "sockjs.h"
 #include "tls.h"
 #include "stompgate/err.h"
+#include "stompgate/sockjs.h"
 #include "stompgate/utf8.h"
 #include "www_serve.h"
 
@@ -34,6 +40,9 @@ typedef struct ws_write {
 
 /* Sockets with bytes to flush this iteration. */
 static __thread uv_check_t flush_check;
+/* Active while a flush is due, so the loop does not block in poll before
+ * the check phase: messages queued from a timer go out at once. */
+static __thread uv_idle_t flush_idle;
 static __thread sg_ws_t *flush_head;
 static __thread int flush_ready;
 /* Over all workers: --max-sessions is for the process. */
@@ -47,9 +56,13 @@ static __thread char read_buf[WS_READ_CHUNK];
 
 size_t sg_ws_open_count(void) { return open_count; }
 
+/* A SockJS frame being built, one per thread. */
+static __thread sg_buf_t sockjs_frame;
+
 static void ws_flush(sg_ws_t *ws);
 static void ws_begin_shutdown(sg_ws_t *ws);
 static void ws_close_handles(sg_ws_t *ws);
+static void ws_gone(sg_ws_t *ws);
 
 static void flush_check_cb(uv_check_t *h) {
   (void)h;
@@ -62,19 +75,31 @@ static void flush_check_cb(uv_check_t *h) {
     ws_flush(ws);
   }
   uv_check_stop(&flush_check);
+  uv_idle_stop(&flush_idle);
 }
+
+static void flush_idle_cb(uv_idle_t *h) { (void)h; }
 
 int sg_ws_loop_init(uv_loop_t *loop) {
   int r = uv_check_init(loop, &flush_check);
   if (r) return r;
   uv_unref((uv_handle_t *)&flush_check);
+  if ((r = uv_idle_init(loop, &flush_idle)) != 0) {
+    uv_close((uv_handle_t *)&flush_check, NULL);
+    return r;
+  }
+  uv_unref((uv_handle_t *)&flush_idle);
   flush_ready = 1;
   return 0;
 }
 
 void sg_ws_loop_close(void) {
-  if (flush_ready) uv_close((uv_handle_t *)&flush_check, NULL);
+  if (flush_ready) {
+    uv_close((uv_handle_t *)&flush_check, NULL);
+    uv_close((uv_handle_t *)&flush_idle, NULL);
+  }
   flush_ready = 0;
+  sg_buf_free(&sockjs_frame);
 }
 
 static void ws_queue_flush(sg_ws_t *ws) {
@@ -83,6 +108,7 @@ static void ws_queue_flush(sg_ws_t *ws) {
   ws->flush_next = flush_head;
   flush_head = ws;
   uv_check_start(&flush_check, flush_check_cb);
+  uv_idle_start(&flush_idle, flush_idle_cb);
 }
 
 static void ws_unqueue_flush(sg_ws_t *ws) {
@@ -100,7 +126,7 @@ static void ws_unqueue_flush(sg_ws_t *ws) {
 static void ws_gone(sg_ws_t *ws) {
   if (ws->gone) return;
   ws->gone = 1;
-  if (ws->cbs->on_gone_cb) ws->cbs->on_gone_cb(ws);
+  if (ws->tr.cbs->on_gone_cb) ws->tr.cbs->on_gone_cb(&ws->tr);
 }
 
 static void handle_closed_cb(uv_handle_t *h) {
@@ -115,7 +141,7 @@ static void handle_closed_cb(uv_handle_t *h) {
   ws->ctx = NULL;
   sg_buf_free(&ws->in);
   sg_buf_free(&ws->out);
-  ws->cbs->on_closed_cb(ws);
+  ws->tr.cbs->on_closed_cb(&ws->tr);
 }
 
 static void ws_close_handles(sg_ws_t *ws) {
@@ -135,7 +161,7 @@ static void write_cb(uv_write_t *req, int status) {
   free(w);
   if (ws->state == SG_WS_CLOSED) return;
   if (status < 0) {
-    sg_log_debug("%s write failed: %s", ws->peer, uv_strerror(status));
+    sg_log_debug("%s write failed: %s", ws->tr.peer, uv_strerror(status));
     ws_close_handles(ws);
     return;
   }
@@ -170,7 +196,7 @@ static int ws_write_out(sg_ws_t *ws) {
   sg_buf_t enc;
   sg_buf_init(&enc);
   if (sg_tls_encrypt(ws->tls, ws->out.base, ws->out.len, &enc) != 0) {
-    sg_log_debug("%s TLS write failed: %s", ws->peer, sg_tls_error(ws->tls));
+    sg_log_debug("%s TLS write failed: %s", ws->tr.peer, sg_tls_error(ws->tls));
     sg_buf_free(&enc);
     return SG_ERR_INVALID;
   }
@@ -264,7 +290,7 @@ static void ws_begin_shutdown(sg_ws_t *ws) {
 
 static void close_timeout_cb(uv_timer_t *t) {
   sg_ws_t *ws = container_of(t, sg_ws_t, timer);
-  sg_log_debug("%s close handshake timed out", ws->peer);
+  sg_log_debug("%s close handshake timed out", ws->tr.peer);
   ws_close_handles(ws);
 }
 
@@ -275,7 +301,7 @@ static void close_timeout_cb(uv_timer_t *t) {
  * this close is written after whatever is already on its way. */
 static void ws_fail_protocol(sg_ws_t *ws) {
   static const char close_1002[] = {(char)0x88, 0x02, 0x03, (char)0xea};
-  sg_log_info("%s closing: WebSocket protocol error (1002)", ws->peer);
+  sg_log_info("%s closing: WebSocket protocol error (1002)", ws->tr.peer);
   wslay_event_shutdown_write(ws->ctx);
   wslay_event_shutdown_read(ws->ctx);
   ws->state = SG_WS_CLOSING;
@@ -319,6 +345,27 @@ static ssize_t send_callback(wslay_event_context_ptr ctx, const uint8_t *data, s
   return (ssize_t)len;
 }
 
+/* SockJS over WebSocket: each text message is a JSON array of strings,
+ * each string one message for the session. */
+static void ws_sockjs_input(sg_ws_t *ws, const uint8_t *data, size_t len) {
+  if (len == 0) return;
+  sg_buf_t dec;
+  sg_buf_init(&dec);
+  int n = sg_sockjs_decode((const char *)data, len, &dec);
+  if (n < 0) {
+    sg_buf_free(&dec);
+    sg_log_info("%s closing: broken SockJS framing", ws->tr.peer);
+    sg_ws_close(ws, 1002, "Broken framing.");
+    ws_gone(ws);
+    return;
+  }
+  size_t off = 0, m;
+  const char *p;
+  while (ws->state == SG_WS_OPEN && sg_sockjs_next(&dec, &off, &p, &m))
+    ws->tr.cbs->on_message_cb(&ws->tr, (const uint8_t *)p, m, 0);
+  sg_buf_free(&dec);
+}
+
 static void on_msg_recv_callback(wslay_event_context_ptr ctx,
                                  const struct wslay_event_on_msg_recv_arg *arg,
                                  void *user_data) {
@@ -328,7 +375,7 @@ static void on_msg_recv_callback(wslay_event_context_ptr ctx,
   case WSLAY_TEXT_FRAME:
     if (!sg_utf8_valid(arg->msg, arg->msg_length)) {
       static const char reason[] = "Invalid UTF-8 in text message";
-      sg_log_info("%s closing: invalid UTF-8 in a text message", ws->peer);
+      sg_log_info("%s closing: invalid UTF-8 in a text message", ws->tr.peer);
       wslay_event_queue_close(ctx, WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA,
                               (const uint8_t *)reason, sizeof(reason) - 1);
       ws->state = SG_WS_CLOSING;
@@ -336,17 +383,18 @@ static void on_msg_recv_callback(wslay_event_context_ptr ctx,
       ws_gone(ws);
       return;
     }
-    ws->cbs->on_message_cb(ws, arg->msg, arg->msg_length, 0);
+    if (ws->sockjs) ws_sockjs_input(ws, arg->msg, arg->msg_length);
+    else ws->tr.cbs->on_message_cb(&ws->tr, arg->msg, arg->msg_length, 0);
     break;
   case WSLAY_BINARY_FRAME:
-    ws->cbs->on_message_cb(ws, arg->msg, arg->msg_length, 1);
+    if (!ws->sockjs) ws->tr.cbs->on_message_cb(&ws->tr, arg->msg, arg->msg_length, 1);
     break;
   case WSLAY_CONNECTION_CLOSE:
     if (arg->msg_length == 1) {
       ws_fail_protocol(ws);
       return;
     }
-    sg_log_debug("%s sent close %u", ws->peer, arg->status_code);
+    sg_log_debug("%s sent close %u", ws->tr.peer, arg->status_code);
     ws->state = SG_WS_CLOSING;
     uv_timer_start(&ws->timer, close_timeout_cb, WS_CLOSE_TIMEOUT_MS, 0);
     ws_gone(ws);
@@ -389,7 +437,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 }
 
 static void ws_refuse(sg_ws_t *ws, int status, const char *reason, const char *extra) {
-  sg_log_info("%s handshake refused: %d %s", ws->peer, status, reason);
+  sg_log_info("%s handshake refused: %d %s", ws->tr.peer, status, reason);
   sg_metrics_http_refused(status);
   uv_read_stop((uv_stream_t *)&ws->tcp);
   ws->state = SG_WS_CLOSING;
@@ -417,13 +465,237 @@ static void ws_serve_static(sg_ws_t *ws, const sg_http_request_t *req) {
   uv_read_stop((uv_stream_t *)&ws->tcp);
   ws->state = SG_WS_CLOSING;
   int status = sg_www_respond(ws->cfg->www_root, req, &ws->out);
-  sg_log_debug("%s %.*s %.*s -> %d", ws->peer, (int)req->method.len, req->method.p,
+  sg_log_debug("%s %.*s %.*s -> %d", ws->tr.peer, (int)req->method.len, req->method.p,
                (int)req->path.len, req->path.p, status);
   if (status < 0 || ws_write_out(ws) < 0) {
     ws_close_handles(ws);
     return;
   }
   ws_begin_shutdown(ws);
+}
+
+static void sockjs_heartbeat_cb(uv_timer_t *t) {
+  sg_ws_t *ws = container_of(t, sg_ws_t, timer);
+  if (ws->state != SG_WS_OPEN) return;
+  struct wslay_event_msg msg = {WSLAY_TEXT_FRAME, (const uint8_t *)"h", 1};
+  if (wslay_event_queue_msg(ws->ctx, &msg) == 0) ws_queue_flush(ws);
+}
+
+/* Accepts a valid upgrade request; sockjs selects SockJS framing. */
+static void ws_upgrade(sg_ws_t *ws, const sg_http_request_t *req, int sockjs) {
+  sg_admit_refusal_t no;
+  if (sg_admit(ws->cfg, req, open_count + sg_sockjs_session_count(), uv_now(ws->tcp.loop), &no)) {
+    ws_refuse(ws, no.status, no.reason, no.extra);
+    return;
+  }
+  if (wslay_event_context_server_init(&ws->ctx, &wslay_cbs, ws) != 0) {
+    ws_close_handles(ws);
+    return;
+  }
+  /* Let the STOMP codec answer an oversized frame with an ERROR; wslay only
+   * stops messages far beyond it. */
+  wslay_event_config_set_max_recv_msg_length(ws->ctx, ws->cfg->max_frame_size * 2 + 65536);
+  if (sg_http_upgrade_accept(req, &ws->out) != 0) {
+    ws_close_handles(ws);
+    return;
+  }
+  ws->in_off = req->head_len;
+  ws->state = SG_WS_OPEN;
+  ws->upgraded = 1;
+  open_count++;
+  sg_metrics_upgraded((double)(uv_hrtime() - ws->accepted_ns) / 1e9);
+  uv_timer_stop(&ws->timer);
+  if (sockjs) {
+    /* The open frame, then heartbeats while the socket is open. */
+    struct wslay_event_msg msg = {WSLAY_TEXT_FRAME, (const uint8_t *)"o", 1};
+    ws->sockjs = 1;
+    if (wslay_event_queue_msg(ws->ctx, &msg) != 0) {
+      ws_close_handles(ws);
+      return;
+    }
+    uint64_t hb = ws->cfg->sockjs_heartbeat_ms;
+    uv_timer_start(&ws->timer, sockjs_heartbeat_cb, hb, hb);
+  }
+  ws_queue_flush(ws);
+  ws->tr.cbs->on_open_cb(&ws->tr, req->stomp_version);
+}
+
+/* Writes a complete response built in ws->out, then closes. */
+static void ws_reply(sg_ws_t *ws, int status, const sg_http_slice_t *path) {
+  sg_log_debug("%s SockJS %.*s -> %d", ws->tr.peer, (int)path->len, path->p, status);
+  if (status >= 400) sg_metrics_http_refused(status);
+  uv_read_stop((uv_stream_t *)&ws->tcp);
+  ws->state = SG_WS_CLOSING;
+  if (ws_write_out(ws) < 0) {
+    ws_close_handles(ws);
+    return;
+  }
+  ws_begin_shutdown(ws);
+}
+
+static void ws_sockjs_status(sg_ws_t *ws, const sg_http_request_t *req, int status,
+                             const char *body, const char *extra) {
+  sg_buf_reset(&ws->out);
+  int r = sg_sockjs_response(&ws->out, status, req->origin, "text/plain; charset=UTF-8", body,
+                             strlen(body));
+  /* The only extra header is Allow, on 405: it goes before the blank line. */
+  if (r == 0 && extra) {
+    char *end = strstr(ws->out.base, "\r\n\r\n");
+    size_t at = (size_t)(end - ws->out.base) + 2, el = strlen(extra);
+    if (sg_buf_reserve(&ws->out, el) == 0) {
+      memmove(ws->out.base + at + el, ws->out.base + at, ws->out.len - at + 1);
+      memcpy(ws->out.base + at, extra, el);
+      ws->out.len += el;
+    }
+  }
+  if (r != 0) {
+    ws_close_handles(ws);
+    return;
+  }
+  ws_reply(ws, status, &req->path);
+}
+
+/* An xhr, xhr_streaming or xhr_send POST: waits for the whole body, then
+ * hands the connection to the worker that owns the SockJS session. */
+static void ws_sockjs_xhr(sg_ws_t *ws, const sg_http_request_t *req, const sg_sockjs_route_t *rt) {
+  size_t total = req->head_len;
+  sg_http_slice_t v;
+  const char *bytes = ws->in.base;
+  sg_buf_t whole; /* head and de-chunked body */
+  sg_buf_init(&whole);
+  if (rt->transport == SG_SOCKJS_T_XHR_SEND) {
+    size_t max = ws->cfg->sockjs_max_body;
+    if (sg_sockjs_header(ws->in.base, req->head_len, "Transfer-Encoding", &v)) {
+      /* Node's http client sends bodies chunked. */
+      if (sg_buf_append(&whole, ws->in.base, req->head_len) != 0) {
+        ws_close_handles(ws);
+        return;
+      }
+      long used = v.len == 7 && strncasecmp(v.p, "chunked", 7) == 0
+                      ? sg_sockjs_dechunk(ws->in.base + req->head_len,
+                                          ws->in.len - req->head_len, max, &whole)
+                      : SG_ERR_INVALID;
+      if (used == SG_ERR_AGAIN) {
+        sg_buf_free(&whole);
+        return; /* the rest of the body follows */
+      }
+      if (used < 0) {
+        sg_buf_free(&whole);
+        if (used == SG_ERR_FRAME_TOO_LARGE) ws_sockjs_status(ws, req, 413, "Payload too large.\n", NULL);
+        else ws_sockjs_status(ws, req, 400, "Bad chunked body.\n", NULL);
+        return;
+      }
+      bytes = whole.base;
+      total = whole.len;
+    } else {
+      unsigned long long n = 0;
+      if (sg_sockjs_header(ws->in.base, req->head_len, "Content-Length", &v)) {
+        if (v.len == 0 || v.len > 12) n = ~0ull;
+        for (size_t i = 0; i < v.len && n != ~0ull; i++)
+          n = v.p[i] >= '0' && v.p[i] <= '9' ? n * 10 + (unsigned)(v.p[i] - '0') : ~0ull;
+        if (n == ~0ull) {
+          ws_sockjs_status(ws, req, 400, "Bad Content-Length.\n", NULL);
+          return;
+        }
+      }
+      if (n > max) {
+        ws_sockjs_status(ws, req, 413, "Payload too large.\n", NULL);
+        return;
+      }
+      if (ws->in.len < req->head_len + n) return; /* the rest of the body follows */
+      total += (size_t)n;
+    }
+  }
+  uv_os_fd_t fd;
+  int dfd = -1;
+  if (uv_fileno((uv_handle_t *)&ws->tcp, &fd) == 0) dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  int r = dfd < 0 ? SG_ERR_NOMEM
+                  : sg_sockjs_dispatch(ws->tcp.loop, rt, bytes, total, dfd, ws->tls, ws->tr.peer);
+  sg_buf_free(&whole);
+  if (r == 0) {
+    /* The other worker writes the answer on its copy of the socket. */
+    ws->tls = NULL;
+    uv_read_stop((uv_stream_t *)&ws->tcp);
+    ws->state = SG_WS_CLOSING;
+    ws_close_handles(ws);
+    return;
+  }
+  if (dfd >= 0) close(dfd);
+  if (r == 404) ws_sockjs_status(ws, req, 404, "Session not found.\n", NULL);
+  else if (r == 503) ws_sockjs_status(ws, req, 503, "Too many SockJS sessions.\n", NULL);
+  else ws_sockjs_status(ws, req, 500, "Internal error.\n", NULL);
+}
+
+static int head_malformed(const sg_http_request_t *req) {
+  return req->status == 431 ||
+         (req->status == 400 && (strncmp(req->reason, "Malformed", 9) == 0 ||
+                                 strcmp(req->reason, "HTTP/1.1 required") == 0));
+}
+
+static int method_is(const sg_http_request_t *req, const char *m) {
+  size_t n = strlen(m);
+  return req->method.len == n && memcmp(req->method.p, m, n) == 0;
+}
+
+/* A request under the SockJS prefix. */
+static void ws_sockjs(sg_ws_t *ws, const sg_http_request_t *req, const sg_sockjs_route_t *rt,
+                      const char *path) {
+  sg_http_slice_t acrh = {0};
+  sg_sockjs_header(ws->in.base, req->head_len, "Access-Control-Request-Headers", &acrh);
+  int get = method_is(req, "GET"), options = method_is(req, "OPTIONS");
+  int r = 0;
+  switch (rt->kind) {
+  case SG_SOCKJS_ROOT:
+    if (!get) break;
+    sg_buf_reset(&ws->out);
+    r = sg_sockjs_response(&ws->out, 200, req->origin, "text/plain; charset=UTF-8",
+                           "Welcome to SockJS!\n", 19);
+    goto reply;
+  case SG_SOCKJS_INFO:
+    if (!get && !options) {
+      ws_sockjs_status(ws, req, 405, "Method not allowed.\n", "Allow: OPTIONS, GET\r\n");
+      return;
+    }
+    sg_buf_reset(&ws->out);
+    r = get ? sg_sockjs_info(&ws->out, req->origin, sg_sockjs_entropy())
+            : sg_sockjs_preflight(&ws->out, req->origin, acrh, "OPTIONS, GET");
+    goto reply;
+  case SG_SOCKJS_RAW_WS:
+  case SG_SOCKJS_SESSION:
+    if (rt->kind == SG_SOCKJS_RAW_WS || rt->transport == SG_SOCKJS_T_WEBSOCKET) {
+      sg_http_request_t up;
+      sg_http_upgrade_opts_t opts = {path, ws->cfg->max_head_size};
+      sg_http_upgrade_parse(ws->in.base, ws->in.len, &opts, &up);
+      if (up.status != 101) {
+        ws_refuse(ws, up.status, up.reason, up.extra_header);
+        return;
+      }
+      ws_upgrade(ws, &up, rt->kind == SG_SOCKJS_SESSION);
+      return;
+    }
+    if (rt->transport == SG_SOCKJS_T_UNKNOWN) break;
+    if (options) {
+      sg_buf_reset(&ws->out);
+      r = sg_sockjs_preflight(&ws->out, req->origin, acrh, "OPTIONS, POST");
+      goto reply;
+    }
+    if (!method_is(req, "POST")) {
+      ws_sockjs_status(ws, req, 405, "Method not allowed.\n", "Allow: OPTIONS, POST\r\n");
+      return;
+    }
+    ws_sockjs_xhr(ws, req, rt);
+    return;
+  default:
+    break;
+  }
+  ws_sockjs_status(ws, req, 404, "Not found.\n", NULL);
+  return;
+reply:
+  if (r != 0) {
+    ws_close_handles(ws);
+    return;
+  }
+  ws_reply(ws, get ? 200 : 204, &req->path);
 }
 
 static void ws_handshake(sg_ws_t *ws) {
@@ -435,6 +707,22 @@ static void ws_handshake(sg_ws_t *ws) {
     ws_refuse(ws, 400, "Bad Request", NULL);
     return;
   }
+  if (ws->cfg->sockjs && req.path.p != NULL && !head_malformed(&req)) {
+    char path[1100];
+    sg_sockjs_route_t rt = {0};
+    if (req.path.len < sizeof(path)) {
+      memcpy(path, req.path.p, req.path.len);
+      path[req.path.len] = '\0';
+      sg_sockjs_route(ws->cfg->sockjs_prefix, path, req.path.len, &rt);
+    }
+    if (rt.kind != SG_SOCKJS_NONE) {
+      /* The route's slices must point into the request, which stays put
+       * while this runs; path is only the NUL-terminated copy. */
+      sg_sockjs_route(ws->cfg->sockjs_prefix, req.path.p, req.path.len, &rt);
+      ws_sockjs(ws, &req, &rt, path);
+      return;
+    }
+  }
   if (req.status != 101) {
     if (ws->cfg->www_root && is_static_request(ws, &req)) {
       ws_serve_static(ws, &req);
@@ -443,30 +731,7 @@ static void ws_handshake(sg_ws_t *ws) {
     ws_refuse(ws, req.status, req.reason, req.extra_header);
     return;
   }
-  sg_admit_refusal_t no;
-  if (sg_admit(ws->cfg, &req, open_count, uv_now(ws->tcp.loop), &no)) {
-    ws_refuse(ws, no.status, no.reason, no.extra);
-    return;
-  }
-  if (wslay_event_context_server_init(&ws->ctx, &wslay_cbs, ws) != 0) {
-    ws_close_handles(ws);
-    return;
-  }
-  /* Let the STOMP codec answer an oversized frame with an ERROR; wslay only
-   * stops messages far beyond it. */
-  wslay_event_config_set_max_recv_msg_length(ws->ctx, ws->cfg->max_frame_size * 2 + 65536);
-  if (sg_http_upgrade_accept(&req, &ws->out) != 0) {
-    ws_close_handles(ws);
-    return;
-  }
-  ws->in_off = req.head_len;
-  ws->state = SG_WS_OPEN;
-  ws->upgraded = 1;
-  open_count++;
-  sg_metrics_upgraded((double)(uv_hrtime() - ws->accepted_ns) / 1e9);
-  uv_timer_stop(&ws->timer);
-  ws_queue_flush(ws);
-  ws->cbs->on_open_cb(ws, req.stomp_version);
+  ws_upgrade(ws, &req, 0);
 }
 
 static void ws_feed(sg_ws_t *ws) {
@@ -489,7 +754,7 @@ static void ws_feed(sg_ws_t *ws) {
   if (!wslay_event_want_read(ws->ctx) && ws->state == SG_WS_OPEN) {
     /* wslay refused the input (unmasked or malformed frame, message too
      * big) and queued a close of its own. */
-    sg_log_info("%s closing: WebSocket protocol error (%u)", ws->peer,
+    sg_log_info("%s closing: WebSocket protocol error (%u)", ws->tr.peer,
                 wslay_event_get_status_code_sent(ws->ctx));
     ws->state = SG_WS_CLOSING;
     uv_timer_start(&ws->timer, close_timeout_cb, WS_CLOSE_TIMEOUT_MS, 0);
@@ -503,7 +768,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   sg_ws_t *ws = s->data;
   if (nread == 0) return;
   if (nread < 0) {
-    if (nread != UV_EOF) sg_log_debug("%s read failed: %s", ws->peer, uv_strerror((int)nread));
+    if (nread != UV_EOF) sg_log_debug("%s read failed: %s", ws->tr.peer, uv_strerror((int)nread));
     ws_close_handles(ws);
     return;
   }
@@ -517,7 +782,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     if (ws_write_raw(ws, &net) < 0) r = -1;
     sg_buf_free(&net);
     if (r != 0) {
-      if (r < 0) sg_log_info("%s TLS failed: %s", ws->peer, sg_tls_error(ws->tls));
+      if (r < 0) sg_log_info("%s TLS failed: %s", ws->tr.peer, sg_tls_error(ws->tls));
       ws_close_handles(ws);
       return;
     }
@@ -531,8 +796,8 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     ws->in.len += (size_t)nread;
     ws->in.base[ws->in.len] = '\0';
   }
-  ws->last_rx = uv_now(s->loop);
-  if (ws->shut) {
+  ws->tr.last_rx = uv_now(s->loop);
+  if (ws->shut || ws->http) {
     ws->in.len = ws->in_off = 0; /* draining before close */
     return;
   }
@@ -553,10 +818,25 @@ static void handshake_timeout_cb(uv_timer_t *t) {
   if (ws->state == SG_WS_HANDSHAKE) ws_refuse(ws, 408, "Request Timeout", NULL);
 }
 
+static int tr_send(sg_transport_t *t, const void *data, size_t len, int binary) {
+  return sg_ws_send(container_of(t, sg_ws_t, tr), data, len, binary);
+}
+static size_t tr_backlog(const sg_transport_t *t) {
+  return sg_ws_backlog(container_of(t, const sg_ws_t, tr));
+}
+static void tr_pause(sg_transport_t *t) { sg_ws_pause(container_of(t, sg_ws_t, tr)); }
+static void tr_resume(sg_transport_t *t) { sg_ws_resume(container_of(t, sg_ws_t, tr)); }
+static void tr_close(sg_transport_t *t, uint16_t code, const char *reason) {
+  sg_ws_close(container_of(t, sg_ws_t, tr), code, reason);
+}
+static const sg_transport_ops_t ws_ops = {tr_send, tr_backlog, tr_pause, tr_resume, tr_close};
+
 int sg_ws_init(uv_loop_t *loop, sg_ws_t *ws, const sg_config_t *cfg, const sg_ws_cbs_t *cbs) {
   memset(ws, 0, sizeof(*ws));
   ws->cfg = cfg;
-  ws->cbs = cbs;
+  ws->tr.ops = &ws_ops;
+  ws->tr.cbs = cbs;
+  ws->tr.loop = loop;
   int r = uv_tcp_init(loop, &ws->tcp);
   if (r) return r;
   r = uv_timer_init(loop, &ws->timer);
@@ -585,24 +865,32 @@ void sg_ws_start(sg_ws_t *ws) {
       port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
     }
   }
-  snprintf(ws->peer, sizeof(ws->peer), "%s:%d", host, port);
+  snprintf(ws->tr.peer, sizeof(ws->tr.peer), "%s:%d", host, port);
   uv_tcp_nodelay(&ws->tcp, 1);
   if (sg_tls_enabled() && (ws->tls = sg_tls_new()) == NULL) {
     ws_close_handles(ws);
     return;
   }
   ws->accepted_ns = uv_hrtime();
-  ws->last_rx = ws->last_tx = uv_now(ws->tcp.loop);
+  ws->tr.last_rx = ws->tr.last_tx = uv_now(ws->tcp.loop);
   uv_timer_start(&ws->timer, handshake_timeout_cb, ws->cfg->handshake_timeout_ms, 0);
   if (uv_read_start((uv_stream_t *)&ws->tcp, alloc_cb, read_cb) != 0) ws_close_handles(ws);
 }
 
 int sg_ws_send(sg_ws_t *ws, const void *data, size_t len, int binary) {
   if (ws->state != SG_WS_OPEN || ws->ctx == NULL) return UV_EPIPE;
+  if (ws->sockjs) {
+    /* SockJS carries text only: bytes that are not UTF-8 are escaped. */
+    sg_buf_reset(&sockjs_frame);
+    if (sg_sockjs_frame_message(&sockjs_frame, data, len) != 0) return SG_ERR_NOMEM;
+    data = sockjs_frame.base;
+    len = sockjs_frame.len;
+    binary = 0;
+  }
   struct wslay_event_msg msg = {binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME, data, len};
   if (wslay_event_queue_msg(ws->ctx, &msg) != 0) return SG_ERR_NOMEM;
   ws->fresh += len;
-  ws->last_tx = uv_now(ws->tcp.loop);
+  ws->tr.last_tx = uv_now(ws->tcp.loop);
   ws_queue_flush(ws);
   return 0;
 }
@@ -622,6 +910,15 @@ void sg_ws_close(sg_ws_t *ws, uint16_t code, const char *reason) {
     ws_close_handles(ws);
     return;
   }
+  if (ws->state == SG_WS_OPEN && ws->sockjs) {
+    /* SockJS clients learn the code and reason from a close frame. */
+    sg_buf_reset(&sockjs_frame);
+    if (sg_sockjs_frame_close(&sockjs_frame, code, reason) == 0) {
+      struct wslay_event_msg msg = {WSLAY_TEXT_FRAME, (const uint8_t *)sockjs_frame.base,
+                                    sockjs_frame.len};
+      wslay_event_queue_msg(ws->ctx, &msg);
+    }
+  }
   if (ws->state == SG_WS_OPEN) {
     /* A control frame carries at most 125 bytes: code plus 123 of reason. */
     snprintf(ws->close_reason, sizeof(ws->close_reason), "%s", reason ? reason : "");
@@ -636,15 +933,53 @@ void sg_ws_close(sg_ws_t *ws, uint16_t code, const char *reason) {
 void sg_ws_abort(sg_ws_t *ws) { ws_close_handles(ws); }
 
 void sg_ws_pause(sg_ws_t *ws) {
-  if (ws->paused || ws->state != SG_WS_OPEN) return;
-  ws->paused = 1;
+  if (ws->tr.paused || ws->state != SG_WS_OPEN) return;
+  ws->tr.paused = 1;
   uv_read_stop((uv_stream_t *)&ws->tcp);
 }
 
 void sg_ws_resume(sg_ws_t *ws) {
-  if (!ws->paused) return;
-  ws->paused = 0;
+  if (!ws->tr.paused) return;
+  ws->tr.paused = 0;
   if (ws->state != SG_WS_OPEN) return;
-  ws->last_rx = uv_now(ws->tcp.loop);
+  ws->tr.last_rx = uv_now(ws->tcp.loop);
   if (uv_read_start((uv_stream_t *)&ws->tcp, alloc_cb, read_cb) != 0) ws_close_handles(ws);
+}
+
+int sg_ws_adopt(uv_loop_t *loop, sg_ws_t *ws, const sg_config_t *cfg, const sg_ws_cbs_t *cbs,
+                uv_os_sock_t fd, sg_tls_t *tls, const char *peer) {
+  int r = sg_ws_init(loop, ws, cfg, cbs);
+  if (r) {
+    close(fd);
+    sg_tls_free(tls);
+    return r;
+  }
+  ws->tls = tls;
+  ws->http = 1;
+  ws->state = SG_WS_OPEN;
+  snprintf(ws->tr.peer, sizeof(ws->tr.peer), "%s", peer);
+  ws->accepted_ns = uv_hrtime();
+  ws->tr.last_rx = ws->tr.last_tx = uv_now(loop);
+  if ((r = uv_tcp_open(&ws->tcp, fd)) != 0) {
+    close(fd);
+    ws_close_handles(ws);
+    return 0;
+  }
+  uv_tcp_nodelay(&ws->tcp, 1);
+  if (uv_read_start((uv_stream_t *)&ws->tcp, alloc_cb, read_cb) != 0) ws_close_handles(ws);
+  return 0;
+}
+
+int sg_ws_write(sg_ws_t *ws, const void *data, size_t len) {
+  if (ws->state != SG_WS_OPEN) return UV_EPIPE;
+  if (sg_buf_append(&ws->out, data, len) != 0) return SG_ERR_NOMEM;
+  ws->tr.last_tx = uv_now(ws->tcp.loop);
+  ws_queue_flush(ws);
+  return 0;
+}
+
+void sg_ws_end(sg_ws_t *ws) {
+  if (ws->state != SG_WS_OPEN) return;
+  ws->state = SG_WS_CLOSING;
+  ws_queue_flush(ws);
 }

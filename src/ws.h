@@ -15,29 +15,24 @@
 #include "stompgate/buf.h"
 #include "stompgate/http_upgrade.h"
 #include "tls.h"
+#include "transport.h"
 
 typedef struct sg_ws sg_ws_t;
 
-typedef struct sg_ws_cbs {
-  /* The upgrade succeeded; stomp_version is the chosen subprotocol (0 if
-   * none was offered). */
-  void (*on_open_cb)(sg_ws_t *ws, int stomp_version);
-  /* A whole text or binary message. data is borrowed for the call. */
-  void (*on_message_cb)(sg_ws_t *ws, const uint8_t *data, size_t len, int binary);
-  /* The peer went away or the socket failed; the layer above should stop
-   * sending. Called at most once, before on_closed_cb. */
-  void (*on_gone_cb)(sg_ws_t *ws);
-  /* Every handle is closed: the owner may free the memory holding ws. */
-  void (*on_closed_cb)(sg_ws_t *ws);
-} sg_ws_cbs_t;
+/* The layer above is reached through ws->tr.cbs (see transport.h): on_open
+ * once the upgrade succeeded, with the chosen subprotocol (0 if none was
+ * offered); on_message for each whole text or binary message; on_gone when
+ * the peer went away or the socket failed; on_closed when every handle is
+ * closed and the owner may free the memory holding ws. */
+typedef sg_transport_cbs_t sg_ws_cbs_t;
 
 enum sg_ws_state { SG_WS_HANDSHAKE = 0, SG_WS_OPEN, SG_WS_CLOSING, SG_WS_CLOSED };
 
 struct sg_ws {
+  sg_transport_t tr;    /* what the session sees; peer, last_rx/tx live here */
   uv_tcp_t tcp;
   uv_timer_t timer;
   const sg_config_t *cfg;
-  const sg_ws_cbs_t *cbs;
   wslay_event_context_ptr ctx;
   sg_tls_t *tls;        /* NULL on a plain ws:// listener */
   sg_buf_t in;          /* unread input: handshake bytes, then WebSocket bytes */
@@ -51,15 +46,13 @@ struct sg_ws {
   unsigned shut : 1;       /* uv_shutdown was requested */
   unsigned flush_queued : 1;
   unsigned close_pending : 1; /* close to queue once the messages before it are out */
-  unsigned paused : 1;        /* reading stopped by sg_ws_pause */
   unsigned upgraded : 1;      /* counted in sg_ws_open_count */
+  unsigned sockjs : 1;        /* SockJS framing: o, h, a[...], c[...] */
+  unsigned http : 1;          /* a plain HTTP response written by sg_ws_write */
   uint16_t close_code;
   char close_reason[124];
   sg_ws_t *flush_next;
-  uint64_t last_rx;     /* uv_now of the last byte read */
-  uint64_t last_tx;     /* uv_now of the last message queued */
   uint64_t accepted_ns; /* uv_hrtime at accept, for the handshake histogram */
-  char peer[64];
 };
 
 /* Per-thread set-up: the check handle that flushes written messages once
@@ -94,5 +87,17 @@ size_t sg_ws_open_count(void);
 void sg_ws_close(sg_ws_t *ws, uint16_t code, const char *reason);
 /* Closes the socket now, dropping what is queued. */
 void sg_ws_abort(sg_ws_t *ws);
+
+/* A connection taken over from another sg_ws_t (maybe of another worker)
+ * to answer one plain HTTP request: initialises ws on loop around the
+ * socket fd (taken) and TLS state tls (taken, may be NULL), named peer.
+ * Input is read only to notice the peer closing. 0 or a libuv error (fd
+ * and tls are freed then, and ws needs no close). */
+int sg_ws_adopt(uv_loop_t *loop, sg_ws_t *ws, const sg_config_t *cfg, const sg_ws_cbs_t *cbs,
+                uv_os_sock_t fd, sg_tls_t *tls, const char *peer);
+/* Queues raw response bytes (copied) on an adopted connection. */
+int sg_ws_write(sg_ws_t *ws, const void *data, size_t len);
+/* Ends an adopted connection once what is queued is written. */
+void sg_ws_end(sg_ws_t *ws);
 
 #endif

@@ -91,11 +91,49 @@ static void invalid(void **state) {
   sg_config_free(&cfg);
 }
 
+static void sockjs(void **state) {
+  (void)state;
+  char *none[] = {NULL};
+  sg_config_t cfg;
+  char *a0[] = {"stompgate", NULL};
+  assert_int_equal(load(&cfg, a0, none), 0);
+  assert_int_equal(cfg.sockjs, 1);
+  assert_string_equal(cfg.sockjs_prefix, "/stomp");
+  assert_int_equal(cfg.sockjs_disconnect_ms, 5000);
+  assert_int_equal(cfg.sockjs_response_limit, 131072);
+  sg_config_free(&cfg);
+  char *e1[] = {"STOMPGATE_SOCKJS=off", "STOMPGATE_SOCKJS_PREFIX=/sock", NULL};
+  assert_int_equal(load(&cfg, a0, e1), 0);
+  assert_int_equal(cfg.sockjs, 0);
+  assert_string_equal(cfg.sockjs_prefix, "/sock");
+  sg_config_free(&cfg);
+  /* The WebSocket endpoint may not lie under the prefix, unless SockJS is off. */
+  char *a1[] = {"stompgate", "--ws-path", "/stomp/ws", NULL};
+  assert_int_equal(load(&cfg, a1, none), 2);
+  sg_config_free(&cfg);
+  char *a2[] = {"stompgate", "--ws-path", "/stomp", NULL};
+  assert_int_equal(load(&cfg, a2, none), 2);
+  sg_config_free(&cfg);
+  char *a3[] = {"stompgate", "--ws-path", "/stomp", "--sockjs", "off", NULL};
+  assert_int_equal(load(&cfg, a3, none), 0);
+  sg_config_free(&cfg);
+  char *a4[] = {"stompgate", "--ws-path", "/stompx", NULL};
+  assert_int_equal(load(&cfg, a4, none), 0);
+  sg_config_free(&cfg);
+  const char *bad[] = {"stomp", "/", "/stomp/", "/a.b"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    char *a5[] = {"stompgate", "--sockjs-prefix", (char *)bad[i], NULL};
+    assert_int_equal(load(&cfg, a5, none), 2);
+    sg_config_free(&cfg);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(precedence),
       cmocka_unit_test(broker_list),
       cmocka_unit_test(invalid),
+      cmocka_unit_test(sockjs),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

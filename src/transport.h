@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef SG_TRANSPORT_H
+#define SG_TRANSPORT_H
+
+/* What a STOMP session runs over: a WebSocket (ws.c), or a SockJS session
+ * whose HTTP requests come and go (sockjs.c). The session sees whole
+ * messages both ways and never the connection underneath. */
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct sg_transport sg_transport_t;
+
+/* The layer above, called by the transport. */
+typedef struct sg_transport_cbs {
+  /* Open; stomp_version is the chosen subprotocol (0 if none). */
+  void (*on_open_cb)(sg_transport_t *t, int stomp_version);
+  /* One whole message; data is borrowed for the call. */
+  void (*on_message_cb)(sg_transport_t *t, const uint8_t *data, size_t len, int binary);
+  /* The peer went away: stop sending. At most once, before on_closed_cb. */
+  void (*on_gone_cb)(sg_transport_t *t);
+  /* Everything is closed: the owner may free its memory. */
+  void (*on_closed_cb)(sg_transport_t *t);
+} sg_transport_cbs_t;
+
+/* The transport's own functions; see the sg_ws_* ones for their meaning. */
+typedef struct sg_transport_ops {
+  int (*send)(sg_transport_t *t, const void *data, size_t len, int binary); /* copies */
+  size_t (*backlog)(const sg_transport_t *t);
+  void (*pause)(sg_transport_t *t);
+  void (*resume)(sg_transport_t *t);
+  void (*close)(sg_transport_t *t, uint16_t code, const char *reason);
+} sg_transport_ops_t;
+
+struct sg_transport {
+  const sg_transport_ops_t *ops;
+  const sg_transport_cbs_t *cbs;
+  void *owner;       /* the layer above's object */
+  uv_loop_t *loop;
+  uint64_t last_rx;  /* uv_now of the last input */
+  uint64_t last_tx;  /* uv_now of the last message queued */
+  unsigned paused : 1;
+  char peer[64];
+};
+
+static inline int sg_transport_send(sg_transport_t *t, const void *d, size_t n, int binary) {
+  return t->ops->send(t, d, n, binary);
+}
+static inline size_t sg_transport_backlog(const sg_transport_t *t) { return t->ops->backlog(t); }
+static inline void sg_transport_pause(sg_transport_t *t) { t->ops->pause(t); }
+static inline void sg_transport_resume(sg_transport_t *t) { t->ops->resume(t); }
+static inline void sg_transport_close(sg_transport_t *t, uint16_t code, const char *reason) {
+  t->ops->close(t, code, reason);
+}
+
+#endif
