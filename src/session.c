@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "access.h"
 #include "broker.h"
 #include "fanout.h"
 #include "pool.h"
@@ -26,6 +27,7 @@
 #include "sg_config.h"
 #include "stompgate/amqp_table.h"
 #include "stompgate/app_dest.h"
+#include "stompgate/auth.h"
 #include "stompgate/destination.h"
 #include "stompgate/err.h"
 #include "stompgate/stomp_codec.h"
@@ -93,6 +95,8 @@ struct sg_session {
   const sg_config_t *cfg;
   sg_session_ctx_t *ctx;
   sg_auth_req_t *auth;   /* shared mode: the CONNECT credential check */
+  sg_access_req_t *access; /* --auth jwt/file: the CONNECT check */
+  sg_grant_t *grant;     /* --auth jwt/file: who the session is and may do */
   sg_pool_t *pool;       /* shared mode: where its channel comes from */
   int fan_waiting;       /* shared joins not ready yet: later frames wait */
   unsigned flow_blocked : 1; /* the broker blocked publishing: SENDs wait */
@@ -148,8 +152,22 @@ static const sg_amqp_cbs_t amqp_cbs;
 static void process_frame(sg_session_t *s, sg_stomp_frame_t *f, int in_commit);
 static void run_pending(sg_session_t *s);
 static void auth_done_cb(void *owner, int status, const char *message);
+static void access_done_cb(void *owner, sg_grant_t *grant, const char *why);
 static void error_close(sg_session_t *s, uint16_t code, const char *message,
                         const sg_stomp_frame_t *f, const char *detail);
+
+/* --auth jwt/file: whether the session may do command (perm) on the
+ * destination of that kind, name and key; if not, ERROR "Access refused"
+ * naming destination and permission, and close, as RabbitMQ does. */
+static int refused(sg_session_t *s, const sg_stomp_frame_t *f, int perm, int kind,
+                   const char *name, const char *key, const char *dst) {
+  char detail[1200];
+  if (s->grant == NULL ||
+      sg_grant_allows(s->grant, perm, kind, name, key, f->command, dst, detail, sizeof(detail)))
+    return 0;
+  error_close(s, CLOSE_POLICY, "Access refused", f, detail);
+  return 1;
+}
 
 /* ---------- freeing ---------- */
 
@@ -599,6 +617,12 @@ static void do_send(sg_session_t *s, sg_stomp_frame_t *f) {
                 "a /temp-queue/ destination is only valid in a reply-to header");
     return;
   }
+  if (app >= 0 ? refused(s, f, SG_PERM_WRITE, SG_DEST_EXCHANGE, exchange, rk, dst)
+              : refused(s, f, SG_PERM_WRITE, (int)d.kind, d.name, d.key, dst)) {
+    sg_dest_free(&d);
+    sg_buf_free(&app_key);
+    return;
+  }
   /* A queue is declared once per session, unless the frame names queue
    * arguments: then the broker checks them against the queue. */
   if (d.kind == SG_DEST_QUEUE && (qa.table.num_entries || !declared_already(s, d.name))) {
@@ -881,6 +905,20 @@ static void do_subscribe(sg_session_t *s, sg_stomp_frame_t *f) {
                 "a /temp-queue/ destination is only valid in a reply-to header");
     return;
   }
+  if (refused(s, f, SG_PERM_READ, (int)d.kind, d.name, d.key, dst)) {
+    sg_dest_free(&d);
+    return;
+  }
+  /* A topic subscription that names its queue, or a durable one, may meet
+   * another's queue by that name: declaring it needs configure on it. */
+  if (s->grant && (d.kind == SG_DEST_TOPIC || d.kind == SG_DEST_EXCHANGE) && (xqn || durable)) {
+    char dq[SG_DEST_DURABLE_NAME_SIZE];
+    if (xqn == NULL) sg_dest_durable_queue_name(id, strlen(id), dq);
+    if (refused(s, f, SG_PERM_CONFIGURE, SG_DEST_QUEUE, xqn ? xqn : dq, NULL, dst)) {
+      sg_dest_free(&d);
+      return;
+    }
+  }
   sg_sub_t *sub = calloc(1, sizeof(*sub));
   size_t il = strlen(id);
   if (sub == NULL) goto nomem;
@@ -1006,6 +1044,7 @@ static void do_unsubscribe(sg_session_t *s, sg_stomp_frame_t *f) {
       sg_dest_durable_queue_name(id, strlen(id), qname);
       q = qname;
     }
+    if (refused(s, f, SG_PERM_CONFIGURE, SG_DEST_QUEUE, q, NULL, q)) return;
     amqp_queue_delete_t del;
     memset(&del, 0, sizeof(del));
     del.queue = bytes_of(q);
@@ -1315,6 +1354,15 @@ static void do_connect(sg_session_t *s, sg_stomp_frame_t *f) {
       return;
     }
     s->state = S_LOGIN;
+    if (s->cfg->auth != SG_AUTH_BROKER) {
+      /* The gateway checks the credentials itself; the broker work runs
+       * under --broker's user. */
+      if (sg_access_check(s->ws.tcp.loop, sg_stomp_frame_header(f, "login", NULL),
+                          sg_stomp_frame_header(f, "passcode", NULL), s->ws.bearer, vhost,
+                          access_done_cb, s, &s->access) != 0)
+        error_close(s, CLOSE_INTERNAL, "Internal error", f, "cannot check the credentials");
+      return;
+    }
     if (sg_auth_check(s->pool, login, pass, vhost, auth_done_cb, s, &s->auth) != 0)
       error_close(s, CLOSE_INTERNAL, "Internal error", f, "cannot check the credentials");
     return;
@@ -1893,6 +1941,33 @@ static void auth_done_cb(void *owner, int status, const char *message) {
     error_close(s, CLOSE_INTERNAL, "Broker unavailable", NULL, "no broker connection");
 }
 
+static void token_expired_cb(void *owner) {
+  sg_session_t *s = owner;
+  error_close(s, CLOSE_POLICY, "Token expired", NULL,
+              "the session's token has expired: reconnect with a new one");
+}
+
+/* --auth jwt/file: the gateway's check of CONNECT came back. */
+static void access_done_cb(void *owner, sg_grant_t *grant, const char *why) {
+  sg_session_t *s = owner;
+  s->access = NULL;
+  if (s->state != S_LOGIN) {
+    sg_grant_release(grant);
+    return;
+  }
+  if (grant == NULL) {
+    error_close(s, CLOSE_POLICY, "Access refused", NULL, why);
+    return;
+  }
+  s->grant = grant;
+  snprintf(s->login, sizeof(s->login), "%s", sg_grant_user(grant));
+  if (sg_grant_watch(grant, s->ws.tcp.loop, token_expired_cb, s) != 0) {
+    error_close(s, CLOSE_INTERNAL, "Internal error", NULL, "cannot watch the token's expiry");
+    return;
+  }
+  auth_done_cb(s, 0, NULL);
+}
+
 /* ---------- life cycle ---------- */
 
 static void timer_closed_cb(uv_handle_t *h) {
@@ -1913,6 +1988,10 @@ static void session_teardown(sg_session_t *s) {
     if (x->shared) sg_fanout_leave(&x->fm);
   sg_auth_cancel(s->auth);
   s->auth = NULL;
+  sg_access_cancel(s->access);
+  s->access = NULL;
+  sg_grant_release(s->grant);
+  s->grant = NULL;
   if (s->amqp.state != SG_AMQP_IDLE) sg_amqp_close(&s->amqp);
   else s->amqp_closed = 1;
 }

@@ -60,6 +60,7 @@ struct sg_ws {
   uint64_t last_tx;     /* uv_now of the last message queued */
   uint64_t accepted_ns; /* uv_hrtime at accept, for the handshake histogram */
   char peer[64];
+  char *bearer;         /* Authorization: Bearer token of the upgrade, or NULL */
 };
 
 /* Per-thread set-up: the check handle that flushes written messages once
