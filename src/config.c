@@ -173,6 +173,18 @@ static int apply_app_exchange(sg_config_t *cfg, const setting_t *st, const char 
   return set_str(&cfg->app_exchange, v);
 }
 
+static int apply_user_exchange(sg_config_t *cfg, const setting_t *st, const char *v, int level,
+                               const char *where) {
+  (void)level;
+  if (*v == '\0') {
+    free(cfg->user_exchange);
+    cfg->user_exchange = NULL;
+    return 0;
+  }
+  if (strlen(v) > 255) return bad(st, v, where, "an exchange name of 1..255 bytes");
+  return set_str(&cfg->user_exchange, v);
+}
+
 static int apply_www(sg_config_t *cfg, const setting_t *st, const char *v, int level,
                      const char *where) {
   (void)level;
@@ -379,6 +391,9 @@ static const setting_t settings[] = {
      "app-exchange (default /app; '' turns it off)"},
     {"app-exchange", "NAME", T_CUSTOM, 0, 0, 0, apply_app_exchange,
      "topic exchange for application destinations,\ndeclared at start-up (default stompgate.app)"},
+    {"user-exchange", "NAME", T_CUSTOM, 0, 0, 0, apply_user_exchange,
+     "shared mode: topic exchange of user destinations\n(/user/queue/X, /user/U/queue/X), declared at\n"
+     "start-up unless amq.* (default stompgate.user;\n'' turns them off)"},
     {"www", "DIR", T_CUSTOM, 0, 0, 0, apply_www,
      "serve the files under DIR for GET and HEAD on\nother paths than ws-path (no listings; for\n"
      "small pages such as the example app)"},
@@ -556,6 +571,7 @@ static void set_defaults(sg_config_t *cfg) {
   cfg->jwt_scope_prefix = strdup("rabbitmq.");
   cfg->max_outbound_bytes = 4u << 20;
   cfg->app_exchange = strdup("stompgate.app");
+  cfg->user_exchange = strdup("stompgate.user");
   cfg->app_prefixes.v = calloc(1, sizeof(char *));
   if (cfg->app_prefixes.v && (cfg->app_prefixes.v[0] = strdup("/app")) != NULL)
     cfg->app_prefixes.n = 1;
@@ -811,6 +827,7 @@ void sg_config_free(sg_config_t *cfg) {
   free(cfg->tls_client_ca);
   free(cfg->broker_ca);
   free(cfg->app_exchange);
+  free(cfg->user_exchange);
   free(cfg->www_root);
   free(cfg->jwt_secret_file);
   free(cfg->jwt_audience);

@@ -55,6 +55,7 @@ typedef struct sg_config {
   int require_host;              /* STOMP 1.1+ CONNECT without host is an ERROR */
   sg_strlist_t app_prefixes;     /* application destination prefixes */
   char *app_exchange;            /* topic exchange they are published to */
+  char *user_exchange;           /* shared mode: /user/ destinations; NULL: off */
   char *www_root;                /* static file root, realpath'd, or NULL */
   int log_level;
   size_t max_frame_size;

@@ -31,6 +31,7 @@
 #include "stompgate/destination.h"
 #include "stompgate/err.h"
 #include "stompgate/stomp_codec.h"
+#include "stompgate/user_dest.h"
 #include "stompgate/utf8.h"
 #include "ws.h"
 
@@ -66,6 +67,7 @@ typedef struct sg_sub {
   unsigned topic_like : 1; /* /topic or /exchange: messages a slow reader may lose */
   sg_fanout_member_t fm;
   char *join_receipt;     /* RECEIPT owed once the shared queue is ready */
+  char *user_dest;        /* /user/queue/X: the destination its MESSAGEs carry */
 } sg_sub_t;
 
 typedef struct sg_tx {
@@ -178,6 +180,7 @@ static void sub_free(sg_sub_t *sub) {
   free(sub->queue);
   free(sub->unacked);
   free(sub->join_receipt);
+  free(sub->user_dest);
   free(sub);
 }
 
@@ -551,6 +554,11 @@ static int parse_u64(const char *v, uint64_t *out) {
 
 /* ---------- application destinations ---------- */
 
+/* Shared mode: whether dst is a user destination (/user/...). */
+static int user_dest_of(const sg_session_t *s, const char *dst) {
+  return s->cfg->mode == SG_MODE_SHARED && s->cfg->user_exchange && sg_user_dest_is(dst);
+}
+
 static int app_prefix_of(const sg_session_t *s, const char *dst) {
   return sg_app_match((const char *const *)s->cfg->app_prefixes.v, s->cfg->app_prefixes.n, dst);
 }
@@ -594,7 +602,7 @@ static void do_send(sg_session_t *s, sg_stomp_frame_t *f) {
   const char *exchange, *rk;
   sg_buf_t app_key;
   sg_buf_init(&app_key);
-  int app = app_prefix_of(s, dst);
+  int app = app_prefix_of(s, dst), user = 0;
   if (app >= 0) {
     memset(&d, 0, sizeof(d));
     if (sg_app_routing_key(&app_key, s->cfg->app_prefixes.v[app], dst) != 0) {
@@ -608,6 +616,19 @@ static void do_send(sg_session_t *s, sg_stomp_frame_t *f) {
     }
     exchange = s->cfg->app_exchange;
     rk = app_key.base;
+  } else if (user_dest_of(s, dst)) {
+    /* /user/U/queue/X reaches every session of U that subscribed to
+     * /user/queue/X, on any gateway: they are bound with this key. */
+    memset(&d, 0, sizeof(d));
+    if (sg_user_dest_send_key(&app_key, dst) != 0) {
+      sg_buf_free(&app_key);
+      error_close(s, CLOSE_PROTOCOL, "Invalid destination", f,
+                  "a user destination to SEND to is /user/USER/queue/NAME");
+      return;
+    }
+    user = 1;
+    exchange = s->cfg->user_exchange;
+    rk = app_key.base;
   } else if (sg_dest_parse(dst, strlen(dst), &d) != 0) {
     error_close(s, CLOSE_PROTOCOL, "Invalid destination", f, dst);
     return;
@@ -617,8 +638,8 @@ static void do_send(sg_session_t *s, sg_stomp_frame_t *f) {
                 "a /temp-queue/ destination is only valid in a reply-to header");
     return;
   }
-  if (app >= 0 ? refused(s, f, SG_PERM_WRITE, SG_DEST_EXCHANGE, exchange, rk, dst)
-              : refused(s, f, SG_PERM_WRITE, (int)d.kind, d.name, d.key, dst)) {
+  if (app >= 0 || user ? refused(s, f, SG_PERM_WRITE, SG_DEST_EXCHANGE, exchange, rk, dst)
+                       : refused(s, f, SG_PERM_WRITE, (int)d.kind, d.name, d.key, dst)) {
     sg_dest_free(&d);
     sg_buf_free(&app_key);
     return;
@@ -895,7 +916,27 @@ static void do_subscribe(sg_session_t *s, sg_stomp_frame_t *f) {
     return;
   }
   sg_dest_t d;
-  if (sg_dest_parse(dst, strlen(dst), &d) != 0) {
+  int user = user_dest_of(s, dst);
+  if (user) {
+    /* /user/queue/X: a queue of this session's own, bound to the user
+     * exchange with this user's key; nobody else's key can be named. */
+    sg_buf_t key;
+    sg_buf_init(&key);
+    memset(&d, 0, sizeof(d));
+    d.kind = SG_DEST_EXCHANGE;
+    if (sg_user_dest_subscribe_key(&key, s->login, dst) != 0) {
+      sg_buf_free(&key);
+      error_close(s, CLOSE_PROTOCOL, "Invalid destination", f,
+                  "a user destination to SUBSCRIBE to is /user/queue/NAME");
+      return;
+    }
+    d.key = key.base;
+    if ((d.name = strdup(s->cfg->user_exchange)) == NULL) {
+      sg_dest_free(&d);
+      error_close(s, CLOSE_INTERNAL, "Internal error", f, "out of memory");
+      return;
+    }
+  } else if (sg_dest_parse(dst, strlen(dst), &d) != 0) {
     error_close(s, CLOSE_PROTOCOL, "Invalid destination", f, dst);
     return;
   }
@@ -905,7 +946,7 @@ static void do_subscribe(sg_session_t *s, sg_stomp_frame_t *f) {
                 "a /temp-queue/ destination is only valid in a reply-to header");
     return;
   }
-  if (refused(s, f, SG_PERM_READ, (int)d.kind, d.name, d.key, dst)) {
+  if (!user && refused(s, f, SG_PERM_READ, (int)d.kind, d.name, d.key, dst)) {
     sg_dest_free(&d);
     return;
   }
@@ -929,6 +970,7 @@ static void do_subscribe(sg_session_t *s, sg_stomp_frame_t *f) {
   memcpy(sub->tag + 2, id, il + 1);
   sub->tag_len = il + 2;
   sub->ack_mode = mode;
+  if (user && (sub->user_dest = strdup(dst)) == NULL) goto nomem;
   if (sub->tag_len > 255) {
     sub_free(sub);
     sg_dest_free(&d);
@@ -939,7 +981,8 @@ static void do_subscribe(sg_session_t *s, sg_stomp_frame_t *f) {
   sub->topic_like = d.kind == SG_DEST_TOPIC || d.kind == SG_DEST_EXCHANGE;
   /* Shared queues are on --broker's vhost; other vhosts get a queue per
    * subscription on the session's channel, as in per-session mode. */
-  if (s->cfg->mode == SG_MODE_SHARED && s->pool == s->ctx->pool && shareable(f, &d, mode)) {
+  if (s->cfg->mode == SG_MODE_SHARED && s->pool == s->ctx->pool && !user &&
+      shareable(f, &d, mode)) {
     subscribe_shared(s, f, sub, &d);
     sg_dest_free(&d);
     return;
@@ -1741,6 +1784,8 @@ static void amqp_delivery_cb(sg_amqp_t *a, const sg_amqp_delivery_t *d) {
     int pi = to ? app_prefix_of(s, to) : -1;
     subscription = s->cfg->app_prefixes.v[pi >= 0 ? pi : 0];
     dest = to ? to : subscription;
+  } else if (sub->user_dest) {
+    dest = sub->user_dest; /* as Spring: the destination the user subscribed to */
   }
   sg_buf_reset(b);
   sg_stomp_encode_start(b, SG_STOMP_MESSAGE);
