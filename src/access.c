@@ -246,9 +246,14 @@ static void check_work(uv_work_t *w) {
       }
     }
     pthread_rwlock_unlock(&users_lock);
-    /* The slow hash runs outside the lock, so a reload does not wait. */
-    if (u && hash) ok = sg_password_check(hash, q->passcode ? q->passcode : "",
-                                          q->passcode ? strlen(q->passcode) : 0) == 1;
+    /* The slow hash runs outside the lock, so a reload does not wait. An
+     * unknown user costs the same hash, so the time taken does not tell
+     * which names exist. */
+    static const char dummy[] = "pbkdf2-sha256$600000$AAAAAAAAAAAAAAAAAAAAAA==$"
+                                "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+    int match = sg_password_check(u && hash ? hash : dummy, q->passcode ? q->passcode : "",
+                                  q->passcode ? strlen(q->passcode) : 0);
+    ok = u && hash && match == 1;
     free(hash);
     if (!ok) {
       sg_scopes_free(&sc);
