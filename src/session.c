@@ -917,6 +917,12 @@ static void do_subscribe(sg_session_t *s, sg_stomp_frame_t *f) {
   }
   sg_dest_t d;
   int user = user_dest_of(s, dst);
+  if (user && (xqn || durable)) {
+    /* A named or durable queue could be found again by another user. */
+    error_close(s, CLOSE_PROTOCOL, "Invalid destination", f,
+                "a user destination has a queue of the session's own: no durable or x-queue-name");
+    return;
+  }
   if (user) {
     /* /user/queue/X: a queue of this session's own, bound to the user
      * exchange with this user's key; nobody else's key can be named. */

@@ -171,6 +171,14 @@ test("a user cannot reach another user's queue by crafting names", async () => {
   await waitFor(() => inbox1.length === n1 + 1, 10000, 'alice');
   await sleep(300);
   assert.deepEqual(got.map((g) => g.length), got.map(() => 0));
+  // Nor can a durable or named queue carry a user destination over to
+  // another session.
+  for (const h of [{ durable: 'true' }, { 'x-queue-name': 'alice-inbox' }]) {
+    const m = raw(gw1, 'alice');
+    await m.ready;
+    m.stomp('SUBSCRIBE', { id: 'd', destination: '/user/queue/inbox', ...h });
+    assert.equal((await m.frame('ERROR')).headers.message, 'Invalid destination');
+  }
   // A malformed user destination is an ERROR, not a silent drop.
   const m4 = raw(gw1, 'alice');
   await m4.ready;
