@@ -18,6 +18,8 @@ typedef struct app_setup {
   uint64_t delay_ms;
   int ok;
   char error[256];
+  const char *names[2]; /* exchanges to declare */
+  size_t n;
 } app_setup_t;
 
 static app_setup_t setup;
@@ -34,9 +36,9 @@ static void declare_work_cb(uv_work_t *w) {
   if (conn == NULL) return;
   amqp_channel_open(conn, 1);
   amqp_rpc_reply_t r = amqp_get_rpc_reply(conn);
-  if (r.reply_type == AMQP_RESPONSE_NORMAL) {
-    amqp_exchange_declare(conn, 1, amqp_cstring_bytes(a->cfg->app_exchange),
-                          amqp_cstring_bytes("topic"), 0, 1, 0, 0, amqp_empty_table);
+  for (size_t i = 0; i < a->n && r.reply_type == AMQP_RESPONSE_NORMAL; i++) {
+    amqp_exchange_declare(conn, 1, amqp_cstring_bytes(a->names[i]), amqp_cstring_bytes("topic"),
+                          0, 1, 0, 0, amqp_empty_table);
     r = amqp_get_rpc_reply(conn);
   }
   if (r.reply_type == AMQP_RESPONSE_NORMAL) {
@@ -59,11 +61,14 @@ static void declare_done_cb(uv_work_t *w, int status) {
   app_setup_t *a = w->data;
   if (status == UV_ECANCELED) return;
   if (a->ok) {
-    sg_log_info("application exchange '%s' declared (topic, durable)", a->cfg->app_exchange);
+    for (size_t i = 0; i < a->n; i++)
+      sg_log_info("%s exchange '%s' declared (topic, durable)",
+                  a->names[i] == a->cfg->app_exchange ? "application" : "user", a->names[i]);
     return;
   }
-  sg_log_warn("cannot declare application exchange '%s': %s; retrying in %llu ms",
-              a->cfg->app_exchange, a->error, (unsigned long long)a->delay_ms);
+  sg_log_warn("cannot declare exchange '%s'%s%s: %s; retrying in %llu ms", a->names[0],
+              a->n > 1 ? " and " : "", a->n > 1 ? a->names[1] : "", a->error,
+              (unsigned long long)a->delay_ms);
   uv_timer_start(&a->retry, retry_cb, a->delay_ms, 0);
   a->delay_ms = a->delay_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : a->delay_ms * 2;
 }
@@ -75,8 +80,12 @@ static void retry_cb(uv_timer_t *t) {
 }
 
 int sg_app_setup_start(uv_loop_t *loop, const sg_config_t *cfg) {
-  if (cfg->app_prefixes.n == 0) return 0;
   memset(&setup, 0, sizeof(setup));
+  if (cfg->app_prefixes.n) setup.names[setup.n++] = cfg->app_exchange;
+  /* amq.* exchanges exist already, and RabbitMQ refuses to declare them. */
+  if (cfg->mode == SG_MODE_SHARED && cfg->user_exchange && strncmp(cfg->user_exchange, "amq.", 4))
+    setup.names[setup.n++] = cfg->user_exchange;
+  if (setup.n == 0) return 0;
   setup.cfg = cfg;
   setup.delay_ms = RETRY_MIN_MS;
   setup.work.data = &setup;

@@ -7,10 +7,11 @@
 #include "config.h"
 
 /* Declares the application exchange (a durable topic exchange named by
- * cfg->app_exchange) with the --broker credentials, off the loop on the
- * thread pool, retrying with back-off until the broker accepts it. Does
- * nothing when no application prefix is configured. cfg is borrowed for
- * the life of the loop. 0 or a libuv error. */
+ * cfg->app_exchange) and, in shared mode, the user exchange
+ * (cfg->user_exchange, unless it is an amq.* one) with the --broker
+ * credentials, off the loop on the thread pool, retrying with back-off
+ * until the broker accepts them. Does nothing when neither is configured.
+ * cfg is borrowed for the life of the loop. 0 or a libuv error. */
 int sg_app_setup_start(uv_loop_t *loop, const sg_config_t *cfg);
 
 #endif

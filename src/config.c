@@ -143,6 +143,16 @@ static int apply_mode(sg_config_t *cfg, const setting_t *st, const char *v, int 
   return 0;
 }
 
+static int apply_auth(sg_config_t *cfg, const setting_t *st, const char *v, int level,
+                      const char *where) {
+  (void)level;
+  if (strcmp(v, "broker") == 0) cfg->auth = SG_AUTH_BROKER;
+  else if (strcmp(v, "jwt") == 0) cfg->auth = SG_AUTH_JWT;
+  else if (strcmp(v, "file") == 0) cfg->auth = SG_AUTH_FILE;
+  else return bad(st, v, where, "broker, jwt or file");
+  return 0;
+}
+
 static int apply_slow(sg_config_t *cfg, const setting_t *st, const char *v, int level,
                       const char *where) {
   (void)level;
@@ -170,6 +180,18 @@ static int apply_app_exchange(sg_config_t *cfg, const setting_t *st, const char 
   if (v[0] == '\0' || strlen(v) > 255 || strncmp(v, "amq.", 4) == 0)
     return bad(st, v, where, "an exchange name of 1..255 bytes, not amq.*");
   return set_str(&cfg->app_exchange, v);
+}
+
+static int apply_user_exchange(sg_config_t *cfg, const setting_t *st, const char *v, int level,
+                               const char *where) {
+  (void)level;
+  if (*v == '\0') {
+    free(cfg->user_exchange);
+    cfg->user_exchange = NULL;
+    return 0;
+  }
+  if (strlen(v) > 255) return bad(st, v, where, "an exchange name of 1..255 bytes");
+  return set_str(&cfg->user_exchange, v);
 }
 
 static int apply_www(sg_config_t *cfg, const setting_t *st, const char *v, int level,
@@ -290,6 +312,32 @@ static int apply_app_prefix(sg_config_t *cfg, const setting_t *st, const char *v
   return 0;
 }
 
+/* Repeatable: PEM files of public keys, each optionally named KID=FILE.
+ * A higher source replaces the list of a lower one. */
+static int apply_key_file(sg_config_t *cfg, const setting_t *st, const char *v, int level,
+                          const char *where) {
+  sg_strlist_t *l = &cfg->jwt_key_files;
+  if (level > l->level) {
+    strlist_clear(l);
+    l->level = level;
+  }
+  if (*v == '\0') return 0;
+  const char *eq = strchr(v, '=');
+  const char *path = eq ? eq + 1 : v;
+  FILE *f = fopen(path, "r");
+  if (f == NULL || (eq && eq == v)) {
+    if (f) fclose(f);
+    return bad(st, v, where, "a readable PEM file, optionally as KID=FILE");
+  }
+  fclose(f);
+  char **nv = realloc(l->v, (l->n + 1) * sizeof(*nv));
+  if (nv == NULL) return -1;
+  l->v = nv;
+  if ((l->v[l->n] = strdup(v)) == NULL) return -1;
+  l->n++;
+  return 0;
+}
+
 static int apply_config(sg_config_t *cfg, const setting_t *st, const char *v, int level,
                         const char *where) {
   (void)st, (void)where, (void)level;
@@ -326,6 +374,25 @@ static const setting_t settings[] = {
     {"auth-cache-ttl", "MS", T_MS, F(auth_cache_ttl_ms), 0, 86400000, NULL,
      "shared mode: how long a successful check of\nCONNECT credentials against the broker is\n"
      "reused (default 30000; 0 checks every time)"},
+    {"auth", "MODE", T_CUSTOM, 0, 0, 0, apply_auth,
+     "who checks CONNECT credentials: broker (default; a\nRabbitMQ login with them), or, in shared mode\n"
+     "only, jwt (a JSON Web Token in the passcode or an\nAuthorization: Bearer header) or file (the\n"
+     "users-file); jwt and file authorise each SEND and\nSUBSCRIBE by RabbitMQ-style scopes"},
+    {"jwt-secret-file", "FILE", T_PATH, F(jwt_secret_file), 0, 0, NULL,
+     "auth jwt: the HS256 secret (the file's bytes, one\ntrailing newline dropped)"},
+    {"jwt-key-file", "[KID=]FILE", T_CUSTOM, 0, 0, 0, apply_key_file,
+     "auth jwt: PEM public keys for RS256 (RSA) and\nES256 (P-256), repeatable; a file may hold several.\n"
+     "With KID= a token whose kid header names it uses\nonly those keys"},
+    {"jwt-leeway", "SECONDS", T_SIZE, F(jwt_leeway_s), 0, 86400, NULL,
+     "auth jwt: clock skew allowed on exp and nbf\n(default 30)"},
+    {"jwt-audience", "AUD", T_STR, F(jwt_audience), 0, 0, NULL,
+     "auth jwt: required value in the token's aud claim\n(default: aud not checked)"},
+    {"jwt-user-claim", "CLAIM", T_STR, F(jwt_user_claim), 0, 0, NULL,
+     "auth jwt: claim naming the user (default sub)"},
+    {"jwt-scope-prefix", "PREFIX", T_STR, F(jwt_scope_prefix), 0, 0, NULL,
+     "prefix of the scopes in tokens and the users file\n(default rabbitmq.)"},
+    {"users-file", "FILE", T_PATH, F(users_file), 0, 0, NULL,
+     "auth file: lines 'name HASH scope...' (SIGHUP\nreloads it); make HASH with --hash-password"},
     {"max-outbound-bytes", "BYTES", T_SIZE, F(max_outbound_bytes), 65536, (size_t)1 << 30, NULL,
      "bytes queued for one client before it counts as\na slow consumer (default 4194304)"},
     {"slow-consumer", "POLICY", T_CUSTOM, 0, 0, 0, apply_slow,
@@ -339,6 +406,9 @@ static const setting_t settings[] = {
      "app-exchange (default /app; '' turns it off)"},
     {"app-exchange", "NAME", T_CUSTOM, 0, 0, 0, apply_app_exchange,
      "topic exchange for application destinations,\ndeclared at start-up (default stompgate.app)"},
+    {"user-exchange", "NAME", T_CUSTOM, 0, 0, 0, apply_user_exchange,
+     "shared mode: topic exchange of user destinations\n(/user/queue/X, /user/U/queue/X), declared at\n"
+     "start-up unless amq.* (default stompgate.user;\n'' turns them off)"},
     {"www", "DIR", T_CUSTOM, 0, 0, 0, apply_www,
      "serve the files under DIR for GET and HEAD on\nother paths than ws-path (no listings; for\n"
      "small pages such as the example app)"},
@@ -463,6 +533,9 @@ static void print_help(void) {
     }
     putchar('\n');
   }
+  printf("  %-26s%s\n  %-26s%s\n", "--hash-password",
+         "read a password on standard input, print its\n", "",
+         "users-file hash (PBKDF2-HMAC-SHA256) and exit");
   printf("  %-26s%s\n  %-26s%s\n", "-h, --help", "show this help and exit", "-V, --version",
          "show the version and exit");
 }
@@ -532,8 +605,12 @@ static void set_defaults(sg_config_t *cfg) {
   long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
   cfg->workers = ncpu < 1 ? 1 : ncpu > 64 ? 64 : (int)ncpu;
   cfg->auth_cache_ttl_ms = 30000;
+  cfg->jwt_leeway_s = 30;
+  cfg->jwt_user_claim = strdup("sub");
+  cfg->jwt_scope_prefix = strdup("rabbitmq.");
   cfg->max_outbound_bytes = 4u << 20;
   cfg->app_exchange = strdup("stompgate.app");
+  cfg->user_exchange = strdup("stompgate.user");
   cfg->app_prefixes.v = calloc(1, sizeof(char *));
   if (cfg->app_prefixes.v && (cfg->app_prefixes.v[0] = strdup("/app")) != NULL)
     cfg->app_prefixes.n = 1;
@@ -554,7 +631,8 @@ static int check_combined(sg_config_t *cfg) {
   }
   const char *files[] = {"tls-cert", cfg->tls_cert, "tls-key", cfg->tls_key,
                          "tls-chain", cfg->tls_chain, "tls-client-ca", cfg->tls_client_ca,
-                         "broker-ca", cfg->broker_ca};
+                         "broker-ca", cfg->broker_ca, "jwt-secret-file", cfg->jwt_secret_file,
+                         "users-file", cfg->users_file};
   for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i += 2) {
     if (files[i + 1] == NULL) continue;
     FILE *f = fopen(files[i + 1], "r");
@@ -572,6 +650,27 @@ static int check_combined(sg_config_t *cfg) {
         (cfg->ws_path[pl] == '\0' || cfg->ws_path[pl] == '/')) {
       fprintf(stderr, "stompgate: invalid setting 'sockjs-prefix' = '%s': ws-path '%s' lies under "
                       "it (choose another, or sockjs = off)\n", cfg->sockjs_prefix, cfg->ws_path);
+      return -1;
+    }
+  }
+  if (cfg->auth != SG_AUTH_BROKER) {
+    const char *name = cfg->auth == SG_AUTH_JWT ? "jwt" : "file";
+    if (cfg->mode != SG_MODE_SHARED) {
+      fprintf(stderr, "stompgate: invalid setting 'auth' = '%s': needs mode shared (in "
+                      "per-session mode RabbitMQ checks every login itself)\n", name);
+      return -1;
+    }
+    if (cfg->auth == SG_AUTH_JWT && cfg->jwt_secret_file == NULL && cfg->jwt_key_files.n == 0) {
+      fprintf(stderr, "stompgate: invalid setting 'auth' = 'jwt': needs jwt-secret-file or "
+                      "jwt-key-file\n");
+      return -1;
+    }
+    if (cfg->auth == SG_AUTH_FILE && cfg->users_file == NULL) {
+      fprintf(stderr, "stompgate: invalid setting 'auth' = 'file': needs users-file\n");
+      return -1;
+    }
+    if (cfg->jwt_user_claim == NULL) {
+      fprintf(stderr, "stompgate: invalid setting 'jwt-user-claim': must not be empty\n");
       return -1;
     }
   }
@@ -610,7 +709,7 @@ int sg_config_load(sg_config_t *cfg, int argc, char **argv, char **envp) {
   set_defaults(cfg);
   if (envp == NULL) envp = environ;
 
-  struct option *opts = calloc(NSETTINGS + 3, sizeof(*opts));
+  struct option *opts = calloc(NSETTINGS + 4, sizeof(*opts));
   if (opts == NULL) return 2;
   for (size_t i = 0; i < NSETTINGS; i++) {
     opts[i].name = settings[i].name;
@@ -619,6 +718,7 @@ int sg_config_load(sg_config_t *cfg, int argc, char **argv, char **envp) {
   }
   opts[NSETTINGS] = (struct option){"help", no_argument, NULL, 'h'};
   opts[NSETTINGS + 1] = (struct option){"version", no_argument, NULL, 'V'};
+  opts[NSETTINGS + 2] = (struct option){"hash-password", no_argument, NULL, 'P'};
 
   /* First pass: --help, --version and where the config file is, since the
    * file is read before the flags that override it. */
@@ -635,6 +735,10 @@ int sg_config_load(sg_config_t *cfg, int argc, char **argv, char **envp) {
     if (c == 'V') {
       printf("stompgate %s\n", SG_VERSION);
       rc = 1;
+      goto out;
+    }
+    if (c == 'P') {
+      rc = SG_CONFIG_HASH_PASSWORD;
       goto out;
     }
     if (c >= 256 && strcmp(settings[c - 256].name, "config") == 0) cfile = optarg;
@@ -773,7 +877,14 @@ void sg_config_free(sg_config_t *cfg) {
   free(cfg->tls_client_ca);
   free(cfg->broker_ca);
   free(cfg->app_exchange);
+  free(cfg->user_exchange);
   free(cfg->www_root);
+  free(cfg->jwt_secret_file);
+  free(cfg->jwt_audience);
+  free(cfg->jwt_user_claim);
+  free(cfg->jwt_scope_prefix);
+  free(cfg->users_file);
+  strlist_clear(&cfg->jwt_key_files);
   strlist_clear(&cfg->allowed_origins);
   strlist_clear(&cfg->app_prefixes);
   for (size_t i = 0; i < cfg->nbrokers; i++) broker_addr_free(&cfg->brokers[i]);

@@ -20,6 +20,10 @@ typedef struct sg_broker_addr {
 
 typedef enum sg_mode { SG_MODE_PER_SESSION = 0, SG_MODE_SHARED } sg_mode_t;
 
+/* Who checks CONNECT credentials: RabbitMQ (a login with them), or, in
+ * shared mode, the gateway itself with JWTs or a users file. */
+typedef enum sg_auth_mode { SG_AUTH_BROKER = 0, SG_AUTH_JWT, SG_AUTH_FILE } sg_auth_mode_t;
+
 typedef struct sg_strlist {
   char **v;
   size_t n;
@@ -38,11 +42,20 @@ typedef struct sg_config {
   sg_mode_t mode;
   int workers;                   /* event loop threads */
   uint64_t auth_cache_ttl_ms;    /* shared mode: how long a credential check holds */
+  sg_auth_mode_t auth;
+  char *jwt_secret_file;         /* HS256 secret */
+  sg_strlist_t jwt_key_files;    /* [KID=]FILE, PEM public keys for RS256/ES256 */
+  size_t jwt_leeway_s;           /* clock skew allowed for exp and nbf */
+  char *jwt_audience;            /* NULL: aud not checked */
+  char *jwt_user_claim;          /* default "sub" */
+  char *jwt_scope_prefix;        /* default "rabbitmq." */
+  char *users_file;              /* --auth file */
   size_t max_outbound_bytes;     /* per session, queued for the client */
   int slow_consumer_drop;        /* 1: drop topic messages over it; 0: close */
   int require_host;              /* STOMP 1.1+ CONNECT without host is an ERROR */
   sg_strlist_t app_prefixes;     /* application destination prefixes */
   char *app_exchange;            /* topic exchange they are published to */
+  char *user_exchange;           /* shared mode: /user/ destinations; NULL: off */
   char *www_root;                /* static file root, realpath'd, or NULL */
   int sockjs;                    /* serve SockJS under sockjs_prefix */
   char *sockjs_prefix;           /* e.g. "/stomp", no trailing '/' */
@@ -85,7 +98,10 @@ typedef struct sg_config {
 
 /* Fills cfg from defaults, the config file, the environment (envp, NULL
  * for environ) and argv. Returns 0 to run, 1 when --help or --version was
- * printed, 2 after printing a message that names the invalid setting. */
+ * printed, 2 after printing a message that names the invalid setting, and
+ * SG_CONFIG_HASH_PASSWORD when --hash-password asks for a password hash
+ * instead of a gateway. */
+#define SG_CONFIG_HASH_PASSWORD 3
 int sg_config_load(sg_config_t *cfg, int argc, char **argv, char **envp);
 /* The same with the process environment. */
 int sg_config_parse(sg_config_t *cfg, int argc, char **argv);

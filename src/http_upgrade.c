@@ -150,6 +150,23 @@ int sg_http_upgrade_parse(const char *buf, size_t len, const sg_http_upgrade_opt
   return 0;
 }
 
+int sg_http_bearer(const sg_http_request_t *req, sg_http_slice_t *token) {
+  sg_http_slice_t a = req->authorization;
+  if (a.p == NULL || a.len < 7 || strncasecmp(a.p, "Bearer ", 7) != 0) return 0;
+  const char *p = a.p + 7, *e = a.p + a.len;
+  while (p < e && *p == ' ') p++;
+  size_t n = (size_t)(e - p);
+  if (n == 0 || n > SG_HTTP_BEARER_MAX) return SG_ERR_INVALID;
+  for (size_t i = 0; i < n; i++) {
+    char c = p[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+          strchr("-._~+/=", c)))
+      return SG_ERR_INVALID;
+  }
+  *token = (sg_http_slice_t){p, n};
+  return 1;
+}
+
 int sg_http_upgrade_accept(const sg_http_request_t *req, sg_buf_t *out) {
   if (sg_buf_printf(out,
                     "HTTP/1.1 101 Switching Protocols\r\n"

@@ -4,8 +4,10 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <uv.h>
 
+#include "access.h"
 #include "admin.h"
 #include "admission.h"
 #include "app_setup.h"
@@ -16,6 +18,7 @@
 #include "session.h"
 #include "sg_config.h"
 #include "tls.h"
+#include "stompgate/auth.h"
 #include "worker.h"
 
 /* After the grace period, sessions get a little longer to send the
@@ -88,16 +91,41 @@ static void signal_cb(uv_signal_t *h, int signum) {
   else uv_timer_start(&drain_timer, drain_timer_cb, grace, 0);
 }
 
-/* SIGHUP reloads the TLS files; open sessions keep the context they
- * started with, new ones get the new one. */
+/* SIGHUP reloads the TLS files and the users file; open sessions keep the
+ * context and permissions they started with, new ones get the new ones. */
 static void sighup_cb(uv_signal_t *h, int signum) {
   (void)h, (void)signum;
+  int u = sg_access_reload();
+  if (u == 0) sg_log_info("SIGHUP: users file reloaded");
+  else if (u < 0) sg_log_error("SIGHUP: users file reload failed, keeping the users in use");
   if (!sg_tls_enabled()) {
-    sg_log_info("SIGHUP: no TLS certificates to reload");
+    if (u > 0) sg_log_info("SIGHUP: no TLS certificates to reload");
     return;
   }
   if (sg_tls_reload(&cfg) == 0) sg_log_info("SIGHUP: TLS certificates reloaded");
   else sg_log_error("SIGHUP: TLS reload failed, keeping the certificates in use");
+}
+
+/* --hash-password: one line from standard input (so the password stays
+ * out of the process list and shell history) becomes a users-file hash. */
+static int hash_password(void) {
+  char pw[1024], out[256];
+  if (fgets(pw, sizeof(pw), stdin) == NULL) {
+    fprintf(stderr, "stompgate: --hash-password reads the password on standard input\n");
+    return 2;
+  }
+  size_t n = strlen(pw);
+  if (n && pw[n - 1] == '\n') n--;
+  if (n && pw[n - 1] == '\r') n--;
+  pw[n] = '\0';
+  int r = n == 0 ? -1 : sg_password_hash(pw, n, SG_PBKDF2_DEFAULT_ITER, out, sizeof(out));
+  memset(pw, 0, sizeof(pw));
+  if (r != 0) {
+    fprintf(stderr, "stompgate: %s\n", n == 0 ? "the password is empty" : "cannot hash the password");
+    return 2;
+  }
+  printf("%s\n", out);
+  return 0;
 }
 
 int main(int argc, char **argv) {
@@ -106,6 +134,10 @@ int main(int argc, char **argv) {
    * state down under them from an exit handler. */
   OPENSSL_init_ssl(OPENSSL_INIT_NO_ATEXIT, NULL);
   int r = sg_config_parse(&cfg, argc, argv);
+  if (r == SG_CONFIG_HASH_PASSWORD) {
+    sg_config_free(&cfg);
+    return hash_password();
+  }
   if (r != 0) {
     sg_config_free(&cfg);
     return r == 1 ? 0 : 2;
@@ -114,7 +146,7 @@ int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   /* Unusable certificate files are a configuration error, reported before
    * anything listens. */
-  if (sg_tls_init(&cfg) != 0) {
+  if (sg_tls_init(&cfg) != 0 || sg_access_init(&cfg) != 0) {
     sg_config_free(&cfg);
     return 2;
   }
@@ -155,11 +187,12 @@ int main(int argc, char **argv) {
   if (cfg.admin_host)
     sg_log_info("admin endpoint on http://%s:%d (/healthz /readyz /metrics)", cfg.admin_host,
                 cfg.admin_port);
-  sg_log_info("stompgate %s listening on %s://%s:%d%s, broker %s://%s:%d vhost %s, mode %s, "
+  sg_log_info("stompgate %s listening on %s://%s:%d%s, broker %s://%s:%d vhost %s, mode %s%s, "
               "%d worker%s",
               SG_VERSION, sg_tls_enabled() ? "wss" : "ws", cfg.listen_host, port, cfg.ws_path,
               cfg.broker.tls ? "amqps" : "amqp", cfg.broker.host, cfg.broker.port,
               cfg.broker.vhost, cfg.mode == SG_MODE_SHARED ? "shared" : "per-session",
+              cfg.auth == SG_AUTH_JWT ? " (auth jwt)" : cfg.auth == SG_AUTH_FILE ? " (auth file)" : "",
               cfg.workers, cfg.workers == 1 ? "" : "s");
   for (size_t i = 1; i < cfg.nbrokers; i++)
     sg_log_info("broker node %zu: %s:%d", i + 1, cfg.brokers[i].host, cfg.brokers[i].port);

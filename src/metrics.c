@@ -164,7 +164,8 @@ void sg_metrics_session_closed(const char *r) {
   else if (strstr(r, "server shutting down")) c = CR_SHUTDOWN;
   else if (strcmp(r, "client closed the connection") == 0) c = CR_CLIENT_CLOSED;
   else if (strstr(r, "Timed out") || strstr(r, "timeout")) c = CR_TIMEOUT;
-  else if (strstr(r, "Access refused") || strstr(r, "Virtual host")) c = CR_AUTH;
+  else if (strstr(r, "Access refused") || strstr(r, "Token expired") || strstr(r, "Virtual host"))
+    c = CR_AUTH;
   else if (strstr(r, "Broker") || strstr(r, "broker")) c = CR_BROKER;
   else if (strncmp(r, "ERROR", 5) == 0 || strstr(r, "STOMP version")) c = CR_PROTOCOL_ERROR;
   else c = CR_OTHER;

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "access.h"
 #include "broker.h"
 #include "fanout.h"
 #include "pool.h"
@@ -26,9 +27,11 @@
 #include "sg_config.h"
 #include "stompgate/amqp_table.h"
 #include "stompgate/app_dest.h"
+#include "stompgate/auth.h"
 #include "stompgate/destination.h"
 #include "stompgate/err.h"
 #include "stompgate/stomp_codec.h"
+#include "stompgate/user_dest.h"
 #include "stompgate/utf8.h"
 #include "ws.h"
 
@@ -64,6 +67,7 @@ typedef struct sg_sub {
   unsigned topic_like : 1; /* /topic or /exchange: messages a slow reader may lose */
   sg_fanout_member_t fm;
   char *join_receipt;     /* RECEIPT owed once the shared queue is ready */
+  char *user_dest;        /* /user/queue/X: the destination its MESSAGEs carry */
 } sg_sub_t;
 
 typedef struct sg_tx {
@@ -95,6 +99,8 @@ struct sg_session {
   const sg_config_t *cfg;
   sg_session_ctx_t *ctx;
   sg_auth_req_t *auth;   /* shared mode: the CONNECT credential check */
+  sg_access_req_t *access; /* --auth jwt/file: the CONNECT check */
+  sg_grant_t *grant;     /* --auth jwt/file: who the session is and may do */
   sg_pool_t *pool;       /* shared mode: where its channel comes from */
   int fan_waiting;       /* shared joins not ready yet: later frames wait */
   unsigned chan_opening : 1; /* shared mode: its channel is being opened; frames wait */
@@ -151,8 +157,22 @@ static const sg_amqp_cbs_t amqp_cbs;
 static void process_frame(sg_session_t *s, sg_stomp_frame_t *f, int in_commit);
 static void run_pending(sg_session_t *s);
 static void auth_done_cb(void *owner, int status, const char *message);
+static void access_done_cb(void *owner, sg_grant_t *grant, const char *why);
 static void error_close(sg_session_t *s, uint16_t code, const char *message,
                         const sg_stomp_frame_t *f, const char *detail);
+
+/* --auth jwt/file: whether the session may do command (perm) on the
+ * destination of that kind, name and key; if not, ERROR "Access refused"
+ * naming destination and permission, and close, as RabbitMQ does. */
+static int refused(sg_session_t *s, const sg_stomp_frame_t *f, int perm, int kind,
+                   const char *name, const char *key, const char *dst) {
+  char detail[1200];
+  if (s->grant == NULL ||
+      sg_grant_allows(s->grant, perm, kind, name, key, f->command, dst, detail, sizeof(detail)))
+    return 0;
+  error_close(s, CLOSE_POLICY, "Access refused", f, detail);
+  return 1;
+}
 
 /* ---------- freeing ---------- */
 
@@ -163,6 +183,7 @@ static void sub_free(sg_sub_t *sub) {
   free(sub->queue);
   free(sub->unacked);
   free(sub->join_receipt);
+  free(sub->user_dest);
   free(sub);
 }
 
@@ -536,6 +557,11 @@ static int parse_u64(const char *v, uint64_t *out) {
 
 /* ---------- application destinations ---------- */
 
+/* Shared mode: whether dst is a user destination (/user/...). */
+static int user_dest_of(const sg_session_t *s, const char *dst) {
+  return s->cfg->mode == SG_MODE_SHARED && s->cfg->user_exchange && sg_user_dest_is(dst);
+}
+
 static int app_prefix_of(const sg_session_t *s, const char *dst) {
   return sg_app_match((const char *const *)s->cfg->app_prefixes.v, s->cfg->app_prefixes.n, dst);
 }
@@ -579,7 +605,7 @@ static void do_send(sg_session_t *s, sg_stomp_frame_t *f) {
   const char *exchange, *rk;
   sg_buf_t app_key;
   sg_buf_init(&app_key);
-  int app = app_prefix_of(s, dst);
+  int app = app_prefix_of(s, dst), user = 0;
   if (app >= 0) {
     memset(&d, 0, sizeof(d));
     if (sg_app_routing_key(&app_key, s->cfg->app_prefixes.v[app], dst) != 0) {
@@ -593,6 +619,19 @@ static void do_send(sg_session_t *s, sg_stomp_frame_t *f) {
     }
     exchange = s->cfg->app_exchange;
     rk = app_key.base;
+  } else if (user_dest_of(s, dst)) {
+    /* /user/U/queue/X reaches every session of U that subscribed to
+     * /user/queue/X, on any gateway: they are bound with this key. */
+    memset(&d, 0, sizeof(d));
+    if (sg_user_dest_send_key(&app_key, dst) != 0) {
+      sg_buf_free(&app_key);
+      error_close(s, CLOSE_PROTOCOL, "Invalid destination", f,
+                  "a user destination to SEND to is /user/USER/queue/NAME");
+      return;
+    }
+    user = 1;
+    exchange = s->cfg->user_exchange;
+    rk = app_key.base;
   } else if (sg_dest_parse(dst, strlen(dst), &d) != 0) {
     error_close(s, CLOSE_PROTOCOL, "Invalid destination", f, dst);
     return;
@@ -600,6 +639,12 @@ static void do_send(sg_session_t *s, sg_stomp_frame_t *f) {
     sg_dest_free(&d);
     error_close(s, CLOSE_PROTOCOL, "Invalid destination", f,
                 "a /temp-queue/ destination is only valid in a reply-to header");
+    return;
+  }
+  if (app >= 0 || user ? refused(s, f, SG_PERM_WRITE, SG_DEST_EXCHANGE, exchange, rk, dst)
+                       : refused(s, f, SG_PERM_WRITE, (int)d.kind, d.name, d.key, dst)) {
+    sg_dest_free(&d);
+    sg_buf_free(&app_key);
     return;
   }
   /* A queue is declared once per session, unless the frame names queue
@@ -874,7 +919,33 @@ static void do_subscribe(sg_session_t *s, sg_stomp_frame_t *f) {
     return;
   }
   sg_dest_t d;
-  if (sg_dest_parse(dst, strlen(dst), &d) != 0) {
+  int user = user_dest_of(s, dst);
+  if (user && (xqn || durable)) {
+    /* A named or durable queue could be found again by another user. */
+    error_close(s, CLOSE_PROTOCOL, "Invalid destination", f,
+                "a user destination has a queue of the session's own: no durable or x-queue-name");
+    return;
+  }
+  if (user) {
+    /* /user/queue/X: a queue of this session's own, bound to the user
+     * exchange with this user's key; nobody else's key can be named. */
+    sg_buf_t key;
+    sg_buf_init(&key);
+    memset(&d, 0, sizeof(d));
+    d.kind = SG_DEST_EXCHANGE;
+    if (sg_user_dest_subscribe_key(&key, s->login, dst) != 0) {
+      sg_buf_free(&key);
+      error_close(s, CLOSE_PROTOCOL, "Invalid destination", f,
+                  "a user destination to SUBSCRIBE to is /user/queue/NAME");
+      return;
+    }
+    d.key = key.base;
+    if ((d.name = strdup(s->cfg->user_exchange)) == NULL) {
+      sg_dest_free(&d);
+      error_close(s, CLOSE_INTERNAL, "Internal error", f, "out of memory");
+      return;
+    }
+  } else if (sg_dest_parse(dst, strlen(dst), &d) != 0) {
     error_close(s, CLOSE_PROTOCOL, "Invalid destination", f, dst);
     return;
   }
@@ -883,6 +954,20 @@ static void do_subscribe(sg_session_t *s, sg_stomp_frame_t *f) {
     error_close(s, CLOSE_PROTOCOL, "Invalid destination", f,
                 "a /temp-queue/ destination is only valid in a reply-to header");
     return;
+  }
+  if (!user && refused(s, f, SG_PERM_READ, (int)d.kind, d.name, d.key, dst)) {
+    sg_dest_free(&d);
+    return;
+  }
+  /* A topic subscription that names its queue, or a durable one, may meet
+   * another's queue by that name: declaring it needs configure on it. */
+  if (s->grant && (d.kind == SG_DEST_TOPIC || d.kind == SG_DEST_EXCHANGE) && (xqn || durable)) {
+    char dq[SG_DEST_DURABLE_NAME_SIZE];
+    if (xqn == NULL) sg_dest_durable_queue_name(id, strlen(id), dq);
+    if (refused(s, f, SG_PERM_CONFIGURE, SG_DEST_QUEUE, xqn ? xqn : dq, NULL, dst)) {
+      sg_dest_free(&d);
+      return;
+    }
   }
   sg_sub_t *sub = calloc(1, sizeof(*sub));
   size_t il = strlen(id);
@@ -894,6 +979,7 @@ static void do_subscribe(sg_session_t *s, sg_stomp_frame_t *f) {
   memcpy(sub->tag + 2, id, il + 1);
   sub->tag_len = il + 2;
   sub->ack_mode = mode;
+  if (user && (sub->user_dest = strdup(dst)) == NULL) goto nomem;
   if (sub->tag_len > 255) {
     sub_free(sub);
     sg_dest_free(&d);
@@ -904,7 +990,8 @@ static void do_subscribe(sg_session_t *s, sg_stomp_frame_t *f) {
   sub->topic_like = d.kind == SG_DEST_TOPIC || d.kind == SG_DEST_EXCHANGE;
   /* Shared queues are on --broker's vhost; other vhosts get a queue per
    * subscription on the session's channel, as in per-session mode. */
-  if (s->cfg->mode == SG_MODE_SHARED && s->pool == s->ctx->pool && shareable(f, &d, mode)) {
+  if (s->cfg->mode == SG_MODE_SHARED && s->pool == s->ctx->pool && !user &&
+      shareable(f, &d, mode)) {
     subscribe_shared(s, f, sub, &d);
     sg_dest_free(&d);
     return;
@@ -1009,6 +1096,7 @@ static void do_unsubscribe(sg_session_t *s, sg_stomp_frame_t *f) {
       sg_dest_durable_queue_name(id, strlen(id), qname);
       q = qname;
     }
+    if (refused(s, f, SG_PERM_CONFIGURE, SG_DEST_QUEUE, q, NULL, q)) return;
     amqp_queue_delete_t del;
     memset(&del, 0, sizeof(del));
     del.queue = bytes_of(q);
@@ -1318,6 +1406,17 @@ static void do_connect(sg_session_t *s, sg_stomp_frame_t *f) {
       return;
     }
     s->state = S_LOGIN;
+    if (s->cfg->auth != SG_AUTH_BROKER) {
+      /* The gateway checks the credentials itself; the broker work runs
+       * under --broker's user. */
+      /* Only a WebSocket upgrade can carry an Authorization header. */
+      const char *bearer = s->tr == &s->ws.tr ? s->ws.bearer : NULL;
+      if (sg_access_check(s->tr->loop, sg_stomp_frame_header(f, "login", NULL),
+                          sg_stomp_frame_header(f, "passcode", NULL), bearer, vhost,
+                          access_done_cb, s, &s->access) != 0)
+        error_close(s, CLOSE_INTERNAL, "Internal error", f, "cannot check the credentials");
+      return;
+    }
     if (sg_auth_check(s->pool, login, pass, vhost, auth_done_cb, s, &s->auth) != 0)
       error_close(s, CLOSE_INTERNAL, "Internal error", f, "cannot check the credentials");
     return;
@@ -1446,6 +1545,7 @@ static int channel_wanted(sg_session_t *s, const sg_stomp_frame_t *f) {
     const char *ack = sg_stomp_frame_header(f, "ack", NULL);
     if (dst == NULL) return 0; /* refused without the broker */
     if (s->pool != s->ctx->pool || (ack != NULL && strcmp(ack, "auto") != 0)) return 1;
+    if (user_dest_of(s, dst)) return 1; /* a queue of the session's own */
     sg_dest_t d;
     if (sg_dest_parse(dst, strlen(dst), &d) != 0) return 0;
     int own = !shareable(f, &d, ACK_AUTO);
@@ -1780,6 +1880,8 @@ static void amqp_delivery_cb(sg_amqp_t *a, const sg_amqp_delivery_t *d) {
     int pi = to ? app_prefix_of(s, to) : -1;
     subscription = s->cfg->app_prefixes.v[pi >= 0 ? pi : 0];
     dest = to ? to : subscription;
+  } else if (sub->user_dest) {
+    dest = sub->user_dest; /* as Spring: the destination the user subscribed to */
   }
   sg_buf_reset(b);
   sg_stomp_encode_start(b, SG_STOMP_MESSAGE);
@@ -1980,6 +2082,33 @@ static void auth_done_cb(void *owner, int status, const char *message) {
   session_connected(s);
 }
 
+static void token_expired_cb(void *owner) {
+  sg_session_t *s = owner;
+  error_close(s, CLOSE_POLICY, "Token expired", NULL,
+              "the session's token has expired: reconnect with a new one");
+}
+
+/* --auth jwt/file: the gateway's check of CONNECT came back. */
+static void access_done_cb(void *owner, sg_grant_t *grant, const char *why) {
+  sg_session_t *s = owner;
+  s->access = NULL;
+  if (s->state != S_LOGIN) {
+    sg_grant_release(grant);
+    return;
+  }
+  if (grant == NULL) {
+    error_close(s, CLOSE_POLICY, "Access refused", NULL, why);
+    return;
+  }
+  s->grant = grant;
+  snprintf(s->login, sizeof(s->login), "%s", sg_grant_user(grant));
+  if (sg_grant_watch(grant, s->tr->loop, token_expired_cb, s) != 0) {
+    error_close(s, CLOSE_INTERNAL, "Internal error", NULL, "cannot watch the token's expiry");
+    return;
+  }
+  auth_done_cb(s, 0, NULL);
+}
+
 /* ---------- life cycle ---------- */
 
 static void timer_closed_cb(uv_handle_t *h) {
@@ -2007,6 +2136,10 @@ static void session_teardown(sg_session_t *s) {
     if (x->shared) sg_fanout_leave(&x->fm);
   sg_auth_cancel(s->auth);
   s->auth = NULL;
+  sg_access_cancel(s->access);
+  s->access = NULL;
+  sg_grant_release(s->grant);
+  s->grant = NULL;
   if (s->amqp.state != SG_AMQP_IDLE) sg_amqp_close(&s->amqp);
   else s->amqp_closed = 1;
 }

@@ -141,6 +141,8 @@ static void handle_closed_cb(uv_handle_t *h) {
   ws->ctx = NULL;
   sg_buf_free(&ws->in);
   sg_buf_free(&ws->out);
+  free(ws->bearer);
+  ws->bearer = NULL;
   ws->tr.cbs->on_closed_cb(&ws->tr);
 }
 
@@ -486,6 +488,18 @@ static void ws_upgrade(sg_ws_t *ws, const sg_http_request_t *req, int sockjs) {
   sg_admit_refusal_t no;
   if (sg_admit(ws->cfg, req, open_count + sg_sockjs_session_count(), uv_now(ws->tcp.loop), &no)) {
     ws_refuse(ws, no.status, no.reason, no.extra);
+    return;
+  }
+  /* A bearer token is the session's credential when the gateway checks
+   * JWTs; it is kept until CONNECT. */
+  sg_http_slice_t tok;
+  int br = ws->cfg->auth == SG_AUTH_JWT ? sg_http_bearer(req, &tok) : 0;
+  if (br < 0) {
+    ws_refuse(ws, 400, "Invalid Authorization header (expected Bearer and a token of at most 8192 bytes)", NULL);
+    return;
+  }
+  if (br > 0 && (ws->bearer = strndup(tok.p, tok.len)) == NULL) {
+    ws_close_handles(ws);
     return;
   }
   if (wslay_event_context_server_init(&ws->ctx, &wslay_cbs, ws) != 0) {

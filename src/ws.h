@@ -53,6 +53,7 @@ struct sg_ws {
   char close_reason[124];
   sg_ws_t *flush_next;
   uint64_t accepted_ns; /* uv_hrtime at accept, for the handshake histogram */
+  char *bearer;         /* Authorization: Bearer token of the upgrade, or NULL */
 };
 
 /* Per-thread set-up: the check handle that flushes written messages once

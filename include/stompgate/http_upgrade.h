@@ -49,6 +49,16 @@ int sg_http_upgrade_parse(const char *buf, size_t len,
                           const sg_http_upgrade_opts_t *opts,
                           sg_http_request_t *req);
 
+/* The longest bearer token kept from an Authorization header. */
+#define SG_HTTP_BEARER_MAX 8192
+
+/* The token of an "Authorization: Bearer <token>" header (scheme matched
+ * case-insensitively, RFC 6750): 1 with *token pointing into the request
+ * buffer, 0 when there is no such header, SG_ERR_INVALID when the token is
+ * empty, has characters outside the token68 set, or is longer than
+ * SG_HTTP_BEARER_MAX. */
+int sg_http_bearer(const sg_http_request_t *req, sg_http_slice_t *token);
+
 /* Appends the 101 response for an accepted request (with
  * Sec-WebSocket-Protocol vNN.stomp when one was chosen). 0 or SG_ERR_NOMEM. */
 int sg_http_upgrade_accept(const sg_http_request_t *req, sg_buf_t *out);

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "stompgate/err.h"
@@ -91,6 +92,39 @@ static void refusals(void **state) {
   expect_status("GET /ws HTTP/1.1\r\nBad Header\r\n\r\n", 400);
 }
 
+static int bearer_of(const char *auth_line, sg_http_slice_t *tok) {
+  static char buf[20000];
+  sg_http_request_t req;
+  sg_http_upgrade_opts_t big = {"/ws", sizeof(buf)};
+  snprintf(buf, sizeof(buf), "GET /ws HTTP/1.1\r\n" GOOD_HEADERS "%s\r\n", auth_line);
+  assert_int_equal(sg_http_upgrade_parse(buf, strlen(buf), &big, &req), 0);
+  assert_int_equal(req.status, 101);
+  return sg_http_bearer(&req, tok);
+}
+
+static void bearer_tokens(void **state) {
+  (void)state;
+  sg_http_slice_t t;
+  assert_int_equal(bearer_of("Authorization: Bearer abc.DEF-_~+/=\r\n", &t), 1);
+  assert_int_equal(t.len, 13);
+  assert_memory_equal(t.p, "abc.DEF-_~+/=", 13);
+  assert_int_equal(bearer_of("authorization: bearer   x.y.z \r\n", &t), 1);
+  assert_int_equal(t.len, 5);
+  assert_int_equal(bearer_of("", &t), 0);
+  assert_int_equal(bearer_of("Authorization: Basic Z3Vlc3Q6Z3Vlc3Q=\r\n", &t), 0);
+  assert_int_equal(bearer_of("Authorization: Bearer \r\n", &t), 0); /* trimmed: no token */
+  assert_int_equal(bearer_of("Authorization: Bearer a b\r\n", &t), SG_ERR_INVALID);
+  assert_int_equal(bearer_of("Authorization: Bearer a\"b\r\n", &t), SG_ERR_INVALID);
+  static char line[SG_HTTP_BEARER_MAX + 64];
+  int n = snprintf(line, sizeof(line), "Authorization: Bearer ");
+  memset(line + n, 'a', SG_HTTP_BEARER_MAX);
+  strcpy(line + n + SG_HTTP_BEARER_MAX, "\r\n");
+  assert_int_equal(bearer_of(line, &t), 1);
+  line[n + SG_HTTP_BEARER_MAX] = 'a';
+  strcpy(line + n + SG_HTTP_BEARER_MAX + 1, "\r\n");
+  assert_int_equal(bearer_of(line, &t), SG_ERR_INVALID);
+}
+
 static void error_response(void **state) {
   (void)state;
   sg_buf_t b;
@@ -108,7 +142,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(accept_rfc_example), cmocka_unit_test(subprotocols),
       cmocka_unit_test(incomplete_and_too_large), cmocka_unit_test(refusals),
-      cmocka_unit_test(error_response),
+      cmocka_unit_test(error_response), cmocka_unit_test(bearer_tokens),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
