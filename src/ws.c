@@ -47,6 +47,8 @@ size_t sg_ws_open_count(void) { return open_count; }
 static void ws_flush(sg_ws_t *ws);
 static void ws_begin_shutdown(sg_ws_t *ws);
 static void ws_close_handles(sg_ws_t *ws);
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 static void flush_check_cb(uv_check_t *h) {
   (void)h;
@@ -231,8 +233,11 @@ static void shutdown_cb(uv_shutdown_t *req, int status) {
     return;
   }
   /* The peer has our last bytes; give it a moment to close its side so the
-   * kernel does not answer unread input with a reset. */
+   * kernel does not answer unread input with a reset. Reading again (a
+   * refusal stopped it) discards what comes and ends the wait at the
+   * peer's close, rather than holding the socket for the whole moment. */
   uv_timer_start(&ws->timer, linger_cb, WS_LINGER_MS, 0);
+  (void)uv_read_start((uv_stream_t *)&ws->tcp, alloc_cb, read_cb);
 }
 
 static void ws_begin_shutdown(sg_ws_t *ws) {
