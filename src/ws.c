@@ -326,9 +326,12 @@ static void on_msg_recv_callback(wslay_event_context_ptr ctx,
                                  void *user_data) {
   sg_ws_t *ws = user_data;
   if (ws->state != SG_WS_OPEN) return;
+  /* wslay hands over an empty message as NULL; the layers above
+   * take a pointer to bytes, so that becomes an empty buffer. */
+  const uint8_t *msg = arg->msg ? arg->msg : (const uint8_t *)"";
   switch (arg->opcode) {
   case WSLAY_TEXT_FRAME:
-    if (!sg_utf8_valid(arg->msg, arg->msg_length)) {
+    if (!sg_utf8_valid(msg, arg->msg_length)) {
       static const char reason[] = "Invalid UTF-8 in text message";
       sg_log_info("%s closing: invalid UTF-8 in a text message", ws->peer);
       wslay_event_queue_close(ctx, WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA,
@@ -338,10 +341,10 @@ static void on_msg_recv_callback(wslay_event_context_ptr ctx,
       ws_gone(ws);
       return;
     }
-    ws->cbs->on_message_cb(ws, arg->msg, arg->msg_length, 0);
+    ws->cbs->on_message_cb(ws, msg, arg->msg_length, 0);
     break;
   case WSLAY_BINARY_FRAME:
-    ws->cbs->on_message_cb(ws, arg->msg, arg->msg_length, 1);
+    ws->cbs->on_message_cb(ws, msg, arg->msg_length, 1);
     break;
   case WSLAY_CONNECTION_CLOSE:
     if (arg->msg_length == 1) {
