@@ -22,6 +22,8 @@
 #define WS_WRITE_CHUNK (1u << 20)
 #define WS_LINGER_MS 2000
 #define WS_CLOSE_TIMEOUT_MS 5000
+/* Input a paused connection still reads, so that it sees the peer close. */
+#define WS_PAUSED_MAX 65536
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
@@ -536,6 +538,12 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     ws->in.len = ws->in_off = 0; /* draining before close */
     return;
   }
+  if (ws->paused && ws->state == SG_WS_OPEN) {
+    /* Held for sg_ws_resume; past a bound the peer's writes back up in
+     * TCP. */
+    if (ws->in.len - ws->in_off >= WS_PAUSED_MAX) uv_read_stop(s);
+    return;
+  }
   if (ws->state == SG_WS_HANDSHAKE) {
     ws_handshake(ws);
     if (ws->state != SG_WS_OPEN) return;
@@ -630,10 +638,12 @@ void sg_ws_close(sg_ws_t *ws, uint16_t code, const char *reason) {
 
 void sg_ws_abort(sg_ws_t *ws) { ws_close_handles(ws); }
 
+/* Reading goes on while paused, up to WS_PAUSED_MAX unhandled bytes, so
+ * that a client leaving while it waits (a broker alarm can last minutes)
+ * is closed at once rather than when the wait ends. */
 void sg_ws_pause(sg_ws_t *ws) {
   if (ws->paused || ws->state != SG_WS_OPEN) return;
   ws->paused = 1;
-  uv_read_stop((uv_stream_t *)&ws->tcp);
 }
 
 void sg_ws_resume(sg_ws_t *ws) {
@@ -641,5 +651,10 @@ void sg_ws_resume(sg_ws_t *ws) {
   ws->paused = 0;
   if (ws->state != SG_WS_OPEN) return;
   ws->last_rx = uv_now(ws->tcp.loop);
-  if (uv_read_start((uv_stream_t *)&ws->tcp, alloc_cb, read_cb) != 0) ws_close_handles(ws);
+  int r = uv_read_start((uv_stream_t *)&ws->tcp, alloc_cb, read_cb);
+  if (r != 0 && r != UV_EALREADY) {
+    ws_close_handles(ws);
+    return;
+  }
+  ws_feed(ws);
 }

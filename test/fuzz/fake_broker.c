@@ -33,6 +33,7 @@ typedef struct fb_conn {
   int got_header;
   int closed;
   int pool;          /* logged in as the pool user */
+  int blocked;       /* connection.blocked sent, unblocked not yet */
   unsigned methods;  /* methods received, for the drop and forced close */
   amqp_pool_t mem;
   fb_chan_t chans[FB_CHANNEL_MAX + 1];
@@ -337,6 +338,13 @@ static void chan_method(fb_conn_t *c, uint16_t ch, amqp_method_number_t id, void
     if (m->consumer_tag.len == 0) ok.consumer_tag = made_name(name, sizeof(name), "amq.ctag-");
     if (!m->nowait) send_method(c, ch, AMQP_BASIC_CONSUME_OK_METHOD, &ok);
     st->consumers++;
+    if (c->blocked) {
+      /* After the consume-ok, so that publishes the subscription held
+       * back meet the block first. */
+      amqp_connection_unblocked_t u = {0};
+      send_method(c, 0, AMQP_CONNECTION_UNBLOCKED_METHOD, &u);
+      c->blocked = 0;
+    }
     if (faults & FB_DELIVER) {
       unsigned n = 1 + ((fault_arg >> 4) & 3);
       for (unsigned i = 0; i < n; i++)
@@ -417,6 +425,11 @@ static void conn_method(fb_conn_t *c, amqp_method_number_t id, void *decoded) {
     }
     amqp_connection_open_ok_t ok = {amqp_empty_bytes};
     send_method(c, 0, AMQP_CONNECTION_OPEN_OK_METHOD, &ok);
+    if ((faults & FB_BLOCKED) && !c->pool) {
+      amqp_connection_blocked_t b = {amqp_cstring_bytes("low on memory")};
+      send_method(c, 0, AMQP_CONNECTION_BLOCKED_METHOD, &b);
+      c->blocked = 1;
+    }
     return;
   }
   case AMQP_CONNECTION_CLOSE_METHOD: {

@@ -7,8 +7,8 @@
  * consumers and publishes the way RabbitMQ does, in the same loop as the
  * gateway. A script (set per input) makes it misbehave in the ways a real
  * broker can: refuse a login, close a channel with 404 or 403, deliver,
- * cancel a consumer, nack a publish, force the connection closed or drop
- * it. Connections that log in as the pool user are spared the
+ * cancel a consumer, nack a publish, block publishing, force the
+ * connection closed or drop it. Connections that log in as the pool user are spared the
  * connection-level faults, so that the shared-mode pool stays up from one
  * input to the next. */
 
@@ -24,6 +24,8 @@ enum fb_fault {
   FB_CANCEL = 1 << 5,       /* every consumer is cancelled by the broker */
   FB_DROP = 1 << 6,         /* the socket is dropped after some methods */
   FB_FORCE_CLOSE = 1 << 7,  /* connection.close 320 after some methods */
+  FB_BLOCKED = 1 << 8,      /* connection.blocked after the login, unblocked after the
+                               first basic.consume-ok */
 };
 
 /* Binds 127.0.0.1 on an ephemeral port in loop and starts accepting.

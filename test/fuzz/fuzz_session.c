@@ -5,8 +5,10 @@
  * and fan-out), and the broker is fake_broker.c in the same loop.
  *
  * Input layout: byte 0 bit 0 picks shared mode (else per-session), bit 1
- * half-closes the client before it goes; byte 1 is the fake broker's
- * script (enum fb_fault bits) and byte 2 its argument; bytes 3-4 seed the
+ * half-closes the client before it goes, bit 2 drains the sessions (as at
+ * SIGTERM) once the stream is handled, bit 3 has the broker block
+ * publishing; byte 1 is the rest of the fake broker's script (enum
+ * fb_fault bits) and byte 2 its argument; bytes 3-4 seed the
  * sizes of the pieces the stream is written in, so that the gateway sees
  * partial heads, frames and messages; the rest is the stream.
  *
@@ -211,8 +213,8 @@ static int never(void) { return 0; }
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < HEADER_LEN) return 0;
   init_once();
-  int shared = data[0] & 1, half_close = data[0] & 2;
-  fb_set_script(data[1], data[2]);
+  int shared = data[0] & 1, half_close = data[0] & 2, drain = data[0] & 4;
+  fb_set_script(data[1] | (data[0] & 8 ? FB_BLOCKED : 0), data[2]);
   uint32_t seed = (uint32_t)data[3] | (uint32_t)data[4] << 8;
   const uint8_t *s = data + HEADER_LEN;
   size_t n = size - HEADER_LEN;
@@ -248,6 +250,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     run_until(never, 1, SETTLE_CAP_MS);
   }
   run_until(gateway_closed, 1, SETTLE_CAP_MS);
+  if (drain && !cl.eof) {
+    sg_session_drain_all();
+    run_until(gateway_closed, 1, SETTLE_CAP_MS);
+  }
 
   if (half_close && !cl.eof && !cl.failed &&
       uv_shutdown(&cl.shutdown, (uv_stream_t *)&cl.tcp, client_shutdown_cb) == 0)

@@ -13,7 +13,7 @@ import sys
 
 # fake_broker.h enum fb_fault
 REFUSE_LOGIN, DECLARE_404, DENY, DELIVER, NACK, CANCEL, DROP, FORCE_CLOSE = (1 << i for i in range(8))
-SHARED, HALF_CLOSE = 1, 2
+SHARED, HALF_CLOSE, DRAIN, BLOCKED = 1, 2, 4, 8
 
 
 def upgrade(protocols="v12.stomp, v11.stomp, v10.stomp", path="/ws"):
@@ -154,10 +154,28 @@ def main():
                 with open(os.path.join(out, f"{name}-{mname}-{sname}"), "wb") as f:
                     f.write(data)
                 n += 1
-    data = bytes([HALF_CLOSE, 0, 0]) + struct.pack("<H", 0x0019) + upgrade() + frames(connect("1.2"))
-    with open(os.path.join(out, "half-close-small-pieces"), "wb") as f:
-        f.write(data)
-    print(f"wrote {n + 1} seeds to {out}")
+    # Modes of the client and the broker that need no particular stream.
+    owed = frames(connect("1.2"),
+                  stomp("SEND", [("destination", "/queue/q"), ("receipt", "s1")], "a"),
+                  stomp("SUBSCRIBE", [("destination", "/queue/q"), ("id", "b")]),
+                  stomp("SEND", [("destination", "/topic/t"), ("receipt", "s2")], "b"))
+    extra = [("half-close-small-pieces", HALF_CLOSE, 0, 0x0019, frames(connect("1.2"))),
+             ("drain-ps", DRAIN, 0, 0x0801, owed),
+             ("drain-sh", DRAIN | SHARED, 0, 0x0801, owed),
+             ("drain-nack", DRAIN, NACK, 0, owed),
+             ("blocked-ps-whole", BLOCKED, 0, 0, owed),
+             ("blocked-ps-pieces", BLOCKED, 0, 0x0801, owed),
+             ("blocked-drain", BLOCKED | DRAIN, 0, 0x0801, owed),
+             ("blocked-then-unblocked", BLOCKED, 0, 0, frames(
+                 connect("1.2"),
+                 stomp("SUBSCRIBE", [("destination", "/queue/q"), ("id", "u")]),
+                 stomp("SEND", [("destination", "/queue/q"), ("receipt", "s1")], "a"),
+                 stomp("DISCONNECT", [("receipt", "d")])))]
+    for name, mode, faults, seed, stream in extra:
+        data = bytes([mode, faults, 0]) + struct.pack("<H", seed) + upgrade() + stream
+        with open(os.path.join(out, name), "wb") as f:
+            f.write(data)
+    print(f"wrote {n + len(extra)} seeds to {out}")
 
 
 if __name__ == "__main__":
