@@ -7,7 +7,9 @@
  * Input layout: byte 0 bit 0 picks shared mode (else per-session), bit 1
  * half-closes the client before it goes, bit 2 drains the sessions (as at
  * SIGTERM) once the stream is handled, bit 3 has the broker block
- * publishing; byte 1 is the rest of the fake broker's script (enum
+ * publishing, bit 4 picks a per-session gateway with 10 ms timeouts and
+ * heart-beats and lets it run 60 ms before the client goes, so that its
+ * timers fire (those inputs repeat less exactly); byte 1 is the rest of the fake broker's script (enum
  * fb_fault bits) and byte 2 its argument; bytes 3-4 seed the
  * sizes of the pieces the stream is written in, so that the gateway sees
  * partial heads, frames and messages; the rest is the stream.
@@ -39,13 +41,14 @@
 #define SETTLE_CAP_MS 500   /* the longest a stream is given to be handled */
 #define FREE_CAP_MS 5000    /* the longest a session may take to end once the client went */
 #define POOL_USER "sgpool"
+#define TIMERS_RUN_MS 60    /* how long a gateway with short timeouts is left to run */
 
 static uv_loop_t loop;
 static uv_timer_t guard;
-static sg_config_t cfg_ps, cfg_sh;
-static sg_session_ctx_t ctx_ps, ctx_sh;
-static sg_listener_t lis_ps, lis_sh;
-static int port_ps, port_sh;
+static sg_config_t cfg_ps, cfg_sh, cfg_tm;
+static sg_session_ctx_t ctx_ps, ctx_sh, ctx_tm;
+static sg_listener_t lis_ps, lis_sh, lis_tm;
+static int port_ps, port_sh, port_tm;
 static sg_pool_t pool;
 static sg_fanout_t fanout;
 
@@ -74,16 +77,17 @@ static sg_pool_t *pool_for(sg_session_ctx_t *ctx, const char *vhost) {
 
 static void guard_cb(uv_timer_t *t) { (void)t; }
 
-static void load_config(sg_config_t *cfg, const char *mode, int broker_port) {
-  char broker[128], modearg[64];
+static void load_config(sg_config_t *cfg, const char *mode, int broker_port, int timeout_ms) {
+  char broker[128], modearg[64], hs[64], cn[64], hb[64];
   snprintf(broker, sizeof(broker), "--broker=amqp://%s:pw@127.0.0.1:%d/",
            strcmp(mode, "shared") == 0 ? POOL_USER : "guest", broker_port);
   snprintf(modearg, sizeof(modearg), "--mode=%s", mode);
-  /* Small limits so that every limit is reached by short inputs; timeouts
-   * long enough never to fire while an input runs, so that runs repeat. */
-  char *argv[] = {"fuzz-session", "--listen=127.0.0.1:0", broker, modearg,
-                  "--handshake-timeout=5000", "--connect-timeout=5000",
-                  "--heartbeat-min=5000", "--auth-cache-ttl=0", "--max-frame-size=2048",
+  snprintf(hs, sizeof(hs), "--handshake-timeout=%d", timeout_ms);
+  snprintf(cn, sizeof(cn), "--connect-timeout=%d", timeout_ms);
+  snprintf(hb, sizeof(hb), "--heartbeat-min=%d", timeout_ms);
+  /* Small limits so that every limit is reached by short inputs. */
+  char *argv[] = {"fuzz-session", "--listen=127.0.0.1:0", broker, modearg, hs, cn, hb,
+                  "--auth-cache-ttl=0", "--max-frame-size=2048",
                   "--max-headers=12", "--max-header-size=256", "--max-http-head=1024",
                   "--max-subscriptions=4", "--max-transactions=2", "--max-tx-frames=4",
                   "--app-prefix=/app/", "--max-outbound-bytes=65536", NULL};
@@ -110,8 +114,11 @@ static void init_once(void) {
   FZ_CHECK(uv_timer_init(&loop, &guard) == 0);
   int fb_port;
   FZ_CHECK(fb_start(&loop, POOL_USER, &fb_port) == 0);
-  load_config(&cfg_ps, "per-session", fb_port);
-  load_config(&cfg_sh, "shared", fb_port);
+  /* Timeouts long enough never to fire while an input runs, so that runs
+   * repeat; and one gateway whose timers do fire. */
+  load_config(&cfg_ps, "per-session", fb_port, 5000);
+  load_config(&cfg_sh, "shared", fb_port, 5000);
+  load_config(&cfg_tm, "per-session", fb_port, 10);
   FZ_CHECK(sg_amqp_set_nodes(cfg_ps.brokers, cfg_ps.nbrokers) == 0);
   FZ_CHECK(sg_ws_loop_init(&loop) == 0 && sg_amqp_loop_init(&loop) == 0);
   ctx_ps.cfg = &cfg_ps;
@@ -123,6 +130,8 @@ static void init_once(void) {
   ctx_sh.pool_for = pool_for;
   start_listener(&lis_ps, &ctx_ps, &port_ps);
   start_listener(&lis_sh, &ctx_sh, &port_sh);
+  ctx_tm.cfg = &cfg_tm;
+  start_listener(&lis_tm, &ctx_tm, &port_tm);
 }
 
 /* ---------- the client ---------- */
@@ -214,6 +223,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < HEADER_LEN) return 0;
   init_once();
   int shared = data[0] & 1, half_close = data[0] & 2, drain = data[0] & 4;
+  int timers = data[0] & 16;
   fb_set_script(data[1] | (data[0] & 8 ? FB_BLOCKED : 0), data[2]);
   uint32_t seed = (uint32_t)data[3] | (uint32_t)data[4] << 8;
   const uint8_t *s = data + HEADER_LEN;
@@ -222,7 +232,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   memset(&cl, 0, sizeof(cl));
   FZ_CHECK(uv_tcp_init(&loop, &cl.tcp) == 0);
   struct sockaddr_in sa;
-  uv_ip4_addr("127.0.0.1", shared ? port_sh : port_ps, &sa);
+  uv_ip4_addr("127.0.0.1", timers ? port_tm : shared ? port_sh : port_ps, &sa);
   FZ_CHECK(uv_tcp_connect(&cl.connect, &cl.tcp, (const struct sockaddr *)&sa,
                           client_connect_cb) == 0);
   run_until(connected_or_failed, 0, FREE_CAP_MS);
@@ -250,6 +260,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     run_until(never, 1, SETTLE_CAP_MS);
   }
   run_until(gateway_closed, 1, SETTLE_CAP_MS);
+  if (timers) run_until(gateway_closed, 0, TIMERS_RUN_MS);
   if (drain && !cl.eof) {
     sg_session_drain_all();
     run_until(gateway_closed, 1, SETTLE_CAP_MS);

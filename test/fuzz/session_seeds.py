@@ -13,7 +13,7 @@ import sys
 
 # fake_broker.h enum fb_fault
 REFUSE_LOGIN, DECLARE_404, DENY, DELIVER, NACK, CANCEL, DROP, FORCE_CLOSE = (1 << i for i in range(8))
-SHARED, HALF_CLOSE, DRAIN, BLOCKED = 1, 2, 4, 8
+SHARED, HALF_CLOSE, DRAIN, BLOCKED, TIMERS = 1, 2, 4, 8, 16
 
 
 def upgrade(protocols="v12.stomp, v11.stomp, v10.stomp", path="/ws"):
@@ -159,20 +159,23 @@ def main():
                   stomp("SEND", [("destination", "/queue/q"), ("receipt", "s1")], "a"),
                   stomp("SUBSCRIBE", [("destination", "/queue/q"), ("id", "b")]),
                   stomp("SEND", [("destination", "/topic/t"), ("receipt", "s2")], "b"))
-    extra = [("half-close-small-pieces", HALF_CLOSE, 0, 0x0019, frames(connect("1.2"))),
-             ("drain-ps", DRAIN, 0, 0x0801, owed),
-             ("drain-sh", DRAIN | SHARED, 0, 0x0801, owed),
-             ("drain-nack", DRAIN, NACK, 0, owed),
-             ("blocked-ps-whole", BLOCKED, 0, 0, owed),
-             ("blocked-ps-pieces", BLOCKED, 0, 0x0801, owed),
-             ("blocked-drain", BLOCKED | DRAIN, 0, 0x0801, owed),
-             ("blocked-then-unblocked", BLOCKED, 0, 0, frames(
+    extra = [("half-close-small-pieces", HALF_CLOSE, 0, 0x0019, upgrade() + frames(connect("1.2"))),
+             ("drain-ps", DRAIN, 0, 0x0801, upgrade() + owed),
+             ("drain-sh", DRAIN | SHARED, 0, 0x0801, upgrade() + owed),
+             ("drain-nack", DRAIN, NACK, 0, upgrade() + owed),
+             ("blocked-ps-whole", BLOCKED, 0, 0, upgrade() + owed),
+             ("blocked-ps-pieces", BLOCKED, 0, 0x0801, upgrade() + owed),
+             ("blocked-drain", BLOCKED | DRAIN, 0, 0x0801, upgrade() + owed),
+             ("timers-handshake", TIMERS, 0, 0, upgrade()[:40]),
+             ("timers-connect", TIMERS, 0, 0, upgrade() + b"\x81"),
+             ("timers-heartbeat", TIMERS, 0, 0, upgrade() + frames(connect("1.2", extra=[("heart-beat", "10,10")]))),
+             ("blocked-then-unblocked", BLOCKED, 0, 0, upgrade() + frames(
                  connect("1.2"),
                  stomp("SUBSCRIBE", [("destination", "/queue/q"), ("id", "u")]),
                  stomp("SEND", [("destination", "/queue/q"), ("receipt", "s1")], "a"),
                  stomp("DISCONNECT", [("receipt", "d")])))]
     for name, mode, faults, seed, stream in extra:
-        data = bytes([mode, faults, 0]) + struct.pack("<H", seed) + upgrade() + stream
+        data = bytes([mode, faults, 0]) + struct.pack("<H", seed) + stream
         with open(os.path.join(out, name), "wb") as f:
             f.write(data)
     print(f"wrote {n + len(extra)} seeds to {out}")
