@@ -182,6 +182,8 @@ static void client_closed_cb(uv_handle_t *h) {
 
 /* ---------- running the loop ---------- */
 
+/* Writes, connects, shutdowns and thread-pool work (the broker logins) in
+ * flight: uv_loop_t's public count, which uv_loop_alive() reads too. */
 static unsigned active_reqs(void) { return loop.active_reqs.count; }
 
 /* Runs the loop until stop() holds, or nothing happened for QUIET_ROUNDS
