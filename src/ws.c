@@ -28,6 +28,8 @@
 #define WS_WRITE_CHUNK (1u << 20)
 #define WS_LINGER_MS 2000
 #define WS_CLOSE_TIMEOUT_MS 5000
+/* Input a paused connection still reads, so that it sees the peer close. */
+#define WS_PAUSED_MAX 65536
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
@@ -63,6 +65,8 @@ static void ws_flush(sg_ws_t *ws);
 static void ws_begin_shutdown(sg_ws_t *ws);
 static void ws_close_handles(sg_ws_t *ws);
 static void ws_gone(sg_ws_t *ws);
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 static void flush_check_cb(uv_check_t *h) {
   (void)h;
@@ -262,8 +266,11 @@ static void shutdown_cb(uv_shutdown_t *req, int status) {
     return;
   }
   /* The peer has our last bytes; give it a moment to close its side so the
-   * kernel does not answer unread input with a reset. */
+   * kernel does not answer unread input with a reset. Reading again (a
+   * refusal stopped it) discards what comes and ends the wait at the
+   * peer's close, rather than holding the socket for the whole moment. */
   uv_timer_start(&ws->timer, linger_cb, WS_LINGER_MS, 0);
+  (void)uv_read_start((uv_stream_t *)&ws->tcp, alloc_cb, read_cb);
 }
 
 static void ws_begin_shutdown(sg_ws_t *ws) {
@@ -373,9 +380,12 @@ static void on_msg_recv_callback(wslay_event_context_ptr ctx,
                                  void *user_data) {
   sg_ws_t *ws = user_data;
   if (ws->state != SG_WS_OPEN) return;
+  /* wslay hands over an empty message as NULL; the layers above
+   * take a pointer to bytes, so that becomes an empty buffer. */
+  const uint8_t *msg = arg->msg ? arg->msg : (const uint8_t *)"";
   switch (arg->opcode) {
   case WSLAY_TEXT_FRAME:
-    if (!sg_utf8_valid(arg->msg, arg->msg_length)) {
+    if (!sg_utf8_valid(msg, arg->msg_length)) {
       static const char reason[] = "Invalid UTF-8 in text message";
       sg_log_info("%s closing: invalid UTF-8 in a text message", ws->tr.peer);
       wslay_event_queue_close(ctx, WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA,
@@ -385,11 +395,11 @@ static void on_msg_recv_callback(wslay_event_context_ptr ctx,
       ws_gone(ws);
       return;
     }
-    if (ws->sockjs) ws_sockjs_input(ws, arg->msg, arg->msg_length);
-    else ws->tr.cbs->on_message_cb(&ws->tr, arg->msg, arg->msg_length, 0);
+    if (ws->sockjs) ws_sockjs_input(ws, msg, arg->msg_length);
+    else ws->tr.cbs->on_message_cb(&ws->tr, msg, arg->msg_length, 0);
     break;
   case WSLAY_BINARY_FRAME:
-    if (!ws->sockjs) ws->tr.cbs->on_message_cb(&ws->tr, arg->msg, arg->msg_length, 1);
+    if (!ws->sockjs) ws->tr.cbs->on_message_cb(&ws->tr, msg, arg->msg_length, 1);
     break;
   case WSLAY_CONNECTION_CLOSE:
     if (arg->msg_length == 1) {
@@ -815,6 +825,12 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     ws->in.len = ws->in_off = 0; /* draining before close */
     return;
   }
+  if (ws->tr.paused && ws->state == SG_WS_OPEN) {
+    /* Held for sg_ws_resume; past a bound the peer's writes back up in
+     * TCP. */
+    if (ws->in.len - ws->in_off >= WS_PAUSED_MAX) uv_read_stop(s);
+    return;
+  }
   if (ws->state == SG_WS_HANDSHAKE) {
     ws_handshake(ws);
     if (ws->state != SG_WS_OPEN) return;
@@ -946,10 +962,12 @@ void sg_ws_close(sg_ws_t *ws, uint16_t code, const char *reason) {
 
 void sg_ws_abort(sg_ws_t *ws) { ws_close_handles(ws); }
 
+/* Reading goes on while paused, up to WS_PAUSED_MAX unhandled bytes, so
+ * that a client leaving while it waits (a broker alarm can last minutes)
+ * is closed at once rather than when the wait ends. */
 void sg_ws_pause(sg_ws_t *ws) {
   if (ws->tr.paused || ws->state != SG_WS_OPEN) return;
   ws->tr.paused = 1;
-  uv_read_stop((uv_stream_t *)&ws->tcp);
 }
 
 void sg_ws_resume(sg_ws_t *ws) {
@@ -957,7 +975,12 @@ void sg_ws_resume(sg_ws_t *ws) {
   ws->tr.paused = 0;
   if (ws->state != SG_WS_OPEN) return;
   ws->tr.last_rx = uv_now(ws->tcp.loop);
-  if (uv_read_start((uv_stream_t *)&ws->tcp, alloc_cb, read_cb) != 0) ws_close_handles(ws);
+  int r = uv_read_start((uv_stream_t *)&ws->tcp, alloc_cb, read_cb);
+  if (r != 0 && r != UV_EALREADY) {
+    ws_close_handles(ws);
+    return;
+  }
+  ws_feed(ws);
 }
 
 int sg_ws_adopt(uv_loop_t *loop, sg_ws_t *ws, const sg_config_t *cfg, const sg_ws_cbs_t *cbs,

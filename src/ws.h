@@ -76,8 +76,9 @@ size_t sg_ws_pending(const sg_ws_t *ws);
  * on, whatever burst the current loop iteration queued. */
 size_t sg_ws_backlog(const sg_ws_t *ws);
 
-/* Stops reading from the socket (the peer's writes back up in TCP), and
- * starts again. Paused time does not count as silence for heart-beats. */
+/* Stops handing messages up (the peer's writes back up in TCP once a
+ * bound is read, and a peer that leaves is noticed), and starts again.
+ * Paused time does not count as silence for heart-beats. */
 void sg_ws_pause(sg_ws_t *ws);
 void sg_ws_resume(sg_ws_t *ws);
 /* Upgraded WebSockets on this thread not yet closed. */

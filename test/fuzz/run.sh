@@ -5,13 +5,15 @@
 # when it is missing. New coverage goes to a scratch corpus (the committed
 # seeds in test/fuzz/corpus/ are read, not written); crashing inputs are
 # written to test/fuzz/crashers/<target>/ to be kept as regression inputs
-# in the corpus once fixed. Exits non-zero when any target crashed.
+# in the corpus once fixed. Exits non-zero when any target crashed. The
+# session target runs a whole gateway with threads and sockets, so it gets
+# more memory.
 #   test/fuzz/run.sh [SECONDS] [TARGET...]
 set -u
 src=$(cd "$(dirname "$0")/../.." && pwd)
 secs=${1:-60}
 shift || true
-targets=${*:-stomp_codec http_upgrade destination utf8 sockjs}
+targets=${*:-stomp_codec http_upgrade destination utf8 sockjs auth session}
 build=${FUZZ_BUILD:-$src/build-fuzz}
 if [ ! -f "$build/build.ninja" ]; then
   CC=clang meson setup "$build" "$src" -Dfuzz=true -De2e=false -Dbuildtype=debugoptimized >&2 || exit 1
@@ -22,7 +24,9 @@ status=0
 for t in $targets; do
   mkdir -p "$work/$t" "$src/test/fuzz/crashers/$t"
   echo "== $t: ${secs}s, scratch corpus $work/$t" >&2
-  nice -n 19 "$build/test/fuzz/fuzz-$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=1024 \
+  rss=1024
+  [ "$t" = session ] && rss=2048
+  nice -n 19 "$build/test/fuzz/fuzz-$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=$rss \
     -max_len=4096 -print_final_stats=1 \
     -artifact_prefix="$src/test/fuzz/crashers/$t/" "$work/$t" "$src/test/fuzz/corpus/$t" \
     2>"$work/$t.log"
