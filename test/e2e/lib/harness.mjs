@@ -4,6 +4,8 @@
 import { spawn } from 'node:child_process';
 import { after } from 'node:test';
 import net from 'node:net';
+import fs from 'node:fs';
+import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import WebSocket from 'ws';
 import { Client } from '@stomp/stompjs';
@@ -25,7 +27,23 @@ const gateways = new Set();
 export function track(child) {
   gateways.add(child);
   child.on('exit', () => gateways.delete(child));
+  watchSanitizer(child);
   return child;
+}
+
+// GCC's UBSan runtime writes its reports to stderr whatever log_path says:
+// a gateway's report lines are copied to SG_SAN_DIR, where the last case
+// (zz-sanitizers.test.mjs) finds them.
+function watchSanitizer(child) {
+  const dir = process.env.SG_SAN_DIR;
+  if (!dir || !child.stderr || (process.env.SG_SANITIZE ?? 'none') === 'none') return;
+  let tail = '';
+  child.stderr.on('data', (d) => {
+    const lines = (tail + d).split('\n');
+    tail = lines.pop();
+    const bad = lines.filter((l) => /runtime error:|ERROR: (Address|Leak)Sanitizer/.test(l));
+    if (bad.length) fs.appendFileSync(path.join(dir, `stderr.${child.pid}`), bad.join('\n') + '\n');
+  });
 }
 after(() => {
   for (const c of gateways) c.kill('SIGKILL');
