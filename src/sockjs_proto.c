@@ -6,6 +6,7 @@
 #include <strings.h>
 
 #include "stompgate/err.h"
+#include "stompgate/utf8.h"
 
 static int seg_ok(const char *p, size_t n) {
   if (n == 0 || n > SG_SOCKJS_ID_MAX) return 0;
@@ -64,30 +65,6 @@ static int must_escape(uint32_t c) {
          (c >= 0xfff0 && c <= 0xffff);
 }
 
-/* Length of the UTF-8 sequence at s[0..n) and its code point, or 0 when
- * it is not well-formed (overlong, surrogate, above U+10FFFF, cut). */
-static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp) {
-  unsigned char c = s[0];
-  if (c < 0x80) {
-    *cp = c;
-    return 1;
-  }
-  size_t need;
-  uint32_t v, min;
-  if (c >= 0xc2 && c <= 0xdf) need = 2, v = c & 0x1f, min = 0x80;
-  else if (c >= 0xe0 && c <= 0xef) need = 3, v = c & 0x0f, min = 0x800;
-  else if (c >= 0xf0 && c <= 0xf4) need = 4, v = c & 0x07, min = 0x10000;
-  else return 0;
-  if (n < need) return 0;
-  for (size_t i = 1; i < need; i++) {
-    if ((s[i] & 0xc0) != 0x80) return 0;
-    v = (v << 6) | (s[i] & 0x3f);
-  }
-  if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff)) return 0;
-  *cp = v;
-  return need;
-}
-
 int sg_sockjs_quote(sg_buf_t *out, const void *data, size_t len) {
   const unsigned char *s = data;
   /* Most text needs no escapes: reserve for that case up front. */
@@ -102,7 +79,7 @@ int sg_sockjs_quote(sg_buf_t *out, const void *data, size_t len) {
     i = run;
     if (i == len) break;
     uint32_t cp;
-    size_t n = utf8_decode(s + i, len - i, &cp);
+    size_t n = sg_utf8_decode(s + i, len - i, &cp);
     char esc[8];
     int r;
     if (n == 0) {
