@@ -258,15 +258,30 @@ static void strlist_clear(sg_strlist_t *l) {
   l->n = 0;
 }
 
+/* A list setting from a higher source replaces the list of a lower one. */
+static void strlist_at_level(sg_strlist_t *l, int level) {
+  if (level > l->level) {
+    strlist_clear(l);
+    l->level = level;
+  }
+}
+
+/* Appends a copy of s[0..n). */
+static int strlist_push(sg_strlist_t *l, const char *s, size_t n) {
+  char **nv = realloc(l->v, (l->n + 1) * sizeof(*nv));
+  if (nv == NULL) return -1;
+  l->v = nv;
+  if ((l->v[l->n] = strndup(s, n)) == NULL) return -1;
+  l->n++;
+  return 0;
+}
+
 /* A list setting takes one or more values separated by commas or blanks;
  * it may be repeated within one source. */
 static int apply_origin(sg_config_t *cfg, const setting_t *st, const char *v, int level,
                         const char *where) {
   sg_strlist_t *l = &cfg->allowed_origins;
-  if (level > l->level) {
-    strlist_clear(l);
-    l->level = level;
-  }
+  strlist_at_level(l, level);
   const char *p = v;
   while (*p) {
     while (*p == ',' || isspace((unsigned char)*p)) p++;
@@ -281,11 +296,7 @@ static int apply_origin(sg_config_t *cfg, const setting_t *st, const char *v, in
       free(one);
       return r;
     }
-    char **nv = realloc(l->v, (l->n + 1) * sizeof(*nv));
-    if (nv == NULL) return -1;
-    l->v = nv;
-    if ((l->v[l->n] = strndup(p, n)) == NULL) return -1;
-    l->n++;
+    if (strlist_push(l, p, n) != 0) return -1;
     p = e;
   }
   return 0;
@@ -296,20 +307,12 @@ static int apply_origin(sg_config_t *cfg, const setting_t *st, const char *v, in
 static int apply_app_prefix(sg_config_t *cfg, const setting_t *st, const char *v, int level,
                             const char *where) {
   sg_strlist_t *l = &cfg->app_prefixes;
-  if (level > l->level) {
-    strlist_clear(l);
-    l->level = level;
-  }
+  strlist_at_level(l, level);
   if (*v == '\0') return 0;
   size_t n = strlen(v);
   while (n > 1 && v[n - 1] == '/') n--;
   if (v[0] != '/' || n < 2 || n > 200) return bad(st, v, where, "a prefix such as /app");
-  char **nv = realloc(l->v, (l->n + 1) * sizeof(*nv));
-  if (nv == NULL) return -1;
-  l->v = nv;
-  if ((l->v[l->n] = strndup(v, n)) == NULL) return -1;
-  l->n++;
-  return 0;
+  return strlist_push(l, v, n);
 }
 
 /* Repeatable: PEM files of public keys, each optionally named KID=FILE.
@@ -317,10 +320,7 @@ static int apply_app_prefix(sg_config_t *cfg, const setting_t *st, const char *v
 static int apply_key_file(sg_config_t *cfg, const setting_t *st, const char *v, int level,
                           const char *where) {
   sg_strlist_t *l = &cfg->jwt_key_files;
-  if (level > l->level) {
-    strlist_clear(l);
-    l->level = level;
-  }
+  strlist_at_level(l, level);
   if (*v == '\0') return 0;
   const char *eq = strchr(v, '=');
   const char *path = eq ? eq + 1 : v;
@@ -330,12 +330,7 @@ static int apply_key_file(sg_config_t *cfg, const setting_t *st, const char *v, 
     return bad(st, v, where, "a readable PEM file, optionally as KID=FILE");
   }
   fclose(f);
-  char **nv = realloc(l->v, (l->n + 1) * sizeof(*nv));
-  if (nv == NULL) return -1;
-  l->v = nv;
-  if ((l->v[l->n] = strdup(v)) == NULL) return -1;
-  l->n++;
-  return 0;
+  return strlist_push(l, v, strlen(v));
 }
 
 static int apply_config(sg_config_t *cfg, const setting_t *st, const char *v, int level,
