@@ -8,11 +8,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
+import { launchChromium, skip } from './lib/browser.mjs';
 import { startGateway, uniq } from './lib/harness.mjs';
 
-const CHROMIUM = process.env.SG_CHROMIUM ?? '/usr/bin/chromium';
-const skip = fs.existsSync(CHROMIUM) ? false : `no browser at ${CHROMIUM} (tools/install-deps.sh installs it)`;
 
 let browser, gw;
 
@@ -54,11 +52,7 @@ before(async () => {
   fs.copyFileSync('node_modules/sockjs-client/dist/sockjs.min.js', path.join(root, 'sockjs.min.js'));
   fs.copyFileSync('node_modules/@stomp/stompjs/bundles/stomp.umd.min.js', path.join(root, 'stomp.umd.min.js'));
   gw = await startGateway(['--www', root, '--workers', '2']);
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
 });
 after(async () => {
   await browser?.close();

@@ -7,13 +7,11 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
 import { execFileSync } from 'node:child_process';
+import { launchChromium, skip } from './lib/browser.mjs';
 import { startGateway, freePort, waitFor, uniq } from './lib/harness.mjs';
 import { makeCerts } from './lib/certs.mjs';
 
-const CHROMIUM = process.env.SG_CHROMIUM ?? '/usr/bin/chromium';
-const skip = fs.existsSync(CHROMIUM) ? false : `no browser at ${CHROMIUM} (tools/install-deps.sh installs it)`;
 const artifacts = process.env.SG_ARTIFACTS ?? path.join(os.tmpdir(), 'stompgate-artifacts');
 
 let browser, root, gw;
@@ -32,11 +30,7 @@ before(async () => {
   if (skip) return;
   root = exampleRoot();
   gw = await startGateway(['--www', root]);
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
 });
 after(async () => {
   await browser?.close();
@@ -133,11 +127,7 @@ test('over https and wss with a test certificate, two pages chat', { skip }, asy
   const g = await startGateway(['--www', root, '--tls-cert', C.a[0], '--tls-key', C.a[1]]);
   // This browser accepts the test certificate's key and nothing else: a
   // TLS mistake on the gateway still fails the page load.
-  const tlsBrowser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', `--ignore-certificate-errors-spki-list=${spkiHash(C.a[0])}`],
-  });
+  const tlsBrowser = await launchChromium([`--ignore-certificate-errors-spki-list=${spkiHash(C.a[0])}`]);
   try {
     const room = uniq('tls');
     const open = async (name) => {
