@@ -223,19 +223,23 @@ static void fs_idle(sg_fanout_sub_t *fs) {
     uv_timer_start(&f->linger, linger_cb, FANOUT_LINGER_MS / 2, FANOUT_LINGER_MS / 2);
 }
 
+typedef struct {
+  uint64_t now;
+  size_t lingering; /* queues without members still waiting out the delay */
+} linger_sweep_t;
+
 static void linger_one(sg_fanout_sub_t *fs, void *arg) {
-  uint64_t now = *(uint64_t *)arg;
+  linger_sweep_t *sw = arg;
   if (fs->state != FS_READY || fs->nmembers > 0 || fs->iterating) return;
-  if (now - fs->idle_since >= FANOUT_LINGER_MS) fs_retire(fs);
-  else fs->f->lingering++;
+  if (sw->now - fs->idle_since >= FANOUT_LINGER_MS) fs_retire(fs);
+  else sw->lingering++;
 }
 
 static void linger_cb(uv_timer_t *t) {
   sg_fanout_t *f = container_of(t, sg_fanout_t, linger);
-  uint64_t now = uv_now(t->loop);
-  f->lingering = 0;
-  for_each_fs(f, linger_one, &now);
-  if (f->lingering == 0) uv_timer_stop(t);
+  linger_sweep_t sw = {uv_now(t->loop), 0};
+  for_each_fs(f, linger_one, &sw);
+  if (sw.lingering == 0) uv_timer_stop(t);
 }
 
 static void fs_ready(sg_fanout_sub_t *fs) {

@@ -67,7 +67,6 @@ struct sg_fanout {
   uint64_t writes;           /* messages handed to members */
   uv_timer_t linger;         /* cancels shared queues left without members */
   unsigned linger_init : 1;
-  size_t lingering;          /* queues without members, still consumed */
 };
 
 void sg_fanout_init(sg_fanout_t *f, sg_pool_t *pool, const sg_fanout_cbs_t *cbs, int worker);
