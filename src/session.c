@@ -1615,7 +1615,7 @@ static void on_frame(sg_session_t *s, sg_stomp_frame_t *f) {
       pending_push(s, f, "Too many frames while a subscription is set up");
     } else if (channel_wanted(s, f)) {
       pending_push(s, f, "Too many frames while the broker channel opens");
-      if (s->state == S_CONNECTED && !s->chan_opening) open_channel(s);
+      if (s->state == S_CONNECTED) open_channel(s);
     } else {
       process_frame(s, f, 0);
     }
