@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/ssl.h>
 #include <sys/socket.h>
 
@@ -15,7 +17,6 @@
 #include "sg_config.h"
 #include "stompgate/err.h"
 
-#define AMQP_FRAME_MAX 131072
 #define CLOSE_OK_WAIT_MS 1000
 #define LOGIN_TIMEOUT_S 10
 #define NODE_CONNECT_TIMEOUT_S 3
@@ -58,6 +59,19 @@ int sg_amqp_loop_init(uv_loop_t *loop) {
 }
 
 /* ---------- where and how logins connect ---------- */
+
+/* Set once at start-up, before the first login (sg_amqp_set_link). */
+static struct {
+  unsigned heartbeat_s;
+  int session_frame_max;
+  size_t output_limit;
+} link_opts = {10, 16384, 1u << 20};
+
+void sg_amqp_set_link(unsigned heartbeat_s, int session_frame_max, size_t output_limit) {
+  link_opts.heartbeat_s = heartbeat_s;
+  link_opts.session_frame_max = session_frame_max;
+  link_opts.output_limit = output_limit;
+}
 
 /* amqps:// settings shared by every login; set once before the first. */
 static struct {
@@ -108,6 +122,9 @@ static amqp_socket_t *new_socket(amqp_connection_state_t conn) {
   if (!link_tls.enabled) return amqp_tcp_socket_new(conn);
   amqp_socket_t *sock = amqp_ssl_socket_new(conn);
   if (sock == NULL) return NULL;
+  /* Output waits in the link's buffer, which may move between a write
+   * that would block and its retry. */
+  SSL_CTX_set_mode(amqp_ssl_socket_get_context(sock), SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   amqp_ssl_socket_set_verify_peer(sock, link_tls.verify);
   amqp_ssl_socket_set_verify_hostname(sock, link_tls.verify);
   if (link_tls.ca_file) {
@@ -118,6 +135,232 @@ static amqp_socket_t *new_socket(amqp_connection_state_t conn) {
   return sock;
 }
 
+/* ---------- the link: output that never waits for the broker ---------- */
+
+/* librabbitmq-c writes through its socket object's class of functions
+ * (its private amqp_socket.h; the same layout since 0.5). Once a
+ * connection is open the link gives the socket a class of its own, whose
+ * send puts the bytes in the link's buffer and returns at once, so
+ * amqp_send_method and amqp_basic_publish never wait in poll() on the
+ * loop. The loop writes the buffer out when the socket is writable. The
+ * class lives in the link, so a socket leads back to its link. */
+typedef struct sock_class {
+  ssize_t (*send)(void *sock, const void *buf, size_t len, int flags);
+  ssize_t (*recv)(void *sock, void *buf, size_t len, int flags);
+  int (*open)(void *sock, const char *host, int port, const struct timeval *timeout);
+  int (*close)(void *sock, int force);
+  int (*get_sockfd)(void *sock);
+  void (*del)(void *sock);
+} sock_class_t;
+
+/* librabbitmq-c's "would block" statuses and its "more follows" flag. */
+#define SOCK_NEEDREAD (-0x1301)
+#define SOCK_NEEDWRITE (-0x1302)
+#define SOCK_MORE 1
+
+struct sg_amqp_link {
+  sock_class_t klass;        /* first: the socket's class pointer points here */
+  const sock_class_t *orig;  /* the socket's own class */
+  void *sock;
+  sg_amqp_conn_t *c;
+  sg_buf_t out;              /* bytes not yet written start at out_off */
+  size_t out_off;
+  unsigned want_write : 1;   /* the poll handle waits for writability */
+  unsigned failed : 1;
+};
+
+static sg_amqp_link_t *link_of(void *sock) { return *(sg_amqp_link_t **)sock; }
+
+static size_t link_pending(const sg_amqp_link_t *l) { return l->out.len - l->out_off; }
+
+static void poll_cb(uv_poll_t *p, int status, int events);
+
+/* Watches for writability only while something waits to be written. */
+static void link_watch(sg_amqp_link_t *l) {
+  sg_amqp_conn_t *c = l->c;
+  unsigned want = link_pending(l) > 0;
+  if (want == l->want_write || !c->poll_init || c->state != SG_AMQP_OPEN) return;
+  l->want_write = want;
+  uv_poll_start(&c->poll, UV_READABLE | UV_DISCONNECT | (want ? UV_WRITABLE : 0), poll_cb);
+}
+
+/* Tells the channels' owners when publishing becomes held or free again;
+ * the reason (the broker's connection.blocked or a full link) is the
+ * connection's. */
+static void conn_update_blocked(sg_amqp_conn_t *c) {
+  unsigned blocked = c->broker_blocked || c->out_full;
+  if (blocked == c->blocked) return;
+  c->blocked = blocked;
+  for (uint32_t i = 1; i <= c->channel_max && c->nchans; i++) {
+    sg_amqp_t *a = c->chans[i];
+    if (a && a->state == SG_AMQP_OPEN && a->cbs->on_blocked_cb) a->cbs->on_blocked_cb(a, blocked);
+  }
+}
+
+/* Holds the connection's publishers while its unsent output is over the
+ * bound, and frees them once half of that is written. */
+static void link_check_bound(sg_amqp_link_t *l) {
+  sg_amqp_conn_t *c = l->c;
+  size_t n = link_pending(l);
+  if (!c->out_full && n > link_opts.output_limit) {
+    c->out_full = 1;
+    sg_metrics_broker_link_held(1);
+    sg_log_info("broker link %s (%s:%d): %zu bytes wait for the broker to read; its publishing "
+                "sessions are not read until it drains",
+                c->name, c->host, c->port, n);
+    conn_update_blocked(c);
+  } else if (c->out_full && n <= link_opts.output_limit / 2) {
+    c->out_full = 0;
+    sg_metrics_broker_link_held(0);
+    sg_log_info("broker link %s (%s:%d) drained; its publishing sessions are read again", c->name,
+                c->host, c->port);
+    conn_update_blocked(c);
+  }
+}
+
+/* Writes what the socket takes now. 0, or -1 when the socket failed. */
+static int link_flush(sg_amqp_link_t *l) {
+  while (l->out_off < l->out.len) {
+    ssize_t n = l->orig->send(l->sock, l->out.base + l->out_off, l->out.len - l->out_off, 0);
+    if (n > 0) {
+      l->out_off += (size_t)n;
+      continue;
+    }
+    if (n == SOCK_NEEDWRITE || n == SOCK_NEEDREAD) break;
+    l->failed = 1;
+    return -1;
+  }
+  if (l->out_off == l->out.len) {
+    /* An idle link holds no buffer. */
+    sg_buf_free(&l->out);
+    l->out_off = 0;
+  } else if (l->out_off >= 65536 && l->out_off * 2 >= l->out.len) {
+    sg_buf_consume(&l->out, l->out_off);
+    l->out_off = 0;
+  }
+  link_watch(l);
+  return 0;
+}
+
+static ssize_t link_send(void *sock, const void *buf, size_t len, int flags) {
+  sg_amqp_link_t *l = link_of(sock);
+  if (l->failed) return AMQP_STATUS_SOCKET_ERROR;
+  l->c->last_tx = uv_now(l->c->loop);
+  const char *p = buf;
+  size_t left = len;
+  if (link_pending(l) == 0 && !(flags & SOCK_MORE)) {
+    /* Nothing waits and the frame is whole: write straight from the
+     * caller's buffer and keep only what the socket does not take. */
+    while (left > 0) {
+      ssize_t n = l->orig->send(sock, p, left, 0);
+      if (n > 0) {
+        p += n;
+        left -= (size_t)n;
+        continue;
+      }
+      if (n == SOCK_NEEDWRITE || n == SOCK_NEEDREAD) break;
+      l->failed = 1;
+      return AMQP_STATUS_SOCKET_ERROR;
+    }
+    if (left == 0) return (ssize_t)len;
+  }
+  if (sg_buf_append(&l->out, p, left) != 0) {
+    l->failed = 1;
+    return AMQP_STATUS_NO_MEMORY;
+  }
+  /* Frames marked "more follows" wait for the last one of their group. */
+  if (!(flags & SOCK_MORE) && !l->want_write && link_flush(l) != 0)
+    return AMQP_STATUS_SOCKET_ERROR;
+  link_watch(l);
+  link_check_bound(l);
+  return (ssize_t)len;
+}
+
+static ssize_t link_recv(void *sock, void *buf, size_t len, int flags) {
+  sg_amqp_link_t *l = link_of(sock);
+  ssize_t n = l->orig->recv(sock, buf, len, flags);
+  if (n > 0) l->c->last_rx = uv_now(l->c->loop);
+  return n;
+}
+
+static int link_close(void *sock, int force) { return link_of(sock)->orig->close(sock, force); }
+
+/* amqp_destroy_connection deletes the socket: give it its own class back
+ * for that, then free the link. */
+static void link_delete(void *sock) {
+  sg_amqp_link_t *l = link_of(sock);
+  *(const sock_class_t **)sock = l->orig;
+  l->orig->del(sock);
+  if (l->c->out_full) sg_metrics_broker_link_held(0);
+  l->c->link = NULL;
+  sg_buf_free(&l->out);
+  free(l);
+}
+
+/* Puts the link between librabbitmq-c and the socket of an open
+ * connection. 0 or SG_ERR_NOMEM. */
+static int link_install(sg_amqp_conn_t *c) {
+  void *sock = amqp_get_socket(c->conn);
+  sg_amqp_link_t *l = calloc(1, sizeof(*l));
+  if (l == NULL || sock == NULL) {
+    free(l);
+    return SG_ERR_NOMEM;
+  }
+  l->orig = *(const sock_class_t **)sock;
+  l->klass = *l->orig;
+  l->klass.send = link_send;
+  l->klass.recv = link_recv;
+  l->klass.close = link_close;
+  l->klass.del = link_delete;
+  l->sock = sock;
+  l->c = c;
+  *(const sock_class_t **)sock = &l->klass;
+  c->link = l;
+  return 0;
+}
+
+/* Keepalive and TCP_USER_TIMEOUT follow the heart-beat, so the kernel
+ * also gives up on a peer that stopped acknowledging within about the
+ * time the heart-beats take to notice. */
+static void link_tune_socket(int fd) {
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+  int hb = (int)link_opts.heartbeat_s;
+  if (hb == 0) return;
+  int idle = hb, intvl = hb > 1 ? hb / 2 : 1, cnt = 3;
+  unsigned timeout_ms = 3u * (unsigned)hb * 1000u;
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+  setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &timeout_ms, sizeof(timeout_ms));
+}
+
+static void conn_lost(sg_amqp_conn_t *c, int code, const char *text);
+
+/* Every half heart-beat: a link that heard nothing from the broker for two
+ * intervals is lost; one that sent nothing for half an interval sends a
+ * heart-beat. */
+static void heartbeat_cb(uv_timer_t *t) {
+  sg_amqp_conn_t *c = container_of(t, sg_amqp_conn_t, timer);
+  if (c->state != SG_AMQP_OPEN) return;
+  uint64_t now = uv_now(c->loop), hb_ms = c->heartbeat_ms;
+  if (now - c->last_rx >= 2 * hb_ms) {
+    char text[160];
+    snprintf(text, sizeof(text), "no heart-beat from the broker at %s:%d for %.1f s", c->host,
+             c->port, (double)(now - c->last_rx) / 1000);
+    sg_log_warn("broker link %s lost: %s", c->name, text);
+    sg_metrics_broker_heartbeat_timeout();
+    conn_lost(c, 0, text);
+    return;
+  }
+  if (now - c->last_tx >= hb_ms / 2) {
+    amqp_frame_t f;
+    memset(&f, 0, sizeof(f));
+    f.frame_type = AMQP_FRAME_HEARTBEAT;
+    if (amqp_send_frame(c->conn, &f) != AMQP_STATUS_OK) conn_lost(c, 0, "Broker connection lost");
+  }
+}
+
 /* ---------- connections ---------- */
 
 static void copy_reply_text(char *out, size_t cap, int code, amqp_bytes_t text) {
@@ -125,10 +368,10 @@ static void copy_reply_text(char *out, size_t cap, int code, amqp_bytes_t text) 
            (const char *)text.bytes);
 }
 
-amqp_connection_state_t sg_amqp_login_blocking(const char *host, int port, const char *user,
-                                               const char *password, const char *vhost,
-                                               const char *conn_name, int *status,
-                                               char *message, size_t cap, int *failed_over) {
+static amqp_connection_state_t login_blocking(const char *host, int port, const char *user,
+                                              const char *password, const char *vhost,
+                                              const char *conn_name, int frame_max, int *status,
+                                              char *message, size_t cap, int *failed_over) {
   *status = -1;
   amqp_connection_state_t conn = NULL;
   struct timeval tv = {LOGIN_TIMEOUT_S, 0};
@@ -196,8 +439,9 @@ amqp_connection_state_t sg_amqp_login_blocking(const char *host, int port, const
   props[3].value.value.bytes = amqp_cstring_bytes(conn_name);
   amqp_table_t ptable = {4, props};
 
-  amqp_rpc_reply_t rep = amqp_login_with_properties(conn, vhost, 0, AMQP_FRAME_MAX, 0, &ptable,
-                                                    AMQP_SASL_METHOD_PLAIN, user, password);
+  amqp_rpc_reply_t rep =
+      amqp_login_with_properties(conn, vhost, 0, frame_max, (int)link_opts.heartbeat_s, &ptable,
+                                 AMQP_SASL_METHOD_PLAIN, user, password);
   switch (rep.reply_type) {
   case AMQP_RESPONSE_NORMAL:
     *status = 0;
@@ -227,13 +471,21 @@ fail:
   return NULL;
 }
 
+amqp_connection_state_t sg_amqp_login_blocking(const char *host, int port, const char *user,
+                                               const char *password, const char *vhost,
+                                               const char *conn_name, int *status,
+                                               char *message, size_t cap, int *failed_over) {
+  return login_blocking(host, port, user, password, vhost, conn_name, SG_AMQP_FRAME_MAX, status,
+                        message, cap, failed_over);
+}
+
 /* Thread pool: the blocking part of opening a connection. Touches only c's
  * login fields and the new connection until after_login_cb runs. */
 static void login_work_cb(uv_work_t *w) {
   sg_amqp_conn_t *c = container_of(w, sg_amqp_conn_t, work);
-  c->conn = sg_amqp_login_blocking(c->host, c->port, c->user, c->password, c->vhost, c->name,
-                                   &c->login_status, c->login_message,
-                                   sizeof(c->login_message), &c->failed_over);
+  c->conn = login_blocking(c->host, c->port, c->user, c->password, c->vhost, c->name,
+                           c->frame_max, &c->login_status, c->login_message,
+                           sizeof(c->login_message), &c->failed_over);
 }
 
 static void chan_lost(sg_amqp_t *a, int code, const char *text);
@@ -497,15 +749,13 @@ static void conn_method(sg_amqp_conn_t *c, amqp_method_t *m) {
     return;
   case AMQP_CONNECTION_BLOCKED_METHOD:
   case AMQP_CONNECTION_UNBLOCKED_METHOD:
-    c->blocked = m->id == AMQP_CONNECTION_BLOCKED_METHOD;
-    if (c->blocked) sg_log_warn("broker %s:%d blocked publishing (%s)", c->host, c->port, c->name);
+    c->broker_blocked = m->id == AMQP_CONNECTION_BLOCKED_METHOD;
+    if (c->broker_blocked)
+      sg_log_warn("broker %s:%d blocked publishing (%s)", c->host, c->port, c->name);
     else sg_log_info("broker %s:%d unblocked publishing (%s)", c->host, c->port, c->name);
-    /* Publishing now would fill the socket and stall the loop; the
-     * channels' owners hold their publishes instead. */
-    for (uint32_t i = 1; i <= c->channel_max && c->nchans; i++) {
-      sg_amqp_t *a = c->chans[i];
-      if (a && a->state == SG_AMQP_OPEN && a->cbs->on_blocked_cb) a->cbs->on_blocked_cb(a, c->blocked);
-    }
+    /* The broker stops reading a blocked connection: publishing now would
+     * only fill the link. The channels' owners hold their publishes. */
+    conn_update_blocked(c);
     return;
   default:
     return;
@@ -559,6 +809,15 @@ static void poll_cb(uv_poll_t *p, int status, int events) {
     else conn_lost(c, 0, "Broker connection lost");
     return;
   }
+  sg_amqp_link_t *l = c->link;
+  if (l && link_pending(l) > 0) {
+    if (link_flush(l) != 0) {
+      if (c->state == SG_AMQP_CLOSING) conn_finish(c);
+      else conn_lost(c, 0, "Broker connection lost");
+      return;
+    }
+    link_check_bound(l);
+  }
   pump(c);
 }
 
@@ -580,9 +839,8 @@ static void after_login_cb(uv_work_t *w, int status) {
   c->channel_max = (uint16_t)(max <= 0 || max > 65535 ? 65535 : max);
   c->chans = calloc((size_t)c->channel_max + 1, sizeof(*c->chans));
   int fd = amqp_socket_get_sockfd(amqp_get_socket(c->conn));
-  int one = 1;
-  setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-  if (c->chans == NULL || uv_poll_init(c->loop, &c->poll, fd) != 0) {
+  link_tune_socket(fd);
+  if (c->chans == NULL || link_install(c) != 0 || uv_poll_init(c->loop, &c->poll, fd) != 0) {
     c->state = SG_AMQP_DEAD;
     c->cbs->on_open_cb(c, -1, "cannot watch the broker socket");
     return;
@@ -591,15 +849,21 @@ static void after_login_cb(uv_work_t *w, int status) {
   c->poll_init = 1;
   c->handles_open++;
   c->state = SG_AMQP_OPEN;
+  c->last_rx = c->last_tx = uv_now(c->loop);
   uv_poll_start(&c->poll, UV_READABLE | UV_DISCONNECT, poll_cb);
+  /* The interval is what the login agreed on: the broker may ask for a
+   * shorter one than stompgate did. */
+  c->heartbeat_ms = (uint64_t)amqp_get_heartbeat(c->conn) * 1000;
+  if (c->heartbeat_ms > 0)
+    uv_timer_start(&c->timer, heartbeat_cb, c->heartbeat_ms / 2, c->heartbeat_ms / 2);
   c->cbs->on_open_cb(c, 0, NULL);
   /* Frames that came with the last login reply may already be buffered. */
   if (c->state == SG_AMQP_OPEN && amqp_data_in_buffer(c->conn)) pump(c);
 }
 
-int sg_amqp_conn_open(sg_amqp_conn_t *c, uv_loop_t *loop, const sg_amqp_conn_cbs_t *cbs,
-                      const char *host, int port, const char *user, const char *password,
-                      const char *vhost, const char *conn_name) {
+static int conn_open(sg_amqp_conn_t *c, uv_loop_t *loop, const sg_amqp_conn_cbs_t *cbs,
+                     const char *host, int port, const char *user, const char *password,
+                     const char *vhost, const char *conn_name, int frame_max) {
   memset(c, 0, sizeof(*c));
   c->loop = loop;
   c->cbs = cbs;
@@ -609,6 +873,7 @@ int sg_amqp_conn_open(sg_amqp_conn_t *c, uv_loop_t *loop, const sg_amqp_conn_cbs
   c->password = strdup(password);
   c->vhost = strdup(vhost);
   c->name = strdup(conn_name);
+  c->frame_max = frame_max;
   int r = SG_ERR_NOMEM;
   if (!c->host || !c->user || !c->password || !c->vhost || !c->name) goto fail;
   if ((r = sg_amqp_loop_init(loop)) != 0) goto fail;
@@ -628,6 +893,12 @@ fail:
   free(c->name);
   memset(c, 0, sizeof(*c));
   return r;
+}
+
+int sg_amqp_conn_open(sg_amqp_conn_t *c, uv_loop_t *loop, const sg_amqp_conn_cbs_t *cbs,
+                      const char *host, int port, const char *user, const char *password,
+                      const char *vhost, const char *conn_name) {
+  return conn_open(c, loop, cbs, host, port, user, password, vhost, conn_name, SG_AMQP_FRAME_MAX);
 }
 
 static void close_wait_cb(uv_timer_t *t) {
@@ -778,7 +1049,8 @@ int sg_amqp_open(sg_amqp_t *a, uv_loop_t *loop, const sg_amqp_cbs_t *cbs, const 
   a->private_conn = 1;
   sg_amqp_conn_t *c = calloc(1, sizeof(*c));
   if (c == NULL) return SG_ERR_NOMEM;
-  int r = sg_amqp_conn_open(c, loop, &priv_cbs, host, port, user, password, vhost, conn_name);
+  int r = conn_open(c, loop, &priv_cbs, host, port, user, password, vhost, conn_name,
+                    link_opts.session_frame_max);
   if (r) {
     free(c);
     return r;

@@ -5,9 +5,14 @@
 /* AMQP 0-9-1 connections and channels, driven from the libuv loop.
  *
  * A connection's blocking login runs on the thread pool; after it,
- * librabbitmq-c is used as a framing layer only: methods go out with
- * amqp_send_method and frames are read with a zero timeout when uv_poll
- * reports the socket readable, so the loop never waits for the broker.
+ * librabbitmq-c is used as a framing layer only, and nothing on the loop
+ * waits for the broker's socket. Frames are read with a zero timeout when
+ * uv_poll reports the socket readable. What librabbitmq-c writes goes into
+ * the link's output buffer, which the loop drains when the socket is
+ * writable; past a bound (sg_amqp_set_link) the connection counts as
+ * blocked, as with the broker's own connection.blocked, and the owners of
+ * its channels hold their publishes until it drains. Heart-beats are
+ * negotiated; a link that hears nothing for two intervals is lost.
  *
  * A channel (sg_amqp_t) is what sessions and the fan-out work with. In
  * per-session mode a channel owns a private connection, opened with the
@@ -25,6 +30,7 @@
 
 typedef struct sg_amqp sg_amqp_t;
 typedef struct sg_amqp_conn sg_amqp_conn_t;
+typedef struct sg_amqp_link sg_amqp_link_t;
 
 typedef struct sg_amqp_delivery {
   amqp_bytes_t consumer_tag;
@@ -127,9 +133,18 @@ struct sg_amqp_conn {
   unsigned poll_init : 1;
   unsigned close_requested : 1;
   unsigned handles_closed : 1;
-  unsigned blocked : 1; /* connection.blocked from the broker */
+  /* Publishing is held: the broker sent connection.blocked, or the link's
+   * unsent output passed its bound. */
+  unsigned blocked : 1;
+  unsigned broker_blocked : 1; /* connection.blocked from the broker */
+  unsigned out_full : 1;       /* unsent output over the bound */
+  sg_amqp_link_t *link;        /* the socket's output buffer, once open */
+  uint64_t last_rx;            /* uv_now when bytes last came from the broker */
+  uint64_t last_tx;            /* uv_now when bytes were last queued for it */
   char *host, *user, *password, *vhost, *name;
   int port;
+  int frame_max;               /* asked for at login */
+  uint64_t heartbeat_ms;       /* agreed at login; 0: none */
   int login_status;
   int failed_over;  /* the login had to skip the preferred node */
   uint64_t login_start_ns;
@@ -151,6 +166,13 @@ int sg_amqp_set_tls(int enabled, const char *ca_file, int verify);
  * tries the preferred node first, then the others, and prefers the one
  * that answered from then on. */
 int sg_amqp_set_nodes(const sg_broker_addr_t *list, size_t n);
+/* Link settings for every later connection: the AMQP heart-beat interval
+ * asked for at login (0: none), the frame_max of a session's private
+ * connection (pooled connections ask for SG_AMQP_FRAME_MAX), and how many
+ * unsent bytes a connection may hold before its publishers are held. */
+#define SG_AMQP_FRAME_MAX 131072
+void sg_amqp_set_link(unsigned heartbeat_s, int session_frame_max, size_t output_limit);
+
 /* Makes node i (an index into that list) the first one tried. */
 void sg_amqp_prefer_node(size_t i);
 size_t sg_amqp_preferred_node(void);

@@ -360,6 +360,15 @@ static const setting_t settings[] = {
      "verify the amqps:// broker's certificate and name\n(default true)"},
     {"broker-probe-interval", "MS", T_MS, F(broker_probe_ms), 100, 3600000, NULL,
      "how often the admin endpoint checks that the broker\nanswers AMQP (default 5000)"},
+    {"broker-heartbeat", "SECONDS", T_SIZE, F(broker_heartbeat_s), 0, 3600, NULL,
+     "AMQP heart-beat interval asked of the broker; a\nbroker connection that hears nothing for two\n"
+     "intervals is lost, and TCP keepalive follows it\n(default 10; 0 turns heart-beats off)"},
+    {"broker-frame-max", "BYTES", T_SIZE, F(broker_frame_max), 4096, 131072, NULL,
+     "largest AMQP frame a session's own broker\nconnection (per-session mode) negotiates; smaller\n"
+     "frames cost less memory per session (default 16384)"},
+    {"broker-output-limit", "BYTES", T_SIZE, F(broker_output_limit), 16384, (size_t)1 << 30, NULL,
+     "bytes that may wait for the broker to read one\nconnection; past it the sessions publishing\n"
+     "through it are not read until half is written\n(default 1048576)"},
     {"mode", "MODE", T_CUSTOM, 0, 0, 0, apply_mode,
      "relay mode: per-session (default; each STOMP\nsession opens its own AMQP connection) or\n"
      "shared (sessions get channels on a few pooled\nconnections under the broker credentials, and\n"
@@ -594,6 +603,9 @@ static void set_defaults(sg_config_t *cfg) {
   cfg->max_tx_frames = 10000;
   cfg->max_pending_frames = 1000;
   cfg->broker_probe_ms = 5000;
+  cfg->broker_heartbeat_s = 10;
+  cfg->broker_frame_max = 16384;
+  cfg->broker_output_limit = 1u << 20;
   cfg->drain_timeout_ms = 30000;
   cfg->drain_timeout_int_ms = 0;
   cfg->broker_tls_verify = 1;

@@ -80,6 +80,9 @@ typedef struct sg_config {
   char *admin_host;              /* NULL: no admin endpoint */
   int admin_port;
   uint64_t broker_probe_ms;      /* broker reachability probe period */
+  size_t broker_heartbeat_s;     /* AMQP heart-beat asked for; 0: none */
+  size_t broker_frame_max;       /* frame_max of a session's own connection */
+  size_t broker_output_limit;    /* unsent bytes per broker connection */
   size_t max_sessions;           /* 0: unlimited */
   size_t session_rate;           /* new sessions per second, 0: unlimited */
   size_t session_burst;          /* bucket size for session_rate */

@@ -49,6 +49,9 @@ typedef struct metrics {
   uint64_t logins_ok, logins_failed;
   int broker_up, broker_seen_up;
   uint64_t broker_reconnects, broker_failovers;
+  uint64_t broker_hb_timeouts;
+  uint64_t links_held_total;
+  int64_t links_held; /* this thread's holds minus releases */
   histogram_t handshake, login;
   struct metrics *next;
 } metrics_t;
@@ -126,6 +129,9 @@ static void aggregate(metrics_t *t) {
     t->broker_seen_up |= b->broker_seen_up;
     t->broker_reconnects += b->broker_reconnects;
     t->broker_failovers += b->broker_failovers;
+    t->broker_hb_timeouts += b->broker_hb_timeouts;
+    t->links_held_total += b->links_held_total;
+    t->links_held += b->links_held;
     hist_add(&t->handshake, &b->handshake);
     hist_add(&t->login, &b->login);
   }
@@ -240,6 +246,17 @@ int sg_metrics_broker_up(void) {
 
 void sg_metrics_broker_failover(void) { cur()->broker_failovers++; }
 
+void sg_metrics_broker_heartbeat_timeout(void) { cur()->broker_hb_timeouts++; }
+
+void sg_metrics_broker_link_held(int held) {
+  if (held) {
+    cur()->links_held_total++;
+    cur()->links_held++;
+  } else {
+    cur()->links_held--;
+  }
+}
+
 static int header(sg_buf_t *o, const char *name, const char *type, const char *help) {
   return sg_buf_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
@@ -322,6 +339,21 @@ int sg_metrics_render(sg_buf_t *o, const sg_metrics_gauges_t *g) {
               "Times a login or the probe found the preferred broker node down and moved on.");
   r |= sg_buf_printf(o, "stompgate_broker_failovers_total %lu\n",
                      (unsigned long)t.broker_failovers);
+  r |= header(o, "stompgate_broker_heartbeat_timeouts_total", "counter",
+              "Broker connections lost because the broker sent nothing for two heart-beat "
+              "intervals.");
+  r |= sg_buf_printf(o, "stompgate_broker_heartbeat_timeouts_total %lu\n",
+                     (unsigned long)t.broker_hb_timeouts);
+  r |= header(o, "stompgate_broker_links_held_total", "counter",
+              "Times a broker connection's unsent output passed broker-output-limit, so the "
+              "sessions publishing through it stopped being read.");
+  r |= sg_buf_printf(o, "stompgate_broker_links_held_total %lu\n",
+                     (unsigned long)t.links_held_total);
+  r |= header(o, "stompgate_broker_links_held", "gauge",
+              "Broker connections whose publishing sessions are not read now because the "
+              "broker is not reading their output.");
+  r |= sg_buf_printf(o, "stompgate_broker_links_held %ld\n",
+                     (long)(t.links_held > 0 ? t.links_held : 0));
   r |= header(o, "stompgate_draining", "gauge", "1 while shutting down.");
   r |= sg_buf_printf(o, "stompgate_draining %d\n", g->draining);
   r |= histogram(o, "stompgate_handshake_seconds",

@@ -40,6 +40,12 @@ void sg_metrics_broker_link(int up);
 int sg_metrics_broker_up(void);
 /* The probe moved new logins to another cluster node. */
 void sg_metrics_broker_failover(void);
+/* A broker connection was lost because the broker sent nothing for two
+ * heart-beat intervals. */
+void sg_metrics_broker_heartbeat_timeout(void);
+/* A broker connection's unsent output passed its bound, so its publishing
+ * sessions stopped being read (held 1), or drained again (held 0). */
+void sg_metrics_broker_link_held(int held);
 
 typedef struct sg_metrics_gauges {
   size_t sessions_open;
