@@ -191,7 +191,7 @@ static void conn_update_blocked(sg_amqp_conn_t *c) {
   unsigned blocked = c->broker_blocked || c->out_full;
   if (blocked == c->blocked) return;
   c->blocked = blocked;
-  for (uint32_t i = 1; i <= c->channel_max && c->nchans; i++) {
+  for (uint32_t i = 1; i < c->chans_cap && c->nchans; i++) {
     sg_amqp_t *a = c->chans[i];
     if (a && a->state == SG_AMQP_OPEN && a->cbs->on_blocked_cb) a->cbs->on_blocked_cb(a, blocked);
   }
@@ -494,7 +494,7 @@ static void conn_lost(sg_amqp_conn_t *c, int code, const char *text) {
   if (c->state != SG_AMQP_OPEN) return;
   c->state = SG_AMQP_DEAD;
   if (c->poll_init) uv_poll_stop(&c->poll);
-  for (uint32_t i = 1; i <= c->channel_max && c->nchans; i++)
+  for (uint32_t i = 1; i < c->chans_cap && c->nchans; i++)
     if (c->chans[i]) chan_lost(c->chans[i], code, text);
   c->cbs->on_lost_cb(c, code, text);
 }
@@ -506,7 +506,7 @@ static void conn_handle_closed_cb(uv_handle_t *h) {
   c->conn = NULL;
   /* Channels still closing can finish now: nothing more will come. The
    * connection is freed only after the loop, once handles_closed is set. */
-  for (uint32_t i = 1; i <= c->channel_max && c->nchans; i++) {
+  for (uint32_t i = 1; i < c->chans_cap && c->nchans; i++) {
     sg_amqp_t *a = c->chans[i];
     if (a && a->state == SG_AMQP_CLOSING) chan_finish(a);
   }
@@ -533,7 +533,7 @@ static void conn_finish(sg_amqp_conn_t *c) {
   c->state = SG_AMQP_CLOSED;
   if (was_open) {
     /* Owners of channels still open hear of it before the handles go. */
-    for (uint32_t i = 1; i <= c->channel_max && c->nchans; i++)
+    for (uint32_t i = 1; i < c->chans_cap && c->nchans; i++)
       if (c->chans[i]) chan_lost(c->chans[i], 0, "Broker connection closed");
   }
   if (c->poll_init) uv_close((uv_handle_t *)&c->poll, conn_handle_closed_cb);
@@ -768,7 +768,7 @@ static void conn_frame(sg_amqp_conn_t *c, amqp_frame_t *f) {
     if (c->conn) amqp_maybe_release_buffers_on_channel(c->conn, 0);
     return;
   }
-  sg_amqp_t *a = f->channel <= c->channel_max ? c->chans[f->channel] : NULL;
+  sg_amqp_t *a = f->channel < c->chans_cap ? c->chans[f->channel] : NULL;
   if (a == NULL || a->state == SG_AMQP_CLOSED || c->state == SG_AMQP_CLOSED) {
     if (c->conn) amqp_maybe_release_buffers_on_channel(c->conn, f->channel);
     return;
@@ -837,7 +837,10 @@ static void after_login_cb(uv_work_t *w, int status) {
   }
   int max = amqp_get_channel_max(c->conn);
   c->channel_max = (uint16_t)(max <= 0 || max > 65535 ? 65535 : max);
-  c->chans = calloc((size_t)c->channel_max + 1, sizeof(*c->chans));
+  /* Channel numbers are handed out lowest first, so the table grows with
+   * the channels open at once; a session's own connection needs two. */
+  c->chans_cap = 2;
+  c->chans = calloc(c->chans_cap, sizeof(*c->chans));
   int fd = amqp_socket_get_sockfd(amqp_get_socket(c->conn));
   link_tune_socket(fd);
   if (c->chans == NULL || link_install(c) != 0 || uv_poll_init(c->loop, &c->poll, fd) != 0) {
@@ -852,8 +855,14 @@ static void after_login_cb(uv_work_t *w, int status) {
   c->last_rx = c->last_tx = uv_now(c->loop);
   uv_poll_start(&c->poll, UV_READABLE | UV_DISCONNECT, poll_cb);
   /* The interval is what the login agreed on: the broker may ask for a
-   * shorter one than stompgate did. */
+   * shorter one than stompgate did. The link sends and checks heart-beats
+   * itself, on the loop's timer: librabbitmq-c's own check, once the broker
+   * has been silent for two intervals, waits in poll() inside the next
+   * publish. Telling it there are none keeps it from checking. The state is
+   * idle here (nothing was read since the login's last reply), as
+   * amqp_tune_connection requires. */
   c->heartbeat_ms = (uint64_t)amqp_get_heartbeat(c->conn) * 1000;
+  amqp_tune_connection(c->conn, amqp_get_channel_max(c->conn), amqp_get_frame_max(c->conn), 0);
   if (c->heartbeat_ms > 0)
     uv_timer_start(&c->timer, heartbeat_cb, c->heartbeat_ms / 2, c->heartbeat_ms / 2);
   c->cbs->on_open_cb(c, 0, NULL);
@@ -982,8 +991,17 @@ static int chan_attach(sg_amqp_t *a, sg_amqp_conn_t *c) {
    * memory in proportion to the channels open at once, not to every
    * channel ever opened. */
   uint32_t n = 1;
-  while (n <= c->channel_max && c->chans[n] != NULL) n++;
+  while (n < c->chans_cap && c->chans[n] != NULL) n++;
   if (n > c->channel_max) return UV_EBUSY;
+  if (n == c->chans_cap) {
+    size_t cap = c->chans_cap * 2 > (size_t)c->channel_max + 1 ? (size_t)c->channel_max + 1
+                                                                 : c->chans_cap * 2;
+    sg_amqp_t **t = realloc(c->chans, cap * sizeof(*t));
+    if (t == NULL) return SG_ERR_NOMEM;
+    memset(t + c->chans_cap, 0, (cap - c->chans_cap) * sizeof(*t));
+    c->chans = t;
+    c->chans_cap = (uint32_t)cap;
+  }
   c->chans[n] = a;
   c->nchans++;
   a->conn = c;

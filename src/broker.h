@@ -150,6 +150,7 @@ struct sg_amqp_conn {
   uint64_t login_start_ns;
   char login_message[256];
   sg_amqp_t **chans; /* by channel number; NULL where free */
+  uint32_t chans_cap; /* entries in chans (channel 0 is never used) */
   uint16_t channel_max;
   size_t nchans;     /* channels attached, including closing ones */
   sg_amqp_t *reap_head;

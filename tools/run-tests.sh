@@ -53,12 +53,15 @@ run_suite() { # name builddir "meson test args" [meson setup args...]
 }
 
 run_suite "gcc" build-ci ""
-# The image and cluster tests (suite slow) exercise packaging and the
-# broker cluster, not the gateway's memory safety: they run once, above.
+# The image test and the soak (suite slow) exercise packaging and long
+# runs, not the gateway's memory safety: they run once, above.
 # The end-to-end suite runs under the sanitizers in both relay modes.
 run_suite "asan-ubsan" build-ci-asan "--no-suite slow --no-suite bench --no-suite e2e" \
   -Db_sanitize=address,undefined -Db_lundef=false
 run_suite "asan-ubsan-e2e" build-ci-asan "--suite e2e"
+# The broker fault cases (frozen node, a broker that stops reading) run
+# under the sanitizers too: they drive the link's rarest paths.
+run_suite "asan-ubsan-faults" build-ci-asan "--suite faults"
 
 echo "== clang -Wall -Wextra -Werror" >&2
 if { [ -d build-ci-clang ] || CC=clang meson setup build-ci-clang >&2; } && ninja -C build-ci-clang >&2; then

@@ -3,7 +3,7 @@
 // quorum queue, and clients with client acks and receipts. Node 1, where
 // the sessions are, is stopped mid-run: those sessions get an ERROR and
 // close, the clients reconnect, their logins move to another node, and no
-// receipted message is lost.
+// receipted message is lost. Node 1 is started again at the end.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -89,4 +89,6 @@ test('a node of the cluster stops: sessions move to the others, nothing receipte
   await consumer.deactivate();
   await producer.deactivate();
   assert.equal((await gw.stop()).code, 0);
+  // Node 1 rejoins, so the cluster is whole for the cases that follow.
+  execFileSync('bash', [`${SRC}/test/lib/rabbitmq.sh`, 'launch', DIRS[0]], { stdio: 'ignore' });
 });

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# Broker failover against a real 3-node RabbitMQ cluster on loopback:
+# Broker faults against a real 3-node RabbitMQ cluster on loopback (a
+# stopped node, a frozen node, a broker that stops reading a connection):
 # starts the nodes with distinct names, ports and directories and one
 # shared Erlang cookie, joins nodes 2 and 3 to node 1, runs
 # test/cluster/*.test.mjs (TAP on stdout), and stops every node by PID.
@@ -29,6 +30,12 @@ for i in 2 3; do
     rmq_ctl "$dir/n$i" start_app; } >&2 || { echo "Bail out! node $i did not join"; exit 1; }
 done
 rmq_ctl "$dir/n1" cluster_status >&2
+# Sanitizer reports of every gateway land here; the last case fails if
+# there are any. Plain builds ignore these variables.
+mkdir -p "$dir/san"
+export ASAN_OPTIONS="log_path=$dir/san/asan:detect_leaks=1:abort_on_error=0"
+export UBSAN_OPTIONS="log_path=$dir/san/ubsan:print_stacktrace=1"
+export SG_SAN_DIR=$dir/san
 export SG_AMQP_PORT=${ports[0]} SG_CLUSTER_PORTS=$(IFS=,; echo "${ports[*]}") \
   SG_CLUSTER_DIRS=$(IFS=,; echo "${dirs[*]}") SG_TMP=$dir
 # A case that fails with a client still reconnecting must not keep the

@@ -8,6 +8,8 @@
 #   rmq_stop DIR
 #   rmq_restart DIR [SECONDS_DOWN]  # clean stop, start again on the same
 #                               # ports and data (durable queues survive)
+#   rmq_launch DIR              # start a stopped node again (same name,
+#                               # ports and data; it rejoins its cluster)
 #   rmq_ctl DIR args...         # rabbitmqctl against that node
 #   rmq_tls_setup DIR           # before rmq_start: adds an amqps:// listener
 #                               # with a fresh CA; sets RMQ_AMQPS_PORT RMQ_TLS_CA
@@ -161,7 +163,8 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     start) rmq_start "$2" "${3:-}"; echo "AMQP 127.0.0.1:$RMQ_AMQP_PORT pid $RMQ_PID" ;;
     stop) rmq_stop "$2" ;;
     restart) rmq_restart "$2" "${3:-0}"; echo "AMQP 127.0.0.1:$(cat "$2/amqp_port") pid $RMQ_PID" ;;
+    launch) rmq_launch "$2"; echo "AMQP 127.0.0.1:$(cat "$2/amqp_port") pid $(cat "$2/pid")" ;;
     ctl) d=$2; shift 2; rmq_ctl "$d" "$@" ;;
-    *) echo "usage: $0 start DIR [web_stomp] | stop DIR | restart DIR [SECONDS_DOWN] | ctl DIR ARGS..." >&2; exit 2 ;;
+    *) echo "usage: $0 start DIR [web_stomp] | stop DIR | restart DIR [SECONDS_DOWN] | launch DIR | ctl DIR ARGS..." >&2; exit 2 ;;
   esac
 fi

@@ -1,0 +1,122 @@
+// SPDX-License-Identifier: MIT
+// A frozen broker node: node 1 of the cluster, where the sessions logged
+// in, is stopped with SIGSTOP, so its sockets stay open and nothing
+// answers (a frozen VM, a partition that drops packets). The gateway finds
+// it by AMQP heart-beats within three intervals, the sessions get an ERROR
+// and reconnect to a live node, and every receipted message of a quorum
+// queue is consumed (client-individual acks). In both relay modes; node 1
+// is thawed at the end of each case.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import WebSocket from 'ws';
+import { Client } from '@stomp/stompjs';
+import amqp from 'amqplib';
+import { waitFor, uniq, sleep } from '../e2e/lib/harness.mjs';
+import { spawnGateway, httpGet, parseMetrics } from '../e2e/lib/ops.mjs';
+import { PORTS, DIRS, MODES } from './lib.mjs';
+
+const HEARTBEAT_S = 2;
+const started = [];
+const nodeGroup = () => -Number(fs.readFileSync(`${DIRS[0]}/pid`, 'utf8'));
+const thaw = () => { try { process.kill(nodeGroup(), 'SIGCONT'); } catch { /* not running */ } };
+after(async () => {
+  thaw();
+  for (const g of started) await g.stop('SIGKILL');
+});
+
+function reconnecting(url, onConnect) {
+  const c = new Client({
+    webSocketFactory: () => new WebSocket(url, ['v12.stomp']),
+    connectHeaders: { login: 'guest', passcode: 'guest' },
+    reconnectDelay: 300, heartbeatIncoming: 0, heartbeatOutgoing: 0, debug: () => {},
+  });
+  c.connects = 0;
+  c.errors = [];
+  c.onStompError = (f) => c.errors.push({ at: Date.now(), message: f.headers.message, body: f.body });
+  c.onConnect = () => { c.connects++; onConnect(c); };
+  c.activate();
+  return c;
+}
+
+for (const mode of MODES) {
+  test(`${mode}: a frozen node is found by heart-beats and its sessions move to a live node`, async () => {
+    const q = uniq('frozen');
+    const conn = await amqp.connect(`amqp://guest:guest@127.0.0.1:${PORTS[1]}`);
+    const ch = await conn.createChannel();
+    await ch.assertQueue(q, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
+
+    const gw = await spawnGateway([...PORTS.flatMap((p) => ['--broker', `amqp://guest:guest@127.0.0.1:${p}/`]),
+      '--mode', mode, '--broker-heartbeat', String(HEARTBEAT_S), '--broker-probe-interval', '200']);
+    started.push(gw);
+    for (let i = 0; i < 50 && (await httpGet(gw.adminPort, '/readyz')).status !== 200; i++) await sleep(100);
+    assert.equal((await httpGet(gw.adminPort, '/readyz')).status, 200);
+
+    const acked = new Set();
+    const consumer = reconnecting(gw.url, (cl) => {
+      cl.subscribe(`/amq/queue/${q}`, (m) => { m.ack(); acked.add(m.body); },
+        { ack: 'client-individual', 'prefetch-count': '50' });
+    });
+    const producer = reconnecting(gw.url, () => {});
+    await waitFor(() => consumer.connects === 1 && producer.connects === 1, 15000, 'clients connected');
+
+    const receipted = [];
+    let stop = false, n = 0;
+    const sending = (async () => {
+      while (!stop) {
+        if (producer.connected) {
+          const id = `m${n++}`;
+          producer.watchForReceipt(`r-${id}`, () => receipted.push(id));
+          try {
+            producer.publish({ destination: `/amq/queue/${q}`, body: id, headers: { receipt: `r-${id}`, persistent: 'true' } });
+          } catch { /* reconnecting */ }
+        }
+        await sleep(10);
+      }
+    })();
+    await waitFor(() => receipted.length > 50, 15000, 'publishing under way');
+
+    const frozenAt = Date.now();
+    process.kill(nodeGroup(), 'SIGSTOP');
+    try {
+      await waitFor(() => consumer.errors.length > 0 && producer.errors.length > 0, 5000 * HEARTBEAT_S,
+        'both sessions told the node is lost');
+      const first = Math.min(consumer.errors[0].at, producer.errors[0].at) - frozenAt;
+      const last = Math.max(consumer.errors[0].at, producer.errors[0].at) - frozenAt;
+      console.log(`# ${mode}: heart-beat ${HEARTBEAT_S} s; freeze to first ERROR ${first} ms, ` +
+        `to the last session's ERROR ${last} ms`);
+      assert.ok(last <= 3000 * HEARTBEAT_S, `found after ${last} ms, over three heart-beat intervals`);
+      for (const c of [consumer, producer]) {
+        assert.equal(c.errors[0].message, 'Broker connection lost');
+        assert.match(c.errors[0].body, /no heart-beat from the broker at 127\.0\.0\.1:\d+/);
+      }
+
+      await waitFor(() => consumer.connects > 1 && producer.connects > 1, 30000, 'clients reconnected');
+      const resumedAt = receipted.length;
+      await waitFor(() => receipted.length > resumedAt + 50, 30000, 'publishing resumed on a live node');
+      stop = true;
+      await sending;
+
+      // Nodes 2 and 3 answer, so the gateway stays ready.
+      const ready = await httpGet(gw.adminPort, '/readyz');
+      assert.equal(ready.status, 200, ready.body);
+      const m = parseMetrics((await httpGet(gw.adminPort, '/metrics')).body);
+      assert.ok(m.get('stompgate_broker_heartbeat_timeouts_total') >= 1);
+      assert.match(gw.log(), /lost: no heart-beat from the broker at 127\.0\.0\.1:\d+ for [\d.]+ s/);
+    } finally {
+      stop = true;
+      thaw();
+    }
+    // Messages delivered to the old consumer but not acknowledged stay with
+    // its channel on the frozen node until the node notices the closed
+    // socket (or the cluster declares it down); once thawed, it gives them
+    // back and they are redelivered.
+    await waitFor(() => receipted.every((id) => acked.has(id)), 60000,
+      `every receipted message consumed (${receipted.length} receipted, ${acked.size} acked)`);
+    await consumer.deactivate();
+    await producer.deactivate();
+    await ch.deleteQueue(q).catch(() => {});
+    await conn.close().catch(() => {});
+    assert.equal((await gw.stop()).code, 0);
+  });
+}

@@ -1,0 +1,3 @@
+// SPDX-License-Identifier: MIT
+// Runs last: no gateway of the fault cases wrote a sanitizer report.
+import '../e2e/zz-sanitizers.test.mjs';
