@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# Builds deploy/Dockerfile with podman the way DESIGN.md describes for
-# machines without a Docker engine (debootstrap + podman import for the
+# Builds deploy/Dockerfile with podman, as on machines without a Docker
+# engine (debootstrap + podman import for the
 # base image, podman build --isolation chroot --network host), then checks
 # the image by mounting it and running its stompgate under chroot, as its
 # non-root user, against a private RabbitMQ: a STOMP round trip from a
