@@ -368,37 +368,126 @@ static void copy_reply_text(char *out, size_t cap, int code, amqp_bytes_t text) 
            (const char *)text.bytes);
 }
 
+/* The client properties every login sends. */
+typedef struct login_props {
+  amqp_table_entry_t caps[5];
+  amqp_table_entry_t props[4];
+  amqp_table_t table;
+} login_props_t;
+
+static void login_props_init(login_props_t *lp, const char *conn_name) {
+  static const char *const cap_names[5] = {"authentication_failure_close", "connection.blocked",
+                                           "consumer_cancel_notify", "publisher_confirms",
+                                           "basic.nack"};
+  for (int i = 0; i < 5; i++) {
+    lp->caps[i].key = amqp_cstring_bytes(cap_names[i]);
+    lp->caps[i].value.kind = AMQP_FIELD_KIND_BOOLEAN;
+    lp->caps[i].value.value.boolean = 1;
+  }
+  amqp_table_entry_t *p = lp->props;
+  p[0].key = amqp_cstring_bytes("product");
+  p[0].value.kind = AMQP_FIELD_KIND_UTF8;
+  p[0].value.value.bytes = amqp_cstring_bytes("stompgate");
+  p[1].key = amqp_cstring_bytes("version");
+  p[1].value.kind = AMQP_FIELD_KIND_UTF8;
+  p[1].value.value.bytes = amqp_cstring_bytes(SG_VERSION);
+  p[2].key = amqp_cstring_bytes("capabilities");
+  p[2].value.kind = AMQP_FIELD_KIND_TABLE;
+  p[2].value.value.table.num_entries = 5;
+  p[2].value.value.table.entries = lp->caps;
+  p[3].key = amqp_cstring_bytes("connection_name");
+  p[3].value.kind = AMQP_FIELD_KIND_UTF8;
+  p[3].value.value.bytes = amqp_cstring_bytes(conn_name);
+  lp->table.num_entries = 4;
+  lp->table.entries = lp->props;
+}
+
+/* One node: connect and log in. Returns the connection, or NULL with
+ * *status the broker's refusal (403, 530: the same on every node of a
+ * cluster) or -1 for a node that could not be reached or did not answer,
+ * and a message appended at *mlen. */
+static amqp_connection_state_t login_node(const char *h, int p, const char *user,
+                                          const char *password, const char *vhost,
+                                          const login_props_t *lp, int frame_max, int several,
+                                          int *status, char *message, size_t cap, size_t *mlen) {
+  /* With several nodes, a node that does not answer (down, or frozen with
+   * its sockets open) should not hold the login up for long before the
+   * next one is tried. */
+  struct timeval tv = {LOGIN_TIMEOUT_S, 0};
+  struct timeval node_tv = {several ? NODE_CONNECT_TIMEOUT_S : LOGIN_TIMEOUT_S, 0};
+  const char *sep = *mlen ? "; " : "";
+  *status = -1;
+  amqp_connection_state_t conn = amqp_new_connection();
+  amqp_socket_t *sock = conn ? new_socket(conn) : NULL;
+  if (sock == NULL) {
+    if (*mlen < cap)
+      *mlen += (size_t)snprintf(message + *mlen, cap - *mlen, "%scannot set up the broker socket%s",
+                                sep, link_tls.enabled ? " (TLS settings)" : "");
+    goto fail;
+  }
+  amqp_set_handshake_timeout(conn, &node_tv);
+  amqp_set_rpc_timeout(conn, &tv);
+  int r = amqp_socket_open_noblock(sock, h, p, &node_tv);
+  if (r != AMQP_STATUS_OK) {
+    if (*mlen < cap)
+      *mlen += (size_t)snprintf(message + *mlen, cap - *mlen, "%scannot reach the broker at %s:%d: %s",
+                                sep, h, p, amqp_error_string2(r));
+    goto fail;
+  }
+  amqp_rpc_reply_t rep =
+      amqp_login_with_properties(conn, vhost, 0, frame_max, (int)link_opts.heartbeat_s, &lp->table,
+                                 AMQP_SASL_METHOD_PLAIN, user, password);
+  if (rep.reply_type == AMQP_RESPONSE_NORMAL) {
+    *status = 0;
+    amqp_maybe_release_buffers(conn);
+    return conn;
+  }
+  char *out = message + *mlen;
+  size_t room = *mlen < cap ? cap - *mlen : 0;
+  int n = 0;
+  if (rep.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
+      rep.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
+    /* A refusal replaces whatever the nodes tried before said. */
+    amqp_connection_close_t *m = rep.reply.decoded;
+    *status = m->reply_code;
+    copy_reply_text(message, cap, m->reply_code, m->reply_text);
+    *mlen = strlen(message);
+  } else if (rep.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION) {
+    n = snprintf(out, room, "%sunexpected reply from the broker at %s:%d", sep, h, p);
+  } else if (rep.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION) {
+    int e = rep.library_error;
+    n = snprintf(out, room, "%sthe broker at %s:%d %s", sep, h, p,
+                 e == AMQP_STATUS_CONNECTION_CLOSED || e == AMQP_STATUS_SOCKET_ERROR
+                     ? "closed the connection during login"
+                 : e == AMQP_STATUS_TIMEOUT
+                     ? "did not answer the login in time"
+                     : amqp_error_string2(e));
+  } else {
+    n = snprintf(out, room, "%slogin at %s:%d failed", sep, h, p);
+  }
+  if (n > 0 && room > 0) *mlen += (size_t)n < room ? (size_t)n : room - 1;
+fail:
+  if (conn) amqp_destroy_connection(conn);
+  return NULL;
+}
+
 static amqp_connection_state_t login_blocking(const char *host, int port, const char *user,
                                               const char *password, const char *vhost,
                                               const char *conn_name, int frame_max, int *status,
                                               char *message, size_t cap, int *failed_over) {
-  *status = -1;
-  amqp_connection_state_t conn = NULL;
-  struct timeval tv = {LOGIN_TIMEOUT_S, 0};
-  /* With several nodes, a node that does not answer should not hold the
-   * login up for long before the next one is tried. */
-  struct timeval connect_tv = {nodes.n > 1 ? NODE_CONNECT_TIMEOUT_S : LOGIN_TIMEOUT_S, 0};
   size_t n = nodes.n ? nodes.n : 1, first = nodes.n ? sg_amqp_preferred_node() % n : 0;
   size_t mlen = 0;
-  int opened = 0;
+  login_props_t lp;
+  login_props_init(&lp, conn_name);
   message[0] = '\0';
-  for (size_t k = 0; k < n && !opened; k++) {
+  *status = -1;
+  for (size_t k = 0; k < n; k++) {
     size_t i = (first + k) % n;
     const char *h = nodes.n ? nodes.host[i] : host;
     int p = nodes.n ? nodes.port[i] : port;
-    if (conn) amqp_destroy_connection(conn);
-    conn = amqp_new_connection();
-    amqp_socket_t *sock = conn ? new_socket(conn) : NULL;
-    if (sock == NULL) {
-      snprintf(message, cap, "cannot set up the broker socket%s",
-               link_tls.enabled ? " (TLS settings)" : "");
-      goto fail;
-    }
-    amqp_set_handshake_timeout(conn, &tv);
-    amqp_set_rpc_timeout(conn, &tv);
-    int r = amqp_socket_open_noblock(sock, h, p, &connect_tv);
-    if (r == AMQP_STATUS_OK) {
-      opened = 1;
+    amqp_connection_state_t conn = login_node(h, p, user, password, vhost, &lp, frame_max, n > 1,
+                                              status, message, cap, &mlen);
+    if (conn) {
       if (failed_over) *failed_over = k > 0;
       /* Every login counts, whoever made it (a session, the pool, a
        * credential check, the start-up declaration). */
@@ -407,67 +496,12 @@ static amqp_connection_state_t login_blocking(const char *host, int port, const 
         sg_log_warn("broker node %s:%d answers; new sessions log in there (%s)", h, p, message);
       }
       if (nodes.n) sg_amqp_prefer_node(i);
-      break;
+      return conn;
     }
-    if (mlen < cap)
-      mlen += (size_t)snprintf(message + mlen, cap - mlen, "%scannot reach the broker at %s:%d: %s",
-                               k ? "; " : "", h, p, amqp_error_string2(r));
+    /* Credentials and vhosts are the cluster's: another node would refuse
+     * them too. */
+    if (*status > 0) return NULL;
   }
-  if (!opened) goto fail;
-
-  amqp_table_entry_t caps[5];
-  const char *cap_names[5] = {"authentication_failure_close", "connection.blocked",
-                              "consumer_cancel_notify", "publisher_confirms", "basic.nack"};
-  for (int i = 0; i < 5; i++) {
-    caps[i].key = amqp_cstring_bytes(cap_names[i]);
-    caps[i].value.kind = AMQP_FIELD_KIND_BOOLEAN;
-    caps[i].value.value.boolean = 1;
-  }
-  amqp_table_entry_t props[4];
-  props[0].key = amqp_cstring_bytes("product");
-  props[0].value.kind = AMQP_FIELD_KIND_UTF8;
-  props[0].value.value.bytes = amqp_cstring_bytes("stompgate");
-  props[1].key = amqp_cstring_bytes("version");
-  props[1].value.kind = AMQP_FIELD_KIND_UTF8;
-  props[1].value.value.bytes = amqp_cstring_bytes(SG_VERSION);
-  props[2].key = amqp_cstring_bytes("capabilities");
-  props[2].value.kind = AMQP_FIELD_KIND_TABLE;
-  props[2].value.value.table.num_entries = 5;
-  props[2].value.value.table.entries = caps;
-  props[3].key = amqp_cstring_bytes("connection_name");
-  props[3].value.kind = AMQP_FIELD_KIND_UTF8;
-  props[3].value.value.bytes = amqp_cstring_bytes(conn_name);
-  amqp_table_t ptable = {4, props};
-
-  amqp_rpc_reply_t rep =
-      amqp_login_with_properties(conn, vhost, 0, frame_max, (int)link_opts.heartbeat_s, &ptable,
-                                 AMQP_SASL_METHOD_PLAIN, user, password);
-  switch (rep.reply_type) {
-  case AMQP_RESPONSE_NORMAL:
-    *status = 0;
-    amqp_maybe_release_buffers(conn);
-    return conn;
-  case AMQP_RESPONSE_SERVER_EXCEPTION:
-    if (rep.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
-      amqp_connection_close_t *m = rep.reply.decoded;
-      *status = m->reply_code;
-      copy_reply_text(message, cap, m->reply_code, m->reply_text);
-    } else {
-      snprintf(message, cap, "unexpected broker reply");
-    }
-    break;
-  case AMQP_RESPONSE_LIBRARY_EXCEPTION:
-    snprintf(message, cap, "%s",
-             rep.library_error == AMQP_STATUS_CONNECTION_CLOSED ||
-                     rep.library_error == AMQP_STATUS_SOCKET_ERROR
-                 ? "the broker closed the connection during login"
-                 : amqp_error_string2(rep.library_error));
-    break;
-  default:
-    snprintf(message, cap, "login failed");
-  }
-fail:
-  if (conn) amqp_destroy_connection(conn);
   return NULL;
 }
 

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "stompgate/err.h"
 
 /* A shared queue whose last member left is kept this long before it is
@@ -146,6 +147,20 @@ static void pending_remove(sg_fanout_t *f, sg_fanout_sub_t *fs) {
 }
 
 /* ---------- shared queue life cycle ---------- */
+
+/* Whether a lost channel went with its whole connection (a node that
+ * closed, froze or went away) rather than being closed alone by the
+ * broker for something it did. */
+static int conn_gone(const sg_amqp_t *a) {
+  return a->conn == NULL || a->conn->state != SG_AMQP_OPEN;
+}
+
+/* Names a shared queue afresh: after a move the old one may still exist
+ * for a while on the node that was lost, exclusive to a dead connection. */
+static void fs_name(sg_fanout_sub_t *fs, uint64_t id) {
+  snprintf(fs->queue, sizeof(fs->queue), "stompgate.fanout.%d.%" PRIx64 ".%" PRIu64, fs->f->worker,
+           (uint64_t)uv_hrtime(), id);
+}
 
 static void fs_maybe_free(sg_fanout_sub_t *fs) {
   if (!fs->dead || fs->setup_active || fs->iterating) return;
@@ -313,15 +328,26 @@ static void setup_progress_cb(sg_amqp_t *a) {
   fs->in_pending = 1;
 }
 
+static void fs_move(sg_fanout_sub_t *fs);
+
 static void setup_lost_cb(sg_amqp_t *a, int code, const char *text) {
   sg_fanout_sub_t *fs = container_of(a, sg_fanout_sub_t, setup);
-  fs_fail(fs, code, text);
+  /* The whole connection went: the queue is set up again on the next one. */
+  if (conn_gone(a)) fs_move(fs);
+  else fs_fail(fs, code, text);
   if (a->state != SG_AMQP_CLOSING && a->state != SG_AMQP_CLOSED) sg_amqp_close(a);
 }
+
+static void fs_start(sg_fanout_sub_t *fs);
 
 static void setup_closed_cb(sg_amqp_t *a) {
   sg_fanout_sub_t *fs = container_of(a, sg_fanout_sub_t, setup);
   fs->setup_active = 0;
+  /* A queue that is moving waited for this channel to be free. */
+  if (!fs->dead && fs->state == FS_WAIT_CHANNEL && fs->f->chan_state == CHAN_OPEN) {
+    fs_start(fs);
+    return;
+  }
   fs_maybe_free(fs);
 }
 
@@ -371,7 +397,41 @@ static void for_each_fs(sg_fanout_t *f, void (*fn)(sg_fanout_sub_t *fs, void *ar
 
 static void start_waiting(sg_fanout_sub_t *fs, void *arg) {
   (void)arg;
-  if (fs->state == FS_WAIT_CHANNEL) fs_start(fs);
+  /* A moving queue whose old set-up channel still closes starts from
+   * setup_closed_cb. */
+  if (fs->state == FS_WAIT_CHANNEL && !fs->setup_active) fs_start(fs);
+}
+
+/* The connection under the shared queue was lost: the queue is declared,
+ * bound and consumed again on the fan-out's next channel, which the pool
+ * opens on a live node. Its members stay joined and hear nothing; what
+ * was published meanwhile is not delivered to them, as after a
+ * reconnect. A queue with no member left is simply dropped. */
+static void fs_move(sg_fanout_sub_t *fs) {
+  sg_fanout_t *f = fs->f;
+  if (fs->dead || fs->state == FS_WAIT_CHANNEL) return;
+  pending_remove(f, fs);
+  if (fs->nmembers == 0 && !fs->iterating) {
+    tables_remove(f, fs);
+    fs->dead = 1;
+    if (fs->setup_active && fs->setup.state != SG_AMQP_CLOSING &&
+        fs->setup.state != SG_AMQP_CLOSED)
+      sg_amqp_close(&fs->setup);
+    fs_maybe_free(fs);
+    return;
+  }
+  fs->state = FS_WAIT_CHANNEL;
+  fs->bind_seq = fs->ready_seq = 0;
+  fs_name(fs, ++f->next_id);
+  if (fs->setup_active && fs->setup.state != SG_AMQP_CLOSING && fs->setup.state != SG_AMQP_CLOSED)
+    sg_amqp_close(&fs->setup);
+  f->moving++;
+  sg_metrics_shared_moved();
+}
+
+static void move_one(sg_fanout_sub_t *fs, void *arg) {
+  (void)arg;
+  fs_move(fs);
 }
 
 typedef struct {
@@ -397,6 +457,13 @@ static void chan_open_cb(sg_amqp_t *a, int status, const char *message) {
     return;
   }
   f->chan_state = CHAN_OPEN;
+  if (f->moving > 0) {
+    sg_log_info("worker %d: %zu shared subscriptions move to broker %s:%d (%.0f ms after the "
+                "loss)",
+                f->worker, f->moving, a->conn->host, a->conn->port,
+                (double)(uv_hrtime() - f->lost_ns) / 1e6);
+    f->moving = 0;
+  }
   for_each_fs(f, start_waiting, NULL);
 }
 
@@ -448,8 +515,21 @@ static void chan_cancel_cb(sg_amqp_t *a, amqp_bytes_t tag) {
 
 static void chan_lost_cb(sg_amqp_t *a, int code, const char *text) {
   sg_fanout_t *f = container_of(a, sg_fanout_t, chan);
-  sg_log_warn("worker %d: fan-out channel lost: %d %s", f->worker, code, text);
   f->chan_state = CHAN_CLOSING;
+  if (conn_gone(a) && !f->pool->closing) {
+    /* The node or the link went: the shared queues move to the next
+     * channel (chan_closed_cb opens it), keeping their members. */
+    sg_log_warn("worker %d: fan-out connection to %s:%d lost (%s); moving %zu shared "
+                "subscriptions to a live node",
+                f->worker, a->conn ? a->conn->host : "?", a->conn ? a->conn->port : 0, text,
+                f->by_key.n);
+    f->lost_ns = uv_hrtime();
+    for_each_fs(f, move_one, NULL);
+    f->pending = NULL;
+    sg_amqp_close(a);
+    return;
+  }
+  sg_log_warn("worker %d: fan-out channel lost: %d %s", f->worker, code, text);
   f->pending = NULL;
   fail_arg_t x = {code, text};
   for_each_fs(f, fail_one, &x);
@@ -513,8 +593,7 @@ int sg_fanout_join(sg_fanout_t *f, const char *exchange, const char *key, sg_fan
   fs->rkey = strdup(key);
   uint64_t id = ++f->next_id;
   snprintf(fs->tag, sizeof(fs->tag), "fanout-%d-%" PRIu64, f->worker, id);
-  snprintf(fs->queue, sizeof(fs->queue), "stompgate.fanout.%d.%" PRIx64 ".%" PRIu64, f->worker,
-           (uint64_t)uv_hrtime(), id);
+  fs_name(fs, id);
   if (fs->exchange == NULL || fs->rkey == NULL || tables_add(f, fs) != 0) {
     free(fs->exchange);
     free(fs->rkey);

@@ -5,10 +5,12 @@
 /* Shared subscriptions (shared relay mode), per worker. Every non-durable
  * auto-ack subscription to the same (exchange, binding key) shares one
  * exclusive auto-delete queue, declared for the first subscriber and
- * cancelled two seconds after the last leaves (unless one joins again). The broker keeps doing the routing, so
- * every exchange type behaves as with a queue per subscription; it sends
- * each message once per worker, and the worker writes it to every member.
- * The layer above hears through the callback table it gives. */
+ * cancelled two seconds after the last leaves (unless one joins again).
+ * The broker keeps doing the routing, so every exchange type behaves as
+ * with a queue per subscription; it sends each message once per worker,
+ * and the worker writes it to every member. When the connection under the
+ * queues is lost, they are set up again on a live node and their members
+ * stay joined. The layer above hears through the callback table it gives. */
 
 #include <stdint.h>
 
@@ -66,6 +68,8 @@ struct sg_fanout {
   uint64_t deliveries;       /* messages received from shared queues */
   uint64_t writes;           /* messages handed to members */
   uv_timer_t linger;         /* cancels shared queues left without members */
+  size_t moving;             /* shared queues waiting for a new channel after a loss */
+  uint64_t lost_ns;          /* uv_hrtime of that loss */
   unsigned linger_init : 1;
 };
 

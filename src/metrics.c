@@ -51,6 +51,7 @@ typedef struct metrics {
   uint64_t broker_reconnects, broker_failovers;
   uint64_t broker_hb_timeouts;
   uint64_t links_held_total;
+  uint64_t shared_moves;
   int64_t links_held; /* this thread's holds minus releases */
   histogram_t handshake, login;
   struct metrics *next;
@@ -131,6 +132,7 @@ static void aggregate(metrics_t *t) {
     t->broker_failovers += b->broker_failovers;
     t->broker_hb_timeouts += b->broker_hb_timeouts;
     t->links_held_total += b->links_held_total;
+    t->shared_moves += b->shared_moves;
     t->links_held += b->links_held;
     hist_add(&t->handshake, &b->handshake);
     hist_add(&t->login, &b->login);
@@ -248,6 +250,8 @@ void sg_metrics_broker_failover(void) { cur()->broker_failovers++; }
 
 void sg_metrics_broker_heartbeat_timeout(void) { cur()->broker_hb_timeouts++; }
 
+void sg_metrics_shared_moved(void) { cur()->shared_moves++; }
+
 void sg_metrics_broker_link_held(int held) {
   if (held) {
     cur()->links_held_total++;
@@ -354,6 +358,10 @@ int sg_metrics_render(sg_buf_t *o, const sg_metrics_gauges_t *g) {
               "broker is not reading their output.");
   r |= sg_buf_printf(o, "stompgate_broker_links_held %ld\n",
                      (long)(t.links_held > 0 ? t.links_held : 0));
+  r |= header(o, "stompgate_shared_moves_total", "counter",
+              "Shared subscription queues set up again on a live node after their broker "
+              "connection was lost (their sessions stayed open).");
+  r |= sg_buf_printf(o, "stompgate_shared_moves_total %lu\n", (unsigned long)t.shared_moves);
   r |= header(o, "stompgate_draining", "gauge", "1 while shutting down.");
   r |= sg_buf_printf(o, "stompgate_draining %d\n", g->draining);
   r |= histogram(o, "stompgate_handshake_seconds",

@@ -4,8 +4,9 @@
 // answers (a frozen VM, a partition that drops packets). The gateway finds
 // it by AMQP heart-beats within three intervals, the sessions get an ERROR
 // and reconnect to a live node, and every receipted message of a quorum
-// queue is consumed (client-individual acks). In both relay modes; node 1
-// is thawed at the end of each case.
+// queue is consumed (client-individual acks). In shared mode a topic
+// subscriber keeps its WebSocket: its shared queue moves to a live node.
+// In both relay modes; node 1 is thawed at the end of each case.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -58,7 +59,15 @@ for (const mode of MODES) {
         { ack: 'client-individual', 'prefetch-count': '50' });
     });
     const producer = reconnecting(gw.url, () => {});
-    await waitFor(() => consumer.connects === 1 && producer.connects === 1, 15000, 'clients connected');
+    // A topic subscriber: in shared mode its subscription is the worker's
+    // shared queue, which moves to a live node while its socket stays open.
+    const topic = uniq('frozen.topic');
+    const heard = [];
+    const listener = reconnecting(gw.url, (cl) => {
+      cl.subscribe(`/topic/${topic}`, (m) => heard.push(m.body));
+    });
+    await waitFor(() => consumer.connects === 1 && producer.connects === 1 && listener.connects === 1,
+      15000, 'clients connected');
 
     const receipted = [];
     let stop = false, n = 0;
@@ -97,11 +106,13 @@ for (const mode of MODES) {
       stop = true;
       await sending;
 
+
       // Nodes 2 and 3 answer, so the gateway stays ready.
       const ready = await httpGet(gw.adminPort, '/readyz');
       assert.equal(ready.status, 200, ready.body);
       const m = parseMetrics((await httpGet(gw.adminPort, '/metrics')).body);
       assert.ok(m.get('stompgate_broker_heartbeat_timeouts_total') >= 1);
+      if (mode === 'shared') assert.ok(m.get('stompgate_shared_moves_total') >= 1);
       assert.match(gw.log(), /lost: no heart-beat from the broker at 127\.0\.0\.1:\d+ for [\d.]+ s/);
     } finally {
       stop = true;
@@ -113,8 +124,26 @@ for (const mode of MODES) {
     // back and they are redelivered.
     await waitFor(() => receipted.every((id) => acked.has(id)), 60000,
       `every receipted message consumed (${receipted.length} receipted, ${acked.size} acked)`);
+    // Topic messages reach the subscriber again. Declaring and binding a
+    // queue takes every node of the cluster in RabbitMQ, so the new queue
+    // is ready once node 1 is thawed (or the cluster declares it down),
+    // while the session stays open all along.
+    let t = 0;
+    await waitFor(() => {
+      ch.publish('amq.topic', topic, Buffer.from(`after-${t++}`));
+      return heard.some((b) => b.startsWith('after-'));
+    }, 20000, 'topic messages after the freeze');
+    if (mode === 'shared') {
+      assert.equal(listener.connects, 1, 'the topic subscriber kept its WebSocket');
+      assert.deepEqual(listener.errors, []);
+      assert.match(gw.log(), /moving \d+ shared subscriptions to a live node/);
+      assert.match(gw.log(), /shared subscriptions move to broker 127\.0\.0\.1:\d+/);
+    } else {
+      assert.equal(listener.errors[0]?.message, 'Broker connection lost');
+    }
     await consumer.deactivate();
     await producer.deactivate();
+    await listener.deactivate();
     await ch.deleteQueue(q).catch(() => {});
     await conn.close().catch(() => {});
     assert.equal((await gw.stop()).code, 0);
