@@ -144,6 +144,10 @@ int main(int argc, char **argv) {
   }
   sg_log_set_level(cfg.log_level);
   signal(SIGPIPE, SIG_IGN);
+  /* Every broker login waits on a thread-pool thread for a few round trips
+   * to the broker; libuv's default of 4 threads caps how many sessions can
+   * be logging in at once, and so the connect rate in per-session mode. */
+  setenv("UV_THREADPOOL_SIZE", "16", 0);
   /* Unusable certificate files are a configuration error, reported before
    * anything listens. */
   if (sg_tls_init(&cfg) != 0 || sg_access_init(&cfg) != 0) {
