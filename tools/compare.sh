@@ -99,7 +99,12 @@ const rows = [
   ['latency p99 ms (lower)', (x) => x.latency?.p99_ms],
   ['latency p99.9 ms (lower)', (x) => x.latency?.p999_ms],
   ['connect + subscribe sessions/s (higher)', (x) => x.connect?.sessions_per_s],
-  ['idle RSS KB per session, gateway process (lower)', (x) => x.idle?.gateway_rss_kb_per_session],
+  // Web-STOMP runs inside the broker: its whole cost is the broker's.
+  ['idle RSS KB per session, gateway process (lower; Web-STOMP has none)', (x, t) => t === 'webstomp'
+    ? undefined : x.idle?.gateway_rss_kb_per_session],
+  ['idle RSS KB per session, broker process (lower)', (x, t) => t === 'webstomp'
+    ? x.idle?.gateway_rss_kb_per_session
+    : (x.idle?.broker_rss_kb_per_session >= 0 ? x.idle.broker_rss_kb_per_session : undefined)],
   ['idle RSS KB per session, gateway + broker (lower)', (x, t) => t === 'webstomp'
     ? x.idle?.gateway_rss_kb_per_session
     : (x.idle && x.idle.broker_rss_kb_per_session >= 0
