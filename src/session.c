@@ -256,18 +256,32 @@ static void send_error(sg_session_t *s, const char *message, const char *receipt
   send_frame_buf(s, b);
 }
 
-/* Sends ERROR and closes: the spec's rule, which Web-STOMP does not keep. */
-static void error_close(sg_session_t *s, uint16_t code, const char *message,
-                        const sg_stomp_frame_t *f, const char *detail) {
+/* Every way a session ends from its own side: why is for the close log
+ * line and the metrics, code and ws_reason go to the client with the
+ * close, and the broker side is torn down. */
+static void session_end(sg_session_t *s, uint16_t code, const char *ws_reason, const char *why) {
   if (s->state == S_CLOSING) return;
-  const char *rid = f ? sg_stomp_frame_header(f, "receipt", NULL) : NULL;
+  s->close_reason = why;
+  sg_transport_close(s->tr, code, ws_reason);
+  session_teardown(s);
+}
+
+/* Sends ERROR (with receipt-id when the failing frame asked for a receipt)
+ * and closes: the spec's rule, which Web-STOMP does not keep. */
+static void session_fail(sg_session_t *s, uint16_t code, const char *message,
+                         const char *receipt_id, const char *detail) {
+  if (s->state == S_CLOSING) return;
   /* The reason is for the close log line; long details are cut. */
   snprintf(s->reason_buf, sizeof(s->reason_buf), "ERROR %.60s%s%.90s", message,
            detail ? ": " : "", detail ? detail : "");
-  s->close_reason = s->reason_buf;
-  send_error(s, message, rid, detail);
-  sg_transport_close(s->tr, code, message);
-  session_teardown(s);
+  send_error(s, message, receipt_id, detail);
+  session_end(s, code, message, s->reason_buf);
+}
+
+/* session_fail for frame f (NULL: no frame is to blame). */
+static void error_close(sg_session_t *s, uint16_t code, const char *message,
+                        const sg_stomp_frame_t *f, const char *detail) {
+  session_fail(s, code, message, f ? sg_stomp_frame_header(f, "receipt", NULL) : NULL, detail);
 }
 
 static void send_receipt(sg_session_t *s, const char *id) {
@@ -294,9 +308,7 @@ static void flush_receipts(sg_session_t *s) {
     free(r->id);
     free(r);
     if (disc) {
-      s->close_reason = "DISCONNECT";
-      sg_transport_close(s->tr, CLOSE_NORMAL, "");
-      session_teardown(s);
+      session_end(s, CLOSE_NORMAL, "", "DISCONNECT");
       return;
     }
     if (s->draining && s->rc_head == NULL) drain_close(s);
@@ -1361,9 +1373,7 @@ static void do_connect(sg_session_t *s, sg_stomp_frame_t *f) {
     sg_stomp_encode_headerz(b, 12, SG_STOMP_ERROR, "message", "Supported protocol versions are 1.0,1.1,1.2");
     sg_stomp_encode_finish(b, "Supported protocol versions are 1.0 1.1 1.2", 43);
     send_frame_buf(s, b);
-    s->close_reason = "no common STOMP version";
-    sg_transport_close(s->tr, CLOSE_PROTOCOL, "Unsupported STOMP version");
-    session_teardown(s);
+    session_end(s, CLOSE_PROTOCOL, "Unsupported STOMP version", "no common STOMP version");
     return;
   }
   s->version = v;
@@ -1473,11 +1483,8 @@ static void process_frame(sg_session_t *s, sg_stomp_frame_t *f, int in_commit) {
     do_commit_abort(s, f, 0);
     break;
   case SG_STOMP_DISCONNECT:
-    if (add_receipt(s, f, 1) <= 0 && s->state == S_CONNECTED) {
-      s->close_reason = "DISCONNECT";
-      sg_transport_close(s->tr, CLOSE_NORMAL, "");
-      session_teardown(s);
-    }
+    if (add_receipt(s, f, 1) <= 0 && s->state == S_CONNECTED)
+      session_end(s, CLOSE_NORMAL, "", "DISCONNECT");
     break;
   case SG_STOMP_CONNECT:
   case SG_STOMP_STOMP:
@@ -1907,10 +1914,7 @@ static void amqp_confirm_cb(sg_amqp_t *a, uint64_t tag, int multiple, int ack) {
       }
     char detail[64];
     snprintf(detail, sizeof(detail), "publish %" PRIu64 " was nacked", tag);
-    s->close_reason = "publish rejected by the broker";
-    send_error(s, "Message rejected by the broker", rid, detail);
-    sg_transport_close(s->tr, CLOSE_INTERNAL, "Message rejected by the broker");
-    session_teardown(s);
+    session_fail(s, CLOSE_INTERNAL, "Message rejected by the broker", rid, detail);
     return;
   }
   if (multiple) {
@@ -1976,11 +1980,7 @@ static void amqp_lost_cb(sg_amqp_t *a, int code, const char *text) {
       rid = r->id;
       break;
     }
-  snprintf(s->reason_buf, sizeof(s->reason_buf), "ERROR %s: %s", m, text);
-  s->close_reason = s->reason_buf;
-  send_error(s, m, rid, text);
-  sg_transport_close(s->tr, wc, m);
-  session_teardown(s);
+  session_fail(s, wc, m, rid, text);
 }
 
 static void amqp_blocked_cb(sg_amqp_t *a, int blocked) {
@@ -2011,11 +2011,7 @@ static void fan_ready_cb(sg_fanout_member_t *m, int status, const char *text) {
   if (status != 0) {
     uint16_t wc;
     const char *msg = broker_error_name(status, &wc);
-    snprintf(s->reason_buf, sizeof(s->reason_buf), "ERROR %s: %s", msg, text ? text : "");
-    s->close_reason = s->reason_buf;
-    send_error(s, msg, sub->join_receipt, text);
-    sg_transport_close(s->tr, wc, msg);
-    session_teardown(s);
+    session_fail(s, wc, msg, sub->join_receipt, text);
     return;
   }
   if (sub->join_receipt) {
@@ -2057,11 +2053,7 @@ static void fan_lost_cb(sg_fanout_member_t *m, int code, const char *text) {
   if (s->state != S_CONNECTED) return;
   uint16_t wc;
   const char *msg = broker_error_name(code, &wc);
-  snprintf(s->reason_buf, sizeof(s->reason_buf), "ERROR %s: %s", msg, text ? text : "");
-  s->close_reason = s->reason_buf;
-  send_error(s, msg, NULL, text);
-  sg_transport_close(s->tr, wc, msg);
-  session_teardown(s);
+  session_fail(s, wc, msg, NULL, text);
 }
 
 static const sg_fanout_cbs_t fanout_cbs = {fan_ready_cb, fan_message_cb, fan_lost_cb};
