@@ -364,11 +364,11 @@ static sg_sub_t *sub_by_tag(sg_session_t *s, amqp_bytes_t tag) {
   return NULL;
 }
 
+/* Frees sub, whose UNSUBSCRIBE took it out of nsubs already. */
 static void sub_unlink(sg_session_t *s, sg_sub_t *sub) {
   for (sg_sub_t **p = &s->subs; *p; p = &(*p)->next) {
     if (*p == sub) {
       *p = sub->next;
-      if (!sub->internal) s->nsubs--;
       sub_free(sub);
       return;
     }
@@ -1089,6 +1089,7 @@ static void do_unsubscribe(sg_session_t *s, sg_stomp_frame_t *f) {
   }
   if (sub && sub->shared) {
     sg_fanout_leave(&sub->fm);
+    s->nsubs--;
     sub_unlink(s, sub);
     add_receipt(s, f, 0);
     return;
