@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: MIT */
-/* The STOMP session state machine in per-session relay mode: every session
- * owns one AMQP connection opened with its own credentials, so RabbitMQ
- * applies its users and permissions exactly as for its Web-STOMP plugin.
+/* The STOMP session state machine. It reaches the broker only through its
+ * relay (relay.h), whichever mode that is.
  *
- * Ordering: frames are handled in arrival order. Broker work is pipelined
- * on one channel; a RECEIPT waits until every synchronous method sent
- * before it has been answered and every publish before it confirmed, so a
- * RECEIPT always means "all that came before is done". */
+ * Ordering: frames are handled in arrival order. A RECEIPT waits until the
+ * relay has reached the mark taken after its frame: every broker method
+ * before it answered, every publish before it confirmed, every shared
+ * subscription before it set up. So a RECEIPT always means "all that came
+ * before is done". */
 #include "session.h"
 
 #include <amqp.h>
@@ -19,11 +19,9 @@
 #include <string.h>
 
 #include "access.h"
-#include "broker.h"
-#include "fanout.h"
-#include "pool.h"
 #include "log.h"
 #include "metrics.h"
+#include "relay.h"
 #include "sg_config.h"
 #include "stompgate/amqp_table.h"
 #include "stompgate/app_dest.h"
@@ -51,22 +49,16 @@ enum { S_WAIT_UPGRADE = 0, S_WAIT_CONNECT, S_LOGIN, S_CONNECTED, S_CLOSING };
 typedef struct sg_sub {
   struct sg_sub *next;
   char *id;
-  char *tag; /* AMQP consumer tag: "T_" + id */
-  size_t tag_len;
+  sg_relay_sub_t rs;      /* the relay's part; rs.tag is "T_" + id, rs.cancelled
+                             once UNSUBSCRIBEd (kept while its acks may still come) */
+  sg_relay_mark_t cancel_done; /* reached: the broker cannot refer to it any more */
   int ack_mode;
   unsigned internal : 1;  /* a temp-queue consumer, not a client subscription */
   unsigned app_reply : 1; /* the queue back ends answer application SENDs on */
-  unsigned cancelled : 1; /* UNSUBSCRIBEd; kept while its acks may still come */
-  unsigned own_queue : 1; /* a topic/exchange queue this subscription declared */
-  uint64_t cancel_seq;
   char *temp_name;        /* /temp-queue/ name for internal consumers */
-  char *queue;            /* the AMQP queue it consumes */
   uint64_t *unacked;      /* delivery tags awaiting ACK/NACK, ascending */
   size_t un_len, un_cap;
-  unsigned shared : 1;    /* shared mode: a member of a worker's shared queue */
   unsigned topic_like : 1; /* /topic or /exchange: messages a slow reader may lose */
-  sg_fanout_member_t fm;
-  char *join_receipt;     /* RECEIPT owed once the shared queue is ready */
   char *user_dest;        /* /user/queue/X: the destination its MESSAGEs carry */
 } sg_sub_t;
 
@@ -80,44 +72,31 @@ typedef struct sg_tx {
 typedef struct sg_receipt {
   struct sg_receipt *next;
   char *id;
-  uint64_t rpc_seq;
-  uint64_t pub_seq;
+  sg_relay_mark_t mark;
   int disconnect;
 } sg_receipt_t;
-
-typedef struct sg_name {
-  struct sg_name *next;
-  char *name;
-} sg_name_t;
 
 struct sg_session {
   sg_ws_t ws;          /* the connection of a session accepted here */
   sg_transport_t *tr;  /* what it runs over: &ws.tr, or a SockJS session */
   sg_transport_t closed_tr; /* stands in for tr once that is closed */
-  sg_amqp_t amqp;
+  sg_relay_t *relay;        /* everything the session asks of the broker */
   uv_timer_t timer; /* CONNECT timeout, then heart-beats */
   const sg_config_t *cfg;
   sg_session_ctx_t *ctx;
-  sg_auth_req_t *auth;   /* shared mode: the CONNECT credential check */
-  sg_access_req_t *access; /* --auth jwt/file: the CONNECT check */
   sg_grant_t *grant;     /* --auth jwt/file: who the session is and may do */
-  sg_pool_t *pool;       /* shared mode: where its channel comes from */
-  int fan_waiting;       /* shared joins not ready yet: later frames wait */
-  unsigned chan_opening : 1; /* shared mode: its channel is being opened; frames wait */
-  unsigned flow_blocked : 1; /* the broker blocked publishing: SENDs wait */
   uint64_t dropped;      /* messages dropped as a slow consumer */
   uint64_t id;
   int state;
   int version; /* 10, 11, 12 */
   int ws_version;
-  unsigned ws_closed : 1, amqp_started : 1, amqp_closed : 1, timer_closed : 1;
+  unsigned ws_closed : 1, relay_closed : 1, timer_closed : 1;
   unsigned torn_down : 1;
   unsigned draining : 1; /* shutting down once its receipts are out */
   sg_session_t *live_next, **live_prev;
   sg_stomp_parser_t parser;
-  /* Frames that wait, in order: during the broker login, and while a
-   * shared subscription is being set up (so a SEND after a SUBSCRIBE is
-   * routed to it, as with a queue of its own). */
+  /* Frames that wait, in order: during the broker login, and while the
+   * relay makes them wait (sg_relay_admit). */
   sg_stomp_frame_t **pending;
   size_t pend_head, npending, pending_cap;
   sg_sub_t *subs;
@@ -125,10 +104,6 @@ struct sg_session {
   sg_tx_t *txs;
   size_t ntxs;
   sg_receipt_t *rc_head, **rc_tail;
-  sg_name_t *declared; /* queues this session declared already */
-  uint64_t confirmed;  /* every publish up to this tag is confirmed */
-  uint64_t *ooo;       /* confirms above it, out of order */
-  size_t nooo, ooo_cap;
   uint64_t temp_seq;
   uint64_t hb_send_ms, hb_recv_ms, hb_tick_ms;
   char login[128];
@@ -153,11 +128,10 @@ void sg_session_thread_done(void) {
 }
 
 static void session_teardown(sg_session_t *s);
-static const sg_amqp_cbs_t amqp_cbs;
+static const sg_relay_cbs_t relay_cbs;
 static void process_frame(sg_session_t *s, sg_stomp_frame_t *f, int in_commit);
 static void run_pending(sg_session_t *s);
-static void auth_done_cb(void *owner, int status, const char *message);
-static void access_done_cb(void *owner, sg_grant_t *grant, const char *why);
+static void relay_failed(sg_session_t *s, const sg_relay_fault_t *f, const char *receipt_id);
 static void error_close(sg_session_t *s, uint16_t code, const char *message,
                         const sg_stomp_frame_t *f, const char *detail);
 
@@ -178,11 +152,10 @@ static int refused(sg_session_t *s, const sg_stomp_frame_t *f, int perm, int kin
 
 static void sub_free(sg_sub_t *sub) {
   free(sub->id);
-  free(sub->tag);
+  free(sub->rs.tag);
   free(sub->temp_name);
-  free(sub->queue);
+  free(sub->rs.queue);
   free(sub->unacked);
-  free(sub->join_receipt);
   free(sub->user_dest);
   free(sub);
 }
@@ -200,6 +173,7 @@ static void session_free(sg_session_t *s) {
   free(s->pending);
   while (s->subs) {
     sg_sub_t *n = s->subs->next;
+    sg_relay_release(s->relay, &s->subs->rs);
     sub_free(s->subs);
     s->subs = n;
   }
@@ -214,13 +188,7 @@ static void session_free(sg_session_t *s) {
     free(s->rc_head);
     s->rc_head = n;
   }
-  while (s->declared) {
-    sg_name_t *n = s->declared->next;
-    free(s->declared->name);
-    free(s->declared);
-    s->declared = n;
-  }
-  free(s->ooo);
+  sg_relay_free(s->relay);
   sg_app_corr_free(&s->app_corr);
   if ((*s->live_prev = s->live_next) != NULL) s->live_next->live_prev = s->live_prev;
   live_sessions--;
@@ -228,7 +196,7 @@ static void session_free(sg_session_t *s) {
 }
 
 static void maybe_free(sg_session_t *s) {
-  if (s->ws_closed && s->amqp_closed && s->timer_closed) session_free(s);
+  if (s->ws_closed && s->relay_closed && s->timer_closed) session_free(s);
 }
 
 /* ---------- sending frames ---------- */
@@ -300,7 +268,7 @@ static void drain_close(sg_session_t *s);
 static void flush_receipts(sg_session_t *s) {
   while (s->rc_head && s->state == S_CONNECTED) {
     sg_receipt_t *r = s->rc_head;
-    if (s->amqp.rpc_done < r->rpc_seq || s->confirmed < r->pub_seq) break;
+    if (!sg_relay_reached(s->relay, &r->mark)) break;
     s->rc_head = r->next;
     if (s->rc_head == NULL) s->rc_tail = &s->rc_head;
     send_receipt(s, r->id);
@@ -321,8 +289,7 @@ static int add_receipt_id(sg_session_t *s, const char *id, int disconnect) {
     free(r);
     return SG_ERR_NOMEM;
   }
-  r->rpc_seq = s->amqp.rpc_sent;
-  r->pub_seq = s->amqp.pub_seq;
+  sg_relay_mark(s->relay, &r->mark);
   r->disconnect = disconnect;
   *s->rc_tail = r;
   s->rc_tail = &r->next;
@@ -335,40 +302,20 @@ static int add_receipt(sg_session_t *s, const sg_stomp_frame_t *f, int disconnec
   return id ? add_receipt_id(s, id, disconnect) : 0;
 }
 
-static void confirm_advance(sg_session_t *s) {
-  int moved = 1;
-  while (moved) {
-    moved = 0;
-    for (size_t i = 0; i < s->nooo; i++) {
-      if (s->ooo[i] <= s->confirmed + 1) {
-        if (s->ooo[i] == s->confirmed + 1) s->confirmed++;
-        s->ooo[i] = s->ooo[--s->nooo];
-        moved = 1;
-        break;
-      }
-    }
-  }
-}
-
 /* ---------- subscriptions ---------- */
 
 static sg_sub_t *sub_by_id(sg_session_t *s, const char *id) {
   for (sg_sub_t *x = s->subs; x; x = x->next)
-    if (!x->internal && !x->cancelled && strcmp(x->id, id) == 0) return x;
+    if (!x->internal && !x->rs.cancelled && strcmp(x->id, id) == 0) return x;
   return NULL;
 }
 
-static sg_sub_t *sub_by_tag(sg_session_t *s, amqp_bytes_t tag) {
-  for (sg_sub_t *x = s->subs; x; x = x->next)
-    if (x->tag_len == tag.len && memcmp(x->tag, tag.bytes, tag.len) == 0) return x;
-  return NULL;
-}
-
-/* Frees sub, whose UNSUBSCRIBE took it out of nsubs already. */
+/* Frees a cancelled subscription (no longer counted in nsubs). */
 static void sub_unlink(sg_session_t *s, sg_sub_t *sub) {
   for (sg_sub_t **p = &s->subs; *p; p = &(*p)->next) {
     if (*p == sub) {
       *p = sub->next;
+      sg_relay_release(s->relay, &sub->rs);
       sub_free(sub);
       return;
     }
@@ -381,7 +328,8 @@ static void reap_cancelled(sg_session_t *s) {
   sg_sub_t *x = s->subs;
   while (x) {
     sg_sub_t *n = x->next;
-    if (x->cancelled && x->un_len == 0 && s->amqp.rpc_done >= x->cancel_seq) sub_unlink(s, x);
+    if (x->rs.cancelled && x->un_len == 0 && sg_relay_reached(s->relay, &x->cancel_done))
+      sub_unlink(s, x);
     x = n;
   }
 }
@@ -398,50 +346,9 @@ static int unacked_push(sg_sub_t *sub, uint64_t tag) {
   return 0;
 }
 
-/* ---------- AMQP helpers ---------- */
+/* ---------- queues of the session's own ---------- */
 
 static amqp_bytes_t bytes_of(const char *s) { return amqp_cstring_bytes(s); }
-
-static int declared_already(sg_session_t *s, const char *name) {
-  for (sg_name_t *n = s->declared; n; n = n->next)
-    if (strcmp(n->name, name) == 0) return 1;
-  return 0;
-}
-
-static void remember_declared(sg_session_t *s, const char *name) {
-  sg_name_t *n = malloc(sizeof(*n));
-  if (n == NULL) return;
-  if ((n->name = strdup(name)) == NULL) {
-    free(n);
-    return;
-  }
-  n->next = s->declared;
-  s->declared = n;
-}
-
-static int declare_queue(sg_session_t *s, const char *name, int durable, int exclusive,
-                         int auto_delete, amqp_table_t args) {
-  amqp_queue_declare_t m;
-  memset(&m, 0, sizeof(m));
-  m.queue = bytes_of(name);
-  m.durable = durable;
-  m.exclusive = exclusive;
-  m.auto_delete = auto_delete;
-  m.arguments = args;
-  int64_t r = sg_amqp_rpc(&s->amqp, AMQP_QUEUE_DECLARE_METHOD, &m, AMQP_QUEUE_DECLARE_OK_METHOD);
-  return r < 0 ? (int)r : 0;
-}
-
-static int consume(sg_session_t *s, sg_sub_t *sub, int no_ack, amqp_table_t args) {
-  amqp_basic_consume_t m;
-  memset(&m, 0, sizeof(m));
-  m.queue = bytes_of(sub->queue);
-  m.consumer_tag = amqp_cstring_bytes(sub->tag);
-  m.no_ack = no_ack;
-  m.arguments = args;
-  int64_t r = sg_amqp_rpc(&s->amqp, AMQP_BASIC_CONSUME_METHOD, &m, AMQP_BASIC_CONSUME_OK_METHOD);
-  return r < 0 ? (int)r : 0;
-}
 
 static void random_hex(char *out, size_t n) {
   static const char hex[] = "0123456789abcdef";
@@ -458,7 +365,7 @@ static void random_hex(char *out, size_t n) {
 /* The exclusive reply queue behind /temp-queue/NAME, created on first use. */
 static const char *temp_queue(sg_session_t *s, const char *tname) {
   for (sg_sub_t *x = s->subs; x; x = x->next)
-    if (x->internal && strcmp(x->temp_name, tname) == 0) return x->queue;
+    if (x->internal && strcmp(x->temp_name, tname) == 0) return x->rs.queue;
   sg_sub_t *sub = calloc(1, sizeof(*sub));
   char qname[96], rnd[17];
   if (sub == NULL) return NULL;
@@ -467,23 +374,31 @@ static const char *temp_queue(sg_session_t *s, const char *tname) {
   size_t tl = strlen(tname);
   sub->internal = 1;
   sub->temp_name = strdup(tname);
-  sub->queue = strdup(qname);
+  sub->rs.queue = strdup(qname);
   sub->id = malloc(tl + 13);
-  sub->tag = malloc(tl + 15);
-  if (!sub->temp_name || !sub->queue || !sub->id || !sub->tag) {
+  sub->rs.tag = malloc(tl + 15);
+  if (!sub->temp_name || !sub->rs.queue || !sub->id || !sub->rs.tag) {
     sub_free(sub);
     return NULL;
   }
   sprintf(sub->id, "/temp-queue/%s", tname);
-  sprintf(sub->tag, "T_/temp-queue/%s", tname);
-  sub->tag_len = strlen(sub->tag);
+  sprintf(sub->rs.tag, "T_/temp-queue/%s", tname);
+  sub->rs.tag_len = strlen(sub->rs.tag);
   sub->ack_mode = ACK_AUTO;
   sub->next = s->subs;
   s->subs = sub;
-  if (declare_queue(s, sub->queue, 0, 1, 1, amqp_empty_table) < 0 ||
-      consume(s, sub, 1, amqp_empty_table) < 0)
-    return NULL;
-  return sub->queue;
+  sg_relay_subreq_t q;
+  memset(&q, 0, sizeof(q));
+  q.declare = SG_RELAY_DECLARE;
+  q.exclusive = 1;
+  q.auto_delete = 1;
+  q.qargs = amqp_empty_table;
+  q.cargs = amqp_empty_table;
+  q.prefetch = -1;
+  q.no_ack = 1;
+  sg_relay_fault_t why;
+  if (sg_relay_subscribe(s->relay, &sub->rs, &q, &why) != 0) return NULL;
+  return sub->rs.queue;
 }
 
 /* ---------- queue arguments ---------- */
@@ -569,9 +484,9 @@ static int parse_u64(const char *v, uint64_t *out) {
 
 /* ---------- application destinations ---------- */
 
-/* Shared mode: whether dst is a user destination (/user/...). */
+/* Whether dst is a user destination (/user/...) that the relay serves. */
 static int user_dest_of(const sg_session_t *s, const char *dst) {
-  return s->cfg->mode == SG_MODE_SHARED && s->cfg->user_exchange && sg_user_dest_is(dst);
+  return s->relay->user_dests && s->cfg->user_exchange && sg_user_dest_is(dst);
 }
 
 static int app_prefix_of(const sg_session_t *s, const char *dst) {
@@ -659,12 +574,7 @@ static void do_send(sg_session_t *s, sg_stomp_frame_t *f) {
     sg_buf_free(&app_key);
     return;
   }
-  /* A queue is declared once per session, unless the frame names queue
-   * arguments: then the broker checks them against the queue. */
-  if (d.kind == SG_DEST_QUEUE && (qa.table.num_entries || !declared_already(s, d.name))) {
-    if (declare_queue(s, d.name, 1, 0, 0, qa.table) < 0) goto lost;
-    if (!declared_already(s, d.name)) remember_declared(s, d.name);
-  }
+  if (d.kind == SG_DEST_QUEUE && sg_relay_declare(s->relay, d.name, &qa.table) < 0) goto lost;
 
   amqp_basic_properties_t p;
   memset(&p, 0, sizeof(p));
@@ -777,13 +687,11 @@ static void do_send(sg_session_t *s, sg_stomp_frame_t *f) {
     p.headers.num_entries = (int)nent;
     p.headers.entries = entries;
   }
-  uint64_t seq;
-  int r = sg_amqp_publish(&s->amqp, bytes_of(exchange), bytes_of(rk), &p,
-                          (amqp_bytes_t){f->body_len, (void *)f->body}, &seq);
+  int r = sg_relay_publish(s->relay, exchange, rk, &p, f->body, f->body_len);
   free(entries);
   sg_dest_free(&d);
   sg_buf_free(&app_key);
-  if (r < 0) return; /* on_lost_cb has closed the session */
+  if (r < 0) return; /* on_fault_cb has closed the session */
   add_receipt(s, f, 0);
   return;
 lost:
@@ -794,79 +702,36 @@ lost:
 
 /* ---------- SUBSCRIBE / UNSUBSCRIBE ---------- */
 
-/* Shared mode: whether a subscription can share the worker's queue for its
- * (exchange, key): auto-ack, to /topic or /exchange, with nothing that asks
- * for a queue of its own (durable, a name, queue arguments). */
-static int shareable(const sg_stomp_frame_t *f, const sg_dest_t *d, int ack_mode) {
-  if (ack_mode != ACK_AUTO || (d->kind != SG_DEST_TOPIC && d->kind != SG_DEST_EXCHANGE)) return 0;
-  for (size_t i = 0; i < f->nheaders; i++) {
-    const char *n = f->headers[i].name, *v = f->headers[i].value;
-    if (strncmp(n, "x-", 2) == 0 || strcmp(n, "auto-delete") == 0 || strcmp(n, "exclusive") == 0)
-      return 0;
-    if ((strcmp(n, "durable") == 0 || strcmp(n, "persistent") == 0) && strcmp(v, "true") == 0)
-      return 0;
-  }
-  return 1;
-}
-
-/* Joins the worker's shared queue. Later frames wait until it is ready,
- * so a SEND after the SUBSCRIBE reaches it, as with a queue of its own. */
-static void subscribe_shared(sg_session_t *s, sg_stomp_frame_t *f, sg_sub_t *sub,
-                             const sg_dest_t *d) {
-  const char *rid = sg_stomp_frame_header(f, "receipt", NULL);
-  sub->shared = 1;
-  sub->fm.owner = s;
-  if (rid && (sub->join_receipt = strdup(rid)) == NULL) {
-    sub_free(sub);
-    error_close(s, CLOSE_INTERNAL, "Internal error", f, "out of memory");
-    return;
-  }
-  sub->next = s->subs;
-  s->subs = sub;
-  s->nsubs++;
-  s->fan_waiting++;
-  const char *exchange = d->kind == SG_DEST_TOPIC ? "amq.topic" : d->name;
-  const char *key = d->kind == SG_DEST_TOPIC ? d->name : d->key;
-  int r = sg_fanout_join(s->ctx->fanout, exchange, key, &sub->fm);
-  if (r == 0) return; /* fan_ready_cb follows, or has already run */
-  s->fan_waiting--;
-  if (r < 0) {
-    error_close(s, CLOSE_INTERNAL, "Internal error", f, "cannot join the subscription");
-    return;
-  }
-  free(sub->join_receipt);
-  sub->join_receipt = NULL;
-  add_receipt(s, f, 0);
-}
-
-static void do_subscribe(sg_session_t *s, sg_stomp_frame_t *f) {
+/* Handles a SUBSCRIBE. 1 when the relay makes it wait: f is kept and
+ * handled again later; 0 when done with f. */
+static int do_subscribe(sg_session_t *s, sg_stomp_frame_t *f) {
   const char *dst = sg_stomp_frame_header(f, "destination", NULL);
   const char *id = sg_stomp_frame_header(f, "id", NULL);
   const char *ack = sg_stomp_frame_header(f, "ack", NULL);
   if (dst == NULL) {
     error_close(s, CLOSE_PROTOCOL, "Missing destination", f,
                 "SUBSCRIBE requires a destination header");
-    return;
+    return 0;
   }
   if (id == NULL) {
     if (s->version >= 11) {
       error_close(s, CLOSE_PROTOCOL, "Missing id", f, "SUBSCRIBE requires an id header");
-      return;
+      return 0;
     }
     id = dst; /* STOMP 1.0: the destination identifies the subscription */
   }
   if (strncmp(id, "/temp-queue/", 12) == 0) {
     error_close(s, CLOSE_PROTOCOL, "Invalid subscription id", f,
                 "ids starting with /temp-queue/ are reserved");
-    return;
+    return 0;
   }
   if (sub_by_id(s, id)) {
     error_close(s, CLOSE_PROTOCOL, "Duplicated subscription identifier", f, id);
-    return;
+    return 0;
   }
   if (s->nsubs >= s->cfg->max_subscriptions) {
     error_close(s, CLOSE_POLICY, "Too many subscriptions", f, NULL);
-    return;
+    return 0;
   }
   int mode;
   if (ack == NULL || strcmp(ack, "auto") == 0) mode = ACK_AUTO;
@@ -874,7 +739,7 @@ static void do_subscribe(sg_session_t *s, sg_stomp_frame_t *f) {
   else if (strcmp(ack, "client-individual") == 0) mode = ACK_CLIENT_INDIVIDUAL;
   else {
     error_close(s, CLOSE_PROTOCOL, "Invalid ack mode", f, ack);
-    return;
+    return 0;
   }
   int app = app_prefix_of(s, dst);
   if (app >= 0) {
@@ -884,10 +749,10 @@ static void do_subscribe(sg_session_t *s, sg_stomp_frame_t *f) {
     error_close(s, CLOSE_PROTOCOL, msg, f,
                 "application destinations are handled by back-end services: SEND to them; "
                 "their replies arrive without a subscription");
-    return;
+    return 0;
   }
   queue_args_t qa;
-  if (take_queue_args(s, f, &qa) != 0) return;
+  if (take_queue_args(s, f, &qa) != 0) return 0;
   /* Streams are read from an offset, given as a consumer argument. */
   amqp_table_entry_t ce;
   amqp_table_t cargs = amqp_empty_table;
@@ -897,7 +762,7 @@ static void do_subscribe(sg_session_t *s, sg_stomp_frame_t *f) {
     if (sg_dest_parse_stream_offset(so, &off) != 0) {
       error_close(s, CLOSE_PROTOCOL, "Invalid x-stream-offset", f,
                   "expected first, last, next, offset=N or timestamp=T");
-      return;
+      return 0;
     }
     ce.key = amqp_cstring_bytes("x-stream-offset");
     switch (off.kind) {
@@ -924,11 +789,11 @@ static void do_subscribe(sg_session_t *s, sg_stomp_frame_t *f) {
   const char *xqn = sg_stomp_frame_header(f, "x-queue-name", NULL);
   if (xqn && (*xqn == '\0' || strlen(xqn) > 255)) {
     error_close(s, CLOSE_PROTOCOL, "Invalid x-queue-name", f, "a queue name has 1 to 255 bytes");
-    return;
+    return 0;
   }
   if (durable && xqn == NULL && sg_stomp_frame_header(f, "id", NULL) == NULL) {
     error_close(s, CLOSE_PROTOCOL, "Missing id", f, "a durable subscription requires an id header");
-    return;
+    return 0;
   }
   sg_dest_t d;
   int user = user_dest_of(s, dst);
@@ -936,7 +801,7 @@ static void do_subscribe(sg_session_t *s, sg_stomp_frame_t *f) {
     /* A named or durable queue could be found again by another user. */
     error_close(s, CLOSE_PROTOCOL, "Invalid destination", f,
                 "a user destination has a queue of the session's own: no durable or x-queue-name");
-    return;
+    return 0;
   }
   if (user) {
     /* /user/queue/X: a queue of this session's own, bound to the user
@@ -949,27 +814,27 @@ static void do_subscribe(sg_session_t *s, sg_stomp_frame_t *f) {
       sg_buf_free(&key);
       error_close(s, CLOSE_PROTOCOL, "Invalid destination", f,
                   "a user destination to SUBSCRIBE to is /user/queue/NAME");
-      return;
+      return 0;
     }
     d.key = key.base;
     if ((d.name = strdup(s->cfg->user_exchange)) == NULL) {
       sg_dest_free(&d);
       error_close(s, CLOSE_INTERNAL, "Internal error", f, "out of memory");
-      return;
+      return 0;
     }
   } else if (sg_dest_parse(dst, strlen(dst), &d) != 0) {
     error_close(s, CLOSE_PROTOCOL, "Invalid destination", f, dst);
-    return;
+    return 0;
   }
   if (d.kind == SG_DEST_TEMP_QUEUE) {
     sg_dest_free(&d);
     error_close(s, CLOSE_PROTOCOL, "Invalid destination", f,
                 "a /temp-queue/ destination is only valid in a reply-to header");
-    return;
+    return 0;
   }
   if (!user && refused(s, f, SG_PERM_READ, (int)d.kind, d.name, d.key, dst)) {
     sg_dest_free(&d);
-    return;
+    return 0;
   }
   /* A topic subscription that names its queue, or a durable one, may meet
    * another's queue by that name: declaring it needs configure on it. */
@@ -978,37 +843,36 @@ static void do_subscribe(sg_session_t *s, sg_stomp_frame_t *f) {
     if (xqn == NULL) sg_dest_durable_queue_name(id, strlen(id), dq);
     if (refused(s, f, SG_PERM_CONFIGURE, SG_DEST_QUEUE, xqn ? xqn : dq, NULL, dst)) {
       sg_dest_free(&d);
-      return;
+      return 0;
     }
   }
   sg_sub_t *sub = calloc(1, sizeof(*sub));
   size_t il = strlen(id);
   if (sub == NULL) goto nomem;
   sub->id = strdup(id);
-  sub->tag = malloc(il + 3);
-  if (!sub->id || !sub->tag) goto nomem;
-  memcpy(sub->tag, "T_", 2);
-  memcpy(sub->tag + 2, id, il + 1);
-  sub->tag_len = il + 2;
+  sub->rs.tag = malloc(il + 3);
+  if (!sub->id || !sub->rs.tag) goto nomem;
+  memcpy(sub->rs.tag, "T_", 2);
+  memcpy(sub->rs.tag + 2, id, il + 1);
+  sub->rs.tag_len = il + 2;
   sub->ack_mode = mode;
   if (user && (sub->user_dest = strdup(dst)) == NULL) goto nomem;
-  if (sub->tag_len > 255) {
+  if (sub->rs.tag_len > 255) {
     sub_free(sub);
     sg_dest_free(&d);
     error_close(s, CLOSE_PROTOCOL, "Invalid subscription id", f, "id is longer than 253 bytes");
-    return;
+    return 0;
   }
 
   sub->topic_like = d.kind == SG_DEST_TOPIC || d.kind == SG_DEST_EXCHANGE;
-  /* Shared queues are on --broker's vhost; other vhosts get a queue per
-   * subscription on the session's channel, as in per-session mode. */
-  if (s->cfg->mode == SG_MODE_SHARED && s->pool == s->ctx->pool && !user &&
-      shareable(f, &d, mode)) {
-    subscribe_shared(s, f, sub, &d);
-    sg_dest_free(&d);
-    return;
-  }
-  int r = 0;
+  sg_relay_subreq_t q;
+  memset(&q, 0, sizeof(q));
+  q.f = f;
+  q.d = &d;
+  q.user = user;
+  q.qargs = qa.table;
+  q.cargs = cargs;
+  q.no_ack = mode == ACK_AUTO;
   switch (d.kind) {
   case SG_DEST_EXCHANGE:
   case SG_DEST_TOPIC: {
@@ -1019,56 +883,59 @@ static void do_subscribe(sg_session_t *s, sg_stomp_frame_t *f) {
       random_hex(rnd, 16);
       snprintf(qname, sizeof(qname), "stomp-subscription-%s", rnd);
     }
-    if ((sub->queue = strdup(xqn ? xqn : qname)) == NULL) goto nomem;
-    sub->own_queue = 1;
+    if ((sub->rs.queue = strdup(xqn ? xqn : qname)) == NULL) goto nomem;
+    q.own_queue = 1;
+    q.declare = SG_RELAY_DECLARE;
     /* A durable subscription's queue (and any quorum or stream queue)
      * outlives the session; otherwise it is the session's alone. */
-    if (durable || qa.durable_type)
-      r = declare_queue(s, sub->queue, 1, 0, header_true(f, "auto-delete"), qa.table);
-    else /* a named queue may be shared with others unless exclusive:true */
-      r = declare_queue(s, sub->queue, 0, xqn == NULL || header_true(f, "exclusive"), 1, qa.table);
-    if (r == 0) {
-      amqp_queue_bind_t b;
-      memset(&b, 0, sizeof(b));
-      b.queue = bytes_of(sub->queue);
-      b.exchange = bytes_of(d.kind == SG_DEST_TOPIC ? "amq.topic" : d.name);
-      b.routing_key = bytes_of(d.kind == SG_DEST_TOPIC ? d.name : d.key);
-      b.arguments = amqp_empty_table;
-      r = (int)sg_amqp_rpc(&s->amqp, AMQP_QUEUE_BIND_METHOD, &b, AMQP_QUEUE_BIND_OK_METHOD);
-      if (r > 0) r = 0;
+    if (durable || qa.durable_type) {
+      q.durable = 1;
+      q.auto_delete = header_true(f, "auto-delete");
+    } else { /* a named queue may be shared with others unless exclusive:true */
+      q.exclusive = xqn == NULL || header_true(f, "exclusive");
+      q.auto_delete = 1;
     }
+    q.bind_exchange = d.kind == SG_DEST_TOPIC ? "amq.topic" : d.name;
+    q.bind_key = d.kind == SG_DEST_TOPIC ? d.name : d.key;
     break;
   }
   case SG_DEST_QUEUE:
-    if ((sub->queue = strdup(d.name)) == NULL) goto nomem;
-    if (qa.table.num_entries || !declared_already(s, d.name)) {
-      r = declare_queue(s, d.name, 1, 0, 0, qa.table);
-      if (r == 0 && !declared_already(s, d.name)) remember_declared(s, d.name);
-    }
+    if ((sub->rs.queue = strdup(d.name)) == NULL) goto nomem;
+    q.declare = SG_RELAY_DECLARE_ONCE;
     break;
   default: /* /amq/queue/ and /reply-queue/: consume what exists */
-    if ((sub->queue = strdup(d.name)) == NULL) goto nomem;
+    if ((sub->rs.queue = strdup(d.name)) == NULL) goto nomem;
     break;
   }
-  sg_dest_free(&d);
   const char *pf = sg_stomp_frame_header(f, "prefetch-count", NULL);
   uint64_t prefetch;
-  if (r == 0 && pf && parse_u64(pf, &prefetch) == 0 && prefetch <= 65535) {
-    amqp_basic_qos_t q = {0, (uint16_t)prefetch, 0};
-    r = (int)sg_amqp_rpc(&s->amqp, AMQP_BASIC_QOS_METHOD, &q, AMQP_BASIC_QOS_OK_METHOD);
-    if (r > 0) r = 0;
+  q.prefetch = pf && parse_u64(pf, &prefetch) == 0 && prefetch <= 65535 ? (int)prefetch : -1;
+  sg_relay_fault_t why;
+  memset(&why, 0, sizeof(why));
+  int r = sg_relay_subscribe(s->relay, &sub->rs, &q, &why);
+  sg_dest_free(&d);
+  if (r == SG_ERR_AGAIN) {
+    /* The relay must set something up first; the frame is handled again
+     * from the start once it wakes the session. */
+    sub_free(sub);
+    return 1;
+  }
+  if (r < 0 && why.kind) {
+    sub_free(sub);
+    relay_failed(s, &why, sg_stomp_frame_header(f, "receipt", NULL));
+    return 0;
   }
   sub->next = s->subs;
   s->subs = sub;
   s->nsubs++;
-  if (r == 0) r = consume(s, sub, mode == ACK_AUTO, cargs);
-  if (r < 0) return; /* the link is lost; on_lost_cb closed the session */
+  if (r < 0) return 0; /* the link is lost; on_fault_cb closed the session */
   add_receipt(s, f, 0);
-  return;
+  return 0;
 nomem:
   sg_dest_free(&d);
   if (sub) sub_free(sub);
   error_close(s, CLOSE_INTERNAL, "Internal error", f, "out of memory");
+  return 0;
 }
 
 static void do_unsubscribe(sg_session_t *s, sg_stomp_frame_t *f) {
@@ -1087,36 +954,23 @@ static void do_unsubscribe(sg_session_t *s, sg_stomp_frame_t *f) {
     error_close(s, CLOSE_PROTOCOL, "No subscription found", f, id);
     return;
   }
-  if (sub && sub->shared) {
-    sg_fanout_leave(&sub->fm);
-    s->nsubs--;
-    sub_unlink(s, sub);
-    add_receipt(s, f, 0);
-    return;
-  }
   if (sub) {
-    amqp_basic_cancel_t c = {amqp_cstring_bytes(sub->tag), 0};
-    int64_t seq = sg_amqp_rpc(&s->amqp, AMQP_BASIC_CANCEL_METHOD, &c, AMQP_BASIC_CANCEL_OK_METHOD);
-    if (seq < 0) return;
-    sub->cancelled = 1;
-    sub->cancel_seq = (uint64_t)seq;
+    if (sg_relay_unsubscribe(s->relay, &sub->rs, &sub->cancel_done) < 0) return;
     s->nsubs--;
   }
-  if (forget && (sub == NULL || sub->own_queue)) {
+  if (forget && (sub == NULL || sub->rs.own_queue)) {
     char qname[SG_DEST_DURABLE_NAME_SIZE];
-    const char *q = sub ? sub->queue : xqn;
+    const char *q = sub ? sub->rs.queue : xqn;
     if (q == NULL) {
       sg_dest_durable_queue_name(id, strlen(id), qname);
       q = qname;
     }
     if (refused(s, f, SG_PERM_CONFIGURE, SG_DEST_QUEUE, q, NULL, q)) return;
-    amqp_queue_delete_t del;
-    memset(&del, 0, sizeof(del));
-    del.queue = bytes_of(q);
-    if (sg_amqp_rpc(&s->amqp, AMQP_QUEUE_DELETE_METHOD, &del, AMQP_QUEUE_DELETE_OK_METHOD) < 0)
-      return;
+    if (sg_relay_delete_queue(s->relay, q) < 0) return;
   }
   add_receipt(s, f, 0);
+  /* A subscription nothing can refer to any more goes at once. */
+  if (sub) reap_cancelled(s);
 }
 
 /* ---------- ACK / NACK ---------- */
@@ -1168,29 +1022,16 @@ static void do_ack(sg_session_t *s, sg_stomp_frame_t *f, int ack) {
   }
   int r = 0;
   if (multiple || first == pos) {
-    if (ack) {
-      amqp_basic_ack_t m = {tag, (amqp_boolean_t)multiple};
-      r = sg_amqp_send(&s->amqp, AMQP_BASIC_ACK_METHOD, &m);
-    } else {
-      amqp_basic_nack_t m = {tag, (amqp_boolean_t)multiple, (amqp_boolean_t)requeue};
-      r = sg_amqp_send(&s->amqp, AMQP_BASIC_NACK_METHOD, &m);
-    }
+    r = sg_relay_ack(s->relay, tag, multiple, ack, requeue);
   } else {
-    for (size_t i = first; i <= pos && r == 0; i++) {
-      if (ack) {
-        amqp_basic_ack_t m = {sub->unacked[i], 0};
-        r = sg_amqp_send(&s->amqp, AMQP_BASIC_ACK_METHOD, &m);
-      } else {
-        amqp_basic_nack_t m = {sub->unacked[i], 0, (amqp_boolean_t)requeue};
-        r = sg_amqp_send(&s->amqp, AMQP_BASIC_NACK_METHOD, &m);
-      }
-    }
+    for (size_t i = first; i <= pos && r == 0; i++)
+      r = sg_relay_ack(s->relay, sub->unacked[i], 0, ack, requeue);
   }
   if (r < 0) return;
   sg_metrics_client_ack(ack);
   memmove(sub->unacked + first, sub->unacked + pos + 1, (sub->un_len - pos - 1) * sizeof(uint64_t));
   sub->un_len -= pos + 1 - first;
-  if (sub->cancelled) reap_cancelled(s);
+  if (sub->rs.cancelled) reap_cancelled(s);
   add_receipt(s, f, 0);
 }
 
@@ -1288,8 +1129,7 @@ static int tx_take(sg_session_t *s, sg_stomp_frame_t *f) {
   if (rid) {
     sg_receipt_t *r = calloc(1, sizeof(*r));
     if (r && (r->id = strdup(rid))) {
-      r->rpc_seq = s->amqp.rpc_sent;
-      r->pub_seq = s->amqp.pub_seq;
+      sg_relay_mark(s->relay, &r->mark);
       *s->rc_tail = r;
       s->rc_tail = &r->next;
       flush_receipts(s);
@@ -1408,34 +1248,22 @@ static void do_connect(sg_session_t *s, sg_stomp_frame_t *f) {
   char name[160];
   snprintf(name, sizeof(name), "stompgate %s session-%" PRIu64, s->tr->peer, s->id);
   uv_timer_stop(&s->timer);
-  if (s->cfg->mode == SG_MODE_SHARED) {
-    /* Each vhost has its pool of connections in each worker. */
-    s->pool = s->ctx->pool_for(s->ctx, vhost);
-    if (s->pool == NULL) {
-      error_close(s, CLOSE_POLICY, "Virtual host not available", f,
-                  "this gateway serves no more virtual hosts");
-      return;
-    }
-    s->state = S_LOGIN;
-    if (s->cfg->auth != SG_AUTH_BROKER) {
-      /* The gateway checks the credentials itself; the broker work runs
-       * under --broker's user. */
-      /* Only a WebSocket upgrade can carry an Authorization header. */
-      const char *bearer = s->tr == &s->ws.tr ? s->ws.bearer : NULL;
-      if (sg_access_check(s->tr->loop, sg_stomp_frame_header(f, "login", NULL),
-                          sg_stomp_frame_header(f, "passcode", NULL), bearer, vhost,
-                          access_done_cb, s, &s->access) != 0)
-        error_close(s, CLOSE_INTERNAL, "Internal error", f, "cannot check the credentials");
-      return;
-    }
-    if (sg_auth_check(s->pool, login, pass, vhost, auth_done_cb, s, &s->auth) != 0)
-      error_close(s, CLOSE_INTERNAL, "Internal error", f, "cannot check the credentials");
-    return;
-  }
   s->state = S_LOGIN;
-  if (sg_amqp_open(&s->amqp, s->tr->loop, &amqp_cbs, ba->host, ba->port, login, pass, vhost,
-                   name) != 0)
-    error_close(s, CLOSE_INTERNAL, "Internal error", f, "cannot start the broker login");
+  /* Only a WebSocket upgrade can carry an Authorization header. */
+  sg_relay_login_t l = {s->tr->loop,
+                        sg_stomp_frame_header(f, "login", NULL),
+                        sg_stomp_frame_header(f, "passcode", NULL),
+                        login,
+                        pass,
+                        vhost,
+                        s->tr == &s->ws.tr ? s->ws.bearer : NULL,
+                        name};
+  const char *why = NULL;
+  int r = sg_relay_login(s->relay, &l, &why);
+  if (r == 530)
+    error_close(s, CLOSE_POLICY, "Virtual host not available", f, why);
+  else if (r != 0)
+    error_close(s, CLOSE_INTERNAL, "Internal error", f, why);
 }
 
 /* ---------- frame dispatch ---------- */
@@ -1445,7 +1273,9 @@ static int frame_owned_by_tx(sg_session_t *s, sg_stomp_frame_t *f, int in_commit
   return tx_take(s, f);
 }
 
-/* Handles f and frees it, unless a transaction keeps it. */
+static void pending_unshift(sg_session_t *s, sg_stomp_frame_t *f);
+
+/* Handles f and frees it, unless a transaction or the relay keeps it. */
 static void process_frame(sg_session_t *s, sg_stomp_frame_t *f, int in_commit) {
   int t;
   switch (f->cmd) {
@@ -1469,7 +1299,10 @@ static void process_frame(sg_session_t *s, sg_stomp_frame_t *f, int in_commit) {
     do_ack(s, f, f->cmd == SG_STOMP_ACK);
     break;
   case SG_STOMP_SUBSCRIBE:
-    do_subscribe(s, f);
+    if (do_subscribe(s, f)) {
+      pending_unshift(s, f);
+      return;
+    }
     break;
   case SG_STOMP_UNSUBSCRIBE:
     do_unsubscribe(s, f);
@@ -1530,64 +1363,33 @@ static void pending_push(sg_session_t *s, sg_stomp_frame_t *f, const char *too_m
   s->pending[s->npending++] = f;
 }
 
-/* Frames that put a message on the broker. */
-static int publishes(const sg_stomp_frame_t *f) {
-  return f->cmd == SG_STOMP_SEND || f->cmd == SG_STOMP_COMMIT;
+/* Puts f back at the head of the waiting frames, where it came from. */
+static void pending_unshift(sg_session_t *s, sg_stomp_frame_t *f) {
+  if (s->pend_head > 0) s->pending[--s->pend_head] = f;
+  else pending_push(s, f, "Too many frames while the broker channel opens"); /* came straight in */
 }
 
-/* Whether f needs the session's own broker channel, which shared mode
- * opens on first need. SUBSCRIBEs that join a shared queue, UNSUBSCRIBE
- * (but of a durable subscription), BEGIN, ABORT and DISCONNECT never do. */
-static int channel_wanted(sg_session_t *s, const sg_stomp_frame_t *f) {
-  if (s->amqp.state != SG_AMQP_IDLE || s->pool == NULL) return 0;
-  switch (f->cmd) {
-  case SG_STOMP_SEND:
-  case SG_STOMP_ACK:
-  case SG_STOMP_NACK:
-  case SG_STOMP_COMMIT:
-    return 1;
-  case SG_STOMP_UNSUBSCRIBE: /* durable:true deletes the subscription's queue */
-    return header_true(f, "durable") || header_true(f, "persistent");
-  case SG_STOMP_SUBSCRIBE: {
-    const char *dst = sg_stomp_frame_header(f, "destination", NULL);
-    const char *ack = sg_stomp_frame_header(f, "ack", NULL);
-    if (dst == NULL) return 0; /* refused without the broker */
-    if (s->pool != s->ctx->pool || (ack != NULL && strcmp(ack, "auto") != 0)) return 1;
-    if (user_dest_of(s, dst)) return 1; /* a queue of the session's own */
-    sg_dest_t d;
-    if (sg_dest_parse(dst, strlen(dst), &d) != 0) return 0;
-    int own = !shareable(f, &d, ACK_AUTO);
-    sg_dest_free(&d);
-    return own;
+/* The ERROR for a client that sends more than may wait for w. */
+static const char *too_many(int w) {
+  switch (w) {
+  case SG_RELAY_WAIT_BLOCKED: return "Too many frames while the broker blocks publishing";
+  case SG_RELAY_WAIT_CHANNEL: return "Too many frames while the broker channel opens";
+  default: return "Too many frames while a subscription is set up";
   }
-  default:
-    return 0;
-  }
-}
-
-/* Starts opening the session's channel; the frames wait meanwhile. 0 when
- * it is opening, -1 when the session was closed instead. */
-static int open_channel(sg_session_t *s) {
-  s->chan_opening = 1;
-  if (sg_pool_open_channel(s->pool, &s->amqp, &amqp_cbs) == 0) return 0;
-  s->chan_opening = 0;
-  error_close(s, CLOSE_INTERNAL, "Broker unavailable", NULL, "no broker connection");
-  return -1;
 }
 
 /* Handles the frames that waited, until one makes the session wait again. */
 static void run_pending(sg_session_t *s) {
-  while (s->pend_head < s->npending && s->state == S_CONNECTED && s->fan_waiting == 0 &&
-         !s->chan_opening) {
+  while (s->pend_head < s->npending && s->state == S_CONNECTED) {
     sg_stomp_frame_t *f = s->pending[s->pend_head];
-    if (channel_wanted(s, f)) {
-      open_channel(s); /* the frame runs once it is open */
+    sg_relay_fault_t why;
+    int w = sg_relay_admit(s->relay, f, 0, &why);
+    if (w < 0) {
+      relay_failed(s, &why, NULL);
       break;
     }
-    if (s->flow_blocked && publishes(f)) {
-      sg_transport_pause(s->tr);
-      break;
-    }
+    if (w == SG_RELAY_WAIT_BLOCKED) sg_transport_pause(s->tr);
+    if (w != SG_RELAY_GO) break;
     s->pend_head++;
     process_frame(s, f, 0);
   }
@@ -1611,23 +1413,24 @@ static void on_frame(sg_session_t *s, sg_stomp_frame_t *f) {
   case S_LOGIN:
     pending_push(s, f, "Too many frames before CONNECTED");
     return;
-  case S_CONNECTED:
-    if (s->flow_blocked && publishes(f)) {
-      /* Stop reading this client until the broker takes publishes again;
-       * what it sends meanwhile waits in TCP, not here. */
-      sg_transport_pause(s->tr);
-      pending_push(s, f, "Too many frames while the broker blocks publishing");
-    } else if (s->chan_opening) {
-      pending_push(s, f, "Too many frames while the broker channel opens");
-    } else if (s->fan_waiting > 0 || s->pend_head < s->npending) {
-      pending_push(s, f, "Too many frames while a subscription is set up");
-    } else if (channel_wanted(s, f)) {
-      pending_push(s, f, "Too many frames while the broker channel opens");
-      if (s->state == S_CONNECTED) open_channel(s);
-    } else {
+  case S_CONNECTED: {
+    /* Frames that wait keep their order: one behind them waits too. */
+    int behind = s->pend_head < s->npending;
+    sg_relay_fault_t why;
+    int w = sg_relay_admit(s->relay, f, behind, &why);
+    if (w < 0) {
+      relay_failed(s, &why, NULL);
+      sg_stomp_frame_free(f);
+    } else if (w == SG_RELAY_GO && !behind) {
       process_frame(s, f, 0);
+    } else {
+      /* Blocked: stop reading this client until the broker takes
+       * publishes again; what it sends meanwhile waits in TCP, not here. */
+      if (w == SG_RELAY_WAIT_BLOCKED) sg_transport_pause(s->tr);
+      pending_push(s, f, too_many(w));
     }
     return;
+  }
   default:
     sg_stomp_frame_free(f);
   }
@@ -1696,25 +1499,26 @@ static void ws_closed_cb(sg_transport_t *ws) {
 
 static const sg_ws_cbs_t ws_cbs = {ws_open_cb, ws_message_cb, ws_gone_cb, ws_closed_cb};
 
-/* ---------- AMQP callbacks ---------- */
+/* ---------- relay callbacks ---------- */
 
 static void session_connected(sg_session_t *s);
 
-static void amqp_open_cb(sg_amqp_t *a, int status, const char *message) {
-  sg_session_t *s = container_of(a, sg_session_t, amqp);
-  if (s->state == S_CONNECTED && s->chan_opening) {
-    s->chan_opening = 0;
-    if (status != 0) {
-      char detail[320];
-      snprintf(detail, sizeof(detail), "cannot open a broker channel: %s", message);
-      error_close(s, CLOSE_INTERNAL, "Broker unavailable", NULL, detail);
-      return;
-    }
-    s->flow_blocked = a->conn && a->conn->blocked;
-    run_pending(s);
+static void token_expired_cb(void *owner) {
+  sg_session_t *s = owner;
+  error_close(s, CLOSE_POLICY, "Token expired", NULL,
+              "the session's token has expired: reconnect with a new one");
+}
+
+static void relay_ready_cb(sg_relay_t *r, int status, const char *message, sg_grant_t *grant) {
+  sg_session_t *s = r->owner;
+  if (s->state != S_LOGIN) {
+    sg_grant_release(grant);
     return;
   }
-  if (s->state != S_LOGIN) return;
+  if (status == SG_RELAY_DENIED) {
+    error_close(s, CLOSE_POLICY, "Access refused", NULL, message);
+    return;
+  }
   if (status != 0) {
     const char *m = status == 403   ? "Access refused"
                     : status == 530 ? "Virtual host not available"
@@ -1725,8 +1529,15 @@ static void amqp_open_cb(sg_amqp_t *a, int status, const char *message) {
     error_close(s, (uint16_t)code, m, NULL, detail);
     return;
   }
-  /* A pooled connection may be blocked already. */
-  s->flow_blocked = a->conn && a->conn->blocked;
+  if (grant) {
+    /* --auth jwt/file: the gateway's check says who the session is. */
+    s->grant = grant;
+    snprintf(s->login, sizeof(s->login), "%s", sg_grant_user(grant));
+    if (sg_grant_watch(grant, s->tr->loop, token_expired_cb, s) != 0) {
+      error_close(s, CLOSE_INTERNAL, "Internal error", NULL, "cannot watch the token's expiry");
+      return;
+    }
+  }
   session_connected(s);
 }
 
@@ -1856,19 +1667,12 @@ static void encode_message_tail(sg_buf_t *b, int v, const sg_amqp_delivery_t *d,
   sg_stomp_encode_finish(b, d->body, d->body_len);
 }
 
-static void amqp_delivery_cb(sg_amqp_t *a, const sg_amqp_delivery_t *d) {
-  sg_session_t *s = container_of(a, sg_session_t, amqp);
+/* A delivery for sub: MESSAGE to the client. */
+static void relay_delivery_cb(sg_relay_t *r, sg_relay_sub_t *rs, sg_relay_msg_t *m) {
+  sg_session_t *s = r->owner;
   if (s->state != S_CONNECTED) return;
-  sg_sub_t *sub = sub_by_tag(s, d->consumer_tag);
-  if (sub == NULL) return;
-  if (sub->cancelled) {
-    /* Already in flight when the cancel went out: give it back. */
-    if (sub->ack_mode != ACK_AUTO) {
-      amqp_basic_reject_t r = {d->delivery_tag, 1};
-      sg_amqp_send(a, AMQP_BASIC_REJECT_METHOD, &r);
-    }
-    return;
-  }
+  sg_sub_t *sub = container_of(rs, sg_sub_t, rs);
+  const sg_amqp_delivery_t *d = m->d;
   sg_metrics_delivery();
   if (sub->ack_mode != ACK_AUTO && unacked_push(sub, d->delivery_tag) != 0) {
     error_close(s, CLOSE_INTERNAL, "Internal error", NULL, "out of memory");
@@ -1894,62 +1698,40 @@ static void amqp_delivery_cb(sg_amqp_t *a, const sg_amqp_delivery_t *d) {
   sg_buf_reset(b);
   sg_stomp_encode_start(b, SG_STOMP_MESSAGE);
   sg_stomp_encode_headerz(b, v, SG_STOMP_MESSAGE, "subscription", subscription);
-  snprintf(mid, sizeof(mid), "%s@@session-%" PRIu64 "@@%" PRIu64, sub->tag, s->id,
-           d->delivery_tag);
+  snprintf(mid, sizeof(mid), "%s@@session-%" PRIu64 "@@%" PRIu64, sub->rs.tag, s->id, m->seq);
   sg_stomp_encode_headerz(b, v, SG_STOMP_MESSAGE, "message-id", mid);
   if (v >= 12 && sub->ack_mode != ACK_AUTO) sg_stomp_encode_headerz(b, v, SG_STOMP_MESSAGE, "ack", mid);
-  encode_message_tail(b, v, d, dest);
-  if (outbound_room(s, sub, b->len)) send_frame_buf(s, b);
-}
-
-static void amqp_confirm_cb(sg_amqp_t *a, uint64_t tag, int multiple, int ack) {
-  sg_session_t *s = container_of(a, sg_session_t, amqp);
-  sg_metrics_confirm(ack);
-  if (s->state != S_CONNECTED) return;
-  if (!ack) {
-    const char *rid = NULL;
-    for (sg_receipt_t *r = s->rc_head; r; r = r->next)
-      if (r->pub_seq >= tag) {
-        rid = r->id;
-        break;
-      }
-    char detail[64];
-    snprintf(detail, sizeof(detail), "publish %" PRIu64 " was nacked", tag);
-    session_fail(s, CLOSE_INTERNAL, "Message rejected by the broker", rid, detail);
+  if (m->tail == NULL || dest != NULL) {
+    encode_message_tail(b, v, d, dest);
+    if (outbound_room(s, sub, b->len)) send_frame_buf(s, b);
     return;
   }
-  if (multiple) {
-    if (tag > s->confirmed) s->confirmed = tag;
-  } else if (tag == s->confirmed + 1) {
-    s->confirmed = tag;
-  } else if (tag > s->confirmed) {
-    if (s->nooo == s->ooo_cap) {
-      size_t cap = s->ooo_cap ? s->ooo_cap * 2 : 16;
-      uint64_t *n = realloc(s->ooo, cap * sizeof(*n));
-      if (n == NULL) return;
-      s->ooo = n;
-      s->ooo_cap = cap;
-    }
-    s->ooo[s->nooo++] = tag;
+  /* A message for many sessions: the first with this STOMP version
+   * encodes everything after the per-subscription headers for all. */
+  int vi = v == 10 ? 0 : v == 11 ? 1 : 2;
+  sg_buf_t *tail = &m->tail[vi];
+  if (m->tail_utf8[vi] < 0) {
+    encode_message_tail(tail, v, d, NULL);
+    m->tail_utf8[vi] = sg_utf8_valid(tail->base, tail->len);
   }
-  confirm_advance(s);
-  flush_receipts(s);
+  int binary = !m->tail_utf8[vi] || !sg_utf8_valid(b->base, b->len);
+  if (!outbound_room(s, sub, b->len + tail->len) || sg_buf_append(b, tail->base, tail->len) != 0)
+    return;
+  sg_metrics_frame_out(b->base, b->len);
+  sg_transport_send(s->tr, b->base, b->len, binary);
 }
 
-static void amqp_progress_cb(sg_amqp_t *a) {
-  sg_session_t *s = container_of(a, sg_session_t, amqp);
+static void relay_progress_cb(sg_relay_t *r) {
+  sg_session_t *s = r->owner;
   reap_cancelled(s);
   flush_receipts(s);
 }
 
-static void amqp_cancel_cb(sg_amqp_t *a, amqp_bytes_t tag) {
-  sg_session_t *s = container_of(a, sg_session_t, amqp);
-  sg_sub_t *sub = sub_by_tag(s, tag);
-  if (sub == NULL || sub->cancelled || s->state != S_CONNECTED) return;
-  char detail[300];
-  snprintf(detail, sizeof(detail), "the broker cancelled subscription '%s' (queue '%s' deleted?)",
-           sub->id, sub->queue);
-  error_close(s, CLOSE_INTERNAL, "Subscription cancelled by the broker", NULL, detail);
+static void relay_wake_cb(sg_relay_t *r, int unblocked) {
+  sg_session_t *s = r->owner;
+  if (s->state != S_CONNECTED) return;
+  if (unblocked) sg_transport_resume(s->tr);
+  run_pending(s);
 }
 
 /* The ERROR message and close code for a broker refusal or failure. */
@@ -1968,139 +1750,60 @@ static const char *broker_error_name(int code, uint16_t *close_code) {
   }
 }
 
-static void amqp_lost_cb(sg_amqp_t *a, int code, const char *text) {
-  sg_session_t *s = container_of(a, sg_session_t, amqp);
-  if (s->state == S_CLOSING) return;
-  uint16_t wc;
-  const char *m = broker_error_name(code, &wc);
-  /* The failing command is the oldest one still waiting for its receipt,
-   * if it asked for one. */
-  const char *rid = NULL;
-  for (sg_receipt_t *r = s->rc_head; r; r = r->next)
-    if (r->rpc_seq > a->rpc_done) {
-      rid = r->id;
-      break;
-    }
-  session_fail(s, wc, m, rid, text);
+/* The relay cannot go on: ERROR and close. The ERROR carries receipt_id,
+ * or else the receipt of the oldest frame still owed one that the failure
+ * answers. */
+static void relay_failed(sg_session_t *s, const sg_relay_fault_t *f, const char *receipt_id) {
+  if (receipt_id == NULL)
+    for (sg_receipt_t *r = s->rc_head; r; r = r->next)
+      if (sg_relay_blames(f, &r->mark)) {
+        receipt_id = r->id;
+        break;
+      }
+  uint16_t wc = CLOSE_INTERNAL;
+  char detail[320];
+  switch (f->kind) {
+  case SG_RELAY_LOST: {
+    const char *m = broker_error_name(f->code, &wc);
+    session_fail(s, wc, m, receipt_id, f->text);
+    return;
+  }
+  case SG_RELAY_UNAVAILABLE:
+    session_fail(s, wc, "Broker unavailable", receipt_id, f->text);
+    return;
+  case SG_RELAY_CANCELLED: {
+    const sg_sub_t *sub = container_of(f->sub, sg_sub_t, rs);
+    snprintf(detail, sizeof(detail),
+             "the broker cancelled subscription '%s' (queue '%s' deleted?)", sub->id,
+             sub->rs.queue ? sub->rs.queue : "");
+    session_fail(s, wc, "Subscription cancelled by the broker", receipt_id, detail);
+    return;
+  }
+  case SG_RELAY_REJECTED:
+    snprintf(detail, sizeof(detail), "publish %" PRIu64 " was nacked", f->tag);
+    session_fail(s, wc, "Message rejected by the broker", receipt_id, detail);
+    return;
+  default:
+    session_fail(s, wc, "Internal error", receipt_id, f->text);
+    return;
+  }
 }
 
-static void amqp_blocked_cb(sg_amqp_t *a, int blocked) {
-  sg_session_t *s = container_of(a, sg_session_t, amqp);
-  s->flow_blocked = blocked != 0;
-  if (blocked || s->state != S_CONNECTED) return;
-  sg_transport_resume(s->tr);
-  run_pending(s);
+static void relay_fault_cb(sg_relay_t *r, const sg_relay_fault_t *f) {
+  sg_session_t *s = r->owner;
+  /* A login that fails is on_ready_cb's to report. */
+  if (s->state != S_CONNECTED && !(s->state == S_LOGIN && f->kind == SG_RELAY_LOST)) return;
+  relay_failed(s, f, NULL);
 }
 
-static void amqp_closed_cb(sg_amqp_t *a) {
-  sg_session_t *s = container_of(a, sg_session_t, amqp);
-  s->amqp_closed = 1;
+static void relay_closed_cb(sg_relay_t *r) {
+  sg_session_t *s = r->owner;
+  s->relay_closed = 1;
   maybe_free(s);
 }
 
-static const sg_amqp_cbs_t amqp_cbs = {amqp_open_cb,    amqp_delivery_cb, amqp_confirm_cb,
-                                       amqp_progress_cb, amqp_cancel_cb,  amqp_lost_cb,
-                                       amqp_closed_cb,  amqp_blocked_cb};
-
-/* ---------- shared subscriptions (fan-out callbacks) ---------- */
-
-static void fan_ready_cb(sg_fanout_member_t *m, int status, const char *text) {
-  sg_sub_t *sub = container_of(m, sg_sub_t, fm);
-  sg_session_t *s = m->owner;
-  s->fan_waiting--;
-  if (s->state != S_CONNECTED) return;
-  if (status != 0) {
-    uint16_t wc;
-    const char *msg = broker_error_name(status, &wc);
-    session_fail(s, wc, msg, sub->join_receipt, text);
-    return;
-  }
-  if (sub->join_receipt) {
-    add_receipt_id(s, sub->join_receipt, 0);
-    free(sub->join_receipt);
-    sub->join_receipt = NULL;
-  }
-  if (s->fan_waiting == 0) run_pending(s);
-}
-
-static void fan_message_cb(sg_fanout_member_t *m, sg_fanout_msg_t *msg) {
-  sg_sub_t *sub = container_of(m, sg_sub_t, fm);
-  sg_session_t *s = m->owner;
-  if (s->state != S_CONNECTED) return;
-  int v = s->version, vi = v == 10 ? 0 : v == 11 ? 1 : 2;
-  sg_buf_t *tail = &msg->tail[vi];
-  if (msg->tail_utf8[vi] < 0) {
-    /* The first member with this version encodes for all the others. */
-    encode_message_tail(tail, v, msg->d, NULL);
-    msg->tail_utf8[vi] = sg_utf8_valid(tail->base, tail->len);
-  }
-  sg_buf_t *b = &scratch;
-  char mid[320];
-  sg_buf_reset(b);
-  sg_stomp_encode_start(b, SG_STOMP_MESSAGE);
-  sg_stomp_encode_headerz(b, v, SG_STOMP_MESSAGE, "subscription", sub->id);
-  snprintf(mid, sizeof(mid), "%s@@session-%" PRIu64 "@@%" PRIu64, sub->tag, s->id, msg->seq);
-  sg_stomp_encode_headerz(b, v, SG_STOMP_MESSAGE, "message-id", mid);
-  int binary = !msg->tail_utf8[vi] || !sg_utf8_valid(b->base, b->len);
-  sg_metrics_delivery();
-  if (!outbound_room(s, sub, b->len + tail->len) || sg_buf_append(b, tail->base, tail->len) != 0)
-    return;
-  sg_metrics_frame_out(b->base, b->len);
-  sg_transport_send(s->tr, b->base, b->len, binary);
-}
-
-static void fan_lost_cb(sg_fanout_member_t *m, int code, const char *text) {
-  sg_session_t *s = m->owner;
-  if (s->state != S_CONNECTED) return;
-  uint16_t wc;
-  const char *msg = broker_error_name(code, &wc);
-  session_fail(s, wc, msg, NULL, text);
-}
-
-static const sg_fanout_cbs_t fanout_cbs = {fan_ready_cb, fan_message_cb, fan_lost_cb};
-
-const sg_fanout_cbs_t *sg_session_fanout_cbs(void) { return &fanout_cbs; }
-
-/* Shared mode: the credential check of CONNECT came back. */
-static void auth_done_cb(void *owner, int status, const char *message) {
-  sg_session_t *s = owner;
-  s->auth = NULL;
-  if (s->state != S_LOGIN) return;
-  if (status != 0) {
-    amqp_open_cb(&s->amqp, status, message);
-    return;
-  }
-  /* The channel opens when a frame first needs one: a session that only
-   * reads shared topic subscriptions costs the broker nothing. */
-  session_connected(s);
-}
-
-static void token_expired_cb(void *owner) {
-  sg_session_t *s = owner;
-  error_close(s, CLOSE_POLICY, "Token expired", NULL,
-              "the session's token has expired: reconnect with a new one");
-}
-
-/* --auth jwt/file: the gateway's check of CONNECT came back. */
-static void access_done_cb(void *owner, sg_grant_t *grant, const char *why) {
-  sg_session_t *s = owner;
-  s->access = NULL;
-  if (s->state != S_LOGIN) {
-    sg_grant_release(grant);
-    return;
-  }
-  if (grant == NULL) {
-    error_close(s, CLOSE_POLICY, "Access refused", NULL, why);
-    return;
-  }
-  s->grant = grant;
-  snprintf(s->login, sizeof(s->login), "%s", sg_grant_user(grant));
-  if (sg_grant_watch(grant, s->tr->loop, token_expired_cb, s) != 0) {
-    error_close(s, CLOSE_INTERNAL, "Internal error", NULL, "cannot watch the token's expiry");
-    return;
-  }
-  auth_done_cb(s, 0, NULL);
-}
+static const sg_relay_cbs_t relay_cbs = {relay_ready_cb,  relay_wake_cb,  relay_progress_cb,
+                                         relay_delivery_cb, relay_fault_cb, relay_closed_cb};
 
 /* ---------- life cycle ---------- */
 
@@ -2125,16 +1828,9 @@ static void session_teardown(sg_session_t *s) {
     sg_log_info("session-%" PRIu64 " closed (%s): %s", s->id, s->tr->peer,
                 s->close_reason ? s->close_reason : "closed");
   uv_close((uv_handle_t *)&s->timer, timer_closed_cb);
-  for (sg_sub_t *x = s->subs; x; x = x->next)
-    if (x->shared) sg_fanout_leave(&x->fm);
-  sg_auth_cancel(s->auth);
-  s->auth = NULL;
-  sg_access_cancel(s->access);
-  s->access = NULL;
   sg_grant_release(s->grant);
   s->grant = NULL;
-  if (s->amqp.state != SG_AMQP_IDLE) sg_amqp_close(&s->amqp);
-  else s->amqp_closed = 1;
+  if (sg_relay_close(s->relay)) s->relay_closed = 1;
 }
 
 static sg_session_t *session_new(sg_session_ctx_t *ctx) {
@@ -2146,6 +1842,10 @@ static sg_session_t *session_new(sg_session_ctx_t *ctx) {
   s->id = atomic_fetch_add(&next_session_id, 1);
   s->version = 12;
   s->rc_tail = &s->rc_head;
+  if ((s->relay = ctx->relay->create(ctx, &relay_cbs, s)) == NULL) {
+    free(s);
+    return NULL;
+  }
   sg_stomp_limits_t lim = {cfg->max_frame_size, cfg->max_headers, cfg->max_header_size};
   sg_stomp_parser_init(&s->parser, &lim);
   return s;
@@ -2178,6 +1878,7 @@ int sg_session_accept(uv_stream_t *server, sg_session_ctx_t *ctx) {
   int r = sg_ws_init(server->loop, &s->ws, cfg, &ws_cbs);
   if (r) {
     sg_stomp_parser_free(&s->parser);
+    sg_relay_free(s->relay);
     free(s);
     return r;
   }
@@ -2189,7 +1890,8 @@ int sg_session_accept(uv_stream_t *server, sg_session_ctx_t *ctx) {
     s->close_reason = "accept failed";
     s->state = S_CLOSING;
     s->torn_down = 1;
-    s->amqp_closed = 1;
+    sg_relay_close(s->relay);
+    s->relay_closed = 1;
     uv_close((uv_handle_t *)&s->timer, timer_closed_cb);
     sg_ws_abort(&s->ws);
     return r;
