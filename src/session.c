@@ -744,7 +744,8 @@ int sg_session_open(sg_transport_t *tr, sg_session_ctx_t *ctx) {
 void sg_session_drain_close(sg_session_t *s) {
   if (s->state == S_CLOSING) return;
   s->draining = 1;
-  if (s->state == S_CONNECTED && s->rc_head != NULL) return; /* sg_session_flush_receipts calls again */
+  /* With receipts owed, sg_session_flush_receipts calls again once they are out. */
+  if (s->state == S_CONNECTED && s->rc_head != NULL) return;
   sg_session_error_close(s, CLOSE_GOING_AWAY, "server shutting down", NULL,
               "the gateway is shutting down; reconnect to another instance");
 }
