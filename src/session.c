@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: MIT */
-/* The STOMP session state machine in per-session relay mode: every session
- * owns one AMQP connection opened with its own credentials, so RabbitMQ
- * applies its users and permissions exactly as for its Web-STOMP plugin.
+/* The STOMP session state machine. It reaches the broker only through its
+ * relay (relay.h), whichever mode that is.
  *
- * Ordering: frames are handled in arrival order. Broker work is pipelined
- * on one channel; a RECEIPT waits until every synchronous method sent
- * before it has been answered and every publish before it confirmed, so a
- * RECEIPT always means "all that came before is done". */
-#include "session.h"
+ * Ordering: frames are handled in arrival order. A RECEIPT waits until the
+ * relay has reached the mark taken after its frame: every broker method
+ * before it answered, every publish before it confirmed, every shared
+ * subscription before it set up. So a RECEIPT always means "all that came
+ * before is done". */
+#include "session_internal.h"
 
 #include <amqp.h>
 #include <amqp_framing.h>
@@ -19,11 +19,9 @@
 #include <string.h>
 
 #include "access.h"
-#include "broker.h"
-#include "fanout.h"
-#include "pool.h"
 #include "log.h"
 #include "metrics.h"
+#include "relay.h"
 #include "sg_config.h"
 #include "stompgate/amqp_table.h"
 #include "stompgate/app_dest.h"
@@ -35,164 +33,38 @@
 #include "stompgate/utf8.h"
 #include "ws.h"
 
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
-
-/* WebSocket close codes chosen for each way a session ends. */
-#define CLOSE_NORMAL 1000
-#define CLOSE_GOING_AWAY 1001
-#define CLOSE_PROTOCOL 1002
-#define CLOSE_POLICY 1008
-#define CLOSE_TOO_BIG 1009
-#define CLOSE_INTERNAL 1011
-
-enum { ACK_AUTO = 0, ACK_CLIENT, ACK_CLIENT_INDIVIDUAL };
-enum { S_WAIT_UPGRADE = 0, S_WAIT_CONNECT, S_LOGIN, S_CONNECTED, S_CLOSING };
-
-typedef struct sg_sub {
-  struct sg_sub *next;
-  char *id;
-  char *tag; /* AMQP consumer tag: "T_" + id */
-  size_t tag_len;
-  int ack_mode;
-  unsigned internal : 1;  /* a temp-queue consumer, not a client subscription */
-  unsigned app_reply : 1; /* the queue back ends answer application SENDs on */
-  unsigned cancelled : 1; /* UNSUBSCRIBEd; kept while its acks may still come */
-  unsigned own_queue : 1; /* a topic/exchange queue this subscription declared */
-  uint64_t cancel_seq;
-  char *temp_name;        /* /temp-queue/ name for internal consumers */
-  char *queue;            /* the AMQP queue it consumes */
-  uint64_t *unacked;      /* delivery tags awaiting ACK/NACK, ascending */
-  size_t un_len, un_cap;
-  unsigned shared : 1;    /* shared mode: a member of a worker's shared queue */
-  unsigned topic_like : 1; /* /topic or /exchange: messages a slow reader may lose */
-  sg_fanout_member_t fm;
-  char *join_receipt;     /* RECEIPT owed once the shared queue is ready */
-  char *user_dest;        /* /user/queue/X: the destination its MESSAGEs carry */
-} sg_sub_t;
-
-typedef struct sg_tx {
-  struct sg_tx *next;
-  char *id;
-  sg_stomp_frame_t **frames;
-  size_t n, cap;
-} sg_tx_t;
-
-typedef struct sg_receipt {
-  struct sg_receipt *next;
-  char *id;
-  uint64_t rpc_seq;
-  uint64_t pub_seq;
-  int disconnect;
-} sg_receipt_t;
-
-typedef struct sg_name {
-  struct sg_name *next;
-  char *name;
-} sg_name_t;
-
-struct sg_session {
-  sg_ws_t ws;          /* the connection of a session accepted here */
-  sg_transport_t *tr;  /* what it runs over: &ws.tr, or a SockJS session */
-  sg_transport_t closed_tr; /* stands in for tr once that is closed */
-  sg_amqp_t amqp;
-  uv_timer_t timer; /* CONNECT timeout, then heart-beats */
-  const sg_config_t *cfg;
-  sg_session_ctx_t *ctx;
-  sg_auth_req_t *auth;   /* shared mode: the CONNECT credential check */
-  sg_access_req_t *access; /* --auth jwt/file: the CONNECT check */
-  sg_grant_t *grant;     /* --auth jwt/file: who the session is and may do */
-  sg_pool_t *pool;       /* shared mode: where its channel comes from */
-  int fan_waiting;       /* shared joins not ready yet: later frames wait */
-  unsigned chan_opening : 1; /* shared mode: its channel is being opened; frames wait */
-  unsigned flow_blocked : 1; /* the broker blocked publishing: SENDs wait */
-  uint64_t dropped;      /* messages dropped as a slow consumer */
-  uint64_t id;
-  int state;
-  int version; /* 10, 11, 12 */
-  int ws_version;
-  unsigned ws_closed : 1, amqp_started : 1, amqp_closed : 1, timer_closed : 1;
-  unsigned torn_down : 1;
-  unsigned draining : 1; /* shutting down once its receipts are out */
-  sg_session_t *live_next, **live_prev;
-  sg_stomp_parser_t parser;
-  /* Frames that wait, in order: during the broker login, and while a
-   * shared subscription is being set up (so a SEND after a SUBSCRIBE is
-   * routed to it, as with a queue of its own). */
-  sg_stomp_frame_t **pending;
-  size_t pend_head, npending, pending_cap;
-  sg_sub_t *subs;
-  size_t nsubs;
-  sg_tx_t *txs;
-  size_t ntxs;
-  sg_receipt_t *rc_head, **rc_tail;
-  sg_name_t *declared; /* queues this session declared already */
-  uint64_t confirmed;  /* every publish up to this tag is confirmed */
-  uint64_t *ooo;       /* confirms above it, out of order */
-  size_t nooo, ooo_cap;
-  uint64_t temp_seq;
-  uint64_t hb_send_ms, hb_recv_ms, hb_tick_ms;
-  char login[128];
-  sg_app_corr_t app_corr; /* recent application requests, to route replies */
-  uint64_t app_seq;       /* correlation ids generated for them */
-  const char *close_reason;
-  char reason_buf[160];
-};
+static const sg_relay_cbs_t relay_cbs;
+static void run_pending(sg_session_t *s);
 
 static atomic_size_t live_sessions;
 static atomic_uint_fast64_t next_session_id = 1;
 /* This worker's sessions, for drain. */
 static __thread sg_session_t *live_head;
-static __thread sg_buf_t scratch;
-static __thread sg_buf_t hscratch; /* one rendered headers-table value */
+__thread sg_buf_t sg_session_scratch;
+__thread sg_buf_t sg_session_hscratch; /* one rendered headers-table value */
 
 size_t sg_session_count(void) { return live_sessions; }
 
 void sg_session_thread_done(void) {
-  sg_buf_free(&scratch);
-  sg_buf_free(&hscratch);
+  sg_buf_free(&sg_session_scratch);
+  sg_buf_free(&sg_session_hscratch);
 }
-
-static void session_teardown(sg_session_t *s);
-static const sg_amqp_cbs_t amqp_cbs;
-static void process_frame(sg_session_t *s, sg_stomp_frame_t *f, int in_commit);
-static void run_pending(sg_session_t *s);
-static void auth_done_cb(void *owner, int status, const char *message);
-static void access_done_cb(void *owner, sg_grant_t *grant, const char *why);
-static void error_close(sg_session_t *s, uint16_t code, const char *message,
-                        const sg_stomp_frame_t *f, const char *detail);
 
 /* --auth jwt/file: whether the session may do command (perm) on the
  * destination of that kind, name and key; if not, ERROR "Access refused"
  * naming destination and permission, and close, as RabbitMQ does. */
-static int refused(sg_session_t *s, const sg_stomp_frame_t *f, int perm, int kind,
+int sg_session_refused(sg_session_t *s, const sg_stomp_frame_t *f, int perm, int kind,
                    const char *name, const char *key, const char *dst) {
   char detail[1200];
   if (s->grant == NULL ||
       sg_grant_allows(s->grant, perm, kind, name, key, f->command, dst, detail, sizeof(detail)))
     return 0;
-  error_close(s, CLOSE_POLICY, "Access refused", f, detail);
+  sg_session_error_close(s, CLOSE_POLICY, "Access refused", f, detail);
   return 1;
 }
 
+
 /* ---------- freeing ---------- */
-
-static void sub_free(sg_sub_t *sub) {
-  free(sub->id);
-  free(sub->tag);
-  free(sub->temp_name);
-  free(sub->queue);
-  free(sub->unacked);
-  free(sub->join_receipt);
-  free(sub->user_dest);
-  free(sub);
-}
-
-static void tx_free(sg_tx_t *tx) {
-  for (size_t i = 0; i < tx->n; i++) sg_stomp_frame_free(tx->frames[i]);
-  free(tx->frames);
-  free(tx->id);
-  free(tx);
-}
 
 static void session_free(sg_session_t *s) {
   sg_stomp_parser_free(&s->parser);
@@ -200,12 +72,13 @@ static void session_free(sg_session_t *s) {
   free(s->pending);
   while (s->subs) {
     sg_sub_t *n = s->subs->next;
-    sub_free(s->subs);
+    sg_relay_release(s->relay, &s->subs->rs);
+    sg_session_sub_free(s->subs);
     s->subs = n;
   }
   while (s->txs) {
     sg_tx_t *n = s->txs->next;
-    tx_free(s->txs);
+    sg_session_tx_free(s->txs);
     s->txs = n;
   }
   while (s->rc_head) {
@@ -214,13 +87,7 @@ static void session_free(sg_session_t *s) {
     free(s->rc_head);
     s->rc_head = n;
   }
-  while (s->declared) {
-    sg_name_t *n = s->declared->next;
-    free(s->declared->name);
-    free(s->declared);
-    s->declared = n;
-  }
-  free(s->ooo);
+  sg_relay_free(s->relay);
   sg_app_corr_free(&s->app_corr);
   if ((*s->live_prev = s->live_next) != NULL) s->live_next->live_prev = s->live_prev;
   live_sessions--;
@@ -228,12 +95,13 @@ static void session_free(sg_session_t *s) {
 }
 
 static void maybe_free(sg_session_t *s) {
-  if (s->ws_closed && s->amqp_closed && s->timer_closed) session_free(s);
+  if (s->ws_closed && s->relay_closed && s->timer_closed) session_free(s);
 }
+
 
 /* ---------- sending frames ---------- */
 
-static void send_frame_buf(sg_session_t *s, const sg_buf_t *b) {
+void sg_session_send_frame(sg_session_t *s, const sg_buf_t *b) {
   int binary = !sg_utf8_valid(b->base, b->len);
   sg_metrics_frame_out(b->base, b->len);
   sg_transport_send(s->tr, b->base, b->len, binary);
@@ -241,7 +109,7 @@ static void send_frame_buf(sg_session_t *s, const sg_buf_t *b) {
 
 static void send_error(sg_session_t *s, const char *message, const char *receipt_id,
                        const char *detail) {
-  sg_buf_t *b = &scratch;
+  sg_buf_t *b = &sg_session_scratch;
   sg_metrics_error(message);
   sg_buf_reset(b);
   sg_stomp_encode_start(b, SG_STOMP_ERROR);
@@ -253,1039 +121,37 @@ static void send_error(sg_session_t *s, const char *message, const char *receipt
   } else {
     sg_stomp_encode_finish(b, NULL, 0);
   }
-  send_frame_buf(s, b);
+  sg_session_send_frame(s, b);
 }
 
-/* Sends ERROR and closes: the spec's rule, which Web-STOMP does not keep. */
-static void error_close(sg_session_t *s, uint16_t code, const char *message,
-                        const sg_stomp_frame_t *f, const char *detail) {
+/* Every way a session ends from its own side: why is for the close log
+ * line and the metrics, code and ws_reason go to the client with the
+ * close, and the broker side is torn down. */
+void sg_session_end(sg_session_t *s, uint16_t code, const char *ws_reason, const char *why) {
   if (s->state == S_CLOSING) return;
-  const char *rid = f ? sg_stomp_frame_header(f, "receipt", NULL) : NULL;
+  s->close_reason = why;
+  sg_transport_close(s->tr, code, ws_reason);
+  sg_session_teardown(s);
+}
+
+/* Sends ERROR (with receipt-id when the failing frame asked for a receipt)
+ * and closes: the spec's rule, which Web-STOMP does not keep. */
+void sg_session_fail(sg_session_t *s, uint16_t code, const char *message,
+                         const char *receipt_id, const char *detail) {
+  if (s->state == S_CLOSING) return;
   /* The reason is for the close log line; long details are cut. */
   snprintf(s->reason_buf, sizeof(s->reason_buf), "ERROR %.60s%s%.90s", message,
            detail ? ": " : "", detail ? detail : "");
-  s->close_reason = s->reason_buf;
-  send_error(s, message, rid, detail);
-  sg_transport_close(s->tr, code, message);
-  session_teardown(s);
+  send_error(s, message, receipt_id, detail);
+  sg_session_end(s, code, message, s->reason_buf);
 }
 
-static void send_receipt(sg_session_t *s, const char *id) {
-  sg_buf_t *b = &scratch;
-  sg_buf_reset(b);
-  sg_stomp_encode_start(b, SG_STOMP_RECEIPT);
-  sg_stomp_encode_headerz(b, s->version, SG_STOMP_RECEIPT, "receipt-id", id);
-  sg_stomp_encode_finish(b, NULL, 0);
-  send_frame_buf(s, b);
+/* sg_session_fail for frame f (NULL: no frame is to blame). */
+void sg_session_error_close(sg_session_t *s, uint16_t code, const char *message,
+                        const sg_stomp_frame_t *f, const char *detail) {
+  sg_session_fail(s, code, message, f ? sg_stomp_frame_header(f, "receipt", NULL) : NULL, detail);
 }
 
-/* ---------- receipts and confirms ---------- */
-
-static void drain_close(sg_session_t *s);
-
-static void flush_receipts(sg_session_t *s) {
-  while (s->rc_head && s->state == S_CONNECTED) {
-    sg_receipt_t *r = s->rc_head;
-    if (s->amqp.rpc_done < r->rpc_seq || s->confirmed < r->pub_seq) break;
-    s->rc_head = r->next;
-    if (s->rc_head == NULL) s->rc_tail = &s->rc_head;
-    send_receipt(s, r->id);
-    int disc = r->disconnect;
-    free(r->id);
-    free(r);
-    if (disc) {
-      s->close_reason = "DISCONNECT";
-      sg_transport_close(s->tr, CLOSE_NORMAL, "");
-      session_teardown(s);
-      return;
-    }
-    if (s->draining && s->rc_head == NULL) drain_close(s);
-  }
-}
-
-static int add_receipt_id(sg_session_t *s, const char *id, int disconnect) {
-  sg_receipt_t *r = calloc(1, sizeof(*r));
-  if (r == NULL || (r->id = strdup(id)) == NULL) {
-    free(r);
-    return SG_ERR_NOMEM;
-  }
-  r->rpc_seq = s->amqp.rpc_sent;
-  r->pub_seq = s->amqp.pub_seq;
-  r->disconnect = disconnect;
-  *s->rc_tail = r;
-  s->rc_tail = &r->next;
-  flush_receipts(s);
-  return 1;
-}
-
-static int add_receipt(sg_session_t *s, const sg_stomp_frame_t *f, int disconnect) {
-  const char *id = sg_stomp_frame_header(f, "receipt", NULL);
-  return id ? add_receipt_id(s, id, disconnect) : 0;
-}
-
-static void confirm_advance(sg_session_t *s) {
-  int moved = 1;
-  while (moved) {
-    moved = 0;
-    for (size_t i = 0; i < s->nooo; i++) {
-      if (s->ooo[i] <= s->confirmed + 1) {
-        if (s->ooo[i] == s->confirmed + 1) s->confirmed++;
-        s->ooo[i] = s->ooo[--s->nooo];
-        moved = 1;
-        break;
-      }
-    }
-  }
-}
-
-/* ---------- subscriptions ---------- */
-
-static sg_sub_t *sub_by_id(sg_session_t *s, const char *id) {
-  for (sg_sub_t *x = s->subs; x; x = x->next)
-    if (!x->internal && !x->cancelled && strcmp(x->id, id) == 0) return x;
-  return NULL;
-}
-
-static sg_sub_t *sub_by_tag(sg_session_t *s, amqp_bytes_t tag) {
-  for (sg_sub_t *x = s->subs; x; x = x->next)
-    if (x->tag_len == tag.len && memcmp(x->tag, tag.bytes, tag.len) == 0) return x;
-  return NULL;
-}
-
-static void sub_unlink(sg_session_t *s, sg_sub_t *sub) {
-  for (sg_sub_t **p = &s->subs; *p; p = &(*p)->next) {
-    if (*p == sub) {
-      *p = sub->next;
-      if (!sub->internal) s->nsubs--;
-      sub_free(sub);
-      return;
-    }
-  }
-}
-
-/* Frees cancelled subscriptions once the broker confirmed the cancel and no
- * ACK can refer to them any more. */
-static void reap_cancelled(sg_session_t *s) {
-  sg_sub_t *x = s->subs;
-  while (x) {
-    sg_sub_t *n = x->next;
-    if (x->cancelled && x->un_len == 0 && s->amqp.rpc_done >= x->cancel_seq) sub_unlink(s, x);
-    x = n;
-  }
-}
-
-static int unacked_push(sg_sub_t *sub, uint64_t tag) {
-  if (sub->un_len == sub->un_cap) {
-    size_t cap = sub->un_cap ? sub->un_cap * 2 : 16;
-    uint64_t *n = realloc(sub->unacked, cap * sizeof(*n));
-    if (n == NULL) return SG_ERR_NOMEM;
-    sub->unacked = n;
-    sub->un_cap = cap;
-  }
-  sub->unacked[sub->un_len++] = tag;
-  return 0;
-}
-
-/* ---------- AMQP helpers ---------- */
-
-static amqp_bytes_t bytes_of(const char *s) { return amqp_cstring_bytes(s); }
-
-static int declared_already(sg_session_t *s, const char *name) {
-  for (sg_name_t *n = s->declared; n; n = n->next)
-    if (strcmp(n->name, name) == 0) return 1;
-  return 0;
-}
-
-static void remember_declared(sg_session_t *s, const char *name) {
-  sg_name_t *n = malloc(sizeof(*n));
-  if (n == NULL) return;
-  if ((n->name = strdup(name)) == NULL) {
-    free(n);
-    return;
-  }
-  n->next = s->declared;
-  s->declared = n;
-}
-
-static int declare_queue(sg_session_t *s, const char *name, int durable, int exclusive,
-                         int auto_delete, amqp_table_t args) {
-  amqp_queue_declare_t m;
-  memset(&m, 0, sizeof(m));
-  m.queue = bytes_of(name);
-  m.durable = durable;
-  m.exclusive = exclusive;
-  m.auto_delete = auto_delete;
-  m.arguments = args;
-  int64_t r = sg_amqp_rpc(&s->amqp, AMQP_QUEUE_DECLARE_METHOD, &m, AMQP_QUEUE_DECLARE_OK_METHOD);
-  return r < 0 ? (int)r : 0;
-}
-
-static int consume(sg_session_t *s, sg_sub_t *sub, int no_ack, amqp_table_t args) {
-  amqp_basic_consume_t m;
-  memset(&m, 0, sizeof(m));
-  m.queue = bytes_of(sub->queue);
-  m.consumer_tag = amqp_cstring_bytes(sub->tag);
-  m.no_ack = no_ack;
-  m.arguments = args;
-  int64_t r = sg_amqp_rpc(&s->amqp, AMQP_BASIC_CONSUME_METHOD, &m, AMQP_BASIC_CONSUME_OK_METHOD);
-  return r < 0 ? (int)r : 0;
-}
-
-static void random_hex(char *out, size_t n) {
-  static const char hex[] = "0123456789abcdef";
-  uint64_t x = uv_hrtime() ^ ((uint64_t)(uintptr_t)out << 17);
-  for (size_t i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    out[i] = hex[x & 15];
-  }
-  out[n] = '\0';
-}
-
-/* The exclusive reply queue behind /temp-queue/NAME, created on first use. */
-static const char *temp_queue(sg_session_t *s, const char *tname) {
-  for (sg_sub_t *x = s->subs; x; x = x->next)
-    if (x->internal && strcmp(x->temp_name, tname) == 0) return x->queue;
-  sg_sub_t *sub = calloc(1, sizeof(*sub));
-  char qname[96], rnd[17];
-  if (sub == NULL) return NULL;
-  random_hex(rnd, 16);
-  snprintf(qname, sizeof(qname), "stomp-temp-%" PRIu64 "-%s-%" PRIu64, s->id, rnd, ++s->temp_seq);
-  size_t tl = strlen(tname);
-  sub->internal = 1;
-  sub->temp_name = strdup(tname);
-  sub->queue = strdup(qname);
-  sub->id = malloc(tl + 13);
-  sub->tag = malloc(tl + 15);
-  if (!sub->temp_name || !sub->queue || !sub->id || !sub->tag) {
-    sub_free(sub);
-    return NULL;
-  }
-  sprintf(sub->id, "/temp-queue/%s", tname);
-  sprintf(sub->tag, "T_/temp-queue/%s", tname);
-  sub->tag_len = strlen(sub->tag);
-  sub->ack_mode = ACK_AUTO;
-  sub->next = s->subs;
-  s->subs = sub;
-  if (declare_queue(s, sub->queue, 0, 1, 1, amqp_empty_table) < 0 ||
-      consume(s, sub, 1, amqp_empty_table) < 0)
-    return NULL;
-  return sub->queue;
-}
-
-/* ---------- queue arguments ---------- */
-
-#define MAX_QUEUE_ARGS 10
-
-typedef struct queue_args {
-  amqp_table_entry_t e[MAX_QUEUE_ARGS];
-  amqp_table_t table;
-  int durable_type; /* x-queue-type quorum or stream: durable, shared */
-} queue_args_t;
-
-/* Collects the queue-argument headers of f (RabbitMQ's names, first
- * occurrence wins) into qa, borrowing the header strings. Returns 0, or
- * SG_ERR_INVALID with *bad naming a header whose integer does not parse. */
-static int queue_args_from(const sg_stomp_frame_t *f, queue_args_t *qa, const char **bad) {
-  memset(qa, 0, sizeof(*qa));
-  qa->table.entries = qa->e;
-  for (size_t i = 0; i < f->nheaders; i++) {
-    const sg_stomp_header_t *h = &f->headers[i];
-    sg_qarg_type_t t = sg_dest_queue_arg_type(h->name);
-    if (t == SG_QARG_NONE || sg_stomp_frame_header(f, h->name, NULL) != h->value) continue;
-    if (qa->table.num_entries >= MAX_QUEUE_ARGS) break;
-    amqp_table_entry_t *e = &qa->e[qa->table.num_entries];
-    e->key = (amqp_bytes_t){h->name_len, (void *)h->name};
-    if (t == SG_QARG_INT) {
-      int64_t v;
-      if (sg_dest_parse_int(h->value, &v) != 0) {
-        *bad = h->name;
-        return SG_ERR_INVALID;
-      }
-      e->value.kind = AMQP_FIELD_KIND_I64;
-      e->value.value.i64 = v;
-    } else {
-      e->value.kind = AMQP_FIELD_KIND_UTF8;
-      e->value.value.bytes = (amqp_bytes_t){h->value_len, (void *)h->value};
-      if (strcmp(h->name, "x-queue-type") == 0 &&
-          (strcmp(h->value, "quorum") == 0 || strcmp(h->value, "stream") == 0))
-        qa->durable_type = 1;
-    }
-    qa->table.num_entries++;
-  }
-  return 0;
-}
-
-/* queue_args_from, answering a malformed argument with ERROR. 0 or -1
- * after the session was closed. */
-static int take_queue_args(sg_session_t *s, const sg_stomp_frame_t *f, queue_args_t *qa) {
-  const char *bad = NULL;
-  if (queue_args_from(f, qa, &bad) == 0) return 0;
-  char detail[128];
-  snprintf(detail, sizeof(detail), "'%s' must be an integer", bad);
-  error_close(s, CLOSE_PROTOCOL, "Invalid queue argument", f, detail);
-  return -1;
-}
-
-static int header_true(const sg_stomp_frame_t *f, const char *name) {
-  const char *v = sg_stomp_frame_header(f, name, NULL);
-  return v && strcmp(v, "true") == 0;
-}
-
-/* ---------- SEND ---------- */
-
-static int is_reserved_send_header(const char *n) {
-  static const char *const names[] = {
-      "destination", "content-length", "transaction", "receipt", "message-id", "ack",
-      "subscription", "content-type", "content-encoding", "correlation-id", "reply-to",
-      "expiration", "priority", "timestamp", "type", "user-id", "app-id", "amqp-message-id",
-      "persistent", "redelivered", NULL};
-  for (int i = 0; names[i]; i++)
-    if (strcmp(n, names[i]) == 0) return 1;
-  return 0;
-}
-
-static int parse_u64(const char *v, uint64_t *out) {
-  if (v == NULL || *v < '0' || *v > '9') return -1;
-  char *end;
-  unsigned long long x = strtoull(v, &end, 10);
-  if (*end) return -1;
-  *out = x;
-  return 0;
-}
-
-/* ---------- application destinations ---------- */
-
-/* Shared mode: whether dst is a user destination (/user/...). */
-static int user_dest_of(const sg_session_t *s, const char *dst) {
-  return s->cfg->mode == SG_MODE_SHARED && s->cfg->user_exchange && sg_user_dest_is(dst);
-}
-
-static int app_prefix_of(const sg_session_t *s, const char *dst) {
-  return sg_app_match((const char *const *)s->cfg->app_prefixes.v, s->cfg->app_prefixes.n, dst);
-}
-
-/* The session's queue for back-end replies: an internal temp queue under a
- * name no client can give (client /temp-queue/ names are never empty). */
-static const char *app_reply_queue(sg_session_t *s) {
-  const char *q = temp_queue(s, "");
-  if (q == NULL) return NULL;
-  for (sg_sub_t *x = s->subs; x; x = x->next)
-    if (x->internal && x->temp_name[0] == '\0') x->app_reply = 1;
-  return q;
-}
-
-static int app_corr_remember(sg_app_corr_t *c, amqp_bytes_t id, const char *dst) {
-  char buf[256];
-  snprintf(buf, sizeof(buf), "%.*s", (int)(id.len < 255 ? id.len : 255), (const char *)id.bytes);
-  return sg_app_corr_add(c, buf, dst);
-}
-
-static void do_send(sg_session_t *s, sg_stomp_frame_t *f) {
-  const char *dst = sg_stomp_frame_header(f, "destination", NULL);
-  if (dst == NULL) {
-    error_close(s, CLOSE_PROTOCOL, "Missing destination", f, "SEND requires a destination header");
-    return;
-  }
-  /* These are the server's to set on MESSAGE; a client that sends them
-   * would otherwise forge them for every subscriber. */
-  static const char *const forbidden[] = {"message-id", "subscription", "ack"};
-  for (size_t i = 0; i < sizeof(forbidden) / sizeof(forbidden[0]); i++) {
-    if (sg_stomp_frame_header(f, forbidden[i], NULL)) {
-      char detail[96];
-      snprintf(detail, sizeof(detail), "'%s' is not allowed on SEND", forbidden[i]);
-      error_close(s, CLOSE_PROTOCOL, "Invalid header", f, detail);
-      return;
-    }
-  }
-  queue_args_t qa;
-  if (take_queue_args(s, f, &qa) != 0) return;
-  sg_dest_t d;
-  const char *exchange, *rk;
-  sg_buf_t app_key;
-  sg_buf_init(&app_key);
-  int app = app_prefix_of(s, dst), user = 0;
-  if (app >= 0) {
-    memset(&d, 0, sizeof(d));
-    if (sg_app_routing_key(&app_key, s->cfg->app_prefixes.v[app], dst) != 0) {
-      char detail[300];
-      snprintf(detail, sizeof(detail),
-               "'%.200s' needs a path under the application prefix '%s', with no empty segment",
-               dst, s->cfg->app_prefixes.v[app]);
-      sg_buf_free(&app_key);
-      error_close(s, CLOSE_PROTOCOL, "Invalid destination", f, detail);
-      return;
-    }
-    exchange = s->cfg->app_exchange;
-    rk = app_key.base;
-  } else if (user_dest_of(s, dst)) {
-    /* /user/U/queue/X reaches every session of U that subscribed to
-     * /user/queue/X, on any gateway: they are bound with this key. */
-    memset(&d, 0, sizeof(d));
-    if (sg_user_dest_send_key(&app_key, dst) != 0) {
-      sg_buf_free(&app_key);
-      error_close(s, CLOSE_PROTOCOL, "Invalid destination", f,
-                  "a user destination to SEND to is /user/USER/queue/NAME");
-      return;
-    }
-    user = 1;
-    exchange = s->cfg->user_exchange;
-    rk = app_key.base;
-  } else if (sg_dest_parse(dst, strlen(dst), &d) != 0) {
-    error_close(s, CLOSE_PROTOCOL, "Invalid destination", f, dst);
-    return;
-  } else if (sg_dest_publish_target(&d, &exchange, &rk) != 0) {
-    sg_dest_free(&d);
-    error_close(s, CLOSE_PROTOCOL, "Invalid destination", f,
-                "a /temp-queue/ destination is only valid in a reply-to header");
-    return;
-  }
-  if (app >= 0 || user ? refused(s, f, SG_PERM_WRITE, SG_DEST_EXCHANGE, exchange, rk, dst)
-                       : refused(s, f, SG_PERM_WRITE, (int)d.kind, d.name, d.key, dst)) {
-    sg_dest_free(&d);
-    sg_buf_free(&app_key);
-    return;
-  }
-  /* A queue is declared once per session, unless the frame names queue
-   * arguments: then the broker checks them against the queue. */
-  if (d.kind == SG_DEST_QUEUE && (qa.table.num_entries || !declared_already(s, d.name))) {
-    if (declare_queue(s, d.name, 1, 0, 0, qa.table) < 0) goto lost;
-    if (!declared_already(s, d.name)) remember_declared(s, d.name);
-  }
-
-  amqp_basic_properties_t p;
-  memset(&p, 0, sizeof(p));
-  /* Application SENDs carry three more entries: session, user, destination. */
-  amqp_table_entry_t *entries = calloc(f->nheaders + 3, sizeof(*entries));
-  if (entries == NULL) goto lost;
-  size_t nent = 0;
-  for (size_t i = 0; i < f->nheaders; i++) {
-    const sg_stomp_header_t *h = &f->headers[i];
-    /* The first of repeated headers wins; skip later copies. */
-    if (sg_stomp_frame_header(f, h->name, NULL) != h->value) continue;
-    const char *n = h->name;
-    amqp_bytes_t v = {h->value_len, (void *)h->value};
-    uint64_t num;
-    if (strcmp(n, "content-type") == 0) {
-      p._flags |= AMQP_BASIC_CONTENT_TYPE_FLAG;
-      p.content_type = v;
-    } else if (strcmp(n, "content-encoding") == 0) {
-      p._flags |= AMQP_BASIC_CONTENT_ENCODING_FLAG;
-      p.content_encoding = v;
-    } else if (strcmp(n, "correlation-id") == 0) {
-      p._flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
-      p.correlation_id = v;
-    } else if (strcmp(n, "reply-to") == 0) {
-      const char *rq = h->value;
-      if (strncmp(rq, "/temp-queue/", 12) == 0 && rq[12]) {
-        rq = temp_queue(s, rq + 12);
-        if (rq == NULL) {
-          free(entries);
-          goto lost;
-        }
-      }
-      p._flags |= AMQP_BASIC_REPLY_TO_FLAG;
-      p.reply_to = bytes_of(rq);
-    } else if (strcmp(n, "expiration") == 0) {
-      p._flags |= AMQP_BASIC_EXPIRATION_FLAG;
-      p.expiration = v;
-    } else if (strcmp(n, "priority") == 0) {
-      if (parse_u64(h->value, &num) == 0 && num <= 255) {
-        p._flags |= AMQP_BASIC_PRIORITY_FLAG;
-        p.priority = (uint8_t)num;
-      }
-    } else if (strcmp(n, "timestamp") == 0) {
-      if (parse_u64(h->value, &num) == 0) {
-        p._flags |= AMQP_BASIC_TIMESTAMP_FLAG;
-        p.timestamp = num;
-      }
-    } else if (strcmp(n, "type") == 0) {
-      p._flags |= AMQP_BASIC_TYPE_FLAG;
-      p.type = v;
-    } else if (strcmp(n, "user-id") == 0) {
-      p._flags |= AMQP_BASIC_USER_ID_FLAG;
-      p.user_id = v;
-    } else if (strcmp(n, "app-id") == 0) {
-      p._flags |= AMQP_BASIC_APP_ID_FLAG;
-      p.app_id = v;
-    } else if (strcmp(n, "amqp-message-id") == 0) {
-      p._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
-      p.message_id = v;
-    } else if (strcmp(n, "persistent") == 0) {
-      if (strcmp(h->value, "true") == 0) {
-        p._flags |= AMQP_BASIC_DELIVERY_MODE_FLAG;
-        p.delivery_mode = AMQP_DELIVERY_PERSISTENT;
-      }
-    } else if (!is_reserved_send_header(n) && strncmp(n, "stompgate-", 10) != 0) {
-      /* stompgate-* entries are the gateway's word to back ends (who sent
-       * it); a client cannot forge them. */
-      entries[nent].key = (amqp_bytes_t){h->name_len, (void *)h->name};
-      entries[nent].value.kind = AMQP_FIELD_KIND_UTF8;
-      entries[nent].value.value.bytes = v;
-      nent++;
-    }
-  }
-  char app_corr[48], app_session[32];
-  if (app >= 0) {
-    /* The back end answers on the session's reply queue with the request's
-     * correlation id, which tells the reply's destination. */
-    if (!(p._flags & AMQP_BASIC_REPLY_TO_FLAG)) {
-      const char *rq = app_reply_queue(s);
-      if (rq == NULL) {
-        free(entries);
-        goto lost;
-      }
-      p._flags |= AMQP_BASIC_REPLY_TO_FLAG;
-      p.reply_to = bytes_of(rq);
-    }
-    if (!(p._flags & AMQP_BASIC_CORRELATION_ID_FLAG)) {
-      snprintf(app_corr, sizeof(app_corr), "session-%" PRIu64 "-%" PRIu64, s->id, ++s->app_seq);
-      p._flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
-      p.correlation_id = bytes_of(app_corr);
-    }
-    if ((s->app_corr.cap == 0 && sg_app_corr_init(&s->app_corr, 256) != 0) ||
-        app_corr_remember(&s->app_corr, p.correlation_id, dst) != 0) {
-      free(entries);
-      goto lost;
-    }
-    snprintf(app_session, sizeof(app_session), "session-%" PRIu64, s->id);
-    const char *extra[3][2] = {{"stompgate-session", app_session},
-                               {"stompgate-user", s->login},
-                               {"stompgate-destination", dst}};
-    for (int i = 0; i < 3; i++) {
-      entries[nent].key = bytes_of(extra[i][0]);
-      entries[nent].value.kind = AMQP_FIELD_KIND_UTF8;
-      entries[nent].value.value.bytes = bytes_of(extra[i][1]);
-      nent++;
-    }
-  }
-  if (nent) {
-    p._flags |= AMQP_BASIC_HEADERS_FLAG;
-    p.headers.num_entries = (int)nent;
-    p.headers.entries = entries;
-  }
-  uint64_t seq;
-  int r = sg_amqp_publish(&s->amqp, bytes_of(exchange), bytes_of(rk), &p,
-                          (amqp_bytes_t){f->body_len, (void *)f->body}, &seq);
-  free(entries);
-  sg_dest_free(&d);
-  sg_buf_free(&app_key);
-  if (r < 0) return; /* on_lost_cb has closed the session */
-  add_receipt(s, f, 0);
-  return;
-lost:
-  sg_dest_free(&d);
-  sg_buf_free(&app_key);
-  if (s->state != S_CLOSING) error_close(s, CLOSE_INTERNAL, "Internal error", f, NULL);
-}
-
-/* ---------- SUBSCRIBE / UNSUBSCRIBE ---------- */
-
-/* Shared mode: whether a subscription can share the worker's queue for its
- * (exchange, key): auto-ack, to /topic or /exchange, with nothing that asks
- * for a queue of its own (durable, a name, queue arguments). */
-static int shareable(const sg_stomp_frame_t *f, const sg_dest_t *d, int ack_mode) {
-  if (ack_mode != ACK_AUTO || (d->kind != SG_DEST_TOPIC && d->kind != SG_DEST_EXCHANGE)) return 0;
-  for (size_t i = 0; i < f->nheaders; i++) {
-    const char *n = f->headers[i].name, *v = f->headers[i].value;
-    if (strncmp(n, "x-", 2) == 0 || strcmp(n, "auto-delete") == 0 || strcmp(n, "exclusive") == 0)
-      return 0;
-    if ((strcmp(n, "durable") == 0 || strcmp(n, "persistent") == 0) && strcmp(v, "true") == 0)
-      return 0;
-  }
-  return 1;
-}
-
-/* Joins the worker's shared queue. Later frames wait until it is ready,
- * so a SEND after the SUBSCRIBE reaches it, as with a queue of its own. */
-static void subscribe_shared(sg_session_t *s, sg_stomp_frame_t *f, sg_sub_t *sub,
-                             const sg_dest_t *d) {
-  const char *rid = sg_stomp_frame_header(f, "receipt", NULL);
-  sub->shared = 1;
-  sub->fm.owner = s;
-  if (rid && (sub->join_receipt = strdup(rid)) == NULL) {
-    sub_free(sub);
-    error_close(s, CLOSE_INTERNAL, "Internal error", f, "out of memory");
-    return;
-  }
-  sub->next = s->subs;
-  s->subs = sub;
-  s->nsubs++;
-  s->fan_waiting++;
-  const char *exchange = d->kind == SG_DEST_TOPIC ? "amq.topic" : d->name;
-  const char *key = d->kind == SG_DEST_TOPIC ? d->name : d->key;
-  int r = sg_fanout_join(s->ctx->fanout, exchange, key, &sub->fm);
-  if (r == 0) return; /* fan_ready_cb follows, or has already run */
-  s->fan_waiting--;
-  if (r < 0) {
-    error_close(s, CLOSE_INTERNAL, "Internal error", f, "cannot join the subscription");
-    return;
-  }
-  free(sub->join_receipt);
-  sub->join_receipt = NULL;
-  add_receipt(s, f, 0);
-}
-
-static void do_subscribe(sg_session_t *s, sg_stomp_frame_t *f) {
-  const char *dst = sg_stomp_frame_header(f, "destination", NULL);
-  const char *id = sg_stomp_frame_header(f, "id", NULL);
-  const char *ack = sg_stomp_frame_header(f, "ack", NULL);
-  if (dst == NULL) {
-    error_close(s, CLOSE_PROTOCOL, "Missing destination", f,
-                "SUBSCRIBE requires a destination header");
-    return;
-  }
-  if (id == NULL) {
-    if (s->version >= 11) {
-      error_close(s, CLOSE_PROTOCOL, "Missing id", f, "SUBSCRIBE requires an id header");
-      return;
-    }
-    id = dst; /* STOMP 1.0: the destination identifies the subscription */
-  }
-  if (strncmp(id, "/temp-queue/", 12) == 0) {
-    error_close(s, CLOSE_PROTOCOL, "Invalid subscription id", f,
-                "ids starting with /temp-queue/ are reserved");
-    return;
-  }
-  if (sub_by_id(s, id)) {
-    error_close(s, CLOSE_PROTOCOL, "Duplicated subscription identifier", f, id);
-    return;
-  }
-  if (s->nsubs >= s->cfg->max_subscriptions) {
-    error_close(s, CLOSE_POLICY, "Too many subscriptions", f, NULL);
-    return;
-  }
-  int mode;
-  if (ack == NULL || strcmp(ack, "auto") == 0) mode = ACK_AUTO;
-  else if (strcmp(ack, "client") == 0) mode = ACK_CLIENT;
-  else if (strcmp(ack, "client-individual") == 0) mode = ACK_CLIENT_INDIVIDUAL;
-  else {
-    error_close(s, CLOSE_PROTOCOL, "Invalid ack mode", f, ack);
-    return;
-  }
-  int app = app_prefix_of(s, dst);
-  if (app >= 0) {
-    char msg[240];
-    snprintf(msg, sizeof(msg), "Cannot subscribe under the application prefix %s",
-             s->cfg->app_prefixes.v[app]);
-    error_close(s, CLOSE_PROTOCOL, msg, f,
-                "application destinations are handled by back-end services: SEND to them; "
-                "their replies arrive without a subscription");
-    return;
-  }
-  queue_args_t qa;
-  if (take_queue_args(s, f, &qa) != 0) return;
-  /* Streams are read from an offset, given as a consumer argument. */
-  amqp_table_entry_t ce;
-  amqp_table_t cargs = amqp_empty_table;
-  const char *so = sg_stomp_frame_header(f, "x-stream-offset", NULL);
-  if (so) {
-    sg_stream_offset_t off;
-    if (sg_dest_parse_stream_offset(so, &off) != 0) {
-      error_close(s, CLOSE_PROTOCOL, "Invalid x-stream-offset", f,
-                  "expected first, last, next, offset=N or timestamp=T");
-      return;
-    }
-    ce.key = amqp_cstring_bytes("x-stream-offset");
-    switch (off.kind) {
-    case SG_STREAM_OFFSET:
-      ce.value.kind = AMQP_FIELD_KIND_I64;
-      ce.value.value.i64 = off.value;
-      break;
-    case SG_STREAM_TIMESTAMP:
-      ce.value.kind = AMQP_FIELD_KIND_TIMESTAMP;
-      ce.value.value.u64 = (uint64_t)off.value;
-      break;
-    default:
-      ce.value.kind = AMQP_FIELD_KIND_UTF8;
-      ce.value.value.bytes = amqp_cstring_bytes(so);
-      break;
-    }
-    cargs.num_entries = 1;
-    cargs.entries = &ce;
-  }
-  /* durable:true (persistent:true in older clients) asks for a topic
-   * subscription that outlives the session; it is found again by its id
-   * or by x-queue-name. */
-  int durable = header_true(f, "durable") || header_true(f, "persistent");
-  const char *xqn = sg_stomp_frame_header(f, "x-queue-name", NULL);
-  if (xqn && (*xqn == '\0' || strlen(xqn) > 255)) {
-    error_close(s, CLOSE_PROTOCOL, "Invalid x-queue-name", f, "a queue name has 1 to 255 bytes");
-    return;
-  }
-  if (durable && xqn == NULL && sg_stomp_frame_header(f, "id", NULL) == NULL) {
-    error_close(s, CLOSE_PROTOCOL, "Missing id", f, "a durable subscription requires an id header");
-    return;
-  }
-  sg_dest_t d;
-  int user = user_dest_of(s, dst);
-  if (user && (xqn || durable)) {
-    /* A named or durable queue could be found again by another user. */
-    error_close(s, CLOSE_PROTOCOL, "Invalid destination", f,
-                "a user destination has a queue of the session's own: no durable or x-queue-name");
-    return;
-  }
-  if (user) {
-    /* /user/queue/X: a queue of this session's own, bound to the user
-     * exchange with this user's key; nobody else's key can be named. */
-    sg_buf_t key;
-    sg_buf_init(&key);
-    memset(&d, 0, sizeof(d));
-    d.kind = SG_DEST_EXCHANGE;
-    if (sg_user_dest_subscribe_key(&key, s->login, dst) != 0) {
-      sg_buf_free(&key);
-      error_close(s, CLOSE_PROTOCOL, "Invalid destination", f,
-                  "a user destination to SUBSCRIBE to is /user/queue/NAME");
-      return;
-    }
-    d.key = key.base;
-    if ((d.name = strdup(s->cfg->user_exchange)) == NULL) {
-      sg_dest_free(&d);
-      error_close(s, CLOSE_INTERNAL, "Internal error", f, "out of memory");
-      return;
-    }
-  } else if (sg_dest_parse(dst, strlen(dst), &d) != 0) {
-    error_close(s, CLOSE_PROTOCOL, "Invalid destination", f, dst);
-    return;
-  }
-  if (d.kind == SG_DEST_TEMP_QUEUE) {
-    sg_dest_free(&d);
-    error_close(s, CLOSE_PROTOCOL, "Invalid destination", f,
-                "a /temp-queue/ destination is only valid in a reply-to header");
-    return;
-  }
-  if (!user && refused(s, f, SG_PERM_READ, (int)d.kind, d.name, d.key, dst)) {
-    sg_dest_free(&d);
-    return;
-  }
-  /* A topic subscription that names its queue, or a durable one, may meet
-   * another's queue by that name: declaring it needs configure on it. */
-  if (s->grant && (d.kind == SG_DEST_TOPIC || d.kind == SG_DEST_EXCHANGE) && (xqn || durable)) {
-    char dq[SG_DEST_DURABLE_NAME_SIZE];
-    if (xqn == NULL) sg_dest_durable_queue_name(id, strlen(id), dq);
-    if (refused(s, f, SG_PERM_CONFIGURE, SG_DEST_QUEUE, xqn ? xqn : dq, NULL, dst)) {
-      sg_dest_free(&d);
-      return;
-    }
-  }
-  sg_sub_t *sub = calloc(1, sizeof(*sub));
-  size_t il = strlen(id);
-  if (sub == NULL) goto nomem;
-  sub->id = strdup(id);
-  sub->tag = malloc(il + 3);
-  if (!sub->id || !sub->tag) goto nomem;
-  memcpy(sub->tag, "T_", 2);
-  memcpy(sub->tag + 2, id, il + 1);
-  sub->tag_len = il + 2;
-  sub->ack_mode = mode;
-  if (user && (sub->user_dest = strdup(dst)) == NULL) goto nomem;
-  if (sub->tag_len > 255) {
-    sub_free(sub);
-    sg_dest_free(&d);
-    error_close(s, CLOSE_PROTOCOL, "Invalid subscription id", f, "id is longer than 253 bytes");
-    return;
-  }
-
-  sub->topic_like = d.kind == SG_DEST_TOPIC || d.kind == SG_DEST_EXCHANGE;
-  /* Shared queues are on --broker's vhost; other vhosts get a queue per
-   * subscription on the session's channel, as in per-session mode. */
-  if (s->cfg->mode == SG_MODE_SHARED && s->pool == s->ctx->pool && !user &&
-      shareable(f, &d, mode)) {
-    subscribe_shared(s, f, sub, &d);
-    sg_dest_free(&d);
-    return;
-  }
-  int r = 0;
-  switch (d.kind) {
-  case SG_DEST_EXCHANGE:
-  case SG_DEST_TOPIC: {
-    char rnd[17], qname[64];
-    if (xqn == NULL && durable) {
-      sg_dest_durable_queue_name(id, strlen(id), qname);
-    } else if (xqn == NULL) {
-      random_hex(rnd, 16);
-      snprintf(qname, sizeof(qname), "stomp-subscription-%s", rnd);
-    }
-    if ((sub->queue = strdup(xqn ? xqn : qname)) == NULL) goto nomem;
-    sub->own_queue = 1;
-    /* A durable subscription's queue (and any quorum or stream queue)
-     * outlives the session; otherwise it is the session's alone. */
-    if (durable || qa.durable_type)
-      r = declare_queue(s, sub->queue, 1, 0, header_true(f, "auto-delete"), qa.table);
-    else /* a named queue may be shared with others unless exclusive:true */
-      r = declare_queue(s, sub->queue, 0, xqn == NULL || header_true(f, "exclusive"), 1, qa.table);
-    if (r == 0) {
-      amqp_queue_bind_t b;
-      memset(&b, 0, sizeof(b));
-      b.queue = bytes_of(sub->queue);
-      b.exchange = bytes_of(d.kind == SG_DEST_TOPIC ? "amq.topic" : d.name);
-      b.routing_key = bytes_of(d.kind == SG_DEST_TOPIC ? d.name : d.key);
-      b.arguments = amqp_empty_table;
-      r = (int)sg_amqp_rpc(&s->amqp, AMQP_QUEUE_BIND_METHOD, &b, AMQP_QUEUE_BIND_OK_METHOD);
-      if (r > 0) r = 0;
-    }
-    break;
-  }
-  case SG_DEST_QUEUE:
-    if ((sub->queue = strdup(d.name)) == NULL) goto nomem;
-    if (qa.table.num_entries || !declared_already(s, d.name)) {
-      r = declare_queue(s, d.name, 1, 0, 0, qa.table);
-      if (r == 0 && !declared_already(s, d.name)) remember_declared(s, d.name);
-    }
-    break;
-  default: /* /amq/queue/ and /reply-queue/: consume what exists */
-    if ((sub->queue = strdup(d.name)) == NULL) goto nomem;
-    break;
-  }
-  sg_dest_free(&d);
-  const char *pf = sg_stomp_frame_header(f, "prefetch-count", NULL);
-  uint64_t prefetch;
-  if (r == 0 && pf && parse_u64(pf, &prefetch) == 0 && prefetch <= 65535) {
-    amqp_basic_qos_t q = {0, (uint16_t)prefetch, 0};
-    r = (int)sg_amqp_rpc(&s->amqp, AMQP_BASIC_QOS_METHOD, &q, AMQP_BASIC_QOS_OK_METHOD);
-    if (r > 0) r = 0;
-  }
-  sub->next = s->subs;
-  s->subs = sub;
-  s->nsubs++;
-  if (r == 0) r = consume(s, sub, mode == ACK_AUTO, cargs);
-  if (r < 0) return; /* the link is lost; on_lost_cb closed the session */
-  add_receipt(s, f, 0);
-  return;
-nomem:
-  sg_dest_free(&d);
-  if (sub) sub_free(sub);
-  error_close(s, CLOSE_INTERNAL, "Internal error", f, "out of memory");
-}
-
-static void do_unsubscribe(sg_session_t *s, sg_stomp_frame_t *f) {
-  const char *id = sg_stomp_frame_header(f, "id", NULL);
-  if (id == NULL && s->version == 10) id = sg_stomp_frame_header(f, "destination", NULL);
-  if (id == NULL) {
-    error_close(s, CLOSE_PROTOCOL, "Missing id", f, "UNSUBSCRIBE requires an id header");
-    return;
-  }
-  /* UNSUBSCRIBE durable:true ends a durable topic subscription for good:
-   * its queue is deleted, even when no session consumes it right now. */
-  int forget = header_true(f, "durable") || header_true(f, "persistent");
-  const char *xqn = sg_stomp_frame_header(f, "x-queue-name", NULL);
-  sg_sub_t *sub = sub_by_id(s, id);
-  if (sub == NULL && !forget) {
-    error_close(s, CLOSE_PROTOCOL, "No subscription found", f, id);
-    return;
-  }
-  if (sub && sub->shared) {
-    sg_fanout_leave(&sub->fm);
-    sub_unlink(s, sub);
-    add_receipt(s, f, 0);
-    return;
-  }
-  if (sub) {
-    amqp_basic_cancel_t c = {amqp_cstring_bytes(sub->tag), 0};
-    int64_t seq = sg_amqp_rpc(&s->amqp, AMQP_BASIC_CANCEL_METHOD, &c, AMQP_BASIC_CANCEL_OK_METHOD);
-    if (seq < 0) return;
-    sub->cancelled = 1;
-    sub->cancel_seq = (uint64_t)seq;
-    s->nsubs--;
-  }
-  if (forget && (sub == NULL || sub->own_queue)) {
-    char qname[SG_DEST_DURABLE_NAME_SIZE];
-    const char *q = sub ? sub->queue : xqn;
-    if (q == NULL) {
-      sg_dest_durable_queue_name(id, strlen(id), qname);
-      q = qname;
-    }
-    if (refused(s, f, SG_PERM_CONFIGURE, SG_DEST_QUEUE, q, NULL, q)) return;
-    amqp_queue_delete_t del;
-    memset(&del, 0, sizeof(del));
-    del.queue = bytes_of(q);
-    if (sg_amqp_rpc(&s->amqp, AMQP_QUEUE_DELETE_METHOD, &del, AMQP_QUEUE_DELETE_OK_METHOD) < 0)
-      return;
-  }
-  add_receipt(s, f, 0);
-}
-
-/* ---------- ACK / NACK ---------- */
-
-static int parse_ack_id(const char *v, uint64_t *tag) {
-  const char *at = NULL;
-  for (const char *p = v; (p = strstr(p, "@@")) != NULL; p += 2) at = p;
-  return parse_u64(at ? at + 2 : v, tag);
-}
-
-static void do_ack(sg_session_t *s, sg_stomp_frame_t *f, int ack) {
-  const char *idh = s->version >= 12 ? "id" : "message-id";
-  const char *v = sg_stomp_frame_header(f, idh, NULL);
-  if (v == NULL) {
-    char detail[64];
-    snprintf(detail, sizeof(detail), "%s requires a %s header", ack ? "ACK" : "NACK", idh);
-    error_close(s, CLOSE_PROTOCOL, "Missing message id", f, detail);
-    return;
-  }
-  uint64_t tag;
-  sg_sub_t *sub = NULL;
-  size_t pos = 0;
-  if (parse_ack_id(v, &tag) == 0) {
-    for (sg_sub_t *x = s->subs; x && !sub; x = x->next)
-      for (size_t i = 0; i < x->un_len; i++)
-        if (x->unacked[i] == tag) {
-          sub = x;
-          pos = i;
-          break;
-        }
-  }
-  if (sub == NULL) {
-    error_close(s, CLOSE_PROTOCOL, ack ? "Unknown message id in ACK" : "Unknown message id in NACK",
-                f, v);
-    return;
-  }
-  int requeue = 1;
-  const char *rq = sg_stomp_frame_header(f, "requeue", NULL);
-  if (rq && strcmp(rq, "false") == 0) requeue = 0;
-
-  size_t first = sub->ack_mode == ACK_CLIENT ? 0 : pos;
-  int multiple = 0;
-  if (sub->ack_mode == ACK_CLIENT && pos > 0) {
-    /* One multiple ack is right only if no other subscription has a tag
-     * at or below this one; otherwise ack this subscription's one by one. */
-    multiple = 1;
-    for (sg_sub_t *x = s->subs; x; x = x->next)
-      if (x != sub && x->un_len && x->unacked[0] < tag) multiple = 0;
-  }
-  int r = 0;
-  if (multiple || first == pos) {
-    if (ack) {
-      amqp_basic_ack_t m = {tag, (amqp_boolean_t)multiple};
-      r = sg_amqp_send(&s->amqp, AMQP_BASIC_ACK_METHOD, &m);
-    } else {
-      amqp_basic_nack_t m = {tag, (amqp_boolean_t)multiple, (amqp_boolean_t)requeue};
-      r = sg_amqp_send(&s->amqp, AMQP_BASIC_NACK_METHOD, &m);
-    }
-  } else {
-    for (size_t i = first; i <= pos && r == 0; i++) {
-      if (ack) {
-        amqp_basic_ack_t m = {sub->unacked[i], 0};
-        r = sg_amqp_send(&s->amqp, AMQP_BASIC_ACK_METHOD, &m);
-      } else {
-        amqp_basic_nack_t m = {sub->unacked[i], 0, (amqp_boolean_t)requeue};
-        r = sg_amqp_send(&s->amqp, AMQP_BASIC_NACK_METHOD, &m);
-      }
-    }
-  }
-  if (r < 0) return;
-  sg_metrics_client_ack(ack);
-  memmove(sub->unacked + first, sub->unacked + pos + 1, (sub->un_len - pos - 1) * sizeof(uint64_t));
-  sub->un_len -= pos + 1 - first;
-  if (sub->cancelled) reap_cancelled(s);
-  add_receipt(s, f, 0);
-}
-
-/* ---------- transactions ---------- */
-
-static sg_tx_t *tx_find(sg_session_t *s, const char *id, sg_tx_t ***link) {
-  for (sg_tx_t **p = &s->txs; *p; p = &(*p)->next)
-    if (strcmp((*p)->id, id) == 0) {
-      if (link) *link = p;
-      return *p;
-    }
-  return NULL;
-}
-
-static const char *tx_header(sg_session_t *s, sg_stomp_frame_t *f) {
-  const char *t = sg_stomp_frame_header(f, "transaction", NULL);
-  if (t == NULL) error_close(s, CLOSE_PROTOCOL, "Missing transaction", f,
-                             "BEGIN, COMMIT and ABORT require a transaction header");
-  return t;
-}
-
-static void do_begin(sg_session_t *s, sg_stomp_frame_t *f) {
-  const char *t = tx_header(s, f);
-  if (t == NULL) return;
-  if (tx_find(s, t, NULL)) {
-    error_close(s, CLOSE_PROTOCOL, "Transaction already started", f, t);
-    return;
-  }
-  if (s->ntxs >= s->cfg->max_transactions) {
-    error_close(s, CLOSE_POLICY, "Too many transactions", f, NULL);
-    return;
-  }
-  sg_tx_t *tx = calloc(1, sizeof(*tx));
-  if (tx == NULL || (tx->id = strdup(t)) == NULL) {
-    free(tx);
-    error_close(s, CLOSE_INTERNAL, "Internal error", f, "out of memory");
-    return;
-  }
-  tx->next = s->txs;
-  s->txs = tx;
-  s->ntxs++;
-  add_receipt(s, f, 0);
-}
-
-static void do_commit_abort(sg_session_t *s, sg_stomp_frame_t *f, int commit) {
-  const char *t = tx_header(s, f);
-  if (t == NULL) return;
-  sg_tx_t **link, *tx = tx_find(s, t, &link);
-  if (tx == NULL) {
-    error_close(s, CLOSE_PROTOCOL, "Unknown transaction", f, t);
-    return;
-  }
-  *link = tx->next;
-  s->ntxs--;
-  if (commit) {
-    for (size_t i = 0; i < tx->n; i++) {
-      if (s->state == S_CONNECTED) process_frame(s, tx->frames[i], 1);
-      else sg_stomp_frame_free(tx->frames[i]);
-      tx->frames[i] = NULL;
-    }
-    tx->n = 0;
-  }
-  tx_free(tx);
-  if (s->state == S_CONNECTED) add_receipt(s, f, 0);
-}
-
-/* Keeps f for its transaction. Returns 1 if taken, 0 if f has no
- * transaction, -1 after an error closed the session. */
-static int tx_take(sg_session_t *s, sg_stomp_frame_t *f) {
-  const char *t = sg_stomp_frame_header(f, "transaction", NULL);
-  if (t == NULL) return 0;
-  sg_tx_t *tx = tx_find(s, t, NULL);
-  if (tx == NULL) {
-    error_close(s, CLOSE_PROTOCOL, "Unknown transaction", f, t);
-    return -1;
-  }
-  if (tx->n >= s->cfg->max_tx_frames) {
-    error_close(s, CLOSE_POLICY, "Transaction too large", f, t);
-    return -1;
-  }
-  if (tx->n == tx->cap) {
-    size_t cap = tx->cap ? tx->cap * 2 : 8;
-    sg_stomp_frame_t **n = realloc(tx->frames, cap * sizeof(*n));
-    if (n == NULL) {
-      error_close(s, CLOSE_INTERNAL, "Internal error", f, "out of memory");
-      return -1;
-    }
-    tx->frames = n;
-    tx->cap = cap;
-  }
-  tx->frames[tx->n++] = f;
-  /* The frame is accepted into the transaction; its effect comes with
-   * COMMIT, whose receipt waits for it. */
-  const char *rid = sg_stomp_frame_header(f, "receipt", NULL);
-  if (rid) {
-    sg_receipt_t *r = calloc(1, sizeof(*r));
-    if (r && (r->id = strdup(rid))) {
-      r->rpc_seq = s->amqp.rpc_sent;
-      r->pub_seq = s->amqp.pub_seq;
-      *s->rc_tail = r;
-      s->rc_tail = &r->next;
-      flush_receipts(s);
-    } else {
-      free(r);
-    }
-  }
-  return 1;
-}
 
 /* ---------- CONNECT ---------- */
 
@@ -1335,7 +201,7 @@ static void heartbeat_cb(uv_timer_t *t) {
   if (s->state != S_CONNECTED) return;
   uint64_t now = uv_now(t->loop);
   if (s->hb_recv_ms && !s->tr->paused && now - s->tr->last_rx > 2 * s->hb_recv_ms) {
-    error_close(s, CLOSE_PROTOCOL, "Heart-beat timeout", NULL,
+    sg_session_error_close(s, CLOSE_PROTOCOL, "Heart-beat timeout", NULL,
                 "nothing was received within twice the agreed heart-beat interval");
     return;
   }
@@ -1346,37 +212,35 @@ static void heartbeat_cb(uv_timer_t *t) {
 static void connect_timeout_cb(uv_timer_t *t) {
   sg_session_t *s = container_of(t, sg_session_t, timer);
   if (s->state == S_WAIT_CONNECT)
-    error_close(s, CLOSE_POLICY, "Timed out waiting for CONNECT", NULL, NULL);
+    sg_session_error_close(s, CLOSE_POLICY, "Timed out waiting for CONNECT", NULL, NULL);
 }
 
 static void do_connect(sg_session_t *s, sg_stomp_frame_t *f) {
   const char *accept = sg_stomp_frame_header(f, "accept-version", NULL);
   int v = pick_version(accept);
   if (v == 0) {
-    sg_buf_t *b = &scratch;
+    sg_buf_t *b = &sg_session_scratch;
     sg_buf_reset(b);
     sg_stomp_encode_start(b, SG_STOMP_ERROR);
     sg_stomp_encode_headerz(b, 12, SG_STOMP_ERROR, "version", "1.0,1.1,1.2");
     sg_stomp_encode_headerz(b, 12, SG_STOMP_ERROR, "content-type", "text/plain");
     sg_stomp_encode_headerz(b, 12, SG_STOMP_ERROR, "message", "Supported protocol versions are 1.0,1.1,1.2");
     sg_stomp_encode_finish(b, "Supported protocol versions are 1.0 1.1 1.2", 43);
-    send_frame_buf(s, b);
-    s->close_reason = "no common STOMP version";
-    sg_transport_close(s->tr, CLOSE_PROTOCOL, "Unsupported STOMP version");
-    session_teardown(s);
+    sg_session_send_frame(s, b);
+    sg_session_end(s, CLOSE_PROTOCOL, "Unsupported STOMP version", "no common STOMP version");
     return;
   }
   s->version = v;
   sg_stomp_parser_set_version(&s->parser, v);
   const char *host = sg_stomp_frame_header(f, "host", NULL);
   if (host == NULL && v >= 11 && s->cfg->require_host) {
-    error_close(s, CLOSE_PROTOCOL, "Missing host header", f,
+    sg_session_error_close(s, CLOSE_PROTOCOL, "Missing host header", f,
                 "STOMP 1.1 and 1.2 require a host header in CONNECT (the virtual host, e.g. /)");
     return;
   }
   uint64_t cx, cy;
   if (parse_heartbeat(sg_stomp_frame_header(f, "heart-beat", NULL), &cx, &cy) != 0) {
-    error_close(s, CLOSE_PROTOCOL, "Invalid heart-beat header", f,
+    sg_session_error_close(s, CLOSE_PROTOCOL, "Invalid heart-beat header", f,
                 "expected two comma-separated integers");
     return;
   }
@@ -1397,45 +261,35 @@ static void do_connect(sg_session_t *s, sg_stomp_frame_t *f) {
   char name[160];
   snprintf(name, sizeof(name), "stompgate %s session-%" PRIu64, s->tr->peer, s->id);
   uv_timer_stop(&s->timer);
-  if (s->cfg->mode == SG_MODE_SHARED) {
-    /* Each vhost has its pool of connections in each worker. */
-    s->pool = s->ctx->pool_for(s->ctx, vhost);
-    if (s->pool == NULL) {
-      error_close(s, CLOSE_POLICY, "Virtual host not available", f,
-                  "this gateway serves no more virtual hosts");
-      return;
-    }
-    s->state = S_LOGIN;
-    if (s->cfg->auth != SG_AUTH_BROKER) {
-      /* The gateway checks the credentials itself; the broker work runs
-       * under --broker's user. */
-      /* Only a WebSocket upgrade can carry an Authorization header. */
-      const char *bearer = s->tr == &s->ws.tr ? s->ws.bearer : NULL;
-      if (sg_access_check(s->tr->loop, sg_stomp_frame_header(f, "login", NULL),
-                          sg_stomp_frame_header(f, "passcode", NULL), bearer, vhost,
-                          access_done_cb, s, &s->access) != 0)
-        error_close(s, CLOSE_INTERNAL, "Internal error", f, "cannot check the credentials");
-      return;
-    }
-    if (sg_auth_check(s->pool, login, pass, vhost, auth_done_cb, s, &s->auth) != 0)
-      error_close(s, CLOSE_INTERNAL, "Internal error", f, "cannot check the credentials");
-    return;
-  }
   s->state = S_LOGIN;
-  if (sg_amqp_open(&s->amqp, s->tr->loop, &amqp_cbs, ba->host, ba->port, login, pass, vhost,
-                   name) != 0)
-    error_close(s, CLOSE_INTERNAL, "Internal error", f, "cannot start the broker login");
+  /* Only a WebSocket upgrade can carry an Authorization header. */
+  sg_relay_login_t l = {s->tr->loop,
+                        sg_stomp_frame_header(f, "login", NULL),
+                        sg_stomp_frame_header(f, "passcode", NULL),
+                        login,
+                        pass,
+                        vhost,
+                        s->tr == &s->ws.tr ? s->ws.bearer : NULL,
+                        name};
+  const char *why = NULL;
+  int r = sg_relay_login(s->relay, &l, &why);
+  if (r == 530)
+    sg_session_error_close(s, CLOSE_POLICY, "Virtual host not available", f, why);
+  else if (r != 0)
+    sg_session_error_close(s, CLOSE_INTERNAL, "Internal error", f, why);
 }
 
 /* ---------- frame dispatch ---------- */
 
 static int frame_owned_by_tx(sg_session_t *s, sg_stomp_frame_t *f, int in_commit) {
   if (in_commit) return 0;
-  return tx_take(s, f);
+  return sg_session_tx_take(s, f);
 }
 
-/* Handles f and frees it, unless a transaction keeps it. */
-static void process_frame(sg_session_t *s, sg_stomp_frame_t *f, int in_commit) {
+static void pending_unshift(sg_session_t *s, sg_stomp_frame_t *f);
+
+/* Handles f and frees it, unless a transaction or the relay keeps it. */
+void sg_session_process_frame(sg_session_t *s, sg_stomp_frame_t *f, int in_commit) {
   int t;
   switch (f->cmd) {
   case SG_STOMP_SEND:
@@ -1443,50 +297,50 @@ static void process_frame(sg_session_t *s, sg_stomp_frame_t *f, int in_commit) {
       if (t > 0) return;
       break;
     }
-    do_send(s, f);
+    sg_session_send(s, f);
     break;
   case SG_STOMP_ACK:
   case SG_STOMP_NACK:
     if (f->cmd == SG_STOMP_NACK && s->version == 10) {
-      error_close(s, CLOSE_PROTOCOL, "NACK is not part of STOMP 1.0", f, NULL);
+      sg_session_error_close(s, CLOSE_PROTOCOL, "NACK is not part of STOMP 1.0", f, NULL);
       break;
     }
     if ((t = frame_owned_by_tx(s, f, in_commit)) != 0) {
       if (t > 0) return;
       break;
     }
-    do_ack(s, f, f->cmd == SG_STOMP_ACK);
+    sg_session_ack(s, f, f->cmd == SG_STOMP_ACK);
     break;
   case SG_STOMP_SUBSCRIBE:
-    do_subscribe(s, f);
+    if (sg_session_subscribe(s, f)) {
+      pending_unshift(s, f);
+      return;
+    }
     break;
   case SG_STOMP_UNSUBSCRIBE:
-    do_unsubscribe(s, f);
+    sg_session_unsubscribe(s, f);
     break;
   case SG_STOMP_BEGIN:
-    do_begin(s, f);
+    sg_session_begin(s, f);
     break;
   case SG_STOMP_COMMIT:
-    do_commit_abort(s, f, 1);
+    sg_session_commit_abort(s, f, 1);
     break;
   case SG_STOMP_ABORT:
-    do_commit_abort(s, f, 0);
+    sg_session_commit_abort(s, f, 0);
     break;
   case SG_STOMP_DISCONNECT:
-    if (add_receipt(s, f, 1) <= 0 && s->state == S_CONNECTED) {
-      s->close_reason = "DISCONNECT";
-      sg_transport_close(s->tr, CLOSE_NORMAL, "");
-      session_teardown(s);
-    }
+    if (sg_session_add_receipt(s, f, 1) <= 0 && s->state == S_CONNECTED)
+      sg_session_end(s, CLOSE_NORMAL, "", "DISCONNECT");
     break;
   case SG_STOMP_CONNECT:
   case SG_STOMP_STOMP:
-    error_close(s, CLOSE_PROTOCOL, "Already connected", f, NULL);
+    sg_session_error_close(s, CLOSE_PROTOCOL, "Already connected", f, NULL);
     break;
   default: {
     char detail[160];
     snprintf(detail, sizeof(detail), "Could not interpret command %.64s", f->command);
-    error_close(s, CLOSE_PROTOCOL, "Unknown command", f, detail);
+    sg_session_error_close(s, CLOSE_PROTOCOL, "Unknown command", f, detail);
     break;
   }
   }
@@ -1496,7 +350,7 @@ static void process_frame(sg_session_t *s, sg_stomp_frame_t *f, int in_commit) {
 /* Keeps f to handle later, in arrival order. */
 static void pending_push(sg_session_t *s, sg_stomp_frame_t *f, const char *too_many) {
   if (s->npending - s->pend_head >= s->cfg->max_pending_frames) {
-    error_close(s, CLOSE_POLICY, too_many, f, NULL);
+    sg_session_error_close(s, CLOSE_POLICY, too_many, f, NULL);
     sg_stomp_frame_free(f);
     return;
   }
@@ -1512,7 +366,7 @@ static void pending_push(sg_session_t *s, sg_stomp_frame_t *f, const char *too_m
     size_t cap = s->pending_cap ? s->pending_cap * 2 : 8;
     sg_stomp_frame_t **n = realloc(s->pending, cap * sizeof(*n));
     if (n == NULL) {
-      error_close(s, CLOSE_INTERNAL, "Internal error", f, "out of memory");
+      sg_session_error_close(s, CLOSE_INTERNAL, "Internal error", f, "out of memory");
       sg_stomp_frame_free(f);
       return;
     }
@@ -1522,66 +376,35 @@ static void pending_push(sg_session_t *s, sg_stomp_frame_t *f, const char *too_m
   s->pending[s->npending++] = f;
 }
 
-/* Frames that put a message on the broker. */
-static int publishes(const sg_stomp_frame_t *f) {
-  return f->cmd == SG_STOMP_SEND || f->cmd == SG_STOMP_COMMIT;
+/* Puts f back at the head of the waiting frames, where it came from. */
+static void pending_unshift(sg_session_t *s, sg_stomp_frame_t *f) {
+  if (s->pend_head > 0) s->pending[--s->pend_head] = f;
+  else pending_push(s, f, "Too many frames while the broker channel opens"); /* came straight in */
 }
 
-/* Whether f needs the session's own broker channel, which shared mode
- * opens on first need. SUBSCRIBEs that join a shared queue, UNSUBSCRIBE
- * (but of a durable subscription), BEGIN, ABORT and DISCONNECT never do. */
-static int channel_wanted(sg_session_t *s, const sg_stomp_frame_t *f) {
-  if (s->amqp.state != SG_AMQP_IDLE || s->pool == NULL) return 0;
-  switch (f->cmd) {
-  case SG_STOMP_SEND:
-  case SG_STOMP_ACK:
-  case SG_STOMP_NACK:
-  case SG_STOMP_COMMIT:
-    return 1;
-  case SG_STOMP_UNSUBSCRIBE: /* durable:true deletes the subscription's queue */
-    return header_true(f, "durable") || header_true(f, "persistent");
-  case SG_STOMP_SUBSCRIBE: {
-    const char *dst = sg_stomp_frame_header(f, "destination", NULL);
-    const char *ack = sg_stomp_frame_header(f, "ack", NULL);
-    if (dst == NULL) return 0; /* refused without the broker */
-    if (s->pool != s->ctx->pool || (ack != NULL && strcmp(ack, "auto") != 0)) return 1;
-    if (user_dest_of(s, dst)) return 1; /* a queue of the session's own */
-    sg_dest_t d;
-    if (sg_dest_parse(dst, strlen(dst), &d) != 0) return 0;
-    int own = !shareable(f, &d, ACK_AUTO);
-    sg_dest_free(&d);
-    return own;
+/* The ERROR for a client that sends more than may wait for w. */
+static const char *too_many(int w) {
+  switch (w) {
+  case SG_RELAY_WAIT_BLOCKED: return "Too many frames while the broker blocks publishing";
+  case SG_RELAY_WAIT_CHANNEL: return "Too many frames while the broker channel opens";
+  default: return "Too many frames while a subscription is set up";
   }
-  default:
-    return 0;
-  }
-}
-
-/* Starts opening the session's channel; the frames wait meanwhile. 0 when
- * it is opening, -1 when the session was closed instead. */
-static int open_channel(sg_session_t *s) {
-  s->chan_opening = 1;
-  if (sg_pool_open_channel(s->pool, &s->amqp, &amqp_cbs) == 0) return 0;
-  s->chan_opening = 0;
-  error_close(s, CLOSE_INTERNAL, "Broker unavailable", NULL, "no broker connection");
-  return -1;
 }
 
 /* Handles the frames that waited, until one makes the session wait again. */
 static void run_pending(sg_session_t *s) {
-  while (s->pend_head < s->npending && s->state == S_CONNECTED && s->fan_waiting == 0 &&
-         !s->chan_opening) {
+  while (s->pend_head < s->npending && s->state == S_CONNECTED) {
     sg_stomp_frame_t *f = s->pending[s->pend_head];
-    if (channel_wanted(s, f)) {
-      open_channel(s); /* the frame runs once it is open */
+    sg_relay_fault_t why;
+    int w = sg_relay_admit(s->relay, f, 0, &why);
+    if (w < 0) {
+      sg_session_relay_failed(s, &why, NULL);
       break;
     }
-    if (s->flow_blocked && publishes(f)) {
-      sg_transport_pause(s->tr);
-      break;
-    }
+    if (w == SG_RELAY_WAIT_BLOCKED) sg_transport_pause(s->tr);
+    if (w != SG_RELAY_GO) break;
     s->pend_head++;
-    process_frame(s, f, 0);
+    sg_session_process_frame(s, f, 0);
   }
   if (s->pend_head == s->npending) s->pend_head = s->npending = 0;
 }
@@ -1596,30 +419,31 @@ static void on_frame(sg_session_t *s, sg_stomp_frame_t *f) {
       char detail[160];
       snprintf(detail, sizeof(detail), "the first frame must be CONNECT or STOMP, not %.64s",
                f->command);
-      error_close(s, CLOSE_PROTOCOL, "Expected CONNECT", f, detail);
+      sg_session_error_close(s, CLOSE_PROTOCOL, "Expected CONNECT", f, detail);
     }
     sg_stomp_frame_free(f);
     return;
   case S_LOGIN:
     pending_push(s, f, "Too many frames before CONNECTED");
     return;
-  case S_CONNECTED:
-    if (s->flow_blocked && publishes(f)) {
-      /* Stop reading this client until the broker takes publishes again;
-       * what it sends meanwhile waits in TCP, not here. */
-      sg_transport_pause(s->tr);
-      pending_push(s, f, "Too many frames while the broker blocks publishing");
-    } else if (s->chan_opening) {
-      pending_push(s, f, "Too many frames while the broker channel opens");
-    } else if (s->fan_waiting > 0 || s->pend_head < s->npending) {
-      pending_push(s, f, "Too many frames while a subscription is set up");
-    } else if (channel_wanted(s, f)) {
-      pending_push(s, f, "Too many frames while the broker channel opens");
-      if (s->state == S_CONNECTED) open_channel(s);
+  case S_CONNECTED: {
+    /* Frames that wait keep their order: one behind them waits too. */
+    int behind = s->pend_head < s->npending;
+    sg_relay_fault_t why;
+    int w = sg_relay_admit(s->relay, f, behind, &why);
+    if (w < 0) {
+      sg_session_relay_failed(s, &why, NULL);
+      sg_stomp_frame_free(f);
+    } else if (w == SG_RELAY_GO && !behind) {
+      sg_session_process_frame(s, f, 0);
     } else {
-      process_frame(s, f, 0);
+      /* Blocked: stop reading this client until the broker takes
+       * publishes again; what it sends meanwhile waits in TCP, not here. */
+      if (w == SG_RELAY_WAIT_BLOCKED) sg_transport_pause(s->tr);
+      pending_push(s, f, too_many(w));
     }
     return;
+  }
   default:
     sg_stomp_frame_free(f);
   }
@@ -1646,7 +470,7 @@ static void ws_message_cb(sg_transport_t *ws, const uint8_t *data, size_t len, i
     sg_stomp_frame_t *f = NULL;
     int r = sg_stomp_parser_execute(&s->parser, p, len, &used, &f);
     if (r < 0) {
-      error_close(s, r == SG_ERR_FRAME_TOO_LARGE ? CLOSE_TOO_BIG : CLOSE_PROTOCOL,
+      sg_session_error_close(s, r == SG_ERR_FRAME_TOO_LARGE ? CLOSE_TOO_BIG : CLOSE_PROTOCOL,
                   sg_strerror(r), NULL, NULL);
       return;
     }
@@ -1660,7 +484,7 @@ static void ws_message_cb(sg_transport_t *ws, const uint8_t *data, size_t len, i
 static void ws_gone_cb(sg_transport_t *ws) {
   sg_session_t *s = ws->owner;
   if (s->close_reason == NULL) s->close_reason = "client closed the connection";
-  session_teardown(s);
+  sg_session_teardown(s);
 }
 
 /* What a session whose transport is closed talks to: the transport's
@@ -1682,31 +506,32 @@ static void ws_closed_cb(sg_transport_t *ws) {
   s->closed_tr.ops = &closed_ops;
   s->tr = &s->closed_tr;
   s->ws_closed = 1;
-  session_teardown(s);
+  sg_session_teardown(s);
   maybe_free(s);
 }
 
-static const sg_ws_cbs_t ws_cbs = {ws_open_cb, ws_message_cb, ws_gone_cb, ws_closed_cb};
+const sg_ws_cbs_t sg_session_transport_cbs = {ws_open_cb, ws_message_cb, ws_gone_cb, ws_closed_cb};
 
-/* ---------- AMQP callbacks ---------- */
+/* ---------- relay callbacks ---------- */
 
 static void session_connected(sg_session_t *s);
 
-static void amqp_open_cb(sg_amqp_t *a, int status, const char *message) {
-  sg_session_t *s = container_of(a, sg_session_t, amqp);
-  if (s->state == S_CONNECTED && s->chan_opening) {
-    s->chan_opening = 0;
-    if (status != 0) {
-      char detail[320];
-      snprintf(detail, sizeof(detail), "cannot open a broker channel: %s", message);
-      error_close(s, CLOSE_INTERNAL, "Broker unavailable", NULL, detail);
-      return;
-    }
-    s->flow_blocked = a->conn && a->conn->blocked;
-    run_pending(s);
+static void token_expired_cb(void *owner) {
+  sg_session_t *s = owner;
+  sg_session_error_close(s, CLOSE_POLICY, "Token expired", NULL,
+              "the session's token has expired: reconnect with a new one");
+}
+
+static void relay_ready_cb(sg_relay_t *r, int status, const char *message, sg_grant_t *grant) {
+  sg_session_t *s = r->owner;
+  if (s->state != S_LOGIN) {
+    sg_grant_release(grant);
     return;
   }
-  if (s->state != S_LOGIN) return;
+  if (status == SG_RELAY_DENIED) {
+    sg_session_error_close(s, CLOSE_POLICY, "Access refused", NULL, message);
+    return;
+  }
   if (status != 0) {
     const char *m = status == 403   ? "Access refused"
                     : status == 530 ? "Virtual host not available"
@@ -1714,18 +539,25 @@ static void amqp_open_cb(sg_amqp_t *a, int status, const char *message) {
     int code = (status == 403 || status == 530) ? CLOSE_POLICY : CLOSE_INTERNAL;
     char detail[320];
     snprintf(detail, sizeof(detail), "login '%s': %s", s->login, message);
-    error_close(s, (uint16_t)code, m, NULL, detail);
+    sg_session_error_close(s, (uint16_t)code, m, NULL, detail);
     return;
   }
-  /* A pooled connection may be blocked already. */
-  s->flow_blocked = a->conn && a->conn->blocked;
+  if (grant) {
+    /* --auth jwt/file: the gateway's check says who the session is. */
+    s->grant = grant;
+    snprintf(s->login, sizeof(s->login), "%s", sg_grant_user(grant));
+    if (sg_grant_watch(grant, s->tr->loop, token_expired_cb, s) != 0) {
+      sg_session_error_close(s, CLOSE_INTERNAL, "Internal error", NULL, "cannot watch the token's expiry");
+      return;
+    }
+  }
   session_connected(s);
 }
 
 /* Sends CONNECTED and handles the frames that arrived during the login. */
 static void session_connected(sg_session_t *s) {
   s->state = S_CONNECTED;
-  sg_buf_t *b = &scratch;
+  sg_buf_t *b = &sg_session_scratch;
   char hb[48], sess[32];
   sg_buf_reset(b);
   sg_stomp_encode_start(b, SG_STOMP_CONNECTED);
@@ -1738,7 +570,7 @@ static void session_connected(sg_session_t *s) {
   snprintf(sess, sizeof(sess), "session-%" PRIu64, s->id);
   sg_stomp_encode_headerz(b, s->version, SG_STOMP_CONNECTED, "session", sess);
   sg_stomp_encode_finish(b, NULL, 0);
-  send_frame_buf(s, b);
+  sg_session_send_frame(s, b);
   sg_log_info("session-%" PRIu64 " connected as '%s' (STOMP %d.%d, heart-beat %s)", s->id,
               s->login, s->version / 10, s->version % 10, hb);
   uint64_t tick = 0;
@@ -1753,198 +585,18 @@ static void session_connected(sg_session_t *s) {
   run_pending(s);
 }
 
-/* Whether a MESSAGE of len bytes for sub may be queued for the client. One
- * that is too far behind (--max-outbound-bytes unread since the last
- * write) loses the message when
- * --slow-consumer is drop and sub is an auto-ack topic subscription, and is
- * closed with an ERROR otherwise: memory stays bounded either way. */
-static int outbound_room(sg_session_t *s, const sg_sub_t *sub, size_t len) {
-  /* What the client left unread since the last write, not the burst the
-   * broker just handed over: a reading client drains it every iteration. */
-  if (sg_transport_backlog(s->tr) + len <= s->cfg->max_outbound_bytes) return 1;
-  if (s->cfg->slow_consumer_drop && sub->ack_mode == ACK_AUTO && sub->topic_like) {
-    if (s->dropped++ == 0)
-      sg_log_info("session-%" PRIu64 " is a slow consumer: dropping topic messages", s->id);
-    sg_metrics_slow_drop();
-    return 0;
-  }
-  char detail[160];
-  snprintf(detail, sizeof(detail), "more than %zu bytes were waiting to be written to the client",
-           s->cfg->max_outbound_bytes);
-  error_close(s, CLOSE_POLICY, "slow consumer", NULL, detail);
-  return 0;
+
+static void relay_progress_cb(sg_relay_t *r) {
+  sg_session_t *s = r->owner;
+  sg_session_reap_cancelled(s);
+  sg_session_flush_receipts(s);
 }
 
-/* Appends everything of a MESSAGE after its subscription, message-id and
- * ack headers: destination (dest, or rebuilt from the exchange and routing
- * key), redelivered, the AMQP properties and headers table, and the body.
- * The same bytes serve every session with STOMP version v, which is how a
- * shared delivery is encoded once. */
-static void encode_message_tail(sg_buf_t *b, int v, const sg_amqp_delivery_t *d,
-                                const char *dest) {
-  char num[32];
-  if (dest) {
-    sg_stomp_encode_headerz(b, v, SG_STOMP_MESSAGE, "destination", dest);
-  } else {
-    sg_buf_t db;
-    sg_buf_init(&db);
-    sg_dest_format(&db, d->exchange.bytes, d->exchange.len, d->routing_key.bytes,
-                   d->routing_key.len);
-    sg_stomp_encode_header(b, v, SG_STOMP_MESSAGE, "destination", 11, db.base ? db.base : "",
-                           db.len);
-    sg_buf_free(&db);
-  }
-  sg_stomp_encode_headerz(b, v, SG_STOMP_MESSAGE, "redelivered", d->redelivered ? "true" : "false");
-  const amqp_basic_properties_t *p = d->props;
-  if (p) {
-    amqp_flags_t fl = p->_flags;
-#define BYTES_HDR(flag, field, name)                                                       \
-  if (fl & (flag))                                                                        \
-    sg_stomp_encode_header(b, v, SG_STOMP_MESSAGE, name, sizeof(name) - 1, p->field.bytes, \
-                           p->field.len);
-    BYTES_HDR(AMQP_BASIC_CONTENT_TYPE_FLAG, content_type, "content-type")
-    BYTES_HDR(AMQP_BASIC_CONTENT_ENCODING_FLAG, content_encoding, "content-encoding")
-    BYTES_HDR(AMQP_BASIC_CORRELATION_ID_FLAG, correlation_id, "correlation-id")
-    BYTES_HDR(AMQP_BASIC_EXPIRATION_FLAG, expiration, "expiration")
-    BYTES_HDR(AMQP_BASIC_MESSAGE_ID_FLAG, message_id, "amqp-message-id")
-    BYTES_HDR(AMQP_BASIC_TYPE_FLAG, type, "type")
-    BYTES_HDR(AMQP_BASIC_USER_ID_FLAG, user_id, "user-id")
-    BYTES_HDR(AMQP_BASIC_APP_ID_FLAG, app_id, "app-id")
-#undef BYTES_HDR
-    if (fl & AMQP_BASIC_REPLY_TO_FLAG) {
-      /* A bare queue name becomes a destination a STOMP client can SEND to. */
-      sg_buf_t rt;
-      sg_buf_init(&rt);
-      if (p->reply_to.len == 0 || ((const char *)p->reply_to.bytes)[0] != '/')
-        sg_buf_appendz(&rt, "/reply-queue/");
-      sg_buf_append(&rt, p->reply_to.bytes, p->reply_to.len);
-      sg_stomp_encode_header(b, v, SG_STOMP_MESSAGE, "reply-to", 8, rt.base ? rt.base : "", rt.len);
-      sg_buf_free(&rt);
-    }
-    if ((fl & AMQP_BASIC_DELIVERY_MODE_FLAG) && p->delivery_mode == AMQP_DELIVERY_PERSISTENT)
-      sg_stomp_encode_headerz(b, v, SG_STOMP_MESSAGE, "persistent", "true");
-    if (fl & AMQP_BASIC_PRIORITY_FLAG) {
-      snprintf(num, sizeof(num), "%u", p->priority);
-      sg_stomp_encode_headerz(b, v, SG_STOMP_MESSAGE, "priority", num);
-    }
-    if (fl & AMQP_BASIC_TIMESTAMP_FLAG) {
-      snprintf(num, sizeof(num), "%" PRIu64, p->timestamp);
-      sg_stomp_encode_headerz(b, v, SG_STOMP_MESSAGE, "timestamp", num);
-    }
-    if (fl & AMQP_BASIC_HEADERS_FLAG) {
-      for (int i = 0; i < p->headers.num_entries; i++) {
-        const amqp_table_entry_t *e = &p->headers.entries[i];
-        char key[256];
-        snprintf(key, sizeof(key), "%.*s", (int)e->key.len, (const char *)e->key.bytes);
-        if (is_reserved_send_header(key)) continue;
-        sg_buf_reset(&hscratch);
-        if (sg_amqp_field_render(&hscratch, &e->value) != 0) continue;
-        const char *val = hscratch.base;
-        size_t vl = hscratch.len;
-        sg_stomp_encode_header(b, v, SG_STOMP_MESSAGE, e->key.bytes, e->key.len, val, vl);
-      }
-    }
-  }
-  sg_stomp_encode_finish(b, d->body, d->body_len);
-}
-
-static void amqp_delivery_cb(sg_amqp_t *a, const sg_amqp_delivery_t *d) {
-  sg_session_t *s = container_of(a, sg_session_t, amqp);
+static void relay_wake_cb(sg_relay_t *r, int unblocked) {
+  sg_session_t *s = r->owner;
   if (s->state != S_CONNECTED) return;
-  sg_sub_t *sub = sub_by_tag(s, d->consumer_tag);
-  if (sub == NULL) return;
-  if (sub->cancelled) {
-    /* Already in flight when the cancel went out: give it back. */
-    if (sub->ack_mode != ACK_AUTO) {
-      amqp_basic_reject_t r = {d->delivery_tag, 1};
-      sg_amqp_send(a, AMQP_BASIC_REJECT_METHOD, &r);
-    }
-    return;
-  }
-  sg_metrics_delivery();
-  if (sub->ack_mode != ACK_AUTO && unacked_push(sub, d->delivery_tag) != 0) {
-    error_close(s, CLOSE_INTERNAL, "Internal error", NULL, "out of memory");
-    return;
-  }
-  sg_buf_t *b = &scratch;
-  int v = s->version;
-  char mid[320];
-  const char *subscription = sub->id, *dest = NULL;
-  if (sub->app_reply) {
-    /* A back end's reply: it goes to the destination of the request it
-     * answers, on the implicit subscription named after its prefix. */
-    const amqp_basic_properties_t *rp = d->props;
-    const char *to = NULL;
-    if (rp && (rp->_flags & AMQP_BASIC_CORRELATION_ID_FLAG))
-      to = sg_app_corr_find(&s->app_corr, rp->correlation_id.bytes, rp->correlation_id.len);
-    int pi = to ? app_prefix_of(s, to) : -1;
-    subscription = s->cfg->app_prefixes.v[pi >= 0 ? pi : 0];
-    dest = to ? to : subscription;
-  } else if (sub->user_dest) {
-    dest = sub->user_dest; /* as Spring: the destination the user subscribed to */
-  }
-  sg_buf_reset(b);
-  sg_stomp_encode_start(b, SG_STOMP_MESSAGE);
-  sg_stomp_encode_headerz(b, v, SG_STOMP_MESSAGE, "subscription", subscription);
-  snprintf(mid, sizeof(mid), "%s@@session-%" PRIu64 "@@%" PRIu64, sub->tag, s->id,
-           d->delivery_tag);
-  sg_stomp_encode_headerz(b, v, SG_STOMP_MESSAGE, "message-id", mid);
-  if (v >= 12 && sub->ack_mode != ACK_AUTO) sg_stomp_encode_headerz(b, v, SG_STOMP_MESSAGE, "ack", mid);
-  encode_message_tail(b, v, d, dest);
-  if (outbound_room(s, sub, b->len)) send_frame_buf(s, b);
-}
-
-static void amqp_confirm_cb(sg_amqp_t *a, uint64_t tag, int multiple, int ack) {
-  sg_session_t *s = container_of(a, sg_session_t, amqp);
-  sg_metrics_confirm(ack);
-  if (s->state != S_CONNECTED) return;
-  if (!ack) {
-    const char *rid = NULL;
-    for (sg_receipt_t *r = s->rc_head; r; r = r->next)
-      if (r->pub_seq >= tag) {
-        rid = r->id;
-        break;
-      }
-    char detail[64];
-    snprintf(detail, sizeof(detail), "publish %" PRIu64 " was nacked", tag);
-    s->close_reason = "publish rejected by the broker";
-    send_error(s, "Message rejected by the broker", rid, detail);
-    sg_transport_close(s->tr, CLOSE_INTERNAL, "Message rejected by the broker");
-    session_teardown(s);
-    return;
-  }
-  if (multiple) {
-    if (tag > s->confirmed) s->confirmed = tag;
-  } else if (tag == s->confirmed + 1) {
-    s->confirmed = tag;
-  } else if (tag > s->confirmed) {
-    if (s->nooo == s->ooo_cap) {
-      size_t cap = s->ooo_cap ? s->ooo_cap * 2 : 16;
-      uint64_t *n = realloc(s->ooo, cap * sizeof(*n));
-      if (n == NULL) return;
-      s->ooo = n;
-      s->ooo_cap = cap;
-    }
-    s->ooo[s->nooo++] = tag;
-  }
-  confirm_advance(s);
-  flush_receipts(s);
-}
-
-static void amqp_progress_cb(sg_amqp_t *a) {
-  sg_session_t *s = container_of(a, sg_session_t, amqp);
-  reap_cancelled(s);
-  flush_receipts(s);
-}
-
-static void amqp_cancel_cb(sg_amqp_t *a, amqp_bytes_t tag) {
-  sg_session_t *s = container_of(a, sg_session_t, amqp);
-  sg_sub_t *sub = sub_by_tag(s, tag);
-  if (sub == NULL || sub->cancelled || s->state != S_CONNECTED) return;
-  char detail[300];
-  snprintf(detail, sizeof(detail), "the broker cancelled subscription '%s' (queue '%s' deleted?)",
-           sub->id, sub->queue);
-  error_close(s, CLOSE_INTERNAL, "Subscription cancelled by the broker", NULL, detail);
+  if (unblocked) sg_transport_resume(s->tr);
+  run_pending(s);
 }
 
 /* The ERROR message and close code for a broker refusal or failure. */
@@ -1963,161 +615,70 @@ static const char *broker_error_name(int code, uint16_t *close_code) {
   }
 }
 
-static void amqp_lost_cb(sg_amqp_t *a, int code, const char *text) {
-  sg_session_t *s = container_of(a, sg_session_t, amqp);
-  if (s->state == S_CLOSING) return;
-  uint16_t wc;
-  const char *m = broker_error_name(code, &wc);
-  /* The failing command is the oldest one still waiting for its receipt,
-   * if it asked for one. */
-  const char *rid = NULL;
-  for (sg_receipt_t *r = s->rc_head; r; r = r->next)
-    if (r->rpc_seq > a->rpc_done) {
-      rid = r->id;
-      break;
-    }
-  snprintf(s->reason_buf, sizeof(s->reason_buf), "ERROR %s: %s", m, text);
-  s->close_reason = s->reason_buf;
-  send_error(s, m, rid, text);
-  sg_transport_close(s->tr, wc, m);
-  session_teardown(s);
+/* The relay cannot go on: ERROR and close. The ERROR carries receipt_id,
+ * or else the receipt of the oldest frame still owed one that the failure
+ * answers. */
+void sg_session_relay_failed(sg_session_t *s, const sg_relay_fault_t *f, const char *receipt_id) {
+  if (receipt_id == NULL)
+    for (sg_receipt_t *r = s->rc_head; r; r = r->next)
+      if (sg_relay_blames(f, &r->mark)) {
+        receipt_id = r->id;
+        break;
+      }
+  uint16_t wc = CLOSE_INTERNAL;
+  char detail[320];
+  switch (f->kind) {
+  case SG_RELAY_LOST: {
+    const char *m = broker_error_name(f->code, &wc);
+    sg_session_fail(s, wc, m, receipt_id, f->text);
+    return;
+  }
+  case SG_RELAY_UNAVAILABLE:
+    sg_session_fail(s, wc, "Broker unavailable", receipt_id, f->text);
+    return;
+  case SG_RELAY_CANCELLED: {
+    const sg_sub_t *sub = container_of(f->sub, sg_sub_t, rs);
+    snprintf(detail, sizeof(detail),
+             "the broker cancelled subscription '%s' (queue '%s' deleted?)", sub->id,
+             sub->rs.queue ? sub->rs.queue : "");
+    sg_session_fail(s, wc, "Subscription cancelled by the broker", receipt_id, detail);
+    return;
+  }
+  case SG_RELAY_REJECTED:
+    snprintf(detail, sizeof(detail), "publish %" PRIu64 " was nacked", f->tag);
+    sg_session_fail(s, wc, "Message rejected by the broker", receipt_id, detail);
+    return;
+  default:
+    sg_session_fail(s, wc, "Internal error", receipt_id, f->text);
+    return;
+  }
 }
 
-static void amqp_blocked_cb(sg_amqp_t *a, int blocked) {
-  sg_session_t *s = container_of(a, sg_session_t, amqp);
-  s->flow_blocked = blocked != 0;
-  if (blocked || s->state != S_CONNECTED) return;
-  sg_transport_resume(s->tr);
-  run_pending(s);
+static void relay_fault_cb(sg_relay_t *r, const sg_relay_fault_t *f) {
+  sg_session_t *s = r->owner;
+  /* A login that fails is on_ready_cb's to report. */
+  if (s->state != S_CONNECTED && !(s->state == S_LOGIN && f->kind == SG_RELAY_LOST)) return;
+  sg_session_relay_failed(s, f, NULL);
 }
 
-static void amqp_closed_cb(sg_amqp_t *a) {
-  sg_session_t *s = container_of(a, sg_session_t, amqp);
-  s->amqp_closed = 1;
+static void relay_closed_cb(sg_relay_t *r) {
+  sg_session_t *s = r->owner;
+  s->relay_closed = 1;
   maybe_free(s);
 }
 
-static const sg_amqp_cbs_t amqp_cbs = {amqp_open_cb,    amqp_delivery_cb, amqp_confirm_cb,
-                                       amqp_progress_cb, amqp_cancel_cb,  amqp_lost_cb,
-                                       amqp_closed_cb,  amqp_blocked_cb};
-
-/* ---------- shared subscriptions (fan-out callbacks) ---------- */
-
-static void fan_ready_cb(sg_fanout_member_t *m, int status, const char *text) {
-  sg_sub_t *sub = container_of(m, sg_sub_t, fm);
-  sg_session_t *s = m->owner;
-  s->fan_waiting--;
-  if (s->state != S_CONNECTED) return;
-  if (status != 0) {
-    uint16_t wc;
-    const char *msg = broker_error_name(status, &wc);
-    snprintf(s->reason_buf, sizeof(s->reason_buf), "ERROR %s: %s", msg, text ? text : "");
-    s->close_reason = s->reason_buf;
-    send_error(s, msg, sub->join_receipt, text);
-    sg_transport_close(s->tr, wc, msg);
-    session_teardown(s);
-    return;
-  }
-  if (sub->join_receipt) {
-    add_receipt_id(s, sub->join_receipt, 0);
-    free(sub->join_receipt);
-    sub->join_receipt = NULL;
-  }
-  if (s->fan_waiting == 0) run_pending(s);
-}
-
-static void fan_message_cb(sg_fanout_member_t *m, sg_fanout_msg_t *msg) {
-  sg_sub_t *sub = container_of(m, sg_sub_t, fm);
-  sg_session_t *s = m->owner;
-  if (s->state != S_CONNECTED) return;
-  int v = s->version, vi = v == 10 ? 0 : v == 11 ? 1 : 2;
-  sg_buf_t *tail = &msg->tail[vi];
-  if (msg->tail_utf8[vi] < 0) {
-    /* The first member with this version encodes for all the others. */
-    encode_message_tail(tail, v, msg->d, NULL);
-    msg->tail_utf8[vi] = sg_utf8_valid(tail->base, tail->len);
-  }
-  sg_buf_t *b = &scratch;
-  char mid[320];
-  sg_buf_reset(b);
-  sg_stomp_encode_start(b, SG_STOMP_MESSAGE);
-  sg_stomp_encode_headerz(b, v, SG_STOMP_MESSAGE, "subscription", sub->id);
-  snprintf(mid, sizeof(mid), "%s@@session-%" PRIu64 "@@%" PRIu64, sub->tag, s->id, msg->seq);
-  sg_stomp_encode_headerz(b, v, SG_STOMP_MESSAGE, "message-id", mid);
-  int binary = !msg->tail_utf8[vi] || !sg_utf8_valid(b->base, b->len);
-  sg_metrics_delivery();
-  if (!outbound_room(s, sub, b->len + tail->len) || sg_buf_append(b, tail->base, tail->len) != 0)
-    return;
-  sg_metrics_frame_out(b->base, b->len);
-  sg_transport_send(s->tr, b->base, b->len, binary);
-}
-
-static void fan_lost_cb(sg_fanout_member_t *m, int code, const char *text) {
-  sg_session_t *s = m->owner;
-  if (s->state != S_CONNECTED) return;
-  uint16_t wc;
-  const char *msg = broker_error_name(code, &wc);
-  snprintf(s->reason_buf, sizeof(s->reason_buf), "ERROR %s: %s", msg, text ? text : "");
-  s->close_reason = s->reason_buf;
-  send_error(s, msg, NULL, text);
-  sg_transport_close(s->tr, wc, msg);
-  session_teardown(s);
-}
-
-static const sg_fanout_cbs_t fanout_cbs = {fan_ready_cb, fan_message_cb, fan_lost_cb};
-
-const sg_fanout_cbs_t *sg_session_fanout_cbs(void) { return &fanout_cbs; }
-
-/* Shared mode: the credential check of CONNECT came back. */
-static void auth_done_cb(void *owner, int status, const char *message) {
-  sg_session_t *s = owner;
-  s->auth = NULL;
-  if (s->state != S_LOGIN) return;
-  if (status != 0) {
-    amqp_open_cb(&s->amqp, status, message);
-    return;
-  }
-  /* The channel opens when a frame first needs one: a session that only
-   * reads shared topic subscriptions costs the broker nothing. */
-  session_connected(s);
-}
-
-static void token_expired_cb(void *owner) {
-  sg_session_t *s = owner;
-  error_close(s, CLOSE_POLICY, "Token expired", NULL,
-              "the session's token has expired: reconnect with a new one");
-}
-
-/* --auth jwt/file: the gateway's check of CONNECT came back. */
-static void access_done_cb(void *owner, sg_grant_t *grant, const char *why) {
-  sg_session_t *s = owner;
-  s->access = NULL;
-  if (s->state != S_LOGIN) {
-    sg_grant_release(grant);
-    return;
-  }
-  if (grant == NULL) {
-    error_close(s, CLOSE_POLICY, "Access refused", NULL, why);
-    return;
-  }
-  s->grant = grant;
-  snprintf(s->login, sizeof(s->login), "%s", sg_grant_user(grant));
-  if (sg_grant_watch(grant, s->tr->loop, token_expired_cb, s) != 0) {
-    error_close(s, CLOSE_INTERNAL, "Internal error", NULL, "cannot watch the token's expiry");
-    return;
-  }
-  auth_done_cb(s, 0, NULL);
-}
+static const sg_relay_cbs_t relay_cbs = {relay_ready_cb,  relay_wake_cb,  relay_progress_cb,
+                                         sg_session_delivery_cb, relay_fault_cb, relay_closed_cb};
 
 /* ---------- life cycle ---------- */
 
-static void timer_closed_cb(uv_handle_t *h) {
+void sg_session_timer_closed_cb(uv_handle_t *h) {
   sg_session_t *s = h->data;
   s->timer_closed = 1;
   maybe_free(s);
 }
 
-static void session_teardown(sg_session_t *s) {
+void sg_session_teardown(sg_session_t *s) {
   if (s->torn_down) return;
   s->torn_down = 1;
   /* A connection that never became a session (a static file, a refused
@@ -2131,20 +692,13 @@ static void session_teardown(sg_session_t *s) {
   else
     sg_log_info("session-%" PRIu64 " closed (%s): %s", s->id, s->tr->peer,
                 s->close_reason ? s->close_reason : "closed");
-  uv_close((uv_handle_t *)&s->timer, timer_closed_cb);
-  for (sg_sub_t *x = s->subs; x; x = x->next)
-    if (x->shared) sg_fanout_leave(&x->fm);
-  sg_auth_cancel(s->auth);
-  s->auth = NULL;
-  sg_access_cancel(s->access);
-  s->access = NULL;
+  uv_close((uv_handle_t *)&s->timer, sg_session_timer_closed_cb);
   sg_grant_release(s->grant);
   s->grant = NULL;
-  if (s->amqp.state != SG_AMQP_IDLE) sg_amqp_close(&s->amqp);
-  else s->amqp_closed = 1;
+  if (sg_relay_close(s->relay)) s->relay_closed = 1;
 }
 
-static sg_session_t *session_new(sg_session_ctx_t *ctx) {
+sg_session_t *sg_session_new(sg_session_ctx_t *ctx) {
   const sg_config_t *cfg = ctx->cfg;
   sg_session_t *s = calloc(1, sizeof(*s));
   if (s == NULL) return NULL;
@@ -2153,12 +707,16 @@ static sg_session_t *session_new(sg_session_ctx_t *ctx) {
   s->id = atomic_fetch_add(&next_session_id, 1);
   s->version = 12;
   s->rc_tail = &s->rc_head;
+  if ((s->relay = ctx->relay->create(ctx, &relay_cbs, s)) == NULL) {
+    free(s);
+    return NULL;
+  }
   sg_stomp_limits_t lim = {cfg->max_frame_size, cfg->max_headers, cfg->max_header_size};
   sg_stomp_parser_init(&s->parser, &lim);
   return s;
 }
 
-static void session_link(sg_session_t *s, uv_loop_t *loop) {
+void sg_session_link(sg_session_t *s, uv_loop_t *loop) {
   uv_timer_init(loop, &s->timer);
   s->timer.data = s;
   live_sessions++;
@@ -2168,52 +726,27 @@ static void session_link(sg_session_t *s, uv_loop_t *loop) {
 }
 
 int sg_session_open(sg_transport_t *tr, sg_session_ctx_t *ctx) {
-  sg_session_t *s = session_new(ctx);
+  sg_session_t *s = sg_session_new(ctx);
   if (s == NULL) return SG_ERR_NOMEM;
   s->tr = tr;
   tr->owner = s;
-  tr->cbs = &ws_cbs;
-  session_link(s, tr->loop);
+  tr->cbs = &sg_session_transport_cbs;
+  sg_session_link(s, tr->loop);
   ws_open_cb(tr, 0);
   return 0;
 }
 
-int sg_session_accept(uv_stream_t *server, sg_session_ctx_t *ctx) {
-  const sg_config_t *cfg = ctx->cfg;
-  sg_session_t *s = session_new(ctx);
-  if (s == NULL) return SG_ERR_NOMEM;
-  int r = sg_ws_init(server->loop, &s->ws, cfg, &ws_cbs);
-  if (r) {
-    sg_stomp_parser_free(&s->parser);
-    free(s);
-    return r;
-  }
-  s->tr = &s->ws.tr;
-  s->ws.tr.owner = s;
-  session_link(s, server->loop);
-  r = uv_accept(server, (uv_stream_t *)&s->ws.tcp);
-  if (r) {
-    s->close_reason = "accept failed";
-    s->state = S_CLOSING;
-    s->torn_down = 1;
-    s->amqp_closed = 1;
-    uv_close((uv_handle_t *)&s->timer, timer_closed_cb);
-    sg_ws_abort(&s->ws);
-    return r;
-  }
-  sg_ws_start(&s->ws);
-  return 0;
-}
 
 /* ---------- shutdown ---------- */
 
 /* A draining session closes once every RECEIPT it owes is out, so a client
  * never loses the confirmation of a message the broker took. */
-static void drain_close(sg_session_t *s) {
+void sg_session_drain_close(sg_session_t *s) {
   if (s->state == S_CLOSING) return;
   s->draining = 1;
-  if (s->state == S_CONNECTED && s->rc_head != NULL) return; /* flush_receipts calls again */
-  error_close(s, CLOSE_GOING_AWAY, "server shutting down", NULL,
+  /* With receipts owed, sg_session_flush_receipts calls again once they are out. */
+  if (s->state == S_CONNECTED && s->rc_head != NULL) return;
+  sg_session_error_close(s, CLOSE_GOING_AWAY, "server shutting down", NULL,
               "the gateway is shutting down; reconnect to another instance");
 }
 
@@ -2221,7 +754,8 @@ void sg_session_drain_all(void) {
   sg_session_t *s = live_head;
   while (s != NULL) {
     sg_session_t *next = s->live_next; /* closing never frees synchronously */
-    drain_close(s);
+    sg_session_drain_close(s);
     s = next;
   }
 }
+

@@ -2,10 +2,9 @@
 #ifndef SG_SESSION_H
 #define SG_SESSION_H
 
-/* A STOMP session: the state machine between one WebSocket and the broker.
- * In per-session mode it owns an AMQP connection opened with its own
- * credentials; in shared mode it has a channel on a pooled connection, and
- * its topic subscriptions go through the worker's fan-out. */
+/* A STOMP session: the state machine between one transport (a WebSocket or
+ * a SockJS session) and the broker, which it reaches through the relay
+ * that its context names (relay.h). */
 
 #include <stdint.h>
 #include <uv.h>
@@ -15,12 +14,14 @@
 
 struct sg_pool;
 struct sg_fanout;
-struct sg_fanout_cbs;
+struct sg_relay_type;
 
-/* What a worker gives its sessions. pool, fanout and pool_for are NULL in
- * per-session mode. */
+/* What a worker gives its sessions: the relay they use, and what the
+ * shared relay draws on (pool, fanout and pool_for, NULL for the
+ * per-session relay). */
 typedef struct sg_session_ctx {
   const sg_config_t *cfg;
+  const struct sg_relay_type *relay;
   struct sg_pool *pool;     /* for --broker's vhost */
   struct sg_fanout *fanout; /* shared subscriptions, on that vhost */
   /* The pool for another vhost, made on first use; NULL when no more can
@@ -53,8 +54,5 @@ void sg_session_thread_done(void);
 
 /* Sessions currently alive in this process, over all workers. */
 size_t sg_session_count(void);
-
-/* The callbacks through which a worker's fan-out reaches its sessions. */
-const struct sg_fanout_cbs *sg_session_fanout_cbs(void);
 
 #endif

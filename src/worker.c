@@ -7,6 +7,7 @@
 
 #include "broker.h"
 #include "log.h"
+#include "relay.h"
 #include "sockjs.h"
 #include "ws.h"
 
@@ -62,10 +63,12 @@ static int worker_init(sg_worker_t *w, int id, const sg_config_t *cfg, int port)
   if (r) return r;
   w->ctx.cfg = cfg;
   w->ctx.worker = id;
+  w->ctx.relay = &sg_relay_per_session;
   if (cfg->mode == SG_MODE_SHARED) {
     if ((r = sg_pool_init(&w->pool, &w->loop, cfg, id, NULL)) != 0) goto fail_loop;
+    w->ctx.relay = &sg_relay_shared;
     w->ctx.pool_for = pool_for;
-    sg_fanout_init(&w->fanout, &w->pool, sg_session_fanout_cbs(), id);
+    sg_fanout_init(&w->fanout, &w->pool, sg_relay_shared_fanout_cbs(), id);
     w->ctx.pool = &w->pool;
     w->ctx.fanout = &w->fanout;
   }

@@ -32,6 +32,7 @@
 #include "listener.h"
 #include "log.h"
 #include "pool.h"
+#include "relay.h"
 #include "session.h"
 #include "ws.h"
 
@@ -122,15 +123,18 @@ static void init_once(void) {
   FZ_CHECK(sg_amqp_set_nodes(cfg_ps.brokers, cfg_ps.nbrokers) == 0);
   FZ_CHECK(sg_ws_loop_init(&loop) == 0 && sg_amqp_loop_init(&loop) == 0);
   ctx_ps.cfg = &cfg_ps;
+  ctx_ps.relay = &sg_relay_per_session;
   FZ_CHECK(sg_pool_init(&pool, &loop, &cfg_sh, 0, NULL) == 0);
-  sg_fanout_init(&fanout, &pool, sg_session_fanout_cbs(), 0);
+  sg_fanout_init(&fanout, &pool, sg_relay_shared_fanout_cbs(), 0);
   ctx_sh.cfg = &cfg_sh;
+  ctx_sh.relay = &sg_relay_shared;
   ctx_sh.pool = &pool;
   ctx_sh.fanout = &fanout;
   ctx_sh.pool_for = pool_for;
   start_listener(&lis_ps, &ctx_ps, &port_ps);
   start_listener(&lis_sh, &ctx_sh, &port_sh);
   ctx_tm.cfg = &cfg_tm;
+  ctx_tm.relay = &sg_relay_per_session;
   start_listener(&lis_tm, &ctx_tm, &port_tm);
 }
 

@@ -1,0 +1,322 @@
+/* SPDX-License-Identifier: MIT */
+/* The session's own AMQP channel, for both relay implementations. Broker
+ * work is pipelined on the one channel; synchronous replies arrive in order
+ * and are counted, publishes are confirmed, and a mark is reached once both
+ * counts have passed it. */
+#include "relay_chan.h"
+
+#include <amqp_framing.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "metrics.h"
+#include "stompgate/err.h"
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+static sg_relay_chan_t *chan_of(sg_relay_t *r) { return container_of(r, sg_relay_chan_t, base); }
+
+static amqp_bytes_t bytes_of(const char *s) { return amqp_cstring_bytes(s); }
+
+int sg_relay_publishes(const sg_stomp_frame_t *f) {
+  return f->cmd == SG_STOMP_SEND || f->cmd == SG_STOMP_COMMIT;
+}
+
+int sg_relay_chan_started(const sg_relay_chan_t *ch) { return ch->amqp.state != SG_AMQP_IDLE; }
+
+void sg_relay_chan_fault(sg_relay_chan_t *ch, const sg_relay_fault_t *f) {
+  if (!ch->closing) ch->base.cbs->on_fault_cb(&ch->base, f);
+}
+
+static sg_relay_sub_t *sub_by_tag(sg_relay_chan_t *ch, amqp_bytes_t tag) {
+  for (sg_relay_sub_t *x = ch->subs; x; x = x->next)
+    if (x->tag_len == tag.len && memcmp(x->tag, tag.bytes, tag.len) == 0) return x;
+  return NULL;
+}
+
+static void sub_link(sg_relay_chan_t *ch, sg_relay_sub_t *sub) {
+  sub->prev = NULL;
+  sub->next = ch->subs;
+  if (ch->subs) ch->subs->prev = sub;
+  ch->subs = sub;
+  sub->linked = 1;
+}
+
+void sg_relay_chan_release(sg_relay_t *r, sg_relay_sub_t *sub) {
+  sg_relay_chan_t *ch = chan_of(r);
+  if (!sub->linked) return;
+  if (sub->prev) sub->prev->next = sub->next;
+  else ch->subs = sub->next;
+  if (sub->next) sub->next->prev = sub->prev;
+  sub->next = sub->prev = NULL;
+  sub->linked = 0;
+}
+
+/* ---------- channel callbacks ---------- */
+
+static sg_relay_chan_t *chan_of_amqp(sg_amqp_t *a) { return container_of(a, sg_relay_chan_t, amqp); }
+
+static void chan_open_cb(sg_amqp_t *a, int status, const char *message) {
+  sg_relay_chan_t *ch = chan_of_amqp(a);
+  if (ch->closing) return;
+  /* A pooled connection may be blocked already. */
+  if (status == 0) ch->blocked = a->conn && a->conn->blocked;
+  ch->opened(ch, status, message);
+}
+
+static void chan_delivery_cb(sg_amqp_t *a, const sg_amqp_delivery_t *d) {
+  sg_relay_chan_t *ch = chan_of_amqp(a);
+  if (ch->closing) return;
+  sg_relay_sub_t *sub = sub_by_tag(ch, d->consumer_tag);
+  if (sub == NULL) return;
+  if (sub->cancelled) {
+    /* Already in flight when the cancel went out: give it back. */
+    if (!sub->no_ack) {
+      amqp_basic_reject_t rj = {d->delivery_tag, 1};
+      sg_amqp_send(a, AMQP_BASIC_REJECT_METHOD, &rj);
+    }
+    return;
+  }
+  sg_relay_msg_t m = {d, d->delivery_tag, NULL, NULL};
+  ch->base.cbs->on_delivery_cb(&ch->base, sub, &m);
+}
+
+static void confirm_advance(sg_relay_chan_t *ch) {
+  int moved = 1;
+  while (moved) {
+    moved = 0;
+    for (size_t i = 0; i < ch->nooo; i++) {
+      if (ch->ooo[i] <= ch->confirmed + 1) {
+        if (ch->ooo[i] == ch->confirmed + 1) ch->confirmed++;
+        ch->ooo[i] = ch->ooo[--ch->nooo];
+        moved = 1;
+        break;
+      }
+    }
+  }
+}
+
+static void chan_confirm_cb(sg_amqp_t *a, uint64_t tag, int multiple, int ack) {
+  sg_relay_chan_t *ch = chan_of_amqp(a);
+  sg_metrics_confirm(ack);
+  if (ch->closing) return;
+  if (!ack) {
+    sg_relay_fault_t f = {.kind = SG_RELAY_REJECTED, .tag = tag, .blame = SG_RELAY_BLAME_PUB,
+                          .at = tag};
+    sg_relay_chan_fault(ch, &f);
+    return;
+  }
+  if (multiple) {
+    if (tag > ch->confirmed) ch->confirmed = tag;
+  } else if (tag == ch->confirmed + 1) {
+    ch->confirmed = tag;
+  } else if (tag > ch->confirmed) {
+    if (ch->nooo == ch->ooo_cap) {
+      size_t cap = ch->ooo_cap ? ch->ooo_cap * 2 : 16;
+      uint64_t *n = realloc(ch->ooo, cap * sizeof(*n));
+      if (n == NULL) return;
+      ch->ooo = n;
+      ch->ooo_cap = cap;
+    }
+    ch->ooo[ch->nooo++] = tag;
+  }
+  confirm_advance(ch);
+  ch->base.cbs->on_progress_cb(&ch->base);
+}
+
+static void chan_progress_cb(sg_amqp_t *a) {
+  sg_relay_chan_t *ch = chan_of_amqp(a);
+  if (!ch->closing) ch->base.cbs->on_progress_cb(&ch->base);
+}
+
+static void chan_cancel_cb(sg_amqp_t *a, amqp_bytes_t tag) {
+  sg_relay_chan_t *ch = chan_of_amqp(a);
+  sg_relay_sub_t *sub = sub_by_tag(ch, tag);
+  if (sub == NULL || sub->cancelled) return;
+  sg_relay_fault_t f = {.kind = SG_RELAY_CANCELLED, .sub = sub};
+  sg_relay_chan_fault(ch, &f);
+}
+
+static void chan_lost_cb(sg_amqp_t *a, int code, const char *text) {
+  sg_relay_chan_t *ch = chan_of_amqp(a);
+  /* The failing command is the oldest synchronous one not answered. */
+  sg_relay_fault_t f = {.kind = SG_RELAY_LOST, .code = code, .text = text,
+                        .blame = SG_RELAY_BLAME_RPC, .at = a->rpc_done + 1};
+  sg_relay_chan_fault(ch, &f);
+}
+
+static void chan_closed_cb(sg_amqp_t *a) {
+  sg_relay_chan_t *ch = chan_of_amqp(a);
+  ch->base.cbs->on_closed_cb(&ch->base);
+}
+
+static void chan_blocked_cb(sg_amqp_t *a, int blocked) {
+  sg_relay_chan_t *ch = chan_of_amqp(a);
+  ch->blocked = blocked != 0;
+  if (!blocked && !ch->closing) ch->base.cbs->on_wake_cb(&ch->base, 1);
+}
+
+const sg_amqp_cbs_t sg_relay_chan_cbs = {chan_open_cb,    chan_delivery_cb, chan_confirm_cb,
+                                         chan_progress_cb, chan_cancel_cb,  chan_lost_cb,
+                                         chan_closed_cb,  chan_blocked_cb};
+
+/* ---------- life cycle ---------- */
+
+void sg_relay_chan_init(sg_relay_chan_t *ch, const sg_relay_ops_t *ops, const sg_relay_cbs_t *cbs,
+                        void *owner) {
+  memset(ch, 0, sizeof(*ch));
+  ch->base.ops = ops;
+  ch->base.cbs = cbs;
+  ch->base.owner = owner;
+}
+
+int sg_relay_chan_close(sg_relay_chan_t *ch) {
+  ch->closing = 1;
+  if (ch->amqp.state == SG_AMQP_IDLE) return 1;
+  sg_amqp_close(&ch->amqp);
+  return 0;
+}
+
+void sg_relay_chan_free(sg_relay_chan_t *ch) {
+  while (ch->declared) {
+    sg_relay_name_t *n = ch->declared->next;
+    free(ch->declared->name);
+    free(ch->declared);
+    ch->declared = n;
+  }
+  free(ch->ooo);
+  ch->ooo = NULL;
+}
+
+/* ---------- operations ---------- */
+
+static int declared_already(sg_relay_chan_t *ch, const char *name) {
+  for (sg_relay_name_t *n = ch->declared; n; n = n->next)
+    if (strcmp(n->name, name) == 0) return 1;
+  return 0;
+}
+
+static void remember_declared(sg_relay_chan_t *ch, const char *name) {
+  sg_relay_name_t *n = malloc(sizeof(*n));
+  if (n == NULL) return;
+  if ((n->name = strdup(name)) == NULL) {
+    free(n);
+    return;
+  }
+  n->next = ch->declared;
+  ch->declared = n;
+}
+
+static int declare_queue(sg_relay_chan_t *ch, const char *name, int durable, int exclusive,
+                         int auto_delete, amqp_table_t args) {
+  amqp_queue_declare_t m;
+  memset(&m, 0, sizeof(m));
+  m.queue = bytes_of(name);
+  m.durable = durable;
+  m.exclusive = exclusive;
+  m.auto_delete = auto_delete;
+  m.arguments = args;
+  int64_t r = sg_amqp_rpc(&ch->amqp, AMQP_QUEUE_DECLARE_METHOD, &m, AMQP_QUEUE_DECLARE_OK_METHOD);
+  return r < 0 ? (int)r : 0;
+}
+
+/* A queue is declared once per session, unless the frame names queue
+ * arguments: then the broker checks them against the queue. */
+static int declare_once(sg_relay_chan_t *ch, const char *name, amqp_table_t args) {
+  if (args.num_entries == 0 && declared_already(ch, name)) return 0;
+  int r = declare_queue(ch, name, 1, 0, 0, args);
+  if (r == 0 && !declared_already(ch, name)) remember_declared(ch, name);
+  return r;
+}
+
+int sg_relay_chan_declare(sg_relay_t *r, const char *queue, const amqp_table_t *args) {
+  return declare_once(chan_of(r), queue, *args);
+}
+
+int sg_relay_chan_publish(sg_relay_t *r, const char *exchange, const char *rk,
+                          const amqp_basic_properties_t *p, const void *body, size_t len) {
+  uint64_t seq;
+  return sg_amqp_publish(&chan_of(r)->amqp, bytes_of(exchange), bytes_of(rk), p,
+                         (amqp_bytes_t){len, (void *)body}, &seq);
+}
+
+int sg_relay_chan_subscribe(sg_relay_t *r, sg_relay_sub_t *sub, const sg_relay_subreq_t *q,
+                            sg_relay_fault_t *why) {
+  sg_relay_chan_t *ch = chan_of(r);
+  (void)why; /* a failing method has reported the lost channel already */
+  int rc = 0;
+  sub->no_ack = q->no_ack != 0;
+  sub->own_queue = q->own_queue != 0;
+  if (q->declare == SG_RELAY_DECLARE)
+    rc = declare_queue(ch, sub->queue, q->durable, q->exclusive, q->auto_delete, q->qargs);
+  else if (q->declare == SG_RELAY_DECLARE_ONCE)
+    rc = declare_once(ch, sub->queue, q->qargs);
+  if (rc == 0 && q->bind_exchange) {
+    amqp_queue_bind_t b;
+    memset(&b, 0, sizeof(b));
+    b.queue = bytes_of(sub->queue);
+    b.exchange = bytes_of(q->bind_exchange);
+    b.routing_key = bytes_of(q->bind_key);
+    b.arguments = amqp_empty_table;
+    int64_t x = sg_amqp_rpc(&ch->amqp, AMQP_QUEUE_BIND_METHOD, &b, AMQP_QUEUE_BIND_OK_METHOD);
+    if (x < 0) rc = (int)x;
+  }
+  if (rc == 0 && q->prefetch >= 0) {
+    amqp_basic_qos_t qos = {0, (uint16_t)q->prefetch, 0};
+    int64_t x = sg_amqp_rpc(&ch->amqp, AMQP_BASIC_QOS_METHOD, &qos, AMQP_BASIC_QOS_OK_METHOD);
+    if (x < 0) rc = (int)x;
+  }
+  sub_link(ch, sub);
+  if (rc == 0) {
+    amqp_basic_consume_t m;
+    memset(&m, 0, sizeof(m));
+    m.queue = bytes_of(sub->queue);
+    m.consumer_tag = amqp_cstring_bytes(sub->tag);
+    m.no_ack = q->no_ack != 0;
+    m.arguments = q->cargs;
+    int64_t x = sg_amqp_rpc(&ch->amqp, AMQP_BASIC_CONSUME_METHOD, &m, AMQP_BASIC_CONSUME_OK_METHOD);
+    if (x < 0) rc = (int)x;
+  }
+  return rc;
+}
+
+int sg_relay_chan_unsubscribe(sg_relay_t *r, sg_relay_sub_t *sub, sg_relay_mark_t *done) {
+  sg_relay_chan_t *ch = chan_of(r);
+  amqp_basic_cancel_t c = {amqp_cstring_bytes(sub->tag), 0};
+  int64_t seq = sg_amqp_rpc(&ch->amqp, AMQP_BASIC_CANCEL_METHOD, &c, AMQP_BASIC_CANCEL_OK_METHOD);
+  if (seq < 0) return (int)seq;
+  sub->cancelled = 1;
+  *done = (sg_relay_mark_t){(uint64_t)seq, 0, 0};
+  return 0;
+}
+
+int sg_relay_chan_delete_queue(sg_relay_t *r, const char *queue) {
+  amqp_queue_delete_t del;
+  memset(&del, 0, sizeof(del));
+  del.queue = bytes_of(queue);
+  int64_t x = sg_amqp_rpc(&chan_of(r)->amqp, AMQP_QUEUE_DELETE_METHOD, &del,
+                          AMQP_QUEUE_DELETE_OK_METHOD);
+  return x < 0 ? (int)x : 0;
+}
+
+int sg_relay_chan_ack(sg_relay_t *r, uint64_t tag, int multiple, int ack, int requeue) {
+  sg_amqp_t *a = &chan_of(r)->amqp;
+  if (ack) {
+    amqp_basic_ack_t m = {tag, (amqp_boolean_t)multiple};
+    return sg_amqp_send(a, AMQP_BASIC_ACK_METHOD, &m);
+  }
+  amqp_basic_nack_t m = {tag, (amqp_boolean_t)multiple, (amqp_boolean_t)requeue};
+  return sg_amqp_send(a, AMQP_BASIC_NACK_METHOD, &m);
+}
+
+void sg_relay_chan_mark(sg_relay_t *r, sg_relay_mark_t *m) {
+  sg_relay_chan_t *ch = chan_of(r);
+  m->rpc = ch->amqp.rpc_sent;
+  m->pub = ch->amqp.pub_seq;
+  m->join = ch->joins_started;
+}
+
+int sg_relay_chan_reached(sg_relay_t *r, const sg_relay_mark_t *m) {
+  sg_relay_chan_t *ch = chan_of(r);
+  return ch->amqp.rpc_done >= m->rpc && ch->confirmed >= m->pub && ch->joins_done >= m->join;
+}
