@@ -7,6 +7,7 @@
 
 #include "broker.h"
 #include "log.h"
+#include "relay.h"
 
 #define RETRY_MIN_MS 1000
 #define RETRY_MAX_MS 30000
@@ -83,7 +84,8 @@ int sg_app_setup_start(uv_loop_t *loop, const sg_config_t *cfg) {
   memset(&setup, 0, sizeof(setup));
   if (cfg->app_prefixes.n) setup.names[setup.n++] = cfg->app_exchange;
   /* amq.* exchanges exist already, and RabbitMQ refuses to declare them. */
-  if (cfg->mode == SG_MODE_SHARED && cfg->user_exchange && strncmp(cfg->user_exchange, "amq.", 4))
+  if (sg_relay_of(cfg->mode)->user_destinations && cfg->user_exchange &&
+      strncmp(cfg->user_exchange, "amq.", 4))
     setup.names[setup.n++] = cfg->user_exchange;
   if (setup.n == 0) return 0;
   setup.cfg = cfg;

@@ -15,6 +15,7 @@
 #include "config.h"
 #include "log.h"
 #include "probe.h"
+#include "relay.h"
 #include "session.h"
 #include "sg_config.h"
 #include "tls.h"
@@ -197,7 +198,7 @@ int main(int argc, char **argv) {
               "%d worker%s",
               SG_VERSION, sg_tls_enabled() ? "wss" : "ws", cfg.listen_host, port, cfg.ws_path,
               cfg.broker.tls ? "amqps" : "amqp", cfg.broker.host, cfg.broker.port,
-              cfg.broker.vhost, cfg.mode == SG_MODE_SHARED ? "shared" : "per-session",
+              cfg.broker.vhost, sg_relay_of(cfg.mode)->name,
               cfg.auth == SG_AUTH_JWT ? " (auth jwt)" : cfg.auth == SG_AUTH_FILE ? " (auth file)" : "",
               cfg.workers, cfg.workers == 1 ? "" : "s");
   for (size_t i = 1; i < cfg.nbrokers; i++)

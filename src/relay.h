@@ -212,6 +212,15 @@ struct sg_relay {
 /* A relay implementation. */
 typedef struct sg_relay_type {
   const char *name;
+  /* Whether it serves /user/ destinations, whose exchange is then declared
+   * at start-up. */
+  int user_destinations;
+  /* The relay's state in one worker, kept in ctx->relay_data: made before
+   * the worker's thread starts, on the thread that owns loop, and stopped
+   * on the worker's thread when it ends. NULL when it needs none. 0 or a
+   * negative error. */
+  int (*worker_start)(struct sg_session_ctx *ctx, uv_loop_t *loop);
+  void (*worker_stop)(struct sg_session_ctx *ctx);
   /* A relay for a session of ctx; NULL when out of memory. */
   sg_relay_t *(*create)(struct sg_session_ctx *ctx, const sg_relay_cbs_t *cbs, void *owner);
 } sg_relay_type_t;
@@ -219,10 +228,9 @@ typedef struct sg_relay_type {
 extern const sg_relay_type_t sg_relay_per_session; /* relay_session.c */
 extern const sg_relay_type_t sg_relay_shared;      /* relay_shared.c */
 
-/* The callbacks through which a worker's fan-out reaches the shared
- * relays of its sessions (relay_shared.c). */
-struct sg_fanout_cbs;
-const struct sg_fanout_cbs *sg_relay_shared_fanout_cbs(void);
+/* The relay of each relay mode, indexed by sg_mode_t (relay.c). */
+const sg_relay_type_t *sg_relay_of(sg_mode_t mode);
+
 
 static inline int sg_relay_login(sg_relay_t *r, const sg_relay_login_t *l, const char **why) {
   return r->ops->login(r, l, why);

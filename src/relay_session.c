@@ -74,4 +74,5 @@ static sg_relay_t *ps_create(sg_session_ctx_t *ctx, const sg_relay_cbs_t *cbs, v
   return &x->ch.base;
 }
 
-const sg_relay_type_t sg_relay_per_session = {"per-session", ps_create};
+/* Each session has a connection of its own: nothing is kept per worker. */
+const sg_relay_type_t sg_relay_per_session = {"per-session", 0, NULL, NULL, ps_create};

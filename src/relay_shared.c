@@ -21,6 +21,20 @@
 
 typedef struct relay_shared relay_shared_t;
 
+/* At most this many vhosts per worker, each with a pool of its own. */
+#define MAX_VHOSTS 32
+
+/* The shared relay's state in one worker: a pool of connections per vhost
+ * and the fan-out of shared subscriptions (on --broker's vhost). */
+typedef struct shared_worker {
+  sg_pool_t pool;                    /* --broker's vhost */
+  sg_pool_t *vhost_pools[MAX_VHOSTS]; /* others, made on first use */
+  size_t nvhost_pools;
+  sg_fanout_t fanout;
+  uv_loop_t *loop;
+  int id;
+} shared_worker_t;
+
 /* A subscription's membership of a shared queue. */
 typedef struct member {
   sg_fanout_member_t fm;
@@ -67,10 +81,28 @@ static void access_done_cb(void *owner, sg_grant_t *grant, const char *why) {
   else x->ch.base.cbs->on_ready_cb(&x->ch.base, 0, NULL, grant);
 }
 
+/* The worker's pool for vhost, made on first use; NULL when no more can be
+ * made. */
+static sg_pool_t *pool_for(sg_session_ctx_t *ctx, const char *vhost) {
+  shared_worker_t *w = ctx->relay_data;
+  if (strcmp(vhost, w->pool.vhost) == 0) return &w->pool;
+  for (size_t i = 0; i < w->nvhost_pools; i++)
+    if (strcmp(vhost, w->vhost_pools[i]->vhost) == 0) return w->vhost_pools[i];
+  if (w->nvhost_pools == MAX_VHOSTS) return NULL;
+  sg_pool_t *p = malloc(sizeof(*p));
+  if (p == NULL) return NULL;
+  if (sg_pool_init(p, w->loop, ctx->cfg, w->id, vhost) != 0) {
+    free(p);
+    return NULL;
+  }
+  w->vhost_pools[w->nvhost_pools++] = p;
+  return p;
+}
+
 static int sh_login(sg_relay_t *r, const sg_relay_login_t *l, const char **why) {
   relay_shared_t *x = impl_of(r);
   /* Each vhost has its pool of connections in each worker. */
-  x->pool = x->ctx->pool_for(x->ctx, l->vhost);
+  x->pool = pool_for(x->ctx, l->vhost);
   if (x->pool == NULL) {
     *why = "this gateway serves no more virtual hosts";
     return 530;
@@ -217,8 +249,6 @@ static void fan_lost_cb(sg_fanout_member_t *fm, int code, const char *text) {
 
 static const sg_fanout_cbs_t fanout_cbs = {fan_ready_cb, fan_message_cb, fan_lost_cb};
 
-const sg_fanout_cbs_t *sg_relay_shared_fanout_cbs(void) { return &fanout_cbs; }
-
 static int join(relay_shared_t *x, sg_relay_sub_t *sub, const sg_relay_subreq_t *q,
                 sg_relay_fault_t *why) {
   member_t *m = calloc(1, sizeof(*m));
@@ -236,7 +266,8 @@ static int join(relay_shared_t *x, sg_relay_sub_t *sub, const sg_relay_subreq_t 
   m->join_no = ++x->ch.joins_started;
   x->in_join = 1;
   x->join_sync = 0;
-  int r = sg_fanout_join(x->ctx->fanout, q->bind_exchange, q->bind_key, &m->fm);
+  shared_worker_t *w = x->ctx->relay_data;
+  int r = sg_fanout_join(&w->fanout, q->bind_exchange, q->bind_key, &m->fm);
   x->in_join = 0;
   if (r == 1) x->ch.joins_done++; /* ready at once */
   if (r < 0 || (x->join_sync && x->join_status != 0)) {
@@ -258,7 +289,9 @@ static int sh_subscribe(sg_relay_t *r, sg_relay_sub_t *sub, const sg_relay_subre
   relay_shared_t *x = impl_of(r);
   /* Shared queues are on --broker's vhost; other vhosts get a queue per
    * subscription on the session's channel, as in per-session mode. */
-  if (x->pool == x->ctx->pool && shareable(q)) return join(x, sub, q, why);
+  /* The fan-out serves --broker's vhost. */
+  shared_worker_t *w = x->ctx->relay_data;
+  if (x->pool == &w->pool && shareable(q)) return join(x, sub, q, why);
   if (!sg_relay_chan_started(&x->ch)) {
     int w = open_channel(x, why);
     return w < 0 ? w : SG_ERR_AGAIN;
@@ -325,4 +358,30 @@ static sg_relay_t *sh_create(sg_session_ctx_t *ctx, const sg_relay_cbs_t *cbs, v
   return &x->ch.base;
 }
 
-const sg_relay_type_t sg_relay_shared = {"shared", sh_create};
+/* ---------- per worker ---------- */
+
+static int sh_worker_start(sg_session_ctx_t *ctx, uv_loop_t *loop) {
+  shared_worker_t *w = calloc(1, sizeof(*w));
+  if (w == NULL) return SG_ERR_NOMEM;
+  w->loop = loop;
+  w->id = ctx->worker;
+  int r = sg_pool_init(&w->pool, loop, ctx->cfg, ctx->worker, NULL);
+  if (r != 0) {
+    free(w);
+    return r;
+  }
+  sg_fanout_init(&w->fanout, &w->pool, &fanout_cbs, ctx->worker);
+  ctx->relay_data = w;
+  return 0;
+}
+
+/* Closes every pooled connection; the worker's loop ends next, so what is
+ * left stays as it is (and reachable, for leak checkers). */
+static void sh_worker_stop(sg_session_ctx_t *ctx) {
+  shared_worker_t *w = ctx->relay_data;
+  if (w == NULL) return;
+  sg_pool_close(&w->pool);
+  for (size_t i = 0; i < w->nvhost_pools; i++) sg_pool_close(w->vhost_pools[i]);
+}
+
+const sg_relay_type_t sg_relay_shared = {"shared", 1, sh_worker_start, sh_worker_stop, sh_create};

@@ -12,21 +12,14 @@
 #include "config.h"
 #include "transport.h"
 
-struct sg_pool;
-struct sg_fanout;
 struct sg_relay_type;
 
-/* What a worker gives its sessions: the relay they use, and what the
- * shared relay draws on (pool, fanout and pool_for, NULL for the
- * per-session relay). */
+/* What a worker gives its sessions: the relay they use and that relay's
+ * state in the worker. */
 typedef struct sg_session_ctx {
   const sg_config_t *cfg;
   const struct sg_relay_type *relay;
-  struct sg_pool *pool;     /* for --broker's vhost */
-  struct sg_fanout *fanout; /* shared subscriptions, on that vhost */
-  /* The pool for another vhost, made on first use; NULL when no more can
-   * be made. */
-  struct sg_pool *(*pool_for)(struct sg_session_ctx *ctx, const char *vhost);
+  void *relay_data; /* the relay's own (relay->worker_start) */
   int worker;
 } sg_session_ctx_t;
 

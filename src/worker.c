@@ -19,10 +19,7 @@ static void wake_cb(uv_async_t *a) {
   if (cmds & (SG_WORKER_STOP_LISTENING | SG_WORKER_STOP)) sg_listener_close(&w->listener);
   if (cmds & SG_WORKER_DRAIN) sg_session_drain_all();
   if (cmds & SG_WORKER_STOP) {
-    if (w->ctx.cfg->mode == SG_MODE_SHARED) {
-      sg_pool_close(&w->pool);
-      for (size_t i = 0; i < w->nvhost_pools; i++) sg_pool_close(w->vhost_pools[i]);
-    }
+    if (w->ctx.relay->worker_stop) w->ctx.relay->worker_stop(&w->ctx);
     uv_stop(&w->loop);
   }
 }
@@ -38,22 +35,6 @@ static void worker_main(void *arg) {
   sg_session_thread_done();
 }
 
-static sg_pool_t *pool_for(sg_session_ctx_t *ctx, const char *vhost) {
-  sg_worker_t *w = container_of(ctx, sg_worker_t, ctx);
-  if (strcmp(vhost, w->pool.vhost) == 0) return &w->pool;
-  for (size_t i = 0; i < w->nvhost_pools; i++)
-    if (strcmp(vhost, w->vhost_pools[i]->vhost) == 0) return w->vhost_pools[i];
-  if (w->nvhost_pools == SG_WORKER_MAX_VHOSTS) return NULL;
-  sg_pool_t *p = malloc(sizeof(*p));
-  if (p == NULL) return NULL;
-  if (sg_pool_init(p, &w->loop, ctx->cfg, w->id, vhost) != 0) {
-    free(p);
-    return NULL;
-  }
-  w->vhost_pools[w->nvhost_pools++] = p;
-  return p;
-}
-
 /* Everything up to the listener, from the main thread before the worker's
  * thread exists. */
 static int worker_init(sg_worker_t *w, int id, const sg_config_t *cfg, int port) {
@@ -63,15 +44,9 @@ static int worker_init(sg_worker_t *w, int id, const sg_config_t *cfg, int port)
   if (r) return r;
   w->ctx.cfg = cfg;
   w->ctx.worker = id;
-  w->ctx.relay = &sg_relay_per_session;
-  if (cfg->mode == SG_MODE_SHARED) {
-    if ((r = sg_pool_init(&w->pool, &w->loop, cfg, id, NULL)) != 0) goto fail_loop;
-    w->ctx.relay = &sg_relay_shared;
-    w->ctx.pool_for = pool_for;
-    sg_fanout_init(&w->fanout, &w->pool, sg_relay_shared_fanout_cbs(), id);
-    w->ctx.pool = &w->pool;
-    w->ctx.fanout = &w->fanout;
-  }
+  w->ctx.relay = sg_relay_of(cfg->mode);
+  if (w->ctx.relay->worker_start && (r = w->ctx.relay->worker_start(&w->ctx, &w->loop)) != 0)
+    goto fail_loop;
   if ((r = uv_async_init(&w->loop, &w->wake, wake_cb)) != 0) goto fail_loop;
   w->wake.data = w;
   if (cfg->sockjs && (r = sg_sockjs_worker_init(&w->loop, id, &w->ctx)) != 0) goto fail_async;

@@ -3,19 +3,15 @@
 #define SG_WORKER_H
 
 /* A worker: one thread, one libuv loop, its own listener on the shared
- * port, and in shared mode its own connection pool and fan-out table, so
+ * port, and its relay's own state (in shared mode its pools and fan-out), so
  * nothing on the hot path is shared between threads. */
 
 #include <stdatomic.h>
 #include <uv.h>
 
 #include "config.h"
-#include "fanout.h"
 #include "listener.h"
-#include "pool.h"
 #include "session.h"
-
-#define SG_WORKER_MAX_VHOSTS 32
 
 typedef struct sg_worker {
   int id;
@@ -24,10 +20,6 @@ typedef struct sg_worker {
   uv_async_t wake;  /* carries commands from the main thread */
   atomic_int cmds;  /* enum sg_worker_cmd bits not yet carried out */
   sg_listener_t listener;
-  sg_pool_t pool;
-  sg_pool_t *vhost_pools[SG_WORKER_MAX_VHOSTS]; /* other vhosts, made on demand */
-  size_t nvhost_pools;
-  sg_fanout_t fanout;
   sg_session_ctx_t ctx;
   int running;
 } sg_worker_t;

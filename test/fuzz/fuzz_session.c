@@ -50,8 +50,6 @@ static sg_config_t cfg_ps, cfg_sh, cfg_tm;
 static sg_session_ctx_t ctx_ps, ctx_sh, ctx_tm;
 static sg_listener_t lis_ps, lis_sh, lis_tm;
 static int port_ps, port_sh, port_tm;
-static sg_pool_t pool;
-static sg_fanout_t fanout;
 
 typedef struct client {
   uv_tcp_t tcp;
@@ -68,12 +66,6 @@ static uint32_t rng_next(uint32_t *s) {
   uint32_t x = *s ? *s : 0x9e3779b9u;
   x ^= x << 13, x ^= x >> 17, x ^= x << 5;
   return *s = x;
-}
-
-static sg_pool_t *pool_for(sg_session_ctx_t *ctx, const char *vhost) {
-  (void)ctx;
-  /* One vhost is served; another gets the "no more virtual hosts" path. */
-  return strcmp(vhost, pool.vhost) == 0 ? &pool : NULL;
 }
 
 static void guard_cb(uv_timer_t *t) { (void)t; }
@@ -124,13 +116,9 @@ static void init_once(void) {
   FZ_CHECK(sg_ws_loop_init(&loop) == 0 && sg_amqp_loop_init(&loop) == 0);
   ctx_ps.cfg = &cfg_ps;
   ctx_ps.relay = &sg_relay_per_session;
-  FZ_CHECK(sg_pool_init(&pool, &loop, &cfg_sh, 0, NULL) == 0);
-  sg_fanout_init(&fanout, &pool, sg_relay_shared_fanout_cbs(), 0);
   ctx_sh.cfg = &cfg_sh;
   ctx_sh.relay = &sg_relay_shared;
-  ctx_sh.pool = &pool;
-  ctx_sh.fanout = &fanout;
-  ctx_sh.pool_for = pool_for;
+  FZ_CHECK(sg_relay_shared.worker_start(&ctx_sh, &loop) == 0);
   start_listener(&lis_ps, &ctx_ps, &port_ps);
   start_listener(&lis_sh, &ctx_sh, &port_sh);
   ctx_tm.cfg = &cfg_tm;

@@ -175,7 +175,7 @@ static sg_relay_t *fr_create(sg_session_ctx_t *ctx, const sg_relay_cbs_t *cbs, v
   return &fr->base;
 }
 
-static const sg_relay_type_t fake_relay_type = {"fake", fr_create};
+static const sg_relay_type_t fake_relay_type = {"fake", 0, NULL, NULL, fr_create};
 
 /* The broker answered everything asked so far. */
 static void relay_answers(void) {
