@@ -1,21 +1,21 @@
 // SPDX-License-Identifier: MIT
 // Broker failover: one gateway given the three nodes of a cluster, a
 // quorum queue, and clients with client acks and receipts. Node 1, where
-// the sessions are, is stopped mid-run: those sessions get an ERROR and
-// close, the clients reconnect, their logins move to another node, and no
-// receipted message is lost. Node 1 is started again at the end.
+// the sessions are, is killed with SIGKILL mid-run: those sessions get an
+// ERROR and close, the clients reconnect, their logins move to another
+// node, and no receipted message is lost. In both relay modes; node 1 is
+// started again after each case.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
 import WebSocket from 'ws';
 import { Client } from '@stomp/stompjs';
 import amqp from 'amqplib';
 import { waitFor, uniq, sleep } from '../e2e/lib/harness.mjs';
 import { spawnGateway, httpGet, parseMetrics } from '../e2e/lib/ops.mjs';
 
-const PORTS = process.env.SG_CLUSTER_PORTS.split(',').map(Number);
-const DIRS = process.env.SG_CLUSTER_DIRS.split(',');
-const SRC = process.env.STOMPGATE_SRC ?? process.cwd();
+import { PORTS, DIRS, SRC, MODES } from './lib.mjs';
 const started = [];
 after(async () => { for (const g of started) await g.stop('SIGKILL'); });
 
@@ -33,7 +33,7 @@ function reconnecting(url, onConnect) {
   return c;
 }
 
-test('a node of the cluster stops: sessions move to the others, nothing receipted is lost', async () => {
+for (const mode of MODES) test(`${mode}: a node of the cluster is killed: sessions move to the others, nothing receipted is lost`, async () => {
   const q = uniq('quorum');
   const conn = await amqp.connect(`amqp://guest:guest@127.0.0.1:${PORTS[1]}`);
   const ch = await conn.createChannel();
@@ -41,7 +41,7 @@ test('a node of the cluster stops: sessions move to the others, nothing receipte
   await conn.close();
 
   const gw = await spawnGateway([...PORTS.flatMap((p) => ['--broker', `amqp://guest:guest@127.0.0.1:${p}/`]),
-    '--broker-probe-interval', '200']);
+    '--mode', mode, '--broker-probe-interval', '200']);
   started.push(gw);
   for (let i = 0; i < 50 && (await httpGet(gw.adminPort, '/readyz')).status !== 200; i++) await sleep(100);
   assert.equal((await httpGet(gw.adminPort, '/readyz')).status, 200);
@@ -68,8 +68,11 @@ test('a node of the cluster stops: sessions move to the others, nothing receipte
   await sleep(1000);
   const before = receipted.length;
 
-  // Stop node 1, where every session logged in first.
-  execFileSync('bash', [`${SRC}/test/lib/rabbitmq.sh`, 'stop', DIRS[0]], { stdio: 'ignore' });
+  // Kill node 1, where every session logged in first.
+  const group = -Number(fs.readFileSync(`${DIRS[0]}/pid`, 'utf8'));
+  process.kill(group, 'SIGKILL');
+  await waitFor(() => { try { process.kill(group, 0); return false; } catch { return true; } }, 10000,
+    'node 1 gone');
   await waitFor(() => consumer.connects > 1 && producer.connects > 1, 20000, 'clients reconnected');
   assert.ok(consumer.errors.includes('Broker connection lost'), `consumer errors: ${consumer.errors}`);
   assert.ok(producer.errors.includes('Broker connection lost'), `producer errors: ${producer.errors}`);

@@ -6,7 +6,8 @@
 // and reconnect to a live node, and every receipted message of a quorum
 // queue is consumed (client-individual acks). In shared mode a topic
 // subscriber keeps its WebSocket: its shared queue moves to a live node.
-// In both relay modes; node 1 is thawed at the end of each case.
+// A gateway given only node 1 turns /readyz to 503 while it is frozen. In
+// both relay modes; node 1 is thawed at the end of each case.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -85,6 +86,12 @@ for (const mode of MODES) {
     })();
     await waitFor(() => receipted.length > 50, 15000, 'publishing under way');
 
+    // A gateway that knows only node 1 has no node left to reach.
+    const lone = await spawnGateway(['--broker', `amqp://guest:guest@127.0.0.1:${PORTS[0]}/`,
+      '--mode', mode, '--broker-heartbeat', String(HEARTBEAT_S), '--broker-probe-interval', '200']);
+    started.push(lone);
+    for (let i = 0; i < 50 && (await httpGet(lone.adminPort, '/readyz')).status !== 200; i++) await sleep(100);
+
     const frozenAt = Date.now();
     process.kill(nodeGroup(), 'SIGSTOP');
     try {
@@ -107,9 +114,13 @@ for (const mode of MODES) {
       await sending;
 
 
-      // Nodes 2 and 3 answer, so the gateway stays ready.
+      // Nodes 2 and 3 answer, so the gateway stays ready; the one that
+      // knows only node 1 is not.
       const ready = await httpGet(gw.adminPort, '/readyz');
       assert.equal(ready.status, 200, ready.body);
+      const loneReady = await httpGet(lone.adminPort, '/readyz');
+      assert.equal(loneReady.status, 503, loneReady.body);
+      assert.match(loneReady.body, /broker unreachable/);
       const m = parseMetrics((await httpGet(gw.adminPort, '/metrics')).body);
       assert.ok(m.get('stompgate_broker_heartbeat_timeouts_total') >= 1);
       if (mode === 'shared') assert.ok(m.get('stompgate_shared_moves_total') >= 1);
@@ -141,6 +152,9 @@ for (const mode of MODES) {
     } else {
       assert.equal(listener.errors[0]?.message, 'Broker connection lost');
     }
+    for (let i = 0; i < 100 && (await httpGet(lone.adminPort, '/readyz')).status !== 200; i++) await sleep(100);
+    assert.equal((await httpGet(lone.adminPort, '/readyz')).status, 200, 'ready again once thawed');
+    assert.equal((await lone.stop()).code, 0);
     await consumer.deactivate();
     await producer.deactivate();
     await listener.deactivate();
