@@ -52,6 +52,7 @@ typedef struct metrics {
   uint64_t broker_hb_timeouts;
   uint64_t links_held_total;
   uint64_t shared_moves;
+  uint64_t sessions_moved;
   int64_t links_held; /* this thread's holds minus releases */
   histogram_t handshake, login;
   struct metrics *next;
@@ -133,6 +134,7 @@ static void aggregate(metrics_t *t) {
     t->broker_hb_timeouts += b->broker_hb_timeouts;
     t->links_held_total += b->links_held_total;
     t->shared_moves += b->shared_moves;
+    t->sessions_moved += b->sessions_moved;
     t->links_held += b->links_held;
     hist_add(&t->handshake, &b->handshake);
     hist_add(&t->login, &b->login);
@@ -252,6 +254,8 @@ void sg_metrics_broker_heartbeat_timeout(void) { cur()->broker_hb_timeouts++; }
 
 void sg_metrics_shared_moved(void) { cur()->shared_moves++; }
 
+void sg_metrics_session_moved(void) { cur()->sessions_moved++; }
+
 void sg_metrics_broker_link_held(int held) {
   if (held) {
     cur()->links_held_total++;
@@ -362,6 +366,10 @@ int sg_metrics_render(sg_buf_t *o, const sg_metrics_gauges_t *g) {
               "Shared subscription queues set up again on a live node after their broker "
               "connection was lost (their sessions stayed open).");
   r |= sg_buf_printf(o, "stompgate_shared_moves_total %lu\n", (unsigned long)t.shared_moves);
+  r |= header(o, "stompgate_sessions_moved_total", "counter",
+              "Shared-mode sessions that kept their WebSocket when their broker channel's "
+              "connection was lost (nothing was owed on it).");
+  r |= sg_buf_printf(o, "stompgate_sessions_moved_total %lu\n", (unsigned long)t.sessions_moved);
   r |= header(o, "stompgate_draining", "gauge", "1 while shutting down.");
   r |= sg_buf_printf(o, "stompgate_draining %d\n", g->draining);
   r |= histogram(o, "stompgate_handshake_seconds",

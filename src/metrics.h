@@ -49,6 +49,9 @@ void sg_metrics_broker_link_held(int held);
 /* A shared subscription queue moved to a live node after its connection
  * was lost. */
 void sg_metrics_shared_moved(void);
+/* A shared-mode session's channel was lost with its connection while it
+ * held nothing the broker owed: the session stays open. */
+void sg_metrics_session_moved(void);
 
 typedef struct sg_metrics_gauges {
   size_t sessions_open;

@@ -137,8 +137,20 @@ static void chan_cancel_cb(sg_amqp_t *a, amqp_bytes_t tag) {
   sg_relay_chan_fault(ch, &f);
 }
 
+/* Nothing on the channel is waiting for the broker. */
+static int chan_idle(const sg_relay_chan_t *ch) {
+  const sg_amqp_t *a = &ch->amqp;
+  return ch->subs == NULL && a->rpc_done >= a->rpc_sent && ch->confirmed >= a->pub_seq;
+}
+
 static void chan_lost_cb(sg_amqp_t *a, int code, const char *text) {
   sg_relay_chan_t *ch = chan_of_amqp(a);
+  if (!ch->closing && ch->movable && (a->conn == NULL || a->conn->state != SG_AMQP_OPEN) &&
+      chan_idle(ch) && ch->movable(ch)) {
+    ch->moving = 1;
+    sg_amqp_close(a);
+    return;
+  }
   /* The failing command is the oldest synchronous one not answered. */
   sg_relay_fault_t f = {.kind = SG_RELAY_LOST, .code = code, .text = text,
                         .blame = SG_RELAY_BLAME_RPC, .at = a->rpc_done + 1};
@@ -147,6 +159,19 @@ static void chan_lost_cb(sg_amqp_t *a, int code, const char *text) {
 
 static void chan_closed_cb(sg_amqp_t *a) {
   sg_relay_chan_t *ch = chan_of_amqp(a);
+  if (ch->moving && !ch->closing) {
+    /* As if it had never been opened: the next frame that needs it opens
+     * one on a live connection, and marks count from there. */
+    ch->moving = 0;
+    ch->blocked = 0;
+    ch->confirmed = 0;
+    ch->nooo = 0;
+    void *data = a->data;
+    memset(a, 0, sizeof(*a));
+    a->data = data;
+    return;
+  }
+  ch->moving = 0;
   ch->base.cbs->on_closed_cb(&ch->base);
 }
 

@@ -22,6 +22,12 @@ struct sg_relay_chan {
   /* The implementation's part of opening: the channel (or the per-session
    * connection) opened, or failed with status and message. */
   void (*opened)(sg_relay_chan_t *ch, int status, const char *message);
+  /* Optional: the channel was lost with its whole connection and holds
+   * nothing the broker still owes (no consumer, every reply and confirm
+   * in). Returning 1 takes the loss quietly: the channel closes and the
+   * next frame that needs one opens it again, wherever the implementation
+   * finds a live connection. */
+  int (*movable)(sg_relay_chan_t *ch);
   sg_relay_sub_t *subs;      /* consumers on the channel */
   sg_relay_name_t *declared; /* queues declared already */
   uint64_t confirmed;        /* every publish up to this tag is confirmed */
@@ -30,6 +36,7 @@ struct sg_relay_chan {
   uint64_t joins_started, joins_done; /* shared subscriptions (relay_shared.c) */
   unsigned blocked : 1;      /* the broker blocks publishing on the channel's connection */
   unsigned closing : 1;      /* sg_relay_close was called: nothing more goes up */
+  unsigned moving : 1;       /* lost quietly (movable): waiting for the close */
 };
 
 /* The channel callbacks every implementation gives the broker layer. */

@@ -12,6 +12,7 @@
 
 #include "access.h"
 #include "fanout.h"
+#include "metrics.h"
 #include "pool.h"
 #include "relay_chan.h"
 #include "session.h"
@@ -347,12 +348,22 @@ static const sg_relay_ops_t sh_ops = {
     sh_free,
 };
 
+/* A session whose channel held nothing the broker owed it keeps its
+ * WebSocket when the channel's connection is lost: its next frame that
+ * needs a channel opens one on a live node. */
+static int movable(sg_relay_chan_t *ch) {
+  (void)ch;
+  sg_metrics_session_moved();
+  return 1;
+}
+
 static sg_relay_t *sh_create(sg_session_ctx_t *ctx, const sg_relay_cbs_t *cbs, void *owner) {
   relay_shared_t *x = malloc(sizeof(*x));
   if (x == NULL) return NULL;
   memset(x, 0, sizeof(*x));
   sg_relay_chan_init(&x->ch, &sh_ops, cbs, owner);
   x->ch.opened = opened;
+  x->ch.movable = movable;
   x->ch.base.user_dests = ctx->cfg->user_exchange != NULL;
   x->ctx = ctx;
   return &x->ch.base;

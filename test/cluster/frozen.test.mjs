@@ -5,7 +5,8 @@
 // it by AMQP heart-beats within three intervals, the sessions get an ERROR
 // and reconnect to a live node, and every receipted message of a quorum
 // queue is consumed (client-individual acks). In shared mode a topic
-// subscriber keeps its WebSocket: its shared queue moves to a live node.
+// subscriber keeps its WebSocket (its shared queue moves to a live node),
+// and so does a session whose channel held nothing the broker owed.
 // A gateway given only node 1 turns /readyz to 503 while it is frozen. In
 // both relay modes; node 1 is thawed at the end of each case.
 import { test, after } from 'node:test';
@@ -64,11 +65,20 @@ for (const mode of MODES) {
     // shared queue, which moves to a live node while its socket stays open.
     const topic = uniq('frozen.topic');
     const heard = [];
+    let listening = 0;
     const listener = reconnecting(gw.url, (cl) => {
-      cl.subscribe(`/topic/${topic}`, (m) => heard.push(m.body));
+      const rid = `sub-${cl.connects}`;
+      cl.watchForReceipt(rid, () => { listening = cl.connects; });
+      cl.subscribe(`/topic/${topic}`, (m) => heard.push(m.body), { receipt: rid });
     });
-    await waitFor(() => consumer.connects === 1 && producer.connects === 1 && listener.connects === 1,
-      15000, 'clients connected');
+    // A session that publishes now and then without receipts: in shared
+    // mode its channel holds nothing the broker owes when the node freezes,
+    // so it keeps its WebSocket and its next SEND goes through a live node.
+    const sender = reconnecting(gw.url, () => {});
+    await waitFor(() => consumer.connects === 1 && producer.connects === 1 && listening === 1 &&
+      sender.connects === 1, 15000, 'clients connected');
+    for (let i = 0; i < 3; i++) sender.publish({ destination: `/topic/${topic}`, body: `before-${i}` });
+    await waitFor(() => heard.filter((b) => b.startsWith('before-')).length === 3, 10000, 'sender heard');
 
     const receipted = [];
     let stop = false, n = 0;
@@ -123,7 +133,10 @@ for (const mode of MODES) {
       assert.match(loneReady.body, /broker unreachable/);
       const m = parseMetrics((await httpGet(gw.adminPort, '/metrics')).body);
       assert.ok(m.get('stompgate_broker_heartbeat_timeouts_total') >= 1);
-      if (mode === 'shared') assert.ok(m.get('stompgate_shared_moves_total') >= 1);
+      if (mode === 'shared') {
+        assert.ok(m.get('stompgate_shared_moves_total') >= 1);
+        assert.ok(m.get('stompgate_sessions_moved_total') >= 1);
+      }
       assert.match(gw.log(), /lost: no heart-beat from the broker at 127\.0\.0\.1:\d+ for [\d.]+ s/);
     } finally {
       stop = true;
@@ -144,9 +157,15 @@ for (const mode of MODES) {
       ch.publish('amq.topic', topic, Buffer.from(`after-${t++}`));
       return heard.some((b) => b.startsWith('after-'));
     }, 20000, 'topic messages after the freeze');
+    await waitFor(() => {
+      if (sender.connected) sender.publish({ destination: `/topic/${topic}`, body: `sender-${t++}` });
+      return heard.some((b) => b.startsWith('sender-'));
+    }, 20000, 'the sender\'s messages after the freeze');
     if (mode === 'shared') {
       assert.equal(listener.connects, 1, 'the topic subscriber kept its WebSocket');
       assert.deepEqual(listener.errors, []);
+      assert.equal(sender.connects, 1, 'the sender kept its WebSocket');
+      assert.deepEqual(sender.errors, []);
       assert.match(gw.log(), /moving \d+ shared subscriptions to a live node/);
       assert.match(gw.log(), /shared subscriptions move to broker 127\.0\.0\.1:\d+/);
     } else {
@@ -158,6 +177,7 @@ for (const mode of MODES) {
     await consumer.deactivate();
     await producer.deactivate();
     await listener.deactivate();
+    await sender.deactivate();
     await ch.deleteQueue(q).catch(() => {});
     await conn.close().catch(() => {});
     assert.equal((await gw.stop()).code, 0);
