@@ -147,6 +147,9 @@ int sg_http_upgrade_parse(const char *buf, size_t len, const sg_http_upgrade_opt
     else if (slice_eq(name, "Connection")) connection = val;
     else if (slice_eq(name, "Sec-WebSocket-Version")) version = val;
     else if (slice_eq(name, "Sec-WebSocket-Key")) key = val, nkeys++;
+    else if (slice_eq(name, "Sec-WebSocket-Extensions")) {
+      if (req->n_extensions < SG_HTTP_EXTENSIONS_MAX) req->extensions[req->n_extensions++] = val;
+    }
     else if (slice_eq(name, "Sec-WebSocket-Protocol")) {
       if (has_token(val.p, val.len, "v12.stomp")) best = 12;
       else if (has_token(val.p, val.len, "v11.stomp") && best < 11) best = 11;
@@ -202,7 +205,8 @@ int sg_http_bearer(const sg_http_request_t *req, sg_http_slice_t *token) {
   return 1;
 }
 
-int sg_http_upgrade_accept(const sg_http_request_t *req, sg_buf_t *out) {
+int sg_http_upgrade_accept(const sg_http_request_t *req, const char *extensions,
+                           sg_buf_t *out) {
   if (sg_buf_printf(out,
                     "HTTP/1.1 101 Switching Protocols\r\n"
                     "Upgrade: websocket\r\n"
@@ -212,6 +216,8 @@ int sg_http_upgrade_accept(const sg_http_request_t *req, sg_buf_t *out) {
     return SG_ERR_NOMEM;
   if (req->stomp_version &&
       sg_buf_printf(out, "Sec-WebSocket-Protocol: v%d.stomp\r\n", req->stomp_version) != 0)
+    return SG_ERR_NOMEM;
+  if (extensions && sg_buf_printf(out, "Sec-WebSocket-Extensions: %s\r\n", extensions) != 0)
     return SG_ERR_NOMEM;
   return sg_buf_append(out, "\r\n", 2);
 }

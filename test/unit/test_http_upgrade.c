@@ -34,7 +34,7 @@ static void accept_rfc_example(void **state) {
   assert_int_equal(req.query.len, 3);
   sg_buf_t b;
   sg_buf_init(&b);
-  assert_int_equal(sg_http_upgrade_accept(&req, &b), 0);
+  assert_int_equal(sg_http_upgrade_accept(&req, NULL, &b), 0);
   assert_non_null(strstr(b.base, "Sec-WebSocket-Protocol: v11.stomp\r\n"));
   assert_non_null(strstr(b.base, "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
   sg_buf_free(&b);
