@@ -251,6 +251,12 @@ static int apply_sockjs(sg_config_t *cfg, const setting_t *st, const char *v, in
   return apply_bool(&cfg->sockjs, st, v, where);
 }
 
+static int apply_compression(sg_config_t *cfg, const setting_t *st, const char *v, int level,
+                             const char *where) {
+  (void)level;
+  return apply_bool(&cfg->compression, st, v, where);
+}
+
 static void strlist_clear(sg_strlist_t *l) {
   for (size_t i = 0; i < l->n; i++) free(l->v[i]);
   free(l->v);
@@ -454,6 +460,18 @@ static const setting_t settings[] = {
      "longest header line (default 8192)"},
     {"max-http-head", "BYTES", T_SIZE, F(max_head_size), 512, 1u << 20, NULL,
      "largest HTTP request head (default 8192)"},
+    {"compression", "BOOL", T_CUSTOM, 0, 0, 0, apply_compression,
+     "permessage-deflate for clients that offer it, as\nbrowsers do (default on; off declines it)"},
+    {"compression-threshold", "BYTES", T_SIZE, F(compression_threshold), 0, 1u << 30, NULL,
+     "messages shorter than this are sent uncompressed\n(default 128)"},
+    {"compression-level", "N", T_SIZE, F(compression_level), 1, 9, NULL,
+     "zlib level of the messages sent, 1 (fastest) to 9\n(default 6)"},
+    {"compression-window-bits", "N", T_SIZE, F(compression_window_bits), 9, 15, NULL,
+     "window of the messages sent, 2^N bytes (9..15,\ndefault 15); one deflater per worker"},
+    {"compression-client-window-bits", "N", T_SIZE, F(compression_client_window_bits), 9, 15,
+     NULL,
+     "window asked of clients that accept a limit (9..15,\ndefault 10): each such session's "
+     "inflater holds\n2^N bytes plus about 7 KB once it has inflated"},
     {"handshake-timeout", "MS", T_MS, F(handshake_timeout_ms), 10, 3600000, NULL,
      "time allowed for the WebSocket upgrade (default 10000)"},
     {"connect-timeout", "MS", T_MS, F(connect_timeout_ms), 10, 3600000, NULL,
@@ -595,6 +613,11 @@ static void set_defaults(sg_config_t *cfg) {
   cfg->max_headers = 256;
   cfg->max_header_size = 8192;
   cfg->max_head_size = 8192;
+  cfg->compression = 1;
+  cfg->compression_threshold = 128;
+  cfg->compression_level = 6;
+  cfg->compression_window_bits = 15;
+  cfg->compression_client_window_bits = 10;
   cfg->handshake_timeout_ms = 10000;
   cfg->connect_timeout_ms = 10000;
   cfg->heartbeat_min_ms = 500;

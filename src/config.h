@@ -69,6 +69,12 @@ typedef struct sg_config {
   size_t max_headers;
   size_t max_header_size;
   size_t max_head_size;         /* HTTP request head */
+  /* permessage-deflate (RFC 7692) */
+  int compression;               /* negotiate it with clients that offer it */
+  size_t compression_threshold;  /* messages shorter than this go uncompressed */
+  size_t compression_level;      /* zlib level 1..9 */
+  size_t compression_window_bits; /* largest window the gateway deflates with */
+  size_t compression_client_window_bits; /* asked of clients that allow it */
   uint64_t handshake_timeout_ms; /* TCP accept -> WebSocket upgrade */
   uint64_t connect_timeout_ms;   /* WebSocket open -> STOMP CONNECT */
   uint64_t heartbeat_min_ms;     /* shortest heart-beat interval granted */

@@ -41,9 +41,44 @@ static int is_tchar(char c) {
          (c && strchr("!#$%&'*+-.^_`|~", c));
 }
 
+/* The longest method accepted; the registered ones are far shorter. */
+#define METHOD_MAX 32
+
+/* Checks the request line as far as it has arrived: METHOD SP TARGET SP
+ * HTTP/d.d, then CRLF or LF. Returns 1 while the bytes so far can still
+ * begin a request line, 0 as soon as one byte rules that out, so that a
+ * peer that speaks something else is answered at once rather than when
+ * the handshake times out. */
+static int request_line_plausible(const char *buf, size_t len) {
+  static const char version[] = "HTTP/";
+  size_t i = 0, n;
+  for (n = 0; i < len && buf[i] != ' '; i++, n++)
+    if (!is_tchar(buf[i]) || n == METHOD_MAX) return 0;
+  if (i == len) return 1;
+  if (n == 0) return 0;
+  i++;
+  /* The target: visible ASCII (RFC 3986 has no other bytes in a URI). */
+  for (n = 0; i < len && buf[i] != ' '; i++, n++)
+    if ((unsigned char)buf[i] <= 0x20 || (unsigned char)buf[i] >= 0x7f) return 0;
+  if (i == len) return 1;
+  if (n == 0) return 0;
+  i++;
+  for (n = 0; i < len && n < sizeof(version) - 1; i++, n++)
+    if (buf[i] != version[n]) return 0;
+  /* HTTP/d.d: another version than 1.1 is refused by name once the head is
+   * complete. */
+  for (n = 0; i < len && n < 3; i++, n++)
+    if (n == 1 ? buf[i] != '.' : (buf[i] < '0' || buf[i] > '9')) return 0;
+  if (i == len) return 1;
+  if (buf[i] == '\n') return 1;
+  if (buf[i] != '\r') return 0;
+  return ++i == len || buf[i] == '\n';
+}
+
 int sg_http_upgrade_parse(const char *buf, size_t len, const sg_http_upgrade_opts_t *opts,
                           sg_http_request_t *req) {
   memset(req, 0, sizeof(*req));
+  if (!request_line_plausible(buf, len)) return refuse(req, 400, "Malformed request line", NULL);
   /* Find the end of the head: an empty line (CRLF or bare LF). */
   size_t head = 0;
   for (size_t i = 0; i < len; i++) {
@@ -112,6 +147,9 @@ int sg_http_upgrade_parse(const char *buf, size_t len, const sg_http_upgrade_opt
     else if (slice_eq(name, "Connection")) connection = val;
     else if (slice_eq(name, "Sec-WebSocket-Version")) version = val;
     else if (slice_eq(name, "Sec-WebSocket-Key")) key = val, nkeys++;
+    else if (slice_eq(name, "Sec-WebSocket-Extensions")) {
+      if (req->n_extensions < SG_HTTP_EXTENSIONS_MAX) req->extensions[req->n_extensions++] = val;
+    }
     else if (slice_eq(name, "Sec-WebSocket-Protocol")) {
       if (has_token(val.p, val.len, "v12.stomp")) best = 12;
       else if (has_token(val.p, val.len, "v11.stomp") && best < 11) best = 11;
@@ -167,7 +205,8 @@ int sg_http_bearer(const sg_http_request_t *req, sg_http_slice_t *token) {
   return 1;
 }
 
-int sg_http_upgrade_accept(const sg_http_request_t *req, sg_buf_t *out) {
+int sg_http_upgrade_accept(const sg_http_request_t *req, const char *extensions,
+                           sg_buf_t *out) {
   if (sg_buf_printf(out,
                     "HTTP/1.1 101 Switching Protocols\r\n"
                     "Upgrade: websocket\r\n"
@@ -177,6 +216,8 @@ int sg_http_upgrade_accept(const sg_http_request_t *req, sg_buf_t *out) {
     return SG_ERR_NOMEM;
   if (req->stomp_version &&
       sg_buf_printf(out, "Sec-WebSocket-Protocol: v%d.stomp\r\n", req->stomp_version) != 0)
+    return SG_ERR_NOMEM;
+  if (extensions && sg_buf_printf(out, "Sec-WebSocket-Extensions: %s\r\n", extensions) != 0)
     return SG_ERR_NOMEM;
   return sg_buf_append(out, "\r\n", 2);
 }

@@ -37,6 +37,7 @@ static const char *const close_names[CR_COUNT] = {
 
 typedef struct metrics {
   uint64_t bytes_in, bytes_out;
+  uint64_t deflate_in, deflate_out, deflate_messages;
   uint64_t sessions_total;
   uint64_t closed[CR_COUNT];
   uint64_t refused[6]; /* 400, 403, 404, 429, 503, other */
@@ -97,6 +98,9 @@ static void aggregate(metrics_t *t) {
   for (const metrics_t *b = reg_head; b; b = b->next) {
     t->bytes_in += b->bytes_in;
     t->bytes_out += b->bytes_out;
+    t->deflate_in += b->deflate_in;
+    t->deflate_out += b->deflate_out;
+    t->deflate_messages += b->deflate_messages;
     t->sessions_total += b->sessions_total;
     for (int i = 0; i < CR_COUNT; i++) t->closed[i] += b->closed[i];
     for (int i = 0; i < 6; i++) t->refused[i] += b->refused[i];
@@ -154,6 +158,12 @@ static void observe(histogram_t *h, double v) {
 
 void sg_metrics_bytes_in(size_t n) { cur()->bytes_in += n; }
 void sg_metrics_bytes_out(size_t n) { cur()->bytes_out += n; }
+void sg_metrics_deflated(size_t plain, size_t deflated) {
+  metrics_t *m = cur();
+  m->deflate_messages++;
+  m->deflate_in += plain;
+  m->deflate_out += deflated;
+}
 
 void sg_metrics_upgraded(double seconds) {
   cur()->sessions_total++;
@@ -311,6 +321,16 @@ int sg_metrics_render(sg_buf_t *o, const sg_metrics_gauges_t *g) {
   r |= sg_buf_printf(o, "stompgate_bytes_in_total %lu\n", (unsigned long)t.bytes_in);
   r |= header(o, "stompgate_bytes_out_total", "counter", "Bytes written to client sockets.");
   r |= sg_buf_printf(o, "stompgate_bytes_out_total %lu\n", (unsigned long)t.bytes_out);
+  r |= header(o, "stompgate_deflate_messages_total", "counter",
+              "WebSocket messages sent compressed (permessage-deflate).");
+  r |= sg_buf_printf(o, "stompgate_deflate_messages_total %lu\n",
+                     (unsigned long)t.deflate_messages);
+  r |= header(o, "stompgate_deflate_bytes_in_total", "counter",
+              "Bytes of the messages sent compressed, before compression.");
+  r |= sg_buf_printf(o, "stompgate_deflate_bytes_in_total %lu\n", (unsigned long)t.deflate_in);
+  r |= header(o, "stompgate_deflate_bytes_out_total", "counter",
+              "Bytes of the messages sent compressed, after compression.");
+  r |= sg_buf_printf(o, "stompgate_deflate_bytes_out_total %lu\n", (unsigned long)t.deflate_out);
   r |= header(o, "stompgate_deliveries_total", "counter",
               "Messages the broker delivered to sessions.");
   r |= sg_buf_printf(o, "stompgate_deliveries_total %lu\n", (unsigned long)t.deliveries);

@@ -14,6 +14,9 @@
 
 void sg_metrics_bytes_in(size_t n);
 void sg_metrics_bytes_out(size_t n);
+/* A message of plain bytes was sent compressed (permessage-deflate) in
+ * deflated bytes. */
+void sg_metrics_deflated(size_t plain, size_t deflated);
 /* A WebSocket upgrade completed, seconds after the TCP accept. */
 void sg_metrics_upgraded(double seconds);
 /* An upgrade request was refused with this HTTP status. */

@@ -61,6 +61,24 @@ size_t sg_ws_open_count(void) { return open_count; }
 /* A SockJS frame being built, one per thread. */
 static __thread sg_buf_t sockjs_frame;
 
+/* permessage-deflate, per thread: every message sent is compressed on its
+ * own (the gateway answers server_no_context_takeover), so one encoder
+ * serves every session of the thread and an idle session holds no
+ * compression state; the inflater serves clients that start each message
+ * afresh. Created on first use. pmd_in holds an inflated message while
+ * the layers above read it, and pmd_out a compressed one until wslay has
+ * copied it; they are separate because a message handed up may be
+ * answered at once. */
+static __thread sg_pmd_encoder_t *pmd_encoder;
+static __thread sg_pmd_inflater_t *pmd_inflater;
+static __thread sg_buf_t pmd_in, pmd_out;
+/* Frames of a fan-out share their tail (headers and body); from this
+ * length on it is compressed once for all of them (see pmdeflate.h).
+ * The README (Compression) has the figures. */
+#define WS_PMD_SHARED_MIN 1024
+/* A scratch buffer grown past this by one big message is given back. */
+#define WS_PMD_KEEP (256u << 10)
+
 static void ws_flush(sg_ws_t *ws);
 static void ws_begin_shutdown(sg_ws_t *ws);
 static void ws_close_handles(sg_ws_t *ws);
@@ -104,6 +122,21 @@ void sg_ws_loop_close(void) {
   }
   flush_ready = 0;
   sg_buf_free(&sockjs_frame);
+  sg_pmd_encoder_free(pmd_encoder);
+  pmd_encoder = NULL;
+  sg_pmd_inflater_free(pmd_inflater);
+  pmd_inflater = NULL;
+  sg_buf_free(&pmd_in);
+  sg_buf_free(&pmd_out);
+}
+
+/* The largest message taken from a client, compressed or not: the STOMP
+ * codec answers a frame over max-frame-size with an ERROR; wslay only
+ * stops messages far beyond it. */
+static size_t ws_max_message(const sg_config_t *cfg) { return cfg->max_frame_size * 2 + 65536; }
+
+static void pmd_trim(sg_buf_t *b) {
+  if (b->cap > WS_PMD_KEEP) sg_buf_free(b);
 }
 
 static void ws_queue_flush(sg_ws_t *ws) {
@@ -147,6 +180,8 @@ static void handle_closed_cb(uv_handle_t *h) {
   sg_buf_free(&ws->out);
   free(ws->bearer);
   ws->bearer = NULL;
+  sg_pmd_inflater_free(ws->inflater);
+  ws->inflater = NULL;
   ws->tr.cbs->on_closed_cb(&ws->tr);
 }
 
@@ -375,31 +410,76 @@ static void ws_sockjs_input(sg_ws_t *ws, const uint8_t *data, size_t len) {
   sg_buf_free(&dec);
 }
 
+/* Closes with code after a message that cannot be taken. */
+static void ws_fail_message(sg_ws_t *ws, uint16_t code, const char *reason) {
+  wslay_event_queue_close(ws->ctx, code, (const uint8_t *)reason, strlen(reason));
+  ws->state = SG_WS_CLOSING;
+  uv_timer_start(&ws->timer, close_timeout_cb, WS_CLOSE_TIMEOUT_MS, 0);
+  ws_gone(ws);
+}
+
+/* Inflates a message sent with RSV1 into pmd_in, never past the size an
+ * uncompressed message may have. */
+static int ws_inflate(sg_ws_t *ws, const uint8_t *msg, size_t len) {
+  sg_pmd_inflater_t *inf;
+  if (ws->pmd_client_fresh) {
+    if (pmd_inflater == NULL) pmd_inflater = sg_pmd_inflater_new(15);
+    inf = pmd_inflater;
+  } else {
+    if (ws->inflater == NULL) ws->inflater = sg_pmd_inflater_new(ws->pmd_client_bits);
+    inf = ws->inflater;
+  }
+  if (inf == NULL) return SG_ERR_NOMEM;
+  sg_buf_reset(&pmd_in);
+  return sg_pmd_inflate(inf, msg, len, ws_max_message(ws->cfg), ws->pmd_client_fresh, &pmd_in);
+}
+
 static void on_msg_recv_callback(wslay_event_context_ptr ctx,
                                  const struct wslay_event_on_msg_recv_arg *arg,
                                  void *user_data) {
+  (void)ctx;
   sg_ws_t *ws = user_data;
   if (ws->state != SG_WS_OPEN) return;
   /* wslay hands over an empty message as NULL; the layers above
    * take a pointer to bytes, so that becomes an empty buffer. */
   const uint8_t *msg = arg->msg ? arg->msg : (const uint8_t *)"";
-  switch (arg->opcode) {
-  case WSLAY_TEXT_FRAME:
-    if (!sg_utf8_valid(msg, arg->msg_length)) {
-      static const char reason[] = "Invalid UTF-8 in text message";
-      sg_log_info("%s closing: invalid UTF-8 in a text message", ws->tr.peer);
-      wslay_event_queue_close(ctx, WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA,
-                              (const uint8_t *)reason, sizeof(reason) - 1);
-      ws->state = SG_WS_CLOSING;
-      uv_timer_start(&ws->timer, close_timeout_cb, WS_CLOSE_TIMEOUT_MS, 0);
-      ws_gone(ws);
+  size_t len = arg->msg_length;
+  /* wslay lets RSV1 through only when permessage-deflate was negotiated,
+   * and only on the first frame of a data message. */
+  if (wslay_get_rsv1(arg->rsv) &&
+      (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME)) {
+    int r = ws_inflate(ws, msg, len);
+    if (r == SG_ERR_FRAME_TOO_LARGE) {
+      sg_log_info("%s closing: compressed message inflates past %zu bytes", ws->tr.peer,
+                  ws_max_message(ws->cfg));
+      pmd_trim(&pmd_in);
+      ws_fail_message(ws, WSLAY_CODE_MESSAGE_TOO_BIG, "Message too big");
       return;
     }
-    if (ws->sockjs) ws_sockjs_input(ws, msg, arg->msg_length);
-    else ws->tr.cbs->on_message_cb(&ws->tr, msg, arg->msg_length, 0);
+    if (r != 0) {
+      sg_log_info("%s closing: a compressed message is not valid deflate data", ws->tr.peer);
+      ws_fail_message(ws, r == SG_ERR_NOMEM ? WSLAY_CODE_INTERNAL_SERVER_ERROR
+                                            : WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA,
+                      r == SG_ERR_NOMEM ? "Out of memory" : "Invalid compressed data");
+      return;
+    }
+    msg = (const uint8_t *)pmd_in.base;
+    len = pmd_in.len;
+  }
+  switch (arg->opcode) {
+  case WSLAY_TEXT_FRAME:
+    /* Also the check of a compressed text message, which wslay cannot
+     * make before it is inflated. */
+    if (!sg_utf8_valid(msg, len)) {
+      sg_log_info("%s closing: invalid UTF-8 in a text message", ws->tr.peer);
+      ws_fail_message(ws, WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA, "Invalid UTF-8 in text message");
+      break;
+    }
+    if (ws->sockjs) ws_sockjs_input(ws, msg, len);
+    else ws->tr.cbs->on_message_cb(&ws->tr, msg, len, 0);
     break;
   case WSLAY_BINARY_FRAME:
-    if (!ws->sockjs) ws->tr.cbs->on_message_cb(&ws->tr, msg, arg->msg_length, 1);
+    if (!ws->sockjs) ws->tr.cbs->on_message_cb(&ws->tr, msg, len, 1);
     break;
   case WSLAY_CONNECTION_CLOSE:
     if (arg->msg_length == 1) {
@@ -414,6 +494,7 @@ static void on_msg_recv_callback(wslay_event_context_ptr ctx,
   default:
     break;
   }
+  if (msg == (const uint8_t *)pmd_in.base) pmd_trim(&pmd_in);
 }
 
 static const struct wslay_event_callbacks wslay_cbs = {
@@ -516,10 +597,22 @@ static void ws_upgrade(sg_ws_t *ws, const sg_http_request_t *req, int sockjs) {
     ws_close_handles(ws);
     return;
   }
-  /* Let the STOMP codec answer an oversized frame with an ERROR; wslay only
-   * stops messages far beyond it. */
-  wslay_event_config_set_max_recv_msg_length(ws->ctx, ws->cfg->max_frame_size * 2 + 65536);
-  if (sg_http_upgrade_accept(req, &ws->out) != 0) {
+  wslay_event_config_set_max_recv_msg_length(ws->ctx, ws_max_message(ws->cfg));
+  /* The first offer that can be honoured, header line by header line. */
+  sg_pmd_params_t pmd;
+  const char *extensions = NULL;
+  sg_pmd_limits_t lim = {(int)ws->cfg->compression_window_bits,
+                         (int)ws->cfg->compression_client_window_bits};
+  for (int i = 0; ws->cfg->compression && extensions == NULL && i < req->n_extensions; i++)
+    if (sg_pmd_negotiate(req->extensions[i].p, req->extensions[i].len, &lim, &pmd))
+      extensions = pmd.response;
+  if (extensions) {
+    wslay_event_config_set_allowed_rsv_bits(ws->ctx, WSLAY_RSV1_BIT);
+    ws->pmd_bits = (uint8_t)pmd.server_window_bits;
+    ws->pmd_client_bits = (uint8_t)pmd.client_window_bits;
+    ws->pmd_client_fresh = (uint8_t)pmd.client_no_context_takeover;
+  }
+  if (sg_http_upgrade_accept(req, extensions, &ws->out) != 0) {
     ws_close_handles(ws);
     return;
   }
@@ -917,8 +1010,25 @@ int sg_ws_send(sg_ws_t *ws, const void *data, size_t len, int binary) {
     len = sockjs_frame.len;
     binary = 0;
   }
+  uint8_t rsv = WSLAY_RSV_NONE;
+  if (ws->pmd_bits && len > 0 && len >= ws->cfg->compression_threshold) {
+    if (pmd_encoder == NULL)
+      pmd_encoder = sg_pmd_encoder_new((int)ws->cfg->compression_level, WS_PMD_SHARED_MIN);
+    sg_buf_reset(&pmd_out);
+    /* What does not shrink goes as it is, which spares the client an
+     * inflate. */
+    if (pmd_encoder && sg_pmd_encode(pmd_encoder, ws->pmd_bits, data, len, &pmd_out) == 0 &&
+        pmd_out.len < len) {
+      sg_metrics_deflated(len, pmd_out.len);
+      data = pmd_out.base;
+      len = pmd_out.len;
+      rsv = WSLAY_RSV1_BIT;
+    }
+  }
   struct wslay_event_msg msg = {binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME, data, len};
-  if (wslay_event_queue_msg(ws->ctx, &msg) != 0) return SG_ERR_NOMEM;
+  int r = wslay_event_queue_msg_ex(ws->ctx, &msg, rsv);
+  pmd_trim(&pmd_out);
+  if (r != 0) return SG_ERR_NOMEM;
   ws->fresh += len;
   ws->tr.last_tx = uv_now(ws->tcp.loop);
   ws_queue_flush(ws);

@@ -14,6 +14,7 @@
 #include "config.h"
 #include "stompgate/buf.h"
 #include "stompgate/http_upgrade.h"
+#include "stompgate/pmdeflate.h"
 #include "tls.h"
 #include "transport.h"
 
@@ -54,6 +55,15 @@ struct sg_ws {
   sg_ws_t *flush_next;
   uint64_t accepted_ns; /* uv_hrtime at accept, for the handshake histogram */
   char *bearer;         /* Authorization: Bearer token of the upgrade, or NULL */
+  /* permessage-deflate: the window messages are sent with (0: the
+   * extension was not negotiated), the window the client's are inflated
+   * with, and whether the client starts each message afresh (then a
+   * thread's shared inflater serves; otherwise this session's own, made
+   * when its first compressed message arrives). */
+  sg_pmd_inflater_t *inflater;
+  uint8_t pmd_bits;
+  uint8_t pmd_client_bits;
+  uint8_t pmd_client_fresh;
 };
 
 /* Per-thread set-up: the check handle that flushes written messages once

@@ -27,7 +27,12 @@
 #                            session and the broker one, and the file limit
 #                            here is 20000 (rmq_start raises the broker's to
 #                            it), so per-session mode tops out near 9000.
-#   BENCH_SCENARIOS          subset, comma-separated (default all five)
+#   BENCH_WIRE_SUBSCRIBERS   wire: subscribers (default 100)
+#   BENCH_WIRE_MESSAGES      wire: 4.8 KB JSON messages to them (default 50)
+#   BENCH_SCENARIOS          subset, comma-separated (default all six: the
+#                            five of stompgate-bench, and wire, which runs
+#                            tools/wire-bytes.mjs with and without
+#                            permessage-deflate)
 #   BENCH_REPEAT             runs of each scenario per target, alternating
 #                            between targets; the table shows the median
 #                            (default 1; use 3 on a machine shared with others)
@@ -45,7 +50,9 @@ LAT_DUR=${BENCH_LATENCY_DURATION:-10}
 LAT_RATE=${BENCH_LATENCY_RATE:-}
 CONN_SESS=${BENCH_CONNECT_SESSIONS:-500}
 IDLE_SESS=${BENCH_IDLE_SESSIONS:-1000}
-SCENARIOS=${BENCH_SCENARIOS:-idle,connect,fanout,pairs,latency}
+SCENARIOS=${BENCH_SCENARIOS:-idle,connect,fanout,pairs,latency,wire}
+WIRE_SUBS=${BENCH_WIRE_SUBSCRIBERS:-100}
+WIRE_MSGS=${BENCH_WIRE_MESSAGES:-50}
 REPEAT=${BENCH_REPEAT:-1}
 export BENCH_REPEAT=$REPEAT
 
@@ -132,7 +139,7 @@ console.log(`Parameters: fanout ${w.fanout?.subscribers ?? '?'} subscribers x ${
   `connect ${w.connect?.sessions ?? '?'} sessions (${w.connect?.concurrency ?? '?'} at once); idle ${w.idle?.sessions ?? '?'} sessions; ` +
   `median of ${Math.max(...targets.flatMap((t) => Object.values(runs[t]).map((v) => v.length)))} run(s) each.`);
 const incomplete = [];
-for (const t of targets) for (const s of scenarios) {
+for (const t of targets) for (const s of scenarios.filter((x) => x !== 'wire')) {
   if (!runs[t][s].length) { incomplete.push(`${s}/${t}: no result`); continue; }
   for (const x of runs[t][s])
     if (x.errors || x.failed || x.completed === 0 || (x.delivered !== undefined && x.expected !== undefined && x.delivered !== x.expected))
@@ -142,7 +149,43 @@ if (incomplete.length) console.log(`\nNot clean: ${incomplete.join('; ')}.`);
 EOF
 }
 
-if [ -n "${TABLE_ONLY:-}" ]; then results_table; exit 0; fi
+# permessage-deflate on and off: bytes per MESSAGE on the wire, CPU, RSS.
+wire_table() {
+  node - "$out" "$targets" <<'EOF'
+const fs = require('fs');
+const [dir, targetList] = process.argv.slice(2);
+const names = { webstomp: 'Web-STOMP', 'per-session': 'stompgate per-session', shared: 'stompgate shared' };
+const median = (v) => { v = v.filter((x) => typeof x === 'number').sort((a, b) => a - b); return v.length ? v[(v.length - 1) >> 1] : undefined; };
+const get = (t, c) => {
+  const re = new RegExp(`^wire-${t}-${c}-\\d+\\.json$`);
+  const runs = fs.readdirSync(dir).filter((f) => re.test(f))
+    .map((f) => { try { return JSON.parse(fs.readFileSync(`${dir}/${f}`, 'utf8')); } catch { return undefined; } }).filter(Boolean);
+  if (!runs.length) return undefined;
+  const m = { ...runs[0] };
+  for (const k of Object.keys(m)) if (typeof m[k] === 'number') m[k] = median(runs.map((x) => x[k]));
+  m.clean = runs.every((x) => x.intact && x.delivered === x.expected);
+  return m;
+};
+const f = (v) => v === undefined || v === null || Number.isNaN(v) ? 'n/a' : String(v);
+console.log('| target | compression | extension answered | bytes per MESSAGE on the wire | server CPU s per 1000 deliveries | with broker | RSS KB per subscribed session | clean |');
+console.log('|---|---|---|---:|---:|---:|---:|---|');
+let body;
+for (const t of targetList.split(' ')) for (const c of ['on', 'off']) {
+  const r = get(t, c);
+  if (!r) continue;
+  body = r.body_bytes;
+  console.log(`| ${names[t]} | ${c} | ${r.extensions || '(none)'} | ${f(r.wire_bytes_per_message)} | ${f(r.server_cpu_s_per_thousand)} | ` +
+    `${f(r.with_broker_cpu_s_per_thousand)} | ${f(r.rss_kb_per_session)} | ${r.clean ? 'yes' : 'no'} |`);
+}
+console.log(`\nA MESSAGE with a ${body ?? '?'}-byte JSON body to each subscriber; Web-STOMP's CPU and RSS are the broker's.`);
+EOF
+}
+
+if [ -n "${TABLE_ONLY:-}" ]; then
+  results_table
+  ls "$out"/wire-*.json >/dev/null 2>&1 && { echo; wire_table; }
+  exit 0
+fi
 
 if [ ! -f "$build/build.ninja" ]; then meson setup "$build" >&2 || exit 1; fi
 ninja -C "$build" stompgate tools/stompgate-bench >&2 || exit 1
@@ -240,6 +283,22 @@ run_one() {
   fi
   [ "$scen" = idle ] && settle_broker
   log "$scen against $target ($url)"
+  if [ "$scen" = wire ]; then
+    for c in on off; do
+      # A fresh gateway for each, so that RSS per session is its own.
+      if [ "$target" != webstomp ] && [ "$c" = off ]; then
+        stop_gateway
+        start_gateway "$target" || return 1
+        url=$GW_URL; pid=$gw_pid
+      fi
+      timeout 600 node tools/wire-bytes.mjs --url "$url" --compress "$c" --pid "$pid" --broker-pid "$bpid" \
+        --subscribers "$WIRE_SUBS" --messages "$WIRE_MSGS" >"$out/wire-$target-$c-$n.json" 2>>"$out/bench.log" ||
+        log "wire ($c) against $target: not clean"
+    done
+    [ "$target" = webstomp ] || stop_gateway
+    sleep 5
+    return 0
+  fi
   # shellcheck disable=SC2046
   timeout 1200 "$BENCH" --url "$url" --scenario "$scen" --pid "$pid" --broker-pid "$bpid" \
     $(scenario_args "$scen") >"$out/$scen-$target-$n.json" 2>>"$out/bench.log" ||
@@ -284,4 +343,5 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
   echo "### Results"
   echo
   results_table
+  case ,$SCENARIOS, in *,wire,*) echo; echo "### Bytes on the wire"; echo; wire_table ;; esac
 }

@@ -18,6 +18,8 @@ typedef struct sg_http_slice {
   size_t len;    /* 0 and p == NULL when absent */
 } sg_http_slice_t;
 
+#define SG_HTTP_EXTENSIONS_MAX 4
+
 typedef struct sg_http_request {
   int status;          /* 101 when the upgrade is accepted, else the refusal */
   const char *reason;  /* short static text for a refusal ("Not Found") */
@@ -26,6 +28,10 @@ typedef struct sg_http_request {
   size_t head_len;     /* bytes of the request head, blank line included */
   sg_http_slice_t method, path, query; /* path without the query string */
   sg_http_slice_t host, origin, authorization, user_agent, forwarded_for;
+  /* Sec-WebSocket-Extensions header lines in order (more than
+   * SG_HTTP_EXTENSIONS_MAX are ignored); each is a comma list of offers. */
+  sg_http_slice_t extensions[SG_HTTP_EXTENSIONS_MAX];
+  int n_extensions;
   int stomp_version;   /* chosen subprotocol: 12, 11, 10, or 0 if none offered */
   char accept[32];     /* Sec-WebSocket-Accept value, NUL-terminated (28 chars) */
 } sg_http_request_t;
@@ -60,8 +66,11 @@ int sg_http_upgrade_parse(const char *buf, size_t len,
 int sg_http_bearer(const sg_http_request_t *req, sg_http_slice_t *token);
 
 /* Appends the 101 response for an accepted request (with
- * Sec-WebSocket-Protocol vNN.stomp when one was chosen). 0 or SG_ERR_NOMEM. */
-int sg_http_upgrade_accept(const sg_http_request_t *req, sg_buf_t *out);
+ * Sec-WebSocket-Protocol vNN.stomp when one was chosen, and
+ * Sec-WebSocket-Extensions: extensions unless that is NULL). 0 or
+ * SG_ERR_NOMEM. */
+int sg_http_upgrade_accept(const sg_http_request_t *req, const char *extensions,
+                           sg_buf_t *out);
 
 /* Appends a complete refusal: status line, Content-Type: text/plain,
  * Content-Length, Connection: close, extra_header if any, and the reason

@@ -129,11 +129,32 @@ test('HTTP: a slowloris head, one byte at a time, still gets 408 at the timeout'
   assert.ok(dt >= LIMITS.handshakeMs - 50 && dt < LIMITS.handshakeMs + 3000, `closed after ${dt} ms`);
 });
 
-test('HTTP: a TLS ClientHello on the plain port is refused, not waited on forever', async () => {
-  // 16 03 01 ... has no blank line: the head limit or the timeout ends it.
+test('HTTP: a TLS ClientHello on the plain port is refused at once', async () => {
+  // 16 03 01 ... cannot begin a request line: 400 at its first byte.
   const hello = Buffer.concat([Buffer.from([0x16, 0x03, 0x01, 0x00, 0xa5, 0x01]), Buffer.alloc(160, 0x42)]);
+  const t0 = Date.now();
   const r = await http(hello);
-  assert.equal(r.status, 408);
+  assert.equal(r.status, 400);
+  assert.equal(r.body, 'Malformed request line\n');
+  assert.ok(Date.now() - t0 < LIMITS.handshakeMs / 2, `answered after ${Date.now() - t0} ms`);
+});
+
+test('HTTP: 4 KB of random bytes with no line end get 400 at once, not the timeout', async () => {
+  const junk = Buffer.alloc(4096);
+  for (let i = 0; i < junk.length; i++) junk[i] = Math.floor(Math.random() * 256);
+  for (let i = 0; i < junk.length; i++) if (junk[i] === 10) junk[i] = 0x78;
+  const t0 = Date.now();
+  const r = await http(junk);
+  assert.equal(r.status, 400, r.text);
+  assert.equal(r.body, 'Malformed request line\n');
+  assert.ok(Date.now() - t0 < LIMITS.handshakeMs / 2, `answered after ${Date.now() - t0} ms`);
+});
+
+test('HTTP: a request line that turns bad mid-way is refused without its line end', async () => {
+  const t0 = Date.now();
+  const r = await http('GET /ws HTTQ');
+  assert.equal(r.status, 400, r.text);
+  assert.ok(Date.now() - t0 < LIMITS.handshakeMs / 2, `answered after ${Date.now() - t0} ms`);
 });
 
 test('HTTP: an unknown subprotocol is upgraded without Sec-WebSocket-Protocol', async () => {

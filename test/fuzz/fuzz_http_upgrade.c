@@ -55,8 +55,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
            req.status == 426 || req.status == 431);
   sg_buf_t out;
   sg_buf_init(&out);
+  int early = req.status == 400 && req.head_len == 0;
   if (req.status == 431) {
     FZ_CHECK(len > o.max_head_size);
+  } else if (early) {
+    /* Refused from the request line alone: more bytes change nothing. */
+    FZ_CHECK(strcmp(req.reason, "Malformed request line") == 0);
+    uint8_t *more = malloc(len + 4);
+    FZ_CHECK(more != NULL);
+    memcpy(more, buf, len);
+    memcpy(more + len, "\r\n\r\n", 4);
+    sg_http_request_t again;
+    FZ_CHECK(parse(more, len + 4, &o, &again) == 0 && again.status == 400);
+    free(more);
   } else {
     FZ_CHECK(req.head_len > 0 && req.head_len <= len && req.head_len <= o.max_head_size);
     check_slice(req.method, buf, req.head_len);
@@ -74,17 +85,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     FZ_CHECK(again.status == req.status && again.head_len == req.head_len);
     FZ_CHECK(again.stomp_version == req.stomp_version);
 
-    /* A head cut short is incomplete, never answered early. */
+    /* A head cut short is incomplete, never answered early, unless its
+     * request line already shows that it is not HTTP. */
+    int bad_line = req.status == 400 && strcmp(req.reason, "Malformed request line") == 0;
     for (size_t cut = 1; cut <= 4 && cut < req.head_len; cut++) {
       sg_http_request_t part;
-      FZ_CHECK(parse(buf, req.head_len - cut, &o, &part) == SG_ERR_AGAIN);
+      int pr = parse(buf, req.head_len - cut, &o, &part);
+      FZ_CHECK(pr == SG_ERR_AGAIN || (bad_line && pr == 0 && part.status == 400 &&
+                                      strcmp(part.reason, req.reason) == 0));
     }
   }
   if (req.status == 101) {
     FZ_CHECK(strlen(req.accept) == 28);
     FZ_CHECK(req.stomp_version == 0 || req.stomp_version == 10 || req.stomp_version == 11 ||
              req.stomp_version == 12);
-    FZ_CHECK(sg_http_upgrade_accept(&req, &out) == 0);
+    FZ_CHECK(sg_http_upgrade_accept(&req, NULL, &out) == 0);
     FZ_CHECK(out.len > 0 && memcmp(out.base, "HTTP/1.1 101 ", 13) == 0);
   } else {
     FZ_CHECK(req.reason != NULL);

@@ -13,7 +13,7 @@ set -u
 src=$(cd "$(dirname "$0")/../.." && pwd)
 secs=${1:-60}
 shift || true
-targets=${*:-stomp_codec http_upgrade destination utf8 sockjs auth topic_match session}
+targets=${*:-stomp_codec http_upgrade destination utf8 sockjs auth topic_match pmdeflate proxy_proto session}
 build=${FUZZ_BUILD:-$src/build-fuzz}
 if [ ! -f "$build/build.ninja" ]; then
   CC=clang meson setup "$build" "$src" -Dfuzz=true -De2e=false -Dbuildtype=debugoptimized >&2 || exit 1

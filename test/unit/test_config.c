@@ -31,7 +31,7 @@ static void precedence(void **state) {
   (void)state;
   char *file = write_file("[stompgate]\nmax-sessions = 10\nsession-rate = 5\nws-path = /f\n"
                           "allowed-origin = https://a.example, https://b.example\n");
-  char cf[80];
+  char cf[sizeof("STOMPGATE_CONFIG=") + 64]; /* file is write_file's path[64] */
   snprintf(cf, sizeof(cf), "STOMPGATE_CONFIG=%s", file);
   char *envp[] = {cf, "STOMPGATE_MAX_SESSIONS=20", "STOMPGATE_WS_PATH=/e", "STOMPGATE_BIN=x", NULL};
   char *argv[] = {"stompgate", "--ws-path", "/flag", NULL};

@@ -34,7 +34,7 @@ static void accept_rfc_example(void **state) {
   assert_int_equal(req.query.len, 3);
   sg_buf_t b;
   sg_buf_init(&b);
-  assert_int_equal(sg_http_upgrade_accept(&req, &b), 0);
+  assert_int_equal(sg_http_upgrade_accept(&req, NULL, &b), 0);
   assert_non_null(strstr(b.base, "Sec-WebSocket-Protocol: v11.stomp\r\n"));
   assert_non_null(strstr(b.base, "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
   sg_buf_free(&b);
@@ -138,10 +138,66 @@ static void error_response(void **state) {
   sg_buf_free(&b);
 }
 
+/* Every prefix of a well-formed request waits for more bytes. */
+static void prefixes_wait(void **state) {
+  (void)state;
+  static const char ok[] = "GET /ws?a=%20b HTTP/1.1\r\n" GOOD_HEADERS "\r\n";
+  sg_http_request_t req;
+  for (size_t n = 0; n < sizeof(ok) - 3; n++)
+    assert_int_equal(sg_http_upgrade_parse(ok, n, &opts, &req), SG_ERR_AGAIN);
+  static const char lf[] = "GET /ws HTTP/1.1\n";
+  for (size_t n = 0; n <= sizeof(lf) - 1; n++)
+    assert_int_equal(sg_http_upgrade_parse(lf, n, &opts, &req), SG_ERR_AGAIN);
+}
+
+/* A first line that cannot be HTTP is refused at the byte that shows it,
+ * not when the head is complete. */
+static void not_http_refused_at_once(void **state) {
+  (void)state;
+  static const char *lines[] = {
+      "HELLO WORLD\r\n",        /* no version */
+      "\x16\x03\x01\x02\x00",       /* a TLS ClientHello on a plain listener */
+      " GET /ws HTTP/1.1",      /* leading space */
+      "GET  /ws",               /* empty target */
+      "GET /w\x01s",            /* control byte in the target */
+      "GET /w\xc3\xa9",          /* raw non-ASCII in the target */
+      "GET /ws HTTP/x",
+      "GET /ws HTTP/1.x",
+      "GET /ws HTTP/11",
+      "GET /ws HTTP/1.1 ",      /* more after the version */
+      "GET /ws HTTP/1.1\rX",
+      "GET /ws http/1.1",
+      "G(T /ws HTTP/1.1",
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEFGHIJ", /* a method longer than any */
+  };
+  for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+    sg_http_request_t req;
+    assert_int_equal(parse(lines[i], &req), 0);
+    assert_int_equal(req.status, 400);
+    assert_string_equal(req.reason, "Malformed request line");
+  }
+  /* Random bytes with no line end: refused within the first few. */
+  unsigned x = 12345;
+  char junk[4096];
+  for (int round = 0; round < 200; round++) {
+    for (size_t i = 0; i < sizeof(junk); i++) {
+      x = x * 1103515245u + 12345u;
+      junk[i] = (char)(x >> 16);
+      if (junk[i] == '\n') junk[i] = 'x';
+    }
+    sg_http_request_t req;
+    size_t n = 1;
+    while (n <= sizeof(junk) && sg_http_upgrade_parse(junk, n, &opts, &req) == SG_ERR_AGAIN) n++;
+    assert_true(n <= 64);
+    assert_int_equal(req.status, 400);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(accept_rfc_example), cmocka_unit_test(subprotocols),
       cmocka_unit_test(incomplete_and_too_large), cmocka_unit_test(refusals),
+      cmocka_unit_test(prefixes_wait), cmocka_unit_test(not_http_refused_at_once),
       cmocka_unit_test(error_response), cmocka_unit_test(bearer_tokens),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

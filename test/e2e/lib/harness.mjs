@@ -175,8 +175,9 @@ export async function amqpConnect() {
 }
 
 // A raw WebSocket speaking STOMP by hand, for what a client library hides.
-export function rawWs(url, protocols = ['v12.stomp']) {
-  const ws = new WebSocket(url, protocols);
+// opts go to ws (perMessageDeflate: false declines compression).
+export function rawWs(url, protocols = ['v12.stomp'], opts = {}) {
+  const ws = new WebSocket(url, protocols, opts);
   ws.frames = [];
   ws.binaryFlags = [];
   ws.closed = new Promise((r) => ws.on('close', (code, reason) => r({ code, reason: reason.toString() })));

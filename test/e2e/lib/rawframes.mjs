@@ -40,12 +40,13 @@ export function encodeFrame(op, payload = Buffer.alloc(0), opts = {}) {
 }
 
 // Opens a socket, upgrades it and returns a connection whose .messages
-// collects the server's data frames (payload as latin1 strings), .close the
+// collects the server's data frames (payload as latin1 strings, their
+// reserved bits in .rsv), .close the
 // server's close frame ({ code, reason }) once seen, and .ended resolves
 // when the socket is closed.
 export async function rawConnect(port, { extra = '', protocol = 'v12.stomp' } = {}) {
   const sock = net.connect(port, '127.0.0.1');
-  const conn = { sock, messages: [], pongs: [], close: null, head: null, buf: Buffer.alloc(0) };
+  const conn = { sock, messages: [], rsv: [], pongs: [], close: null, head: null, buf: Buffer.alloc(0) };
   conn.ended = new Promise((r) => sock.on('close', r));
   sock.on('error', () => {});
   sock.on('data', (d) => {
@@ -101,6 +102,7 @@ function decode(conn) {
       conn.pongs.push(p.toString('latin1'));
     } else if (op === OP.TEXT || op === OP.BINARY || op === OP.CONT) {
       conn.messages.push(p.toString('latin1'));
+      conn.rsv.push((b[0] >> 4) & 7);
     }
   }
 }
