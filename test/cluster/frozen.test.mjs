@@ -12,12 +12,10 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import WebSocket from 'ws';
-import { Client } from '@stomp/stompjs';
 import amqp from 'amqplib';
 import { waitFor, uniq, sleep } from '../e2e/lib/harness.mjs';
 import { spawnGateway, httpGet, parseMetrics } from '../e2e/lib/ops.mjs';
-import { PORTS, DIRS, MODES } from './lib.mjs';
+import { PORTS, DIRS, MODES, reconnecting } from './lib.mjs';
 
 const HEARTBEAT_S = 2;
 const started = [];
@@ -27,20 +25,6 @@ after(async () => {
   thaw();
   for (const g of started) await g.stop('SIGKILL');
 });
-
-function reconnecting(url, onConnect) {
-  const c = new Client({
-    webSocketFactory: () => new WebSocket(url, ['v12.stomp']),
-    connectHeaders: { login: 'guest', passcode: 'guest' },
-    reconnectDelay: 300, heartbeatIncoming: 0, heartbeatOutgoing: 0, debug: () => {},
-  });
-  c.connects = 0;
-  c.errors = [];
-  c.onStompError = (f) => c.errors.push({ at: Date.now(), message: f.headers.message, body: f.body });
-  c.onConnect = () => { c.connects++; onConnect(c); };
-  c.activate();
-  return c;
-}
 
 for (const mode of MODES) {
   test(`${mode}: a frozen node is found by heart-beats and its sessions move to a live node`, async () => {
@@ -122,7 +106,6 @@ for (const mode of MODES) {
       await waitFor(() => receipted.length > resumedAt + 50, 30000, 'publishing resumed on a live node');
       stop = true;
       await sending;
-
 
       // Nodes 2 and 3 answer, so the gateway stays ready; the one that
       // knows only node 1 is not.

@@ -3,6 +3,7 @@
 // the real broker, and clients that record what they get and when.
 import { execFileSync } from 'node:child_process';
 import WebSocket from 'ws';
+import { Client } from '@stomp/stompjs';
 import { parseFrame } from '../e2e/lib/harness.mjs';
 
 export const PORTS = process.env.SG_CLUSTER_PORTS.split(',').map(Number);
@@ -77,5 +78,22 @@ export function rawStomp(url, connectHeaders = {}) {
     for (const t of c.arrivals) if (t >= since) { gap = Math.max(gap, t - last); last = t; }
     return Math.max(gap, Date.now() - last);
   };
+  return c;
+}
+
+// An @stomp/stompjs client that reconnects every 300 ms, as an application
+// would, counting its connects and keeping every ERROR it gets (when, its
+// message header and its body); onConnect runs after each connect.
+export function reconnecting(url, onConnect) {
+  const c = new Client({
+    webSocketFactory: () => new WebSocket(url, ['v12.stomp']),
+    connectHeaders: { login: 'guest', passcode: 'guest' },
+    reconnectDelay: 300, heartbeatIncoming: 0, heartbeatOutgoing: 0, debug: () => {},
+  });
+  c.connects = 0;
+  c.errors = [];
+  c.onStompError = (f) => c.errors.push({ at: Date.now(), message: f.headers.message, body: f.body });
+  c.onConnect = () => { c.connects++; onConnect(c); };
+  c.activate();
   return c;
 }
