@@ -4,6 +4,7 @@
 #include <amqp_framing.h>
 #include <amqp_ssl_socket.h>
 #include <amqp_tcp_socket.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -402,6 +403,23 @@ static void login_props_init(login_props_t *lp, const char *conn_name) {
   lp->table.entries = lp->props;
 }
 
+/* Appends to a login's message, "; " between the nodes' reasons; the
+ * message stays terminated and *len never passes cap - 1. */
+static void __attribute__((format(printf, 4, 5)))
+msg_add(char *message, size_t cap, size_t *len, const char *fmt, ...) {
+  if (*len + 1 >= cap) return;
+  if (*len > 0) *len += (size_t)snprintf(message + *len, cap - *len, "; ");
+  if (*len + 1 >= cap) {
+    *len = cap - 1;
+    return;
+  }
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(message + *len, cap - *len, fmt, ap);
+  va_end(ap);
+  if (n > 0) *len = *len + (size_t)n < cap ? *len + (size_t)n : cap - 1;
+}
+
 /* One node: connect and log in. Returns the connection, or NULL with
  * *status the broker's refusal (403, 530: the same on every node of a
  * cluster) or -1 for a node that could not be reached or did not answer,
@@ -415,23 +433,20 @@ static amqp_connection_state_t login_node(const char *h, int p, const char *user
    * next one is tried. */
   struct timeval tv = {LOGIN_TIMEOUT_S, 0};
   struct timeval node_tv = {several ? NODE_CONNECT_TIMEOUT_S : LOGIN_TIMEOUT_S, 0};
-  const char *sep = *mlen ? "; " : "";
   *status = -1;
   amqp_connection_state_t conn = amqp_new_connection();
   amqp_socket_t *sock = conn ? new_socket(conn) : NULL;
   if (sock == NULL) {
-    if (*mlen < cap)
-      *mlen += (size_t)snprintf(message + *mlen, cap - *mlen, "%scannot set up the broker socket%s",
-                                sep, link_tls.enabled ? " (TLS settings)" : "");
+    msg_add(message, cap, mlen, "cannot set up the broker socket%s",
+            link_tls.enabled ? " (TLS settings)" : "");
     goto fail;
   }
   amqp_set_handshake_timeout(conn, &node_tv);
   amqp_set_rpc_timeout(conn, &tv);
   int r = amqp_socket_open_noblock(sock, h, p, &node_tv);
   if (r != AMQP_STATUS_OK) {
-    if (*mlen < cap)
-      *mlen += (size_t)snprintf(message + *mlen, cap - *mlen, "%scannot reach the broker at %s:%d: %s",
-                                sep, h, p, amqp_error_string2(r));
+    msg_add(message, cap, mlen, "cannot reach the broker at %s:%d: %s", h, p,
+            amqp_error_string2(r));
     goto fail;
   }
   amqp_rpc_reply_t rep =
@@ -442,9 +457,6 @@ static amqp_connection_state_t login_node(const char *h, int p, const char *user
     amqp_maybe_release_buffers(conn);
     return conn;
   }
-  char *out = message + *mlen;
-  size_t room = *mlen < cap ? cap - *mlen : 0;
-  int n = 0;
   if (rep.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
       rep.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
     /* A refusal replaces whatever the nodes tried before said. */
@@ -453,19 +465,17 @@ static amqp_connection_state_t login_node(const char *h, int p, const char *user
     copy_reply_text(message, cap, m->reply_code, m->reply_text);
     *mlen = strlen(message);
   } else if (rep.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION) {
-    n = snprintf(out, room, "%sunexpected reply from the broker at %s:%d", sep, h, p);
+    msg_add(message, cap, mlen, "unexpected reply from the broker at %s:%d", h, p);
   } else if (rep.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION) {
     int e = rep.library_error;
-    n = snprintf(out, room, "%sthe broker at %s:%d %s", sep, h, p,
-                 e == AMQP_STATUS_CONNECTION_CLOSED || e == AMQP_STATUS_SOCKET_ERROR
-                     ? "closed the connection during login"
-                 : e == AMQP_STATUS_TIMEOUT
-                     ? "did not answer the login in time"
-                     : amqp_error_string2(e));
+    msg_add(message, cap, mlen, "the broker at %s:%d %s", h, p,
+            e == AMQP_STATUS_CONNECTION_CLOSED || e == AMQP_STATUS_SOCKET_ERROR
+                ? "closed the connection during login"
+            : e == AMQP_STATUS_TIMEOUT ? "did not answer the login in time"
+                                       : amqp_error_string2(e));
   } else {
-    n = snprintf(out, room, "%slogin at %s:%d failed", sep, h, p);
+    msg_add(message, cap, mlen, "login at %s:%d failed", h, p);
   }
-  if (n > 0 && room > 0) *mlen += (size_t)n < room ? (size_t)n : room - 1;
 fail:
   if (conn) amqp_destroy_connection(conn);
   return NULL;
