@@ -82,7 +82,10 @@ test('ws with the offer: negotiated, and a 4.8 KB JSON MESSAGE crosses in a frac
     await ws.closed;
   }
   t.diagnostic(`MESSAGE of ${body.length} body bytes: ${results.true} bytes on the wire compressed, ${results.false} plain`);
-  assert.ok(results.true * 5 < results.false, `${results.true} vs ${results.false}`);
+  // Each frame is compressed on its own (no context takeover): about a
+  // fifth of its size, a little more or less with the random parts of its
+  // headers (destination, message-id), so the bound is a quarter.
+  assert.ok(results.true * 4 < results.false, `${results.true} vs ${results.false}`);
 });
 
 test('a compressed SEND from ws (above its 1 KB threshold) is inflated and relayed', async () => {
