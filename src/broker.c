@@ -8,10 +8,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/ssl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "metrics.h"
@@ -136,15 +139,24 @@ static amqp_socket_t *new_socket(amqp_connection_state_t conn) {
   return sock;
 }
 
-/* ---------- the link: output that never waits for the broker ---------- */
+/* ---------- the link: AMQP frames over the loop, never waiting ---------- */
 
-/* librabbitmq-c writes through its socket object's class of functions
- * (its private amqp_socket.h; the same layout since 0.5). Once a
- * connection is open the link gives the socket a class of its own, whose
- * send puts the bytes in the link's buffer and returns at once, so
- * amqp_send_method and amqp_basic_publish never wait in poll() on the
- * loop. The loop writes the buffer out when the socket is writable. The
- * class lives in the link, so a socket leads back to its link. */
+/* librabbitmq-c logs in (on the thread pool, with blocking calls); after
+ * that the link does the framing itself with librabbitmq-c's codec
+ * (amqp_encode_method, amqp_decode_method and their properties twins), so
+ * that:
+ *  - nothing on the loop waits for a broker socket: frames are encoded
+ *    into the link's output buffer, written while the socket takes them,
+ *    and the rest when uv_poll reports it writable;
+ *  - an idle link holds almost nothing: the input and output buffers and
+ *    the decoding pool are given back once drained. librabbitmq-c's own
+ *    connection state costs about 50 KiB of touched memory per connection
+ *    (a 128 KiB input buffer, a 64 KiB page per channel); over plain TCP it
+ *    is freed after the login and the link keeps a duplicate of its
+ *    socket. Over TLS the OpenSSL session lives in librabbitmq-c's socket
+ *    object, so the state is kept, only as that socket's holder, and the
+ *    link reads and writes through the socket's own class of functions
+ *    (librabbitmq-c's private amqp_socket.h; the same layout since 0.5). */
 typedef struct sock_class {
   ssize_t (*send)(void *sock, const void *buf, size_t len, int flags);
   ssize_t (*recv)(void *sock, void *buf, size_t len, int flags);
@@ -154,31 +166,68 @@ typedef struct sock_class {
   void (*del)(void *sock);
 } sock_class_t;
 
-/* librabbitmq-c's "would block" statuses and its "more follows" flag. */
+/* librabbitmq-c's "would block" statuses. */
 #define SOCK_NEEDREAD (-0x1301)
 #define SOCK_NEEDWRITE (-0x1302)
-#define SOCK_MORE 1
+
+#define FRAME_HEADER 7 /* type, channel, size */
+#define FRAME_END_OCTET 0xCE
+/* Input is read this much at a time, and the buffer grows to a frame. */
+#define READ_CHUNK 16384
+#define POOL_PAGE 4096
 
 struct sg_amqp_link {
-  sock_class_t klass;        /* first: the socket's class pointer points here */
-  const sock_class_t *orig;  /* the socket's own class */
-  void *sock;
-  sg_amqp_conn_t *c;
+  int fd;                    /* plain TCP: the socket, owned; -1 over TLS */
+  void *sock;                /* TLS: librabbitmq-c's socket object */
   sg_buf_t out;              /* bytes not yet written start at out_off */
   size_t out_off;
+  sg_buf_t in;               /* bytes read, not yet framed, start at in_off */
+  size_t in_off;
+  amqp_pool_t pool;          /* decoded frames; emptied when no delivery spans frames */
+  size_t frame_max;
   unsigned want_write : 1;   /* the poll handle waits for writability */
   unsigned failed : 1;
 };
 
-static sg_amqp_link_t *link_of(void *sock) { return *(sg_amqp_link_t **)sock; }
+enum { IO_AGAIN = -1, IO_ERROR = -2, IO_EOF = -3 };
+
+static ssize_t link_write(sg_amqp_link_t *l, const void *buf, size_t len) {
+  if (l->fd >= 0) {
+    for (;;) {
+      ssize_t n = send(l->fd, buf, len, MSG_NOSIGNAL);
+      if (n >= 0) return n;
+      if (errno == EINTR) continue;
+      return errno == EAGAIN || errno == EWOULDBLOCK ? IO_AGAIN : IO_ERROR;
+    }
+  }
+  ssize_t n = (*(const sock_class_t **)l->sock)->send(l->sock, buf, len, 0);
+  if (n >= 0) return n;
+  return n == SOCK_NEEDWRITE || n == SOCK_NEEDREAD ? IO_AGAIN : IO_ERROR;
+}
+
+static ssize_t link_read(sg_amqp_link_t *l, void *buf, size_t len) {
+  if (l->fd >= 0) {
+    for (;;) {
+      ssize_t n = recv(l->fd, buf, len, 0);
+      if (n > 0) return n;
+      if (n == 0) return IO_EOF;
+      if (errno == EINTR) continue;
+      return errno == EAGAIN || errno == EWOULDBLOCK ? IO_AGAIN : IO_ERROR;
+    }
+  }
+  ssize_t n = (*(const sock_class_t **)l->sock)->recv(l->sock, buf, len, 0);
+  if (n > 0) return n;
+  if (n == 0) return IO_EOF;
+  return n == SOCK_NEEDWRITE || n == SOCK_NEEDREAD ? IO_AGAIN : IO_ERROR;
+}
 
 static size_t link_pending(const sg_amqp_link_t *l) { return l->out.len - l->out_off; }
 
 static void poll_cb(uv_poll_t *p, int status, int events);
 
 /* Watches for writability only while something waits to be written. */
-static void link_watch(sg_amqp_link_t *l) {
-  sg_amqp_conn_t *c = l->c;
+static void link_watch(sg_amqp_conn_t *c) {
+  sg_amqp_link_t *l = c->link;
   unsigned want = link_pending(l) > 0;
   if (want == l->want_write || !c->poll_init || c->state != SG_AMQP_OPEN) return;
   l->want_write = want;
@@ -200,9 +249,8 @@ static void conn_update_blocked(sg_amqp_conn_t *c) {
 
 /* Holds the connection's publishers while its unsent output is over the
  * bound, and frees them once half of that is written. */
-static void link_check_bound(sg_amqp_link_t *l) {
-  sg_amqp_conn_t *c = l->c;
-  size_t n = link_pending(l);
+static void link_check_bound(sg_amqp_conn_t *c) {
+  size_t n = link_pending(c->link);
   if (!c->out_full && n > link_opts.output_limit) {
     c->out_full = 1;
     sg_metrics_broker_link_held(1);
@@ -220,14 +268,15 @@ static void link_check_bound(sg_amqp_link_t *l) {
 }
 
 /* Writes what the socket takes now. 0, or -1 when the socket failed. */
-static int link_flush(sg_amqp_link_t *l) {
+static int link_flush(sg_amqp_conn_t *c) {
+  sg_amqp_link_t *l = c->link;
   while (l->out_off < l->out.len) {
-    ssize_t n = l->orig->send(l->sock, l->out.base + l->out_off, l->out.len - l->out_off, 0);
+    ssize_t n = link_write(l, l->out.base + l->out_off, l->out.len - l->out_off);
     if (n > 0) {
       l->out_off += (size_t)n;
       continue;
     }
-    if (n == SOCK_NEEDWRITE || n == SOCK_NEEDREAD) break;
+    if (n == IO_AGAIN) break;
     l->failed = 1;
     return -1;
   }
@@ -239,85 +288,211 @@ static int link_flush(sg_amqp_link_t *l) {
     sg_buf_consume(&l->out, l->out_off);
     l->out_off = 0;
   }
-  link_watch(l);
+  link_watch(c);
   return 0;
 }
 
-static ssize_t link_send(void *sock, const void *buf, size_t len, int flags) {
-  sg_amqp_link_t *l = link_of(sock);
-  if (l->failed) return AMQP_STATUS_SOCKET_ERROR;
-  l->c->last_tx = uv_now(l->c->loop);
-  const char *p = buf;
-  size_t left = len;
-  if (link_pending(l) == 0 && !(flags & SOCK_MORE)) {
-    /* Nothing waits and the frame is whole: write straight from the
-     * caller's buffer and keep only what the socket does not take. */
-    while (left > 0) {
-      ssize_t n = l->orig->send(sock, p, left, 0);
-      if (n > 0) {
-        p += n;
-        left -= (size_t)n;
-        continue;
-      }
-      if (n == SOCK_NEEDWRITE || n == SOCK_NEEDREAD) break;
-      l->failed = 1;
-      return AMQP_STATUS_SOCKET_ERROR;
-    }
-    if (left == 0) return (ssize_t)len;
+/* Ends a group of frames: writes them unless the socket is known to be
+ * full, and holds the publishers past the bound. 0 or UV_EPIPE. */
+static int link_commit(sg_amqp_conn_t *c) {
+  sg_amqp_link_t *l = c->link;
+  c->last_tx = uv_now(c->loop);
+  if (!l->want_write && link_flush(c) != 0) return UV_EPIPE;
+  link_watch(c);
+  link_check_bound(c);
+  return 0;
+}
+
+static void put_u16(char *p, uint16_t v) {
+  p[0] = (char)(v >> 8);
+  p[1] = (char)v;
+}
+static void put_u32(char *p, uint32_t v) {
+  put_u16(p, (uint16_t)(v >> 16));
+  put_u16(p + 2, (uint16_t)v);
+}
+static uint16_t get_u16(const char *p) {
+  return (uint16_t)(((unsigned char)p[0] << 8) | (unsigned char)p[1]);
+}
+static uint32_t get_u32(const char *p) { return ((uint32_t)get_u16(p) << 16) | get_u16(p + 2); }
+static uint64_t get_u64(const char *p) { return ((uint64_t)get_u32(p) << 32) | get_u32(p + 4); }
+
+/* Appends one frame whose payload encode() writes into at most room
+ * bytes, returning its length or a negative error. 0 or an error. */
+static int put_frame(sg_amqp_link_t *l, uint8_t type, uint16_t channel, size_t prefix_len,
+                     const char *prefix, int (*encode)(void *arg, amqp_bytes_t room), void *arg) {
+  size_t room = l->frame_max - FRAME_HEADER - 1;
+  if (sg_buf_reserve(&l->out, l->frame_max) != 0) return SG_ERR_NOMEM;
+  char *f = l->out.base + l->out.len;
+  f[0] = (char)type;
+  put_u16(f + 1, channel);
+  memcpy(f + FRAME_HEADER, prefix, prefix_len);
+  int n = encode ? encode(arg, (amqp_bytes_t){room - prefix_len, f + FRAME_HEADER + prefix_len}) : 0;
+  if (n < 0) return n;
+  size_t size = prefix_len + (size_t)n;
+  put_u32(f + 3, (uint32_t)size);
+  f[FRAME_HEADER + size] = (char)FRAME_END_OCTET;
+  l->out.len += FRAME_HEADER + size + 1;
+  return 0;
+}
+
+typedef struct encode_arg {
+  amqp_method_number_t id;
+  uint16_t class_id;
+  const void *decoded;
+} encode_arg_t;
+
+static int encode_method_cb(void *arg, amqp_bytes_t room) {
+  encode_arg_t *e = arg;
+  return amqp_encode_method(e->id, (void *)e->decoded, room);
+}
+
+static int encode_props_cb(void *arg, amqp_bytes_t room) {
+  encode_arg_t *e = arg;
+  return amqp_encode_properties(e->class_id, (void *)e->decoded, room);
+}
+
+static int put_method(sg_amqp_link_t *l, uint16_t channel, amqp_method_number_t id,
+                      const void *decoded) {
+  char mid[4];
+  put_u32(mid, id);
+  encode_arg_t e = {id, 0, decoded};
+  return put_frame(l, AMQP_FRAME_METHOD, channel, 4, mid, encode_method_cb, &e);
+}
+
+/* Sends a method frame. 0, or UV_EPIPE when the link failed. */
+static int link_send_method(sg_amqp_conn_t *c, uint16_t channel, amqp_method_number_t id,
+                            const void *decoded) {
+  sg_amqp_link_t *l = c->link;
+  if (l == NULL || l->failed || put_method(l, channel, id, decoded) != 0) return UV_EPIPE;
+  return link_commit(c);
+}
+
+/* basic.publish, its content header and its body frames. */
+static int link_publish(sg_amqp_conn_t *c, uint16_t channel, amqp_bytes_t exchange,
+                        amqp_bytes_t routing_key, const amqp_basic_properties_t *props,
+                        amqp_bytes_t body) {
+  sg_amqp_link_t *l = c->link;
+  if (l == NULL || l->failed) return UV_EPIPE;
+  amqp_basic_publish_t m;
+  memset(&m, 0, sizeof(m));
+  m.exchange = exchange;
+  m.routing_key = routing_key;
+  amqp_basic_properties_t none;
+  if (props == NULL) {
+    memset(&none, 0, sizeof(none));
+    props = &none;
   }
-  if (sg_buf_append(&l->out, p, left) != 0) {
-    l->failed = 1;
-    return AMQP_STATUS_NO_MEMORY;
+  char head[12];
+  put_u16(head, AMQP_BASIC_CLASS);
+  put_u16(head + 2, 0);
+  uint64_t size = body.len;
+  put_u32(head + 4, (uint32_t)(size >> 32));
+  put_u32(head + 8, (uint32_t)size);
+  encode_arg_t e = {0, AMQP_BASIC_CLASS, props};
+  if (put_method(l, channel, AMQP_BASIC_PUBLISH_METHOD, &m) != 0 ||
+      put_frame(l, AMQP_FRAME_HEADER, channel, sizeof(head), head, encode_props_cb, &e) != 0)
+    return UV_EPIPE;
+  size_t chunk = l->frame_max - FRAME_HEADER - 1;
+  for (size_t off = 0; off < body.len; off += chunk) {
+    size_t n = body.len - off < chunk ? body.len - off : chunk;
+    if (put_frame(l, AMQP_FRAME_BODY, channel, n, (const char *)body.bytes + off, NULL, NULL) != 0)
+      return UV_EPIPE;
   }
-  /* Frames marked "more follows" wait for the last one of their group. */
-  if (!(flags & SOCK_MORE) && !l->want_write && link_flush(l) != 0)
-    return AMQP_STATUS_SOCKET_ERROR;
-  link_watch(l);
-  link_check_bound(l);
-  return (ssize_t)len;
+  return link_commit(c);
 }
 
-static ssize_t link_recv(void *sock, void *buf, size_t len, int flags) {
-  sg_amqp_link_t *l = link_of(sock);
-  ssize_t n = l->orig->recv(sock, buf, len, flags);
-  if (n > 0) l->c->last_rx = uv_now(l->c->loop);
-  return n;
+static int link_heartbeat(sg_amqp_conn_t *c) {
+  sg_amqp_link_t *l = c->link;
+  if (l == NULL || l->failed || put_frame(l, AMQP_FRAME_HEARTBEAT, 0, 0, "", NULL, NULL) != 0)
+    return UV_EPIPE;
+  return link_commit(c);
 }
 
-static int link_close(void *sock, int force) { return link_of(sock)->orig->close(sock, force); }
-
-/* amqp_destroy_connection deletes the socket: give it its own class back
- * for that, then free the link. */
-static void link_delete(void *sock) {
-  sg_amqp_link_t *l = link_of(sock);
-  *(const sock_class_t **)sock = l->orig;
-  l->orig->del(sock);
-  if (l->c->out_full) sg_metrics_broker_link_held(0);
-  l->c->link = NULL;
-  sg_buf_free(&l->out);
-  free(l);
+/* Decodes the frame at p (payload of size bytes) into f. Its bytes are
+ * copied into the link's pool, so what f points to stays valid while a
+ * delivery is assembled across frames. 0 or an error. */
+static int link_decode(sg_amqp_link_t *l, const char *p, size_t size, amqp_frame_t *f) {
+  memset(f, 0, sizeof(*f));
+  f->frame_type = (uint8_t)p[0];
+  f->channel = get_u16(p + 1);
+  amqp_bytes_t b;
+  amqp_pool_alloc_bytes(&l->pool, size ? size : 1, &b);
+  if (b.bytes == NULL) return SG_ERR_NOMEM;
+  memcpy(b.bytes, p + FRAME_HEADER, size);
+  const char *q = b.bytes;
+  switch (f->frame_type) {
+  case AMQP_FRAME_METHOD:
+    if (size < 4) return SG_ERR_INVALID;
+    f->payload.method.id = get_u32(q);
+    return amqp_decode_method(f->payload.method.id, &l->pool,
+                              (amqp_bytes_t){size - 4, (char *)q + 4},
+                              &f->payload.method.decoded) < 0 ? SG_ERR_INVALID : 0;
+  case AMQP_FRAME_HEADER:
+    if (size < 12) return SG_ERR_INVALID;
+    f->payload.properties.class_id = get_u16(q);
+    f->payload.properties.body_size = get_u64(q + 4);
+    f->payload.properties.raw = (amqp_bytes_t){size - 12, (char *)q + 12};
+    return amqp_decode_properties(f->payload.properties.class_id, &l->pool,
+                                  f->payload.properties.raw,
+                                  &f->payload.properties.decoded) < 0 ? SG_ERR_INVALID : 0;
+  case AMQP_FRAME_BODY:
+    f->payload.body_fragment = (amqp_bytes_t){size, (char *)q};
+    return 0;
+  case AMQP_FRAME_HEARTBEAT:
+    return 0;
+  default:
+    return SG_ERR_INVALID;
+  }
 }
 
-/* Puts the link between librabbitmq-c and the socket of an open
- * connection. 0 or SG_ERR_NOMEM. */
+static void conn_frame(sg_amqp_conn_t *c, amqp_frame_t *f);
+
+/* Takes the connection over from librabbitmq-c once its login is done.
+ * Returns the socket to watch, or -1. */
 static int link_install(sg_amqp_conn_t *c) {
-  void *sock = amqp_get_socket(c->conn);
   sg_amqp_link_t *l = calloc(1, sizeof(*l));
-  if (l == NULL || sock == NULL) {
-    free(l);
-    return SG_ERR_NOMEM;
-  }
-  l->orig = *(const sock_class_t **)sock;
-  l->klass = *l->orig;
-  l->klass.send = link_send;
-  l->klass.recv = link_recv;
-  l->klass.close = link_close;
-  l->klass.del = link_delete;
-  l->sock = sock;
-  l->c = c;
-  *(const sock_class_t **)sock = &l->klass;
+  if (l == NULL) return -1;
+  int fm = amqp_get_frame_max(c->conn);
+  l->frame_max = fm < 4096 ? 4096 : (size_t)fm;
+  init_amqp_pool(&l->pool, POOL_PAGE);
+  l->fd = -1;
   c->link = l;
-  return 0;
+  amqp_socket_t *sock = amqp_get_socket(c->conn);
+  int fd = amqp_socket_get_sockfd(sock);
+  /* Whole frames librabbitmq-c read past the login's last reply (rare: the
+   * broker sends nothing unasked so soon) are handled as the link's. */
+  while (amqp_data_in_buffer(c->conn)) {
+    amqp_frame_t f;
+    struct timeval zero = {0, 0};
+    if (amqp_simple_wait_frame_noblock(c->conn, &f, &zero) != AMQP_STATUS_OK) break;
+    conn_frame(c, &f);
+  }
+  if (link_tls.enabled) {
+    l->sock = sock;
+    return fd;
+  }
+  /* Plain TCP: the link keeps a duplicate of the socket and librabbitmq-c's
+   * state goes, with its buffers (closing its descriptor leaves the socket
+   * open through the duplicate). */
+  l->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (l->fd < 0) return -1;
+  amqp_destroy_connection(c->conn);
+  c->conn = NULL;
+  return l->fd;
+}
+
+/* Once the poll handle is closed. */
+static void link_free(sg_amqp_conn_t *c) {
+  sg_amqp_link_t *l = c->link;
+  if (l == NULL) return;
+  if (l->fd >= 0) close(l->fd);
+  if (c->out_full) sg_metrics_broker_link_held(0);
+  sg_buf_free(&l->out);
+  sg_buf_free(&l->in);
+  empty_amqp_pool(&l->pool);
+  free(l);
+  c->link = NULL;
 }
 
 /* Keepalive and TCP_USER_TIMEOUT follow the heart-beat, so the kernel
@@ -354,12 +529,8 @@ static void heartbeat_cb(uv_timer_t *t) {
     conn_lost(c, 0, text);
     return;
   }
-  if (now - c->last_tx >= hb_ms / 2) {
-    amqp_frame_t f;
-    memset(&f, 0, sizeof(f));
-    f.frame_type = AMQP_FRAME_HEARTBEAT;
-    if (amqp_send_frame(c->conn, &f) != AMQP_STATUS_OK) conn_lost(c, 0, "Broker connection lost");
-  }
+  if (now - c->last_tx >= hb_ms / 2 && link_heartbeat(c) != 0)
+    conn_lost(c, 0, "Broker connection lost");
 }
 
 /* ---------- connections ---------- */
@@ -546,6 +717,7 @@ static void conn_lost(sg_amqp_conn_t *c, int code, const char *text) {
 static void conn_handle_closed_cb(uv_handle_t *h) {
   sg_amqp_conn_t *c = h->data;
   if (--c->handles_open > 0) return;
+  link_free(c);
   if (c->conn) amqp_destroy_connection(c->conn);
   c->conn = NULL;
   /* Channels still closing can finish now: nothing more will come. The
@@ -645,7 +817,7 @@ static void chan_method(sg_amqp_t *a, amqp_method_t *m) {
     char text[256];
     snprintf(text, sizeof(text), "%.*s", (int)cl->reply_text.len, (char *)cl->reply_text.bytes);
     amqp_channel_close_ok_t ok = {0};
-    amqp_send_method(c->conn, a->channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+    link_send_method(c, a->channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
     if (a->state == SG_AMQP_CLOSING) {
       if (!a->private_conn) chan_finish(a);
       return;
@@ -687,14 +859,14 @@ static void chan_method(sg_amqp_t *a, amqp_method_t *m) {
   case AMQP_BASIC_CANCEL_METHOD: {
     amqp_basic_cancel_t *cn = m->decoded;
     amqp_basic_cancel_ok_t ok = {cn->consumer_tag};
-    if (!cn->nowait) amqp_send_method(c->conn, a->channel, AMQP_BASIC_CANCEL_OK_METHOD, &ok);
+    if (!cn->nowait) link_send_method(c, a->channel, AMQP_BASIC_CANCEL_OK_METHOD, &ok);
     a->cbs->on_cancel_cb(a, cn->consumer_tag);
     return;
   }
   case AMQP_CHANNEL_FLOW_METHOD: {
     amqp_channel_flow_t *f = m->decoded;
     amqp_channel_flow_ok_t ok = {f->active};
-    amqp_send_method(c->conn, a->channel, AMQP_CHANNEL_FLOW_OK_METHOD, &ok);
+    link_send_method(c, a->channel, AMQP_CHANNEL_FLOW_OK_METHOD, &ok);
     return;
   }
   default:
@@ -783,7 +955,7 @@ static void conn_method(sg_amqp_conn_t *c, amqp_method_t *m) {
     char text[256];
     snprintf(text, sizeof(text), "%.*s", (int)cl->reply_text.len, (char *)cl->reply_text.bytes);
     amqp_connection_close_ok_t ok = {0};
-    amqp_send_method(c->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
+    link_send_method(c, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
     if (c->state == SG_AMQP_CLOSING) conn_finish(c);
     else conn_lost(c, cl->reply_code, text);
     return;
@@ -809,39 +981,87 @@ static void conn_method(sg_amqp_conn_t *c, amqp_method_t *m) {
 static void conn_frame(sg_amqp_conn_t *c, amqp_frame_t *f) {
   if (f->channel == 0) {
     if (f->frame_type == AMQP_FRAME_METHOD) conn_method(c, &f->payload.method);
-    if (c->conn) amqp_maybe_release_buffers_on_channel(c->conn, 0);
     return;
   }
   sg_amqp_t *a = f->channel < c->chans_cap ? c->chans[f->channel] : NULL;
-  if (a == NULL || a->state == SG_AMQP_CLOSED || c->state == SG_AMQP_CLOSED) {
-    if (c->conn) amqp_maybe_release_buffers_on_channel(c->conn, f->channel);
-    return;
-  }
+  if (a == NULL || a->state == SG_AMQP_CLOSED || c->state == SG_AMQP_CLOSED) return;
   chan_frame(a, f);
-  /* The channel's pool holds the decoded frames of a delivery in progress;
-   * keep them until the delivery is whole. */
-  int busy = c->chans[f->channel] == a && (a->in_delivery || a->skip_content);
-  if (c->conn && !busy) amqp_maybe_release_buffers_on_channel(c->conn, f->channel);
 }
 
-/* Reads every frame there is: frames left in librabbitmq's or OpenSSL's
- * buffers would not wake uv_poll again. */
+/* Whether some channel is in the middle of a delivery, whose decoded
+ * frames the pool still holds. */
+static int conn_assembling(const sg_amqp_conn_t *c) {
+  for (uint32_t i = 1; i < c->chans_cap && c->nchans; i++) {
+    const sg_amqp_t *a = c->chans[i];
+    if (a && (a->in_delivery || a->skip_content)) return 1;
+  }
+  return 0;
+}
+
+/* The link failed: a closing connection finishes, an open one is lost. */
+static void link_failed(sg_amqp_conn_t *c, const char *why) {
+  if (c->state == SG_AMQP_CLOSING) {
+    conn_finish(c);
+    return;
+  }
+  if (why) sg_log_info("broker link %s lost: %s", c->name, why);
+  conn_lost(c, 0, "Broker connection lost");
+}
+
+/* Reads what there is and handles every whole frame: bytes left in
+ * OpenSSL's buffers would not wake uv_poll again. */
 static void pump(sg_amqp_conn_t *c) {
+  sg_amqp_link_t *l = c->link;
   while (c->state == SG_AMQP_OPEN || c->state == SG_AMQP_CLOSING) {
-    amqp_frame_t f;
-    struct timeval zero = {0, 0};
-    int r = amqp_simple_wait_frame_noblock(c->conn, &f, &zero);
-    if (r == AMQP_STATUS_TIMEOUT) break;
-    if (r != AMQP_STATUS_OK) {
-      if (c->state == SG_AMQP_CLOSING) {
-        conn_finish(c);
+    /* Whole frames first. */
+    size_t avail = l->in.len - l->in_off;
+    if (avail >= FRAME_HEADER) {
+      const char *p = l->in.base + l->in_off;
+      uint32_t size = get_u32(p + 3);
+      if ((size_t)size + FRAME_HEADER + 1 > l->frame_max) {
+        link_failed(c, "a frame larger than frame_max");
         return;
       }
-      sg_log_info("broker link %s lost: %s", c->name, amqp_error_string2(r));
-      conn_lost(c, 0, "Broker connection lost");
+      if (avail >= (size_t)size + FRAME_HEADER + 1) {
+        if ((unsigned char)p[FRAME_HEADER + size] != FRAME_END_OCTET) {
+          link_failed(c, "a frame without its frame-end octet");
+          return;
+        }
+        amqp_frame_t f;
+        if (link_decode(l, p, size, &f) != 0) {
+          link_failed(c, "a frame that does not decode");
+          return;
+        }
+        l->in_off += (size_t)size + FRAME_HEADER + 1;
+        if (f.frame_type != AMQP_FRAME_HEARTBEAT) conn_frame(c, &f);
+        if (c->link == NULL) return;
+        if (!conn_assembling(c)) recycle_amqp_pool(&l->pool);
+        continue;
+      }
+    }
+    /* Then more bytes, after what is left of a frame. */
+    if (l->in_off > 0) {
+      sg_buf_consume(&l->in, l->in_off);
+      l->in_off = 0;
+    }
+    if (sg_buf_reserve(&l->in, READ_CHUNK) != 0) {
+      link_failed(c, "out of memory");
       return;
     }
-    conn_frame(c, &f);
+    ssize_t n = link_read(l, l->in.base + l->in.len, l->in.cap - l->in.len - 1);
+    if (n == IO_AGAIN) break;
+    if (n < 0) {
+      link_failed(c, n == IO_EOF ? "the broker closed the connection" : "socket error");
+      return;
+    }
+    l->in.len += (size_t)n;
+    c->last_rx = uv_now(c->loop);
+  }
+  /* An idle link gives its memory back. */
+  if (c->link && l->in_off == l->in.len && !conn_assembling(c)) {
+    sg_buf_free(&l->in);
+    l->in_off = 0;
+    empty_amqp_pool(&l->pool);
   }
 }
 
@@ -855,14 +1075,13 @@ static void poll_cb(uv_poll_t *p, int status, int events) {
   }
   sg_amqp_link_t *l = c->link;
   if (l && link_pending(l) > 0) {
-    if (link_flush(l) != 0) {
-      if (c->state == SG_AMQP_CLOSING) conn_finish(c);
-      else conn_lost(c, 0, "Broker connection lost");
+    if (link_flush(c) != 0) {
+      link_failed(c, "socket error");
       return;
     }
-    link_check_bound(l);
+    link_check_bound(c);
   }
-  pump(c);
+  if (c->link) pump(c);
 }
 
 static void after_login_cb(uv_work_t *w, int status) {
@@ -885,9 +1104,10 @@ static void after_login_cb(uv_work_t *w, int status) {
    * the channels open at once; a session's own connection needs two. */
   c->chans_cap = 2;
   c->chans = calloc(c->chans_cap, sizeof(*c->chans));
-  int fd = amqp_socket_get_sockfd(amqp_get_socket(c->conn));
-  link_tune_socket(fd);
-  if (c->chans == NULL || link_install(c) != 0 || uv_poll_init(c->loop, &c->poll, fd) != 0) {
+  c->heartbeat_ms = (uint64_t)amqp_get_heartbeat(c->conn) * 1000;
+  int fd = link_install(c);
+  if (fd >= 0) link_tune_socket(fd);
+  if (c->chans == NULL || fd < 0 || uv_poll_init(c->loop, &c->poll, fd) != 0) {
     c->state = SG_AMQP_DEAD;
     c->cbs->on_open_cb(c, -1, "cannot watch the broker socket");
     return;
@@ -900,18 +1120,12 @@ static void after_login_cb(uv_work_t *w, int status) {
   uv_poll_start(&c->poll, UV_READABLE | UV_DISCONNECT, poll_cb);
   /* The interval is what the login agreed on: the broker may ask for a
    * shorter one than stompgate did. The link sends and checks heart-beats
-   * itself, on the loop's timer: librabbitmq-c's own check, once the broker
-   * has been silent for two intervals, waits in poll() inside the next
-   * publish. Telling it there are none keeps it from checking. The state is
-   * idle here (nothing was read since the login's last reply), as
-   * amqp_tune_connection requires. */
-  c->heartbeat_ms = (uint64_t)amqp_get_heartbeat(c->conn) * 1000;
-  amqp_tune_connection(c->conn, amqp_get_channel_max(c->conn), amqp_get_frame_max(c->conn), 0);
+   * on the loop's timer. */
   if (c->heartbeat_ms > 0)
     uv_timer_start(&c->timer, heartbeat_cb, c->heartbeat_ms / 2, c->heartbeat_ms / 2);
   c->cbs->on_open_cb(c, 0, NULL);
-  /* Frames that came with the last login reply may already be buffered. */
-  if (c->state == SG_AMQP_OPEN && amqp_data_in_buffer(c->conn)) pump(c);
+  /* Bytes that came with the last login reply may already be buffered. */
+  if (c->state == SG_AMQP_OPEN && c->link && c->link->in.len > 0) pump(c);
 }
 
 static int conn_open(sg_amqp_conn_t *c, uv_loop_t *loop, const sg_amqp_conn_cbs_t *cbs,
@@ -966,7 +1180,7 @@ void sg_amqp_conn_close(sg_amqp_conn_t *c) {
   case SG_AMQP_OPEN: {
     amqp_connection_close_t cl = {200, amqp_cstring_bytes("Goodbye"), 0, 0};
     c->state = SG_AMQP_CLOSING;
-    if (amqp_send_method(c->conn, 0, AMQP_CONNECTION_CLOSE_METHOD, &cl) != AMQP_STATUS_OK) {
+    if (link_send_method(c, 0, AMQP_CONNECTION_CLOSE_METHOD, &cl) != 0) {
       conn_finish(c);
       return;
     }
@@ -1007,7 +1221,7 @@ static int rpc_push(sg_amqp_t *a, amqp_method_number_t expect) {
 static int64_t chan_rpc(sg_amqp_t *a, amqp_method_number_t method, void *decoded,
                         amqp_method_number_t expect) {
   if (rpc_push(a, expect) != 0) return SG_ERR_NOMEM;
-  if (amqp_send_method(a->conn->conn, a->channel, method, decoded) != AMQP_STATUS_OK) {
+  if (link_send_method(a->conn, a->channel, method, decoded) != 0) {
     a->rpc_len--;
     conn_lost(a->conn, 0, "Broker connection lost");
     return UV_EPIPE;
@@ -1131,7 +1345,7 @@ int64_t sg_amqp_rpc(sg_amqp_t *a, amqp_method_number_t method, void *decoded,
 
 int sg_amqp_send(sg_amqp_t *a, amqp_method_number_t method, void *decoded) {
   if (a->state != SG_AMQP_OPEN) return UV_ENOTCONN;
-  if (amqp_send_method(a->conn->conn, a->channel, method, decoded) != AMQP_STATUS_OK) {
+  if (link_send_method(a->conn, a->channel, method, decoded) != 0) {
     conn_lost(a->conn, 0, "Broker connection lost");
     return UV_EPIPE;
   }
@@ -1141,8 +1355,7 @@ int sg_amqp_send(sg_amqp_t *a, amqp_method_number_t method, void *decoded) {
 int sg_amqp_publish(sg_amqp_t *a, amqp_bytes_t exchange, amqp_bytes_t routing_key,
                     const amqp_basic_properties_t *props, amqp_bytes_t body, uint64_t *seq) {
   if (a->state != SG_AMQP_OPEN) return UV_ENOTCONN;
-  if (amqp_basic_publish(a->conn->conn, a->channel, exchange, routing_key, 0, 0, props, body) !=
-      AMQP_STATUS_OK) {
+  if (link_publish(a->conn, a->channel, exchange, routing_key, props, body) != 0) {
     conn_lost(a->conn, 0, "Broker connection lost");
     return UV_EPIPE;
   }
@@ -1192,7 +1405,7 @@ void sg_amqp_close(sg_amqp_t *a) {
     a->in_delivery = 0;
     {
       amqp_channel_close_t cl = {200, amqp_cstring_bytes("Goodbye"), 0, 0};
-      if (amqp_send_method(c->conn, a->channel, AMQP_CHANNEL_CLOSE_METHOD, &cl) != AMQP_STATUS_OK)
+      if (link_send_method(c, a->channel, AMQP_CHANNEL_CLOSE_METHOD, &cl) != 0)
         conn_lost(c, 0, "Broker connection lost");
     }
     return;

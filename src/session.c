@@ -595,8 +595,12 @@ static void relay_progress_cb(sg_relay_t *r) {
 static void relay_wake_cb(sg_relay_t *r, int unblocked) {
   sg_session_t *s = r->owner;
   if (s->state != S_CONNECTED) return;
-  if (unblocked) sg_transport_resume(s->tr);
+  /* The frames that waited go first; the client is read again only if none
+   * of them made the session wait once more, or what it sent meanwhile
+   * would queue up behind them. */
   run_pending(s);
+  if (unblocked && s->state == S_CONNECTED && s->pend_head == s->npending)
+    sg_transport_resume(s->tr);
 }
 
 /* The ERROR message and close code for a broker refusal or failure. */

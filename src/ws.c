@@ -364,7 +364,8 @@ static ssize_t recv_callback(wslay_event_context_ptr ctx, uint8_t *buf, size_t l
   (void)flags;
   sg_ws_t *ws = user_data;
   size_t avail = ws->in.len - ws->in_off;
-  if (avail == 0) {
+  /* A paused session takes no more messages: the rest waits here. */
+  if (avail == 0 || ws->tr.paused) {
     wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
     return -1;
   }
