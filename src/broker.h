@@ -4,15 +4,15 @@
 
 /* AMQP 0-9-1 connections and channels, driven from the libuv loop.
  *
- * A connection's blocking login runs on the thread pool; after it,
- * librabbitmq-c is used as a framing layer only, and nothing on the loop
- * waits for the broker's socket. Frames are read with a zero timeout when
- * uv_poll reports the socket readable. What librabbitmq-c writes goes into
- * the link's output buffer, which the loop drains when the socket is
- * writable; past a bound (sg_amqp_set_link) the connection counts as
- * blocked, as with the broker's own connection.blocked, and the owners of
- * its channels hold their publishes until it drains. Heart-beats are
- * negotiated; a link that hears nothing for two intervals is lost.
+ * A connection's blocking login (librabbitmq-c) runs on the thread pool;
+ * after it the link frames AMQP itself with librabbitmq-c's codec, and
+ * nothing on the loop waits for the broker's socket. Frames are read when
+ * uv_poll reports the socket readable; what is written goes into the
+ * link's output buffer, which the loop drains when the socket is writable.
+ * Past a bound (sg_amqp_set_link) the connection counts as blocked, as with
+ * the broker's own connection.blocked, and the owners of its channels hold
+ * their publishes until it drains. Heart-beats are negotiated; a link that
+ * hears nothing for two intervals is lost.
  *
  * A channel (sg_amqp_t) is what sessions and the fan-out work with. In
  * per-session mode a channel owns a private connection, opened with the
@@ -125,7 +125,7 @@ struct sg_amqp_conn {
   void *data; /* the owner's */
   int kind;   /* the owner's */
   int state;  /* enum sg_amqp_state */
-  amqp_connection_state_t conn;
+  amqp_connection_state_t conn; /* librabbitmq-c: the login; afterwards only over TLS */
   uv_work_t work;
   uv_poll_t poll;
   uv_timer_t timer;
@@ -138,9 +138,9 @@ struct sg_amqp_conn {
   unsigned blocked : 1;
   unsigned broker_blocked : 1; /* connection.blocked from the broker */
   unsigned out_full : 1;       /* unsent output over the bound */
-  sg_amqp_link_t *link;        /* the socket's output buffer, once open */
+  sg_amqp_link_t *link;        /* framing and buffers, once logged in */
   uint64_t last_rx;            /* uv_now when bytes last came from the broker */
-  uint64_t last_tx;            /* uv_now when bytes were last queued for it */
+  uint64_t last_tx;            /* uv_now when a frame was last queued for it */
   char *host, *user, *password, *vhost, *name;
   int port;
   int frame_max;               /* asked for at login */
