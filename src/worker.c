@@ -33,6 +33,7 @@ static void worker_main(void *arg) {
   }
   uv_run(&w->loop, UV_RUN_DEFAULT);
   sg_session_thread_done();
+  sg_ws_thread_done();
 }
 
 /* Everything up to the listener, from the main thread before the worker's

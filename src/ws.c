@@ -115,12 +115,7 @@ int sg_ws_loop_init(uv_loop_t *loop) {
   return 0;
 }
 
-void sg_ws_loop_close(void) {
-  if (flush_ready) {
-    uv_close((uv_handle_t *)&flush_check, NULL);
-    uv_close((uv_handle_t *)&flush_idle, NULL);
-  }
-  flush_ready = 0;
+void sg_ws_thread_done(void) {
   sg_buf_free(&sockjs_frame);
   sg_pmd_encoder_free(pmd_encoder);
   pmd_encoder = NULL;

@@ -69,7 +69,9 @@ struct sg_ws {
 /* Per-thread set-up: the check handle that flushes written messages once
  * per loop iteration. Call once per loop before accepting. */
 int sg_ws_loop_init(uv_loop_t *loop);
-void sg_ws_loop_close(void);
+/* The worker's loop has ended: frees the thread's buffers and compression
+ * state (the handles stay with the loop, as its sessions do). */
+void sg_ws_thread_done(void);
 
 /* Initialises ws's handles on loop; the listener then accepts into
  * &ws->tcp and calls sg_ws_start. */
