@@ -54,6 +54,7 @@ typedef struct metrics {
   uint64_t links_held_total;
   uint64_t shared_moves;
   uint64_t sessions_moved;
+  uint64_t sessions_held;
   int64_t links_held; /* this thread's holds minus releases */
   histogram_t handshake, login;
   struct metrics *next;
@@ -139,6 +140,7 @@ static void aggregate(metrics_t *t) {
     t->links_held_total += b->links_held_total;
     t->shared_moves += b->shared_moves;
     t->sessions_moved += b->sessions_moved;
+    t->sessions_held += b->sessions_held;
     t->links_held += b->links_held;
     hist_add(&t->handshake, &b->handshake);
     hist_add(&t->login, &b->login);
@@ -266,6 +268,8 @@ void sg_metrics_shared_moved(void) { cur()->shared_moves++; }
 
 void sg_metrics_session_moved(void) { cur()->sessions_moved++; }
 
+void sg_metrics_session_held(void) { cur()->sessions_held++; }
+
 void sg_metrics_broker_link_held(int held) {
   if (held) {
     cur()->links_held_total++;
@@ -390,6 +394,10 @@ int sg_metrics_render(sg_buf_t *o, const sg_metrics_gauges_t *g) {
               "Shared-mode sessions that kept their WebSocket when their broker channel's "
               "connection was lost (nothing was owed on it).");
   r |= sg_buf_printf(o, "stompgate_sessions_moved_total %lu\n", (unsigned long)t.sessions_moved);
+  r |= header(o, "stompgate_sessions_held_total", "counter",
+              "Times a session stopped reading its client because the broker would not take its "
+              "publishes (connection.blocked, or its link over broker-output-limit).");
+  r |= sg_buf_printf(o, "stompgate_sessions_held_total %lu\n", (unsigned long)t.sessions_held);
   r |= header(o, "stompgate_draining", "gauge", "1 while shutting down.");
   r |= sg_buf_printf(o, "stompgate_draining %d\n", g->draining);
   r |= histogram(o, "stompgate_handshake_seconds",

@@ -55,6 +55,9 @@ void sg_metrics_shared_moved(void);
 /* A shared-mode session's channel was lost with its connection while it
  * held nothing the broker owed: the session stays open. */
 void sg_metrics_session_moved(void);
+/* A session stopped reading its client because the broker would not take
+ * its publishes. */
+void sg_metrics_session_held(void);
 
 typedef struct sg_metrics_gauges {
   size_t sessions_open;

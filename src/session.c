@@ -391,6 +391,14 @@ static const char *too_many(int w) {
   }
 }
 
+/* Stops reading the client while the broker does not take its publishes
+ * (connection.blocked, or a broker link whose output is over its bound). */
+static void hold_client(sg_session_t *s) {
+  if (s->tr->paused) return;
+  sg_metrics_session_held();
+  sg_transport_pause(s->tr);
+}
+
 /* Handles the frames that waited, until one makes the session wait again. */
 static void run_pending(sg_session_t *s) {
   while (s->pend_head < s->npending && s->state == S_CONNECTED) {
@@ -401,7 +409,7 @@ static void run_pending(sg_session_t *s) {
       sg_session_relay_failed(s, &why, NULL);
       break;
     }
-    if (w == SG_RELAY_WAIT_BLOCKED) sg_transport_pause(s->tr);
+    if (w == SG_RELAY_WAIT_BLOCKED) hold_client(s);
     if (w != SG_RELAY_GO) break;
     s->pend_head++;
     sg_session_process_frame(s, f, 0);
@@ -439,7 +447,7 @@ static void on_frame(sg_session_t *s, sg_stomp_frame_t *f) {
     } else {
       /* Blocked: stop reading this client until the broker takes
        * publishes again; what it sends meanwhile waits in TCP, not here. */
-      if (w == SG_RELAY_WAIT_BLOCKED) sg_transport_pause(s->tr);
+      if (w == SG_RELAY_WAIT_BLOCKED) hold_client(s);
       pending_push(s, f, too_many(w));
     }
     return;

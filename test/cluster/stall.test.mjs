@@ -96,6 +96,7 @@ for (const mode of MODES) {
     assert.ok(!flooder.closed && !bystander.closed, 'both sessions are still open');
     const after = parseMetrics((await httpGet(gw.adminPort, '/metrics')).body);
     assert.ok(after.get('stompgate_broker_links_held_total') >= 1);
+    assert.ok(after.get('stompgate_sessions_held_total') >= 1, 'the flooding session was held');
     assert.equal(after.get('stompgate_broker_links_held'), 0);
     assert.match(gw.log(), /wait for the broker to read; its publishing sessions are not read/);
 
