@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: MIT */
-/* Shared subscriptions. Each shared queue is declared and bound on a
- * short-lived set-up channel, so that a refusal (a missing exchange, no
- * permission) closes only that channel and fails only that join; it is
- * consumed on the worker's long-lived fan-out channel on the same
- * connection (the queue is exclusive to the connection). */
+/* Shared subscriptions with routing in the gateway. Every queue is
+ * declared and consumed on the worker's long-lived fan-out channel. Binds
+ * and unbinds go, pipelined, on a second channel of the same connection
+ * (the queues are exclusive to it): a refusal (a missing exchange, no
+ * permission) closes the channel it came on, so it must not be the one
+ * that consumes. The refused bind is the oldest one unanswered; it fails
+ * its members alone, and what was sent after it is sent again on a fresh
+ * channel. */
 #include "fanout.h"
 
 #include <amqp_framing.h>
@@ -15,138 +18,205 @@
 #include "log.h"
 #include "metrics.h"
 #include "stompgate/err.h"
+#include "stompgate/topic_match.h"
 
-/* A shared queue whose last member left is kept this long before it is
- * cancelled: sessions that come and go (page reloads, reconnects) find
- * it ready instead of costing the broker a declare, bind, consume and
- * delete each time. */
+/* A binding whose last member left is kept this long before it is
+ * unbound: sessions that come and go (page reloads, reconnects) find it
+ * ready instead of costing the broker a bind and an unbind each time. A
+ * queue goes with its last binding. */
 #define FANOUT_LINGER_MS 2000
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 enum { CHAN_NONE = 0, CHAN_OPENING, CHAN_OPEN, CHAN_CLOSING };
-enum { FS_WAIT_CHANNEL = 0, FS_SETUP, FS_CONSUMING, FS_READY };
+enum { Q_WAIT_CHANNEL = 0, Q_DECLARING, Q_READY };
+enum { B_WAIT = 0, B_BINDING, B_BOUND };
 
-struct sg_fanout_sub {
+struct sg_fanout_queue {
   sg_fanout_t *f;
-  sg_fanout_sub_t *key_next, *tag_next, *pend_next;
-  char *exchange, *rkey;
+  sg_fanout_hnode_t by_name, by_tag;
+  char *exchange;
+  char *key;              /* unrouted: its one binding key; NULL: routed here */
+  sg_matcher_t matcher;   /* its bindings' keys */
   char tag[40];
   char queue[96];
   int state;
-  unsigned in_tables : 1, in_pending : 1, setup_active : 1, dead : 1;
-  sg_amqp_t setup;      /* declare + bind, then closed */
-  uint64_t bind_seq;    /* setup channel: reply that completes the binding */
-  uint64_t ready_seq;   /* fan-out channel: consume-ok */
+  uint64_t ready_seq;     /* fan-out channel: its consume-ok */
+  sg_fanout_queue_t *pend_next;
+  sg_fanout_dl_t subs;    /* its bindings */
+  size_t nsubs;
+  size_t ops;             /* its binds and unbinds not answered yet */
+  int iterating;          /* held by a walk; freed after it */
+  uint64_t delivered;
+  unsigned in_tables : 1, in_pending : 1, dead : 1;
+};
+
+struct sg_fanout_sub {
+  sg_fanout_queue_t *q;
+  sg_fanout_hnode_t node;      /* in f->subs */
+  sg_matcher_sub_t ms;         /* its key, in q's matcher */
+  sg_fanout_dl_t q_link;       /* in q->subs */
+  sg_fanout_dl_t bind_link;    /* in f->to_bind */
+  sg_fanout_dl_t idle_link;    /* in f->idle */
+  sg_fanout_op_t *op;          /* its bind in flight */
+  int state;
+  unsigned dead : 1;
   sg_fanout_member_t *members;
   size_t nmembers;
   int iterating;
   sg_fanout_member_t *iter_next;
-  uint64_t delivered;
-  uint64_t idle_since;  /* uv_now when its last member left */
+  uint64_t idle_since;         /* uv_now when its last member left */
 };
 
-/* ---------- tables ---------- */
+struct sg_fanout_op {
+  sg_fanout_op_t *next;
+  sg_fanout_queue_t *q;
+  sg_fanout_sub_t *fs; /* a bind: its binding (NULL once dropped); an unbind: NULL */
+  uint64_t seq;        /* its reply on the bind channel; 0: to send (again) */
+  unsigned unbind : 1;
+  char key[];          /* an unbind's key */
+};
 
+/* ---------- lists and tables ---------- */
+
+static void dl_init(sg_fanout_dl_t *h) { h->next = h->prev = h; }
+static int dl_empty(const sg_fanout_dl_t *h) { return h->next == h; }
+static int dl_linked(const sg_fanout_dl_t *n) { return n->next != NULL; }
+
+static void dl_push(sg_fanout_dl_t *h, sg_fanout_dl_t *n) {
+  n->prev = h->prev;
+  n->next = h;
+  h->prev->next = n;
+  h->prev = n;
+}
+
+static void dl_del(sg_fanout_dl_t *n) {
+  if (!dl_linked(n)) return;
+  n->prev->next = n->next;
+  n->next->prev = n->prev;
+  n->next = n->prev = NULL;
+}
+
+/* FNV-1a from a per-fan-out random basis: binding keys come from clients. */
 static uint64_t hash_bytes(uint64_t h, const void *p, size_t n) {
   const unsigned char *b = p;
   for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
   return h;
 }
 
-static uint64_t key_hash(const char *exchange, const char *rkey) {
-  uint64_t h = hash_bytes(14695981039346656037ull, exchange, strlen(exchange) + 1);
-  return hash_bytes(h, rkey, strlen(rkey));
+static uint64_t queue_hash(const sg_fanout_t *f, const char *exchange, const char *key) {
+  uint64_t h = hash_bytes(f->seed[0], exchange, strlen(exchange) + 1);
+  return key ? hash_bytes(h ^ 1, key, strlen(key)) : h;
 }
 
-static uint64_t tag_hash(const void *tag, size_t len) {
-  return hash_bytes(14695981039346656037ull, tag, len);
+static uint64_t tag_hash(const sg_fanout_t *f, const void *tag, size_t len) {
+  return hash_bytes(f->seed[1], tag, len);
 }
 
-static int table_grow(sg_fanout_table_t *t, int by_tag) {
-  size_t nb = t->nbuckets ? t->nbuckets * 2 : 64;
-  sg_fanout_sub_t **b = calloc(nb, sizeof(*b));
-  if (b == NULL) return SG_ERR_NOMEM;
-  for (size_t i = 0; i < t->nbuckets; i++) {
-    sg_fanout_sub_t *fs = t->buckets[i];
-    while (fs) {
-      sg_fanout_sub_t *next = by_tag ? fs->tag_next : fs->key_next;
-      uint64_t h = by_tag ? tag_hash(fs->tag, strlen(fs->tag)) : key_hash(fs->exchange, fs->rkey);
-      sg_fanout_sub_t **slot = &b[h & (nb - 1)];
-      if (by_tag) fs->tag_next = *slot;
-      else fs->key_next = *slot;
-      *slot = fs;
-      fs = next;
+static uint64_t sub_hash(const sg_fanout_t *f, const sg_fanout_queue_t *q, const char *key,
+                         size_t len) {
+  uintptr_t qp = (uintptr_t)q;
+  return hash_bytes(hash_bytes(f->seed[0] ^ f->seed[1], &qp, sizeof(qp)), key, len);
+}
+
+static int ht_add(sg_fanout_table_t *t, sg_fanout_hnode_t *n, uint64_t hash) {
+  if (t->n + 1 > t->nbuckets) {
+    size_t nb = t->nbuckets ? t->nbuckets * 2 : 64;
+    sg_fanout_hnode_t **b = calloc(nb, sizeof(*b));
+    if (b == NULL) return SG_ERR_NOMEM;
+    for (size_t i = 0; i < t->nbuckets; i++) {
+      sg_fanout_hnode_t *e = t->buckets[i];
+      while (e) {
+        sg_fanout_hnode_t *next = e->next;
+        e->next = b[e->hash & (nb - 1)];
+        b[e->hash & (nb - 1)] = e;
+        e = next;
+      }
     }
+    free(t->buckets);
+    t->buckets = b;
+    t->nbuckets = nb;
   }
-  free(t->buckets);
-  t->buckets = b;
-  t->nbuckets = nb;
+  n->hash = hash;
+  n->next = t->buckets[hash & (t->nbuckets - 1)];
+  t->buckets[hash & (t->nbuckets - 1)] = n;
+  t->n++;
   return 0;
 }
 
-static int tables_add(sg_fanout_t *f, sg_fanout_sub_t *fs) {
-  if ((f->by_key.n + 1 > f->by_key.nbuckets && table_grow(&f->by_key, 0) != 0) ||
-      (f->by_tag.n + 1 > f->by_tag.nbuckets && table_grow(&f->by_tag, 1) != 0))
-    return SG_ERR_NOMEM;
-  sg_fanout_sub_t **k = &f->by_key.buckets[key_hash(fs->exchange, fs->rkey) & (f->by_key.nbuckets - 1)];
-  fs->key_next = *k;
-  *k = fs;
-  f->by_key.n++;
-  sg_fanout_sub_t **t = &f->by_tag.buckets[tag_hash(fs->tag, strlen(fs->tag)) & (f->by_tag.nbuckets - 1)];
-  fs->tag_next = *t;
-  *t = fs;
-  f->by_tag.n++;
-  fs->in_tables = 1;
+static void ht_del(sg_fanout_table_t *t, sg_fanout_hnode_t *n) {
+  for (sg_fanout_hnode_t **p = &t->buckets[n->hash & (t->nbuckets - 1)]; *p; p = &(*p)->next)
+    if (*p == n) {
+      *p = n->next;
+      t->n--;
+      return;
+    }
+}
+
+static sg_fanout_hnode_t *ht_chain(const sg_fanout_table_t *t, uint64_t hash) {
+  return t->n ? t->buckets[hash & (t->nbuckets - 1)] : NULL;
+}
+
+static sg_fanout_queue_t *find_queue(sg_fanout_t *f, const char *exchange, const char *key) {
+  uint64_t h = queue_hash(f, exchange, key);
+  for (sg_fanout_hnode_t *n = ht_chain(&f->queues, h); n; n = n->next) {
+    sg_fanout_queue_t *q = container_of(n, sg_fanout_queue_t, by_name);
+    if (n->hash == h && strcmp(q->exchange, exchange) == 0 &&
+        (key == NULL ? q->key == NULL : q->key != NULL && strcmp(q->key, key) == 0))
+      return q;
+  }
+  return NULL;
+}
+
+static sg_fanout_queue_t *find_tag(sg_fanout_t *f, amqp_bytes_t tag) {
+  uint64_t h = tag_hash(f, tag.bytes, tag.len);
+  for (sg_fanout_hnode_t *n = ht_chain(&f->tags, h); n; n = n->next) {
+    sg_fanout_queue_t *q = container_of(n, sg_fanout_queue_t, by_tag);
+    if (n->hash == h && strlen(q->tag) == tag.len && memcmp(q->tag, tag.bytes, tag.len) == 0)
+      return q;
+  }
+  return NULL;
+}
+
+static sg_fanout_sub_t *find_sub(sg_fanout_t *f, sg_fanout_queue_t *q, const char *key,
+                                 size_t len) {
+  uint64_t h = sub_hash(f, q, key, len);
+  for (sg_fanout_hnode_t *n = ht_chain(&f->subs, h); n; n = n->next) {
+    sg_fanout_sub_t *fs = container_of(n, sg_fanout_sub_t, node);
+    size_t kl;
+    const char *k = sg_matcher_sub_key(&fs->ms, &kl);
+    if (n->hash == h && fs->q == q && kl == len && memcmp(k, key, len) == 0) return fs;
+  }
+  return NULL;
+}
+
+/* ---------- exchange kinds ---------- */
+
+int sg_fanout_exchange_kind(const sg_fanout_t *f, const char *exchange) {
+  if (strcmp(exchange, "amq.topic") == 0) return SG_MATCH_TOPIC;
+  if (strcmp(exchange, "amq.direct") == 0) return SG_MATCH_DIRECT;
+  if (strcmp(exchange, "amq.fanout") == 0) return SG_MATCH_FANOUT;
+  /* The gateway declares these as topic exchanges, on --broker's vhost
+   * only; a declaration the broker refused is logged at start-up. */
+  const sg_config_t *c = f->pool->cfg;
+  if (strcmp(f->pool->vhost, c->broker.vhost) != 0) return 0;
+  if (c->user_exchange && strcmp(exchange, c->user_exchange) == 0 &&
+      strncmp(exchange, "amq.", 4) != 0)
+    return SG_MATCH_TOPIC;
+  if (c->app_prefixes.n > 0 && c->app_exchange && strcmp(exchange, c->app_exchange) == 0)
+    return SG_MATCH_TOPIC;
   return 0;
 }
 
-static void tables_remove(sg_fanout_t *f, sg_fanout_sub_t *fs) {
-  if (!fs->in_tables) return;
-  fs->in_tables = 0;
-  sg_fanout_sub_t **p = &f->by_key.buckets[key_hash(fs->exchange, fs->rkey) & (f->by_key.nbuckets - 1)];
-  for (; *p; p = &(*p)->key_next)
-    if (*p == fs) {
-      *p = fs->key_next;
-      f->by_key.n--;
-      break;
-    }
-  p = &f->by_tag.buckets[tag_hash(fs->tag, strlen(fs->tag)) & (f->by_tag.nbuckets - 1)];
-  for (; *p; p = &(*p)->tag_next)
-    if (*p == fs) {
-      *p = fs->tag_next;
-      f->by_tag.n--;
-      break;
-    }
-}
+/* ---------- forward declarations ---------- */
 
-static sg_fanout_sub_t *find_key(sg_fanout_t *f, const char *exchange, const char *rkey) {
-  if (f->by_key.n == 0) return NULL;
-  sg_fanout_sub_t *fs = f->by_key.buckets[key_hash(exchange, rkey) & (f->by_key.nbuckets - 1)];
-  for (; fs; fs = fs->key_next)
-    if (strcmp(fs->exchange, exchange) == 0 && strcmp(fs->rkey, rkey) == 0) return fs;
-  return NULL;
-}
-
-static sg_fanout_sub_t *find_tag(sg_fanout_t *f, amqp_bytes_t tag) {
-  if (f->by_tag.n == 0) return NULL;
-  sg_fanout_sub_t *fs = f->by_tag.buckets[tag_hash(tag.bytes, tag.len) & (f->by_tag.nbuckets - 1)];
-  for (; fs; fs = fs->tag_next)
-    if (strlen(fs->tag) == tag.len && memcmp(fs->tag, tag.bytes, tag.len) == 0) return fs;
-  return NULL;
-}
-
-static void pending_remove(sg_fanout_t *f, sg_fanout_sub_t *fs) {
-  if (!fs->in_pending) return;
-  for (sg_fanout_sub_t **p = &f->pending; *p; p = &(*p)->pend_next)
-    if (*p == fs) {
-      *p = fs->pend_next;
-      break;
-    }
-  fs->in_pending = 0;
-}
-
-/* ---------- shared queue life cycle ---------- */
+static void q_check(sg_fanout_queue_t *q);
+static void q_maybe_free(sg_fanout_queue_t *q);
+static void b_empty(sg_fanout_sub_t *fs);
+static void flush_binds(sg_fanout_t *f);
+static void open_channel(sg_fanout_t *f);
+static void open_bind(sg_fanout_t *f);
+static void linger_cb(uv_timer_t *t);
 
 /* Whether a lost channel went with its whole connection (a node that
  * closed, froze or went away) rather than being closed alone by the
@@ -155,115 +225,98 @@ static int conn_gone(const sg_amqp_t *a) {
   return a->conn == NULL || a->conn->state != SG_AMQP_OPEN;
 }
 
-/* Names a shared queue afresh: after a move the old one may still exist
- * for a while on the node that was lost, exclusive to a dead connection. */
-static void fs_name(sg_fanout_sub_t *fs, uint64_t id) {
-  snprintf(fs->queue, sizeof(fs->queue), "stompgate.fanout.%d.%" PRIx64 ".%" PRIu64, fs->f->worker,
-           (uint64_t)uv_hrtime(), id);
+static int chan_usable(int state) { return state == CHAN_OPENING || state == CHAN_OPEN; }
+
+/* ---------- bindings ---------- */
+
+static void member_link(sg_fanout_sub_t *fs, sg_fanout_member_t *m) {
+  m->fs = fs;
+  m->prev = NULL;
+  m->next = fs->members;
+  if (fs->members) fs->members->prev = m;
+  fs->members = m;
+  fs->nmembers++;
 }
 
-static void fs_maybe_free(sg_fanout_sub_t *fs) {
-  if (!fs->dead || fs->setup_active || fs->iterating) return;
-  free(fs->exchange);
-  free(fs->rkey);
+static sg_fanout_sub_t *b_new(sg_fanout_queue_t *q, const char *key, size_t len) {
+  sg_fanout_t *f = q->f;
+  sg_fanout_sub_t *fs = calloc(1, sizeof(*fs));
+  if (fs == NULL) return NULL;
+  fs->q = q;
+  fs->ms.data = fs;
+  if (sg_matcher_add(&q->matcher, &fs->ms, key, len) < 0) {
+    free(fs);
+    return NULL;
+  }
+  if (ht_add(&f->subs, &fs->node, sub_hash(f, q, key, len)) != 0) {
+    sg_matcher_remove(&q->matcher, &fs->ms);
+    free(fs);
+    return NULL;
+  }
+  dl_push(&q->subs, &fs->q_link);
+  q->nsubs++;
+  fs->state = B_WAIT;
+  dl_push(&f->to_bind, &fs->bind_link);
+  return fs;
+}
+
+/* Drops the binding from every table (its broker binding, if any, is the
+ * caller's business); freed at once unless a walk holds it. */
+static void b_free(sg_fanout_sub_t *fs) {
+  sg_fanout_queue_t *q = fs->q;
+  if (!fs->dead) {
+    fs->dead = 1;
+    sg_matcher_remove(&q->matcher, &fs->ms);
+    ht_del(&q->f->subs, &fs->node);
+    dl_del(&fs->q_link);
+    dl_del(&fs->bind_link);
+    dl_del(&fs->idle_link);
+    if (fs->op) fs->op->fs = NULL;
+    fs->op = NULL;
+    q->nsubs--;
+  }
+  if (fs->iterating) return;
   free(fs);
+  q_check(q);
 }
 
-static void members_unlink_all(sg_fanout_sub_t *fs, sg_fanout_member_t **out) {
-  *out = fs->members;
-  for (sg_fanout_member_t *m = fs->members; m; m = m->next) m->fs = NULL;
-  fs->members = NULL;
-  fs->nmembers = 0;
+/* After a walk over fs's members: what they did while it ran takes effect. */
+static void b_after_walk(sg_fanout_sub_t *fs) {
   fs->iter_next = NULL;
+  if (fs->iterating) return;
+  if (fs->dead) b_free(fs);
+  else if (fs->nmembers == 0) b_empty(fs);
 }
 
-/* The shared queue is gone or never came: every member hears, then fs is
+/* The binding cannot be had or is gone: every member hears, then it is
  * dropped. */
-static void fs_fail(sg_fanout_sub_t *fs, int code, const char *text) {
-  sg_fanout_t *f = fs->f;
+static void b_fail(sg_fanout_sub_t *fs, int code, const char *text) {
+  sg_fanout_t *f = fs->q->f;
   if (fs->dead) return;
-  fs->dead = 1;
-  tables_remove(f, fs);
-  pending_remove(f, fs);
+  fs->iterating++;
+  b_free(fs);
+  /* One member at a time, each unlinked before it hears: its owner may
+   * make others leave from inside the callback. */
   sg_fanout_member_t *m;
-  members_unlink_all(fs, &m);
-  fs->iterating++; /* members' callbacks must not free fs under us */
-  while (m) {
-    sg_fanout_member_t *next = m->next;
+  while ((m = fs->members) != NULL) {
+    fs->members = m->next;
+    if (m->next) m->next->prev = NULL;
+    fs->nmembers--;
     int was_ready = m->ready;
     m->next = m->prev = NULL;
+    m->fs = NULL;
     m->ready = 0;
     if (was_ready) f->cbs->on_lost_cb(m, code, text);
     else f->cbs->on_ready_cb(m, code ? code : -1, text);
-    m = next;
   }
   fs->iterating--;
-  if (fs->setup_active && fs->setup.state != SG_AMQP_CLOSING && fs->setup.state != SG_AMQP_CLOSED)
-    sg_amqp_close(&fs->setup);
-  fs_maybe_free(fs);
+  b_after_walk(fs);
 }
 
-/* The last member left: stop consuming; the broker deletes the queue (it
- * is auto-delete). */
-static void fs_retire(sg_fanout_sub_t *fs) {
-  sg_fanout_t *f = fs->f;
-  if (fs->state != FS_READY) return; /* finished when it gets ready */
-  tables_remove(f, fs);
-  if (f->chan_state == CHAN_OPEN) {
-    amqp_basic_cancel_t c = {amqp_cstring_bytes(fs->tag), 0};
-    sg_amqp_rpc(&f->chan, AMQP_BASIC_CANCEL_METHOD, &c, AMQP_BASIC_CANCEL_OK_METHOD);
-  }
-  fs->dead = 1;
-  fs_maybe_free(fs);
-}
-
-static void linger_cb(uv_timer_t *t);
-static void for_each_fs(sg_fanout_t *f, void (*fn)(sg_fanout_sub_t *fs, void *arg), void *arg);
-
-/* A ready queue lost its last member: cancelled after FANOUT_LINGER_MS
- * unless someone joins again. */
-static void fs_idle(sg_fanout_sub_t *fs) {
-  sg_fanout_t *f = fs->f;
-  uv_loop_t *loop = f->pool->loop;
-  fs->idle_since = uv_now(loop);
-  if (!f->linger_init) {
-    if (uv_timer_init(loop, &f->linger) != 0) {
-      fs_retire(fs);
-      return;
-    }
-    uv_unref((uv_handle_t *)&f->linger);
-    f->linger_init = 1;
-  }
-  if (!uv_is_active((uv_handle_t *)&f->linger))
-    uv_timer_start(&f->linger, linger_cb, FANOUT_LINGER_MS / 2, FANOUT_LINGER_MS / 2);
-}
-
-typedef struct {
-  uint64_t now;
-  size_t lingering; /* queues without members still waiting out the delay */
-} linger_sweep_t;
-
-static void linger_one(sg_fanout_sub_t *fs, void *arg) {
-  linger_sweep_t *sw = arg;
-  if (fs->state != FS_READY || fs->nmembers > 0 || fs->iterating) return;
-  if (sw->now - fs->idle_since >= FANOUT_LINGER_MS) fs_retire(fs);
-  else sw->lingering++;
-}
-
-static void linger_cb(uv_timer_t *t) {
-  sg_fanout_t *f = container_of(t, sg_fanout_t, linger);
-  linger_sweep_t sw = {uv_now(t->loop), 0};
-  for_each_fs(f, linger_one, &sw);
-  if (sw.lingering == 0) uv_timer_stop(t);
-}
-
-static void fs_ready(sg_fanout_sub_t *fs) {
-  sg_fanout_t *f = fs->f;
-  fs->state = FS_READY;
-  if (fs->nmembers == 0) {
-    fs_idle(fs);
-    return;
-  }
+/* The broker confirmed the binding: its waiting members are ready. */
+static void b_bound(sg_fanout_sub_t *fs) {
+  sg_fanout_t *f = fs->q->f;
+  fs->state = B_BOUND;
   fs->iterating++;
   for (sg_fanout_member_t *m = fs->members; m; m = fs->iter_next) {
     fs->iter_next = m->next;
@@ -271,84 +324,427 @@ static void fs_ready(sg_fanout_sub_t *fs) {
     m->ready = 1;
     f->cbs->on_ready_cb(m, 0, NULL);
   }
-  fs->iter_next = NULL;
   fs->iterating--;
-  if (fs->nmembers == 0 && !fs->dead) fs_idle(fs);
-  else fs_maybe_free(fs);
+  b_after_walk(fs);
 }
 
-/* Set-up channel callbacks. */
-
-static void setup_open_cb(sg_amqp_t *a, int status, const char *message) {
-  sg_fanout_sub_t *fs = container_of(a, sg_fanout_sub_t, setup);
-  if (status != 0) {
-    fs_fail(fs, status, message);
-    if (a->state != SG_AMQP_CLOSING && a->state != SG_AMQP_CLOSED) sg_amqp_close(a);
+/* The binding's last member left: a bound one lingers, one not sent yet
+ * goes at once, one being bound lingers once it is (b_bound). */
+static void b_empty(sg_fanout_sub_t *fs) {
+  sg_fanout_t *f = fs->q->f;
+  if (fs->state == B_WAIT) {
+    b_free(fs);
     return;
   }
-  amqp_queue_declare_t q;
-  memset(&q, 0, sizeof(q));
-  q.queue = amqp_cstring_bytes(fs->queue);
-  q.exclusive = 1;
-  q.auto_delete = 1;
-  q.arguments = amqp_empty_table;
-  amqp_queue_bind_t b;
-  memset(&b, 0, sizeof(b));
-  b.queue = amqp_cstring_bytes(fs->queue);
-  b.exchange = amqp_cstring_bytes(fs->exchange);
-  b.routing_key = amqp_cstring_bytes(fs->rkey);
-  b.arguments = amqp_empty_table;
-  int64_t r = sg_amqp_rpc(a, AMQP_QUEUE_DECLARE_METHOD, &q, AMQP_QUEUE_DECLARE_OK_METHOD);
-  if (r > 0) r = sg_amqp_rpc(a, AMQP_QUEUE_BIND_METHOD, &b, AMQP_QUEUE_BIND_OK_METHOD);
-  if (r > 0) fs->bind_seq = (uint64_t)r;
+  if (fs->state != B_BOUND || dl_linked(&fs->idle_link)) return;
+  uv_loop_t *loop = f->pool->loop;
+  fs->idle_since = uv_now(loop);
+  dl_push(&f->idle, &fs->idle_link);
+  if (!f->linger_init) {
+    if (uv_timer_init(loop, &f->linger) != 0) return; /* kept until the queue goes */
+    uv_unref((uv_handle_t *)&f->linger);
+    f->linger_init = 1;
+  }
+  if (!uv_is_active((uv_handle_t *)&f->linger))
+    uv_timer_start(&f->linger, linger_cb, FANOUT_LINGER_MS / 2, FANOUT_LINGER_MS / 2);
 }
 
-static void setup_progress_cb(sg_amqp_t *a) {
-  sg_fanout_sub_t *fs = container_of(a, sg_fanout_sub_t, setup);
-  if (fs->state != FS_SETUP || a->rpc_done < fs->bind_seq || fs->bind_seq == 0) return;
-  sg_fanout_t *f = fs->f;
-  sg_amqp_close(a);
-  if (fs->dead) return;
-  if (f->chan_state != CHAN_OPEN) {
-    fs_fail(fs, 0, "Broker connection lost");
+/* ---------- binds and unbinds ---------- */
+
+static void op_append(sg_fanout_t *f, sg_fanout_op_t *op) {
+  op->next = NULL;
+  *f->ops_tail = op;
+  f->ops_tail = &op->next;
+  op->q->ops++;
+}
+
+/* Sends op on the bind channel. A failure means the link went: its lost
+ * callbacks have run, op was not touched and is the caller's. */
+static int op_send(sg_fanout_t *f, sg_fanout_op_t *op) {
+  size_t len;
+  const char *key = op->fs ? sg_matcher_sub_key(&op->fs->ms, &len) : op->key;
+  if (!op->fs) len = strlen(op->key);
+  amqp_bytes_t qb = amqp_cstring_bytes(op->q->queue), xb = amqp_cstring_bytes(op->q->exchange);
+  amqp_bytes_t kb = {len, (void *)key};
+  int64_t r;
+  if (op->unbind) {
+    amqp_queue_unbind_t u = {0, qb, xb, kb, amqp_empty_table};
+    r = sg_amqp_rpc(&f->bind, AMQP_QUEUE_UNBIND_METHOD, &u, AMQP_QUEUE_UNBIND_OK_METHOD);
+  } else {
+    amqp_queue_bind_t b = {0, qb, xb, kb, 0, amqp_empty_table};
+    r = sg_amqp_rpc(&f->bind, AMQP_QUEUE_BIND_METHOD, &b, AMQP_QUEUE_BIND_OK_METHOD);
+  }
+  if (r < 0) return -1;
+  op->seq = (uint64_t)r;
+  return 0;
+}
+
+/* Frees every op: the bind channel's work is void (its connection went,
+ * or everything fails). Bindings being bound wait to be sent again. */
+static void ops_clear(sg_fanout_t *f) {
+  sg_fanout_op_t *op = f->ops;
+  f->ops = NULL;
+  f->ops_tail = &f->ops;
+  while (op) {
+    sg_fanout_op_t *next = op->next;
+    sg_fanout_queue_t *q = op->q;
+    sg_fanout_sub_t *fs = op->fs;
+    if (fs) {
+      fs->op = NULL;
+      fs->state = B_WAIT;
+      if (!dl_linked(&fs->bind_link)) dl_push(&f->to_bind, &fs->bind_link);
+    }
+    q->ops--;
+    free(op);
+    if (q->dead) q_maybe_free(q);
+    op = next;
+  }
+}
+
+/* Sends the binds of every binding whose queue is consumed. */
+static void flush_binds(sg_fanout_t *f) {
+  if (f->bind_state != CHAN_OPEN) {
+    if (f->bind_state == CHAN_NONE && f->chan_state == CHAN_OPEN && !dl_empty(&f->to_bind))
+      open_bind(f);
     return;
   }
+  sg_fanout_dl_t *n = f->to_bind.next;
+  while (n != &f->to_bind) {
+    sg_fanout_dl_t *next = n->next;
+    sg_fanout_sub_t *fs = container_of(n, sg_fanout_sub_t, bind_link);
+    if (fs->q->state == Q_READY) {
+      sg_fanout_op_t *op = calloc(1, sizeof(*op));
+      if (op == NULL) return; /* left waiting for the next flush */
+      op->q = fs->q;
+      op->fs = fs;
+      dl_del(&fs->bind_link);
+      if (op_send(f, op) != 0) {
+        free(op);
+        return;
+      }
+      fs->op = op;
+      fs->state = B_BINDING;
+      op_append(f, op);
+    }
+    n = next;
+  }
+}
+
+/* The key of fs is to go: unbound at the broker, unless its queue goes
+ * with it. */
+static void b_unbind(sg_fanout_sub_t *fs) {
+  sg_fanout_queue_t *q = fs->q;
+  sg_fanout_t *f = q->f;
+  if (q->nsubs > 1 && q->state == Q_READY && chan_usable(f->chan_state)) {
+    size_t len;
+    const char *key = sg_matcher_sub_key(&fs->ms, &len);
+    sg_fanout_op_t *op = calloc(1, sizeof(*op) + len + 1);
+    if (op != NULL) {
+      op->q = q;
+      op->unbind = 1;
+      memcpy(op->key, key, len);
+      b_free(fs);
+      if (f->bind_state == CHAN_OPEN) {
+        if (op_send(f, op) != 0) {
+          free(op);
+          return;
+        }
+      } else if (f->bind_state == CHAN_NONE) {
+        open_bind(f);
+      }
+      op_append(f, op);
+      return;
+    }
+  }
+  b_free(fs);
+}
+
+static void linger_cb(uv_timer_t *t) {
+  sg_fanout_t *f = container_of(t, sg_fanout_t, linger);
+  uint64_t now = uv_now(t->loop);
+  while (!dl_empty(&f->idle)) {
+    sg_fanout_sub_t *fs = container_of(f->idle.next, sg_fanout_sub_t, idle_link);
+    if (now - fs->idle_since < FANOUT_LINGER_MS) break;
+    dl_del(&fs->idle_link);
+    b_unbind(fs);
+  }
+  if (dl_empty(&f->idle)) uv_timer_stop(t);
+}
+
+/* ---------- queues ---------- */
+
+/* Names a queue afresh: after a move the old one may still exist for a
+ * while on the node that was lost, exclusive to a dead connection. */
+static void q_name(sg_fanout_queue_t *q, uint64_t id) {
+  snprintf(q->queue, sizeof(q->queue), "stompgate.fanout.%d.%" PRIx64 ".%" PRIu64, q->f->worker,
+           (uint64_t)uv_hrtime(), id);
+}
+
+static sg_fanout_queue_t *q_new(sg_fanout_t *f, const char *exchange, const char *key, int kind) {
+  sg_fanout_queue_t *q = calloc(1, sizeof(*q));
+  if (q == NULL) return NULL;
+  q->f = f;
+  dl_init(&q->subs);
+  q->exchange = strdup(exchange);
+  q->key = key ? strdup(key) : NULL;
+  uint64_t id = ++f->next_id;
+  snprintf(q->tag, sizeof(q->tag), "fanout-%d-%" PRIu64, f->worker, id);
+  q_name(q, id);
+  if (q->exchange == NULL || (key && q->key == NULL) ||
+      sg_matcher_init(&q->matcher, (sg_match_kind_t)kind, f->seed) != 0)
+    goto fail;
+  if (ht_add(&f->queues, &q->by_name, queue_hash(f, exchange, key)) != 0) goto fail;
+  if (ht_add(&f->tags, &q->by_tag, tag_hash(f, q->tag, strlen(q->tag))) != 0) {
+    ht_del(&f->queues, &q->by_name);
+    goto fail;
+  }
+  q->in_tables = 1;
+  q->state = Q_WAIT_CHANNEL;
+  return q;
+fail:
+  free(q->exchange);
+  free(q->key);
+  free(q);
+  return NULL;
+}
+
+static void q_unlist(sg_fanout_queue_t *q) {
+  sg_fanout_t *f = q->f;
+  if (q->in_tables) {
+    ht_del(&f->queues, &q->by_name);
+    ht_del(&f->tags, &q->by_tag);
+    q->in_tables = 0;
+  }
+  if (q->in_pending) {
+    for (sg_fanout_queue_t **p = &f->pending; *p; p = &(*p)->pend_next)
+      if (*p == q) {
+        *p = q->pend_next;
+        break;
+      }
+    q->in_pending = 0;
+  }
+}
+
+static void q_maybe_free(sg_fanout_queue_t *q) {
+  if (!q->dead || q->iterating || q->ops > 0) return;
+  sg_matcher_free(&q->matcher);
+  free(q->exchange);
+  free(q->key);
+  free(q);
+}
+
+/* A queue left without bindings, and no bind or unbind of it in flight,
+ * stops being consumed; the broker deletes it (auto-delete). */
+static void q_check(sg_fanout_queue_t *q) {
+  if (q->dead) {
+    q_maybe_free(q);
+    return;
+  }
+  if (q->nsubs > 0 || q->ops > 0) return;
+  sg_fanout_t *f = q->f;
+  q_unlist(q);
+  if (q->state != Q_WAIT_CHANNEL && f->chan_state == CHAN_OPEN) {
+    amqp_basic_cancel_t c = {amqp_cstring_bytes(q->tag), 0};
+    sg_amqp_rpc(&f->chan, AMQP_BASIC_CANCEL_METHOD, &c, AMQP_BASIC_CANCEL_OK_METHOD);
+  }
+  q->dead = 1;
+  q_maybe_free(q);
+}
+
+/* Declares and consumes the queue on the fan-out channel, pipelined. */
+static void q_declare(sg_fanout_queue_t *q) {
+  sg_fanout_t *f = q->f;
+  amqp_queue_declare_t d;
+  memset(&d, 0, sizeof(d));
+  d.queue = amqp_cstring_bytes(q->queue);
+  d.exclusive = 1;
+  d.auto_delete = 1;
+  d.arguments = amqp_empty_table;
   amqp_basic_consume_t c;
   memset(&c, 0, sizeof(c));
-  c.queue = amqp_cstring_bytes(fs->queue);
-  c.consumer_tag = amqp_cstring_bytes(fs->tag);
+  c.queue = d.queue;
+  c.consumer_tag = amqp_cstring_bytes(q->tag);
   c.no_ack = 1;
   c.arguments = amqp_empty_table;
+  q->state = Q_DECLARING;
+  if (sg_amqp_rpc(&f->chan, AMQP_QUEUE_DECLARE_METHOD, &d, AMQP_QUEUE_DECLARE_OK_METHOD) < 0)
+    return; /* the channel was lost: its callback moved or failed q */
   int64_t r = sg_amqp_rpc(&f->chan, AMQP_BASIC_CONSUME_METHOD, &c, AMQP_BASIC_CONSUME_OK_METHOD);
-  if (r < 0) return; /* the fan-out channel was lost: its callback failed fs */
-  fs->ready_seq = (uint64_t)r;
-  fs->state = FS_CONSUMING;
-  fs->pend_next = f->pending;
-  f->pending = fs;
-  fs->in_pending = 1;
+  if (r < 0) return;
+  q->ready_seq = (uint64_t)r;
+  q->pend_next = f->pending;
+  f->pending = q;
+  q->in_pending = 1;
 }
 
-static void fs_move(sg_fanout_sub_t *fs);
-
-static void setup_lost_cb(sg_amqp_t *a, int code, const char *text) {
-  sg_fanout_sub_t *fs = container_of(a, sg_fanout_sub_t, setup);
-  /* The whole connection went: the queue is set up again on the next one. */
-  if (conn_gone(a)) fs_move(fs);
-  else fs_fail(fs, code, text);
-  if (a->state != SG_AMQP_CLOSING && a->state != SG_AMQP_CLOSED) sg_amqp_close(a);
+/* Calls fn for every queue, on a copy of the list: fn may run callbacks
+ * that add or drop queues. */
+static void for_each_q(sg_fanout_t *f, void (*fn)(sg_fanout_queue_t *q, void *arg), void *arg) {
+  size_t n = f->queues.n, k = 0;
+  if (n == 0) return;
+  sg_fanout_queue_t **v = malloc(n * sizeof(*v));
+  if (v == NULL) return;
+  for (size_t i = 0; i < f->queues.nbuckets; i++)
+    for (sg_fanout_hnode_t *e = f->queues.buckets[i]; e; e = e->next) {
+      v[k] = container_of(e, sg_fanout_queue_t, by_name);
+      v[k++]->iterating++;
+    }
+  for (size_t i = 0; i < k; i++) fn(v[i], arg);
+  for (size_t i = 0; i < k; i++) {
+    v[i]->iterating--;
+    q_maybe_free(v[i]);
+  }
+  free(v);
 }
 
-static void fs_start(sg_fanout_sub_t *fs);
+typedef struct {
+  int code;
+  const char *text;
+} fail_arg_t;
 
-static void setup_closed_cb(sg_amqp_t *a) {
-  sg_fanout_sub_t *fs = container_of(a, sg_fanout_sub_t, setup);
-  fs->setup_active = 0;
-  /* A queue that is moving waited for this channel to be free. */
-  if (!fs->dead && fs->state == FS_WAIT_CHANNEL && fs->f->chan_state == CHAN_OPEN) {
-    fs_start(fs);
+/* The queue is gone or cannot be had: every binding's members hear. */
+static void q_fail(sg_fanout_queue_t *q, void *arg) {
+  fail_arg_t *x = arg;
+  if (q->dead) return;
+  q_unlist(q);
+  q->dead = 1;
+  q->iterating++;
+  while (!dl_empty(&q->subs))
+    b_fail(container_of(q->subs.next, sg_fanout_sub_t, q_link), x->code, x->text);
+  q->iterating--;
+  q_maybe_free(q);
+}
+
+/* The connection under the queue was lost: it is declared, bound and
+ * consumed again on the fan-out's next channel, which the pool opens on a
+ * live node. Members of its bindings stay joined and hear nothing; what
+ * was published meanwhile is not delivered to them, as after a reconnect.
+ * Bindings with no member left are simply dropped. */
+static void q_move(sg_fanout_queue_t *q, void *arg) {
+  sg_fanout_t *f = q->f;
+  (void)arg;
+  if (q->dead) return;
+  q->iterating++;
+  sg_fanout_dl_t *n = q->subs.next;
+  while (n != &q->subs) {
+    sg_fanout_dl_t *next = n->next;
+    sg_fanout_sub_t *fs = container_of(n, sg_fanout_sub_t, q_link);
+    if (fs->nmembers == 0 && !fs->iterating) {
+      b_free(fs);
+    } else {
+      fs->state = B_WAIT;
+      dl_del(&fs->idle_link);
+      if (!dl_linked(&fs->bind_link)) dl_push(&f->to_bind, &fs->bind_link);
+    }
+    n = next;
+  }
+  q->iterating--;
+  if (q->dead) {
+    q_maybe_free(q);
     return;
   }
-  fs_maybe_free(fs);
+  /* Its tag and table entries stay: deliveries can only come on the next
+   * channel, through the queue's new name. */
+  q->in_pending = 0;
+  q->state = Q_WAIT_CHANNEL;
+  q->ready_seq = 0;
+  q_name(q, ++f->next_id);
+  f->moving++;
+  sg_metrics_shared_moved();
+}
+
+static void q_start_waiting(sg_fanout_queue_t *q, void *arg) {
+  (void)arg;
+  if (!q->dead && q->state == Q_WAIT_CHANNEL && q->f->chan_state == CHAN_OPEN) q_declare(q);
+}
+
+/* Everything fails: the fan-out channel could not be had, or the broker
+ * closed it for something it did. */
+static void fail_all(sg_fanout_t *f, int code, const char *text) {
+  ops_clear(f);
+  fail_arg_t x = {code, text};
+  for_each_q(f, q_fail, &x);
+  if (chan_usable(f->bind_state)) {
+    f->bind_state = CHAN_CLOSING;
+    sg_amqp_close(&f->bind);
+  }
+}
+
+/* ---------- the bind channel ---------- */
+
+static void bind_open_cb(sg_amqp_t *a, int status, const char *message) {
+  sg_fanout_t *f = container_of(a, sg_fanout_t, bind);
+  if (status != 0) {
+    f->bind_state = CHAN_CLOSING;
+    if (!conn_gone(a)) {
+      /* Nothing can be bound on this connection: what waits fails. */
+      sg_log_warn("worker %d: fan-out bind channel failed: %s", f->worker, message);
+      ops_clear(f);
+      while (!dl_empty(&f->to_bind))
+        b_fail(container_of(f->to_bind.next, sg_fanout_sub_t, bind_link), status, message);
+    }
+    sg_amqp_close(a);
+    return;
+  }
+  f->bind_state = CHAN_OPEN;
+  /* What a refused bind left unanswered goes again, in order. */
+  for (sg_fanout_op_t *op = f->ops; op; op = op->next)
+    if (op->seq == 0 && op_send(f, op) != 0) return;
+  flush_binds(f);
+}
+
+static void bind_progress_cb(sg_amqp_t *a) {
+  sg_fanout_t *f = container_of(a, sg_fanout_t, bind);
+  sg_fanout_op_t *op;
+  while ((op = f->ops) != NULL && op->seq != 0 && a->rpc_done >= op->seq) {
+    f->ops = op->next;
+    if (f->ops == NULL) f->ops_tail = &f->ops;
+    sg_fanout_queue_t *q = op->q;
+    sg_fanout_sub_t *fs = op->fs;
+    q->ops--;
+    free(op);
+    q->iterating++;
+    if (fs) {
+      fs->op = NULL;
+      b_bound(fs);
+    }
+    q->iterating--;
+    q_check(q);
+  }
+}
+
+static void bind_lost_cb(sg_amqp_t *a, int code, const char *text) {
+  sg_fanout_t *f = container_of(a, sg_fanout_t, bind);
+  f->bind_state = CHAN_CLOSING;
+  if (!conn_gone(a)) {
+    /* The broker refused the oldest unanswered bind or unbind; what was
+     * sent after it was ignored and goes again on the next channel. */
+    sg_fanout_op_t *op = f->ops;
+    if (op && op->seq == a->rpc_done + 1) {
+      f->ops = op->next;
+      if (f->ops == NULL) f->ops_tail = &f->ops;
+      sg_fanout_queue_t *q = op->q;
+      sg_fanout_sub_t *fs = op->fs;
+      q->ops--;
+      free(op);
+      q->iterating++;
+      if (fs) {
+        fs->op = NULL;
+        b_fail(fs, code, text);
+      }
+      q->iterating--;
+      q_check(q);
+    }
+    for (op = f->ops; op; op = op->next) op->seq = 0;
+  }
+  /* A lost connection: the fan-out channel's callback moves everything. */
+  sg_amqp_close(a);
+}
+
+static void bind_closed_cb(sg_amqp_t *a) {
+  sg_fanout_t *f = container_of(a, sg_fanout_t, bind);
+  f->bind_state = CHAN_NONE;
+  if (f->chan_state == CHAN_OPEN && (f->ops || !dl_empty(&f->to_bind))) open_bind(f);
 }
 
 static void ignore_delivery_cb(sg_amqp_t *a, const sg_amqp_delivery_t *d) {
@@ -366,93 +762,28 @@ static void ignore_cancel_cb(sg_amqp_t *a, amqp_bytes_t tag) {
   (void)tag;
 }
 
-static const sg_amqp_cbs_t setup_cbs = {setup_open_cb, ignore_delivery_cb, ignore_confirm_cb,
-                                        setup_progress_cb, ignore_cancel_cb, setup_lost_cb,
-                                        setup_closed_cb, NULL};
+static const sg_amqp_cbs_t bind_cbs = {bind_open_cb, ignore_delivery_cb, ignore_confirm_cb,
+                                       bind_progress_cb, ignore_cancel_cb, bind_lost_cb,
+                                       bind_closed_cb, NULL};
 
-static void fs_start(sg_fanout_sub_t *fs) {
-  sg_fanout_t *f = fs->f;
-  fs->state = FS_SETUP;
-  fs->setup_active = 1;
-  int r = sg_amqp_open_on(&fs->setup, f->chan.conn, &setup_cbs);
-  if (r != 0) {
-    fs->setup_active = 0;
-    fs_fail(fs, -1, "cannot open a broker channel");
-  }
+static void open_bind(sg_fanout_t *f) {
+  f->bind_state = CHAN_OPENING;
+  if (sg_amqp_open_on(&f->bind, f->chan.conn, &bind_cbs) == 0) return;
+  f->bind_state = CHAN_NONE;
+  ops_clear(f);
+  while (!dl_empty(&f->to_bind))
+    b_fail(container_of(f->to_bind.next, sg_fanout_sub_t, bind_link), -1,
+           "cannot open a broker channel");
 }
 
 /* ---------- the fan-out channel ---------- */
-
-/* Calls fn for every shared queue; fn may drop the one it is given. */
-static void for_each_fs(sg_fanout_t *f, void (*fn)(sg_fanout_sub_t *fs, void *arg), void *arg) {
-  for (size_t i = 0; i < f->by_key.nbuckets; i++) {
-    sg_fanout_sub_t *fs = f->by_key.buckets[i];
-    while (fs) {
-      sg_fanout_sub_t *next = fs->key_next;
-      fn(fs, arg);
-      fs = next;
-    }
-  }
-}
-
-static void start_waiting(sg_fanout_sub_t *fs, void *arg) {
-  (void)arg;
-  /* A moving queue whose old set-up channel still closes starts from
-   * setup_closed_cb. */
-  if (fs->state == FS_WAIT_CHANNEL && !fs->setup_active) fs_start(fs);
-}
-
-/* The connection under the shared queue was lost: the queue is declared,
- * bound and consumed again on the fan-out's next channel, which the pool
- * opens on a live node. Its members stay joined and hear nothing; what
- * was published meanwhile is not delivered to them, as after a
- * reconnect. A queue with no member left is simply dropped. */
-static void fs_move(sg_fanout_sub_t *fs) {
-  sg_fanout_t *f = fs->f;
-  if (fs->dead || fs->state == FS_WAIT_CHANNEL) return;
-  pending_remove(f, fs);
-  if (fs->nmembers == 0 && !fs->iterating) {
-    tables_remove(f, fs);
-    fs->dead = 1;
-    if (fs->setup_active && fs->setup.state != SG_AMQP_CLOSING &&
-        fs->setup.state != SG_AMQP_CLOSED)
-      sg_amqp_close(&fs->setup);
-    fs_maybe_free(fs);
-    return;
-  }
-  fs->state = FS_WAIT_CHANNEL;
-  fs->bind_seq = fs->ready_seq = 0;
-  fs_name(fs, ++f->next_id);
-  if (fs->setup_active && fs->setup.state != SG_AMQP_CLOSING && fs->setup.state != SG_AMQP_CLOSED)
-    sg_amqp_close(&fs->setup);
-  f->moving++;
-  sg_metrics_shared_moved();
-}
-
-static void move_one(sg_fanout_sub_t *fs, void *arg) {
-  (void)arg;
-  fs_move(fs);
-}
-
-typedef struct {
-  int code;
-  const char *text;
-} fail_arg_t;
-
-static void fail_one(sg_fanout_sub_t *fs, void *arg) {
-  fail_arg_t *x = arg;
-  fs_fail(fs, x->code, x->text);
-}
-
-static void open_channel(sg_fanout_t *f);
 
 static void chan_open_cb(sg_amqp_t *a, int status, const char *message) {
   sg_fanout_t *f = container_of(a, sg_fanout_t, chan);
   if (status != 0) {
     sg_log_warn("worker %d: fan-out channel failed: %s", f->worker, message);
     f->chan_state = CHAN_CLOSING;
-    fail_arg_t x = {status, message};
-    for_each_fs(f, fail_one, &x);
+    fail_all(f, status, message);
     sg_amqp_close(a);
     return;
   }
@@ -460,87 +791,139 @@ static void chan_open_cb(sg_amqp_t *a, int status, const char *message) {
   if (f->moving > 0) {
     sg_log_info("worker %d: %zu shared subscriptions move to broker %s:%d (%.0f ms after the "
                 "loss)",
-                f->worker, f->moving, a->conn->host, a->conn->port,
+                f->worker, f->subs.n, a->conn->host, a->conn->port,
                 (double)(uv_hrtime() - f->lost_ns) / 1e6);
     f->moving = 0;
   }
-  for_each_fs(f, start_waiting, NULL);
+  for_each_q(f, q_start_waiting, NULL);
+  if (f->chan_state == CHAN_OPEN && f->bind_state == CHAN_NONE) open_bind(f);
 }
 
-static void chan_delivery_cb(sg_amqp_t *a, const sg_amqp_delivery_t *d) {
-  sg_fanout_t *f = container_of(a, sg_fanout_t, chan);
-  sg_fanout_sub_t *fs = find_tag(f, d->consumer_tag);
-  if (fs == NULL || fs->state != FS_READY) return;
-  sg_fanout_msg_t msg;
-  memset(&msg, 0, sizeof(msg));
-  msg.d = d;
-  msg.seq = ++fs->delivered;
-  msg.tail_utf8[0] = msg.tail_utf8[1] = msg.tail_utf8[2] = -1;
-  f->deliveries++;
+typedef struct {
+  sg_fanout_t *f;
+  sg_fanout_msg_t *msg;
+} deliver_arg_t;
+
+static void deliver_cb(sg_matcher_sub_t *s, void *arg) {
+  deliver_arg_t *x = arg;
+  sg_fanout_sub_t *fs = s->data;
   fs->iterating++;
   for (sg_fanout_member_t *m = fs->members; m; m = fs->iter_next) {
     fs->iter_next = m->next;
     if (!m->ready) continue;
-    f->writes++;
-    f->cbs->on_message_cb(m, &msg);
+    x->f->writes++;
+    x->f->cbs->on_message_cb(m, x->msg);
   }
-  fs->iter_next = NULL;
   fs->iterating--;
+  b_after_walk(fs);
+}
+
+/* The keys a delivery was routed by: its routing key, then the CC
+ * header's (BCC is stripped by the broker, so a message that reached the
+ * queue only through a BCC key matches nothing here). */
+static size_t delivery_keys(const sg_amqp_delivery_t *d, sg_match_key_t *keys, size_t cap) {
+  size_t n = 0;
+  keys[n++] = (sg_match_key_t){d->routing_key.bytes, d->routing_key.len};
+  const amqp_basic_properties_t *p = d->props;
+  if (p == NULL || !(p->_flags & AMQP_BASIC_HEADERS_FLAG)) return n;
+  for (int i = 0; i < p->headers.num_entries; i++) {
+    const amqp_table_entry_t *e = &p->headers.entries[i];
+    if (e->key.len != 2 || memcmp(e->key.bytes, "CC", 2) != 0) continue;
+    if (e->value.kind != AMQP_FIELD_KIND_ARRAY) break;
+    const amqp_array_t *arr = &e->value.value.array;
+    for (int j = 0; j < arr->num_entries; j++) {
+      const amqp_field_value_t *v = &arr->entries[j];
+      if (v->kind != AMQP_FIELD_KIND_UTF8 && v->kind != AMQP_FIELD_KIND_BYTES) continue;
+      if (n < cap) keys[n] = (sg_match_key_t){v->value.bytes.bytes, v->value.bytes.len};
+      n++;
+    }
+    break;
+  }
+  return n;
+}
+
+static void chan_delivery_cb(sg_amqp_t *a, const sg_amqp_delivery_t *d) {
+  sg_fanout_t *f = container_of(a, sg_fanout_t, chan);
+  sg_fanout_queue_t *q = find_tag(f, d->consumer_tag);
+  if (q == NULL || q->state != Q_READY) return;
+  sg_match_key_t local[16], *keys = local;
+  size_t n = 1;
+  if (q->key == NULL) {
+    n = delivery_keys(d, local, 16);
+    if (n > 16) {
+      keys = malloc(n * sizeof(*keys));
+      if (keys == NULL) return;
+      delivery_keys(d, keys, n);
+    }
+  } else {
+    local[0] = (sg_match_key_t){d->routing_key.bytes, d->routing_key.len};
+  }
+  sg_fanout_msg_t msg;
+  memset(&msg, 0, sizeof(msg));
+  msg.d = d;
+  msg.seq = ++q->delivered;
+  msg.tail_utf8[0] = msg.tail_utf8[1] = msg.tail_utf8[2] = -1;
+  f->deliveries++;
+  deliver_arg_t x = {f, &msg};
+  q->iterating++;
+  sg_matcher_match(&q->matcher, keys, n, deliver_cb, &x);
+  q->iterating--;
+  if (keys != local) free(keys);
   for (int v = 0; v < 3; v++) sg_buf_free(&msg.tail[v]);
-  if (fs->nmembers == 0 && !fs->dead) fs_idle(fs);
-  else fs_maybe_free(fs);
+  q_check(q);
 }
 
 static void chan_progress_cb(sg_amqp_t *a) {
   sg_fanout_t *f = container_of(a, sg_fanout_t, chan);
-  sg_fanout_sub_t **p = &f->pending;
-  while (*p) {
-    sg_fanout_sub_t *fs = *p;
-    if (a->rpc_done >= fs->ready_seq) {
-      *p = fs->pend_next;
-      fs->in_pending = 0;
-      fs_ready(fs);
-      p = &f->pending; /* callbacks may have changed the list */
+  int ready = 0;
+  for (sg_fanout_queue_t **p = &f->pending; *p;) {
+    sg_fanout_queue_t *q = *p;
+    if (a->rpc_done >= q->ready_seq) {
+      *p = q->pend_next;
+      q->in_pending = 0;
+      q->state = Q_READY;
+      ready = 1;
     } else {
-      p = &fs->pend_next;
+      p = &q->pend_next;
     }
   }
+  if (ready) flush_binds(f);
 }
 
 static void chan_cancel_cb(sg_amqp_t *a, amqp_bytes_t tag) {
   sg_fanout_t *f = container_of(a, sg_fanout_t, chan);
-  sg_fanout_sub_t *fs = find_tag(f, tag);
-  if (fs) fs_fail(fs, 0, "the broker cancelled the subscription (its queue was deleted)");
+  sg_fanout_queue_t *q = find_tag(f, tag);
+  fail_arg_t x = {0, "the broker cancelled the subscription (its queue was deleted)"};
+  if (q) q_fail(q, &x);
 }
 
 static void chan_lost_cb(sg_amqp_t *a, int code, const char *text) {
   sg_fanout_t *f = container_of(a, sg_fanout_t, chan);
   f->chan_state = CHAN_CLOSING;
+  f->pending = NULL;
   if (conn_gone(a) && !f->pool->closing) {
-    /* The node or the link went: the shared queues move to the next
-     * channel (chan_closed_cb opens it), keeping their members. */
+    /* The node or the link went: the queues move to the next channel
+     * (chan_closed_cb opens it), keeping their members. */
     sg_log_warn("worker %d: fan-out connection to %s:%d lost (%s); moving %zu shared "
                 "subscriptions to a live node",
                 f->worker, a->conn ? a->conn->host : "?", a->conn ? a->conn->port : 0, text,
-                f->by_key.n);
+                f->subs.n);
     f->lost_ns = uv_hrtime();
-    for_each_fs(f, move_one, NULL);
-    f->pending = NULL;
+    ops_clear(f);
+    for_each_q(f, q_move, NULL);
     sg_amqp_close(a);
     return;
   }
   sg_log_warn("worker %d: fan-out channel lost: %d %s", f->worker, code, text);
-  f->pending = NULL;
-  fail_arg_t x = {code, text};
-  for_each_fs(f, fail_one, &x);
+  fail_all(f, code, text);
   sg_amqp_close(a);
 }
 
 static void chan_closed_cb(sg_amqp_t *a) {
   sg_fanout_t *f = container_of(a, sg_fanout_t, chan);
   f->chan_state = CHAN_NONE;
-  /* Joins that came while it closed wait for a new channel. */
-  if (f->by_key.n > 0) open_channel(f);
+  /* Joins that came while it closed, and moved queues, wait for a new one. */
+  if (f->queues.n > 0) open_channel(f);
 }
 
 static const sg_amqp_cbs_t chan_cbs = {chan_open_cb, chan_delivery_cb, ignore_confirm_cb,
@@ -552,58 +935,51 @@ static void open_channel(sg_fanout_t *f) {
   int r = sg_pool_open_consumer_channel(f->pool, &f->chan, &chan_cbs);
   if (r != 0) {
     f->chan_state = CHAN_NONE;
-    fail_arg_t x = {-1, "no broker connection"};
-    for_each_fs(f, fail_one, &x);
+    fail_all(f, -1, "no broker connection");
   }
 }
 
 /* ---------- API ---------- */
 
-void sg_fanout_init(sg_fanout_t *f, sg_pool_t *pool, const sg_fanout_cbs_t *cbs, int worker) {
+int sg_fanout_init(sg_fanout_t *f, sg_pool_t *pool, const sg_fanout_cbs_t *cbs, int worker) {
   memset(f, 0, sizeof(*f));
   f->pool = pool;
   f->cbs = cbs;
   f->worker = worker;
-}
-
-static void member_link(sg_fanout_sub_t *fs, sg_fanout_member_t *m) {
-  m->fs = fs;
-  m->prev = NULL;
-  m->next = fs->members;
-  if (fs->members) fs->members->prev = m;
-  fs->members = m;
-  fs->nmembers++;
+  dl_init(&f->to_bind);
+  dl_init(&f->idle);
+  f->ops_tail = &f->ops;
+  return uv_random(NULL, NULL, f->seed, sizeof(f->seed), 0, NULL);
 }
 
 int sg_fanout_join(sg_fanout_t *f, const char *exchange, const char *key, sg_fanout_member_t *m) {
+  size_t len = strlen(key);
   m->ready = 0;
-  sg_fanout_sub_t *fs = find_key(f, exchange, key);
-  if (fs != NULL) {
-    member_link(fs, m);
-    if (fs->state == FS_READY) {
-      m->ready = 1;
-      return 1;
+  if (len > SG_MATCH_KEY_MAX) return SG_ERR_INVALID;
+  int kind = sg_fanout_exchange_kind(f, exchange);
+  const char *qkey = kind ? NULL : key;
+  sg_fanout_queue_t *q = find_queue(f, exchange, qkey);
+  int new_q = q == NULL;
+  if (new_q && (q = q_new(f, exchange, qkey, kind ? kind : SG_MATCH_FANOUT)) == NULL)
+    return SG_ERR_NOMEM;
+  sg_fanout_sub_t *fs = find_sub(f, q, key, len);
+  if (fs == NULL && (fs = b_new(q, key, len)) == NULL) {
+    if (new_q) {
+      q_unlist(q);
+      q->dead = 1;
+      q_maybe_free(q);
     }
-    return 0;
-  }
-  fs = calloc(1, sizeof(*fs));
-  if (fs == NULL) return SG_ERR_NOMEM;
-  fs->f = f;
-  fs->exchange = strdup(exchange);
-  fs->rkey = strdup(key);
-  uint64_t id = ++f->next_id;
-  snprintf(fs->tag, sizeof(fs->tag), "fanout-%d-%" PRIu64, f->worker, id);
-  fs_name(fs, id);
-  if (fs->exchange == NULL || fs->rkey == NULL || tables_add(f, fs) != 0) {
-    free(fs->exchange);
-    free(fs->rkey);
-    free(fs);
     return SG_ERR_NOMEM;
   }
+  dl_del(&fs->idle_link);
   member_link(fs, m);
-  fs->state = FS_WAIT_CHANNEL;
+  if (fs->state == B_BOUND) {
+    m->ready = 1;
+    return 1;
+  }
   /* A failure from here on reaches m through on_ready_cb. */
-  if (f->chan_state == CHAN_OPEN) fs_start(fs);
+  if (!new_q) flush_binds(f);
+  else if (f->chan_state == CHAN_OPEN) q_declare(q);
   else if (f->chan_state == CHAN_NONE) open_channel(f);
   return 0;
 }
@@ -620,14 +996,9 @@ void sg_fanout_leave(sg_fanout_member_t *m) {
   m->ready = 0;
   fs->nmembers--;
   if (fs->nmembers > 0 || fs->iterating) return;
-  if (fs->state == FS_READY) {
-    fs_idle(fs);
-  } else if (fs->state == FS_WAIT_CHANNEL) {
-    tables_remove(fs->f, fs);
-    fs->dead = 1;
-    fs_maybe_free(fs);
-  }
-  /* Set-up in flight: fs_ready retires it once it is consumed. */
+  b_empty(fs);
 }
 
-size_t sg_fanout_queues(const sg_fanout_t *f) { return f->by_key.n; }
+size_t sg_fanout_queues(const sg_fanout_t *f) { return f->queues.n; }
+
+size_t sg_fanout_bindings(const sg_fanout_t *f) { return f->subs.n; }

@@ -2,15 +2,22 @@
 #ifndef SG_FANOUT_H
 #define SG_FANOUT_H
 
-/* Shared subscriptions (shared relay mode), per worker. Every non-durable
- * auto-ack subscription to the same (exchange, binding key) shares one
- * exclusive auto-delete queue, declared for the first subscriber and
- * cancelled two seconds after the last leaves (unless one joins again).
- * The broker keeps doing the routing, so every exchange type behaves as
- * with a queue per subscription; it sends each message once per worker,
- * and the worker writes it to every member. When the connection under the
- * queues is lost, they are set up again on a live node and their members
- * stay joined. The layer above hears through the callback table it gives. */
+/* Shared subscriptions (shared relay mode), per worker and vhost, with
+ * routing in the gateway. The worker consumes from one exclusive
+ * auto-delete queue per exchange whose routing it reproduces (topic, direct
+ * and fanout exchanges whose type it knows, sg_fanout_exchange_kind). Each
+ * distinct binding key its subscriptions use is one binding on that queue,
+ * counted by subscription and unbound two seconds after the last leaves
+ * (unless one joins again). A delivery's routing key and CC keys are
+ * matched against the bindings of the exchange it came through (the
+ * consumer tag tells which), and each member of each matching binding gets
+ * the message once, as from a queue of its own. An exchange the gateway
+ * cannot route for (headers, plugin types, types it does not know) keeps a
+ * queue per binding key, where every delivery goes to every member.
+ *
+ * When the connection under the queues is lost, they are declared, bound
+ * and consumed again on a live node and their members stay joined. The
+ * layer above hears through the callback table it gives. */
 
 #include <stdint.h>
 
@@ -19,7 +26,9 @@
 #include "stompgate/buf.h"
 
 typedef struct sg_fanout sg_fanout_t;
-typedef struct sg_fanout_sub sg_fanout_sub_t;
+typedef struct sg_fanout_sub sg_fanout_sub_t;   /* a binding and its members */
+typedef struct sg_fanout_queue sg_fanout_queue_t; /* a broker queue of the worker's */
+typedef struct sg_fanout_op sg_fanout_op_t;     /* a bind or unbind sent */
 
 typedef struct sg_fanout_member {
   struct sg_fanout_member *next, *prev;
@@ -40,8 +49,8 @@ typedef struct sg_fanout_msg {
 } sg_fanout_msg_t;
 
 typedef struct sg_fanout_cbs {
-  /* A join that was pending is ready (status 0: the queue is bound and
-   * consumed), or failed (then m is no longer joined). */
+  /* A join that was pending is ready (status 0: its binding is in place
+   * and its queue consumed), or failed (then m is no longer joined). */
   void (*on_ready_cb)(sg_fanout_member_t *m, int status, const char *text);
   /* A delivery for m; msg is borrowed for the call. */
   void (*on_message_cb)(sg_fanout_member_t *m, sg_fanout_msg_t *msg);
@@ -50,8 +59,20 @@ typedef struct sg_fanout_cbs {
   void (*on_lost_cb)(sg_fanout_member_t *m, int code, const char *text);
 } sg_fanout_cbs_t;
 
+/* A chained hash table of records that embed an sg_fanout_hnode_t. */
+typedef struct sg_fanout_hnode {
+  struct sg_fanout_hnode *next;
+  uint64_t hash;
+} sg_fanout_hnode_t;
+
+/* An intrusive doubly-linked list; a head links to itself when empty, a
+ * record's links are NULL when it is on no list. */
+typedef struct sg_fanout_dl {
+  struct sg_fanout_dl *next, *prev;
+} sg_fanout_dl_t;
+
 typedef struct sg_fanout_table {
-  sg_fanout_sub_t **buckets;
+  sg_fanout_hnode_t **buckets;
   size_t nbuckets, n;
 } sg_fanout_table_t;
 
@@ -59,31 +80,49 @@ struct sg_fanout {
   sg_pool_t *pool;
   const sg_fanout_cbs_t *cbs;
   int worker;
-  sg_amqp_t chan;            /* the channel every shared queue is consumed on */
+  sg_amqp_t chan;            /* declares and consumes every queue */
   int chan_state;            /* 0 none, 1 opening, 2 open, 3 closing */
-  sg_fanout_table_t by_key;  /* exchange + binding key -> shared queue */
-  sg_fanout_table_t by_tag;  /* consumer tag -> shared queue */
-  sg_fanout_sub_t *pending;  /* declared, waiting for their consume-ok */
+  sg_amqp_t bind;            /* binds and unbinds, on chan's connection */
+  int bind_state;
+  sg_fanout_table_t queues;  /* exchange (and key, unrouted) -> queue */
+  sg_fanout_table_t tags;    /* consumer tag -> queue */
+  sg_fanout_table_t subs;    /* (queue, binding key) -> binding */
+  sg_fanout_queue_t *pending; /* declared, waiting for their consume-ok */
+  sg_fanout_dl_t to_bind;    /* bindings not sent yet, oldest first */
+  sg_fanout_dl_t idle;       /* bound bindings without members, oldest first */
+  sg_fanout_op_t *ops, **ops_tail; /* binds and unbinds sent, in order */
+  uint64_t seed[2];          /* keys the hashes of client-chosen keys */
   uint64_t next_id;
   uint64_t deliveries;       /* messages received from shared queues */
   uint64_t writes;           /* messages handed to members */
-  uv_timer_t linger;         /* cancels shared queues left without members */
-  size_t moving;             /* shared queues waiting for a new channel after a loss */
+  uv_timer_t linger;         /* unbinds keys left without members */
+  size_t moving;             /* queues waiting for a new channel after a loss */
   uint64_t lost_ns;          /* uv_hrtime of that loss */
   unsigned linger_init : 1;
 };
 
-void sg_fanout_init(sg_fanout_t *f, sg_pool_t *pool, const sg_fanout_cbs_t *cbs, int worker);
+/* Makes an empty fan-out for pool's vhost. 0 or a negative error. */
+int sg_fanout_init(sg_fanout_t *f, sg_pool_t *pool, const sg_fanout_cbs_t *cbs, int worker);
 
-/* Joins m to the shared queue for (exchange, key), creating it if needed.
- * Returns 1 when ready at once, 0 when on_ready_cb will follow, or a
- * negative error (m not joined). Copies exchange and key. */
+/* How deliveries through exchange are routed here: an sg_match_kind_t
+ * (SG_MATCH_TOPIC, _DIRECT, _FANOUT) for the built-in amq.topic,
+ * amq.direct and amq.fanout and for the topic exchanges the gateway
+ * declares itself on --broker's vhost (the application and user
+ * exchanges), or 0 when the gateway does not know its type: AMQP gives no
+ * way to ask, so such an exchange keeps a queue per binding key. */
+int sg_fanout_exchange_kind(const sg_fanout_t *f, const char *exchange);
+
+/* Joins m to the binding (exchange, key), creating it (and its queue) if
+ * needed. Returns 1 when ready at once, 0 when on_ready_cb will follow, or
+ * a negative error (m not joined): SG_ERR_INVALID for a key over 255
+ * bytes. Copies exchange and key. */
 int sg_fanout_join(sg_fanout_t *f, const char *exchange, const char *key, sg_fanout_member_t *m);
 
 /* Leaves; safe from inside this member's callbacks, and when not joined. */
 void sg_fanout_leave(sg_fanout_member_t *m);
 
-/* Shared queues and members now. */
+/* Broker queues and bindings now. */
 size_t sg_fanout_queues(const sg_fanout_t *f);
+size_t sg_fanout_bindings(const sg_fanout_t *f);
 
 #endif

@@ -94,7 +94,7 @@ enum sg_relay_declare {
 typedef struct sg_relay_subreq {
   const sg_stomp_frame_t *f; /* the SUBSCRIBE (NULL for a session's temp queue) */
   const sg_dest_t *d;        /* its destination (NULL for a temp queue) */
-  int user;                  /* a /user/ destination: always a queue of the session's own */
+  int user;                  /* a /user/ destination (its key names the session's user) */
   int declare;               /* enum sg_relay_declare */
   int durable, exclusive, auto_delete;
   amqp_table_t qargs;        /* queue arguments, borrowed */

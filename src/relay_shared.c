@@ -25,13 +25,18 @@ typedef struct relay_shared relay_shared_t;
 /* At most this many vhosts per worker, each with a pool of its own. */
 #define MAX_VHOSTS 32
 
-/* The shared relay's state in one worker: a pool of connections per vhost
- * and the fan-out of shared subscriptions (on --broker's vhost). */
-typedef struct shared_worker {
-  sg_pool_t pool;                    /* --broker's vhost */
-  sg_pool_t *vhost_pools[MAX_VHOSTS]; /* others, made on first use */
-  size_t nvhost_pools;
+/* What a worker keeps per vhost: its pool of connections and the fan-out
+ * of its shared subscriptions. */
+typedef struct vhost {
+  sg_pool_t pool;
   sg_fanout_t fanout;
+} vhost_t;
+
+/* The shared relay's state in one worker. */
+typedef struct shared_worker {
+  vhost_t main;                  /* --broker's vhost */
+  vhost_t *vhosts[MAX_VHOSTS];   /* others, made on first use */
+  size_t nvhosts;
   uv_loop_t *loop;
   int id;
 } shared_worker_t;
@@ -48,7 +53,8 @@ typedef struct member {
 struct relay_shared {
   sg_relay_chan_t ch;
   sg_session_ctx_t *ctx;
-  sg_pool_t *pool;          /* the pool of the session's vhost */
+  vhost_t *vh;              /* the session's vhost */
+  sg_pool_t *pool;          /* its pool */
   sg_auth_req_t *auth;      /* the CONNECT credential check against the broker */
   sg_access_req_t *access;  /* --auth jwt/file: the gateway's own check */
   member_t *members;
@@ -82,32 +88,42 @@ static void access_done_cb(void *owner, sg_grant_t *grant, const char *why) {
   else x->ch.base.cbs->on_ready_cb(&x->ch.base, 0, NULL, grant);
 }
 
-/* The worker's pool for vhost, made on first use; NULL when no more can be
- * made. */
-static sg_pool_t *pool_for(sg_session_ctx_t *ctx, const char *vhost) {
+static const sg_fanout_cbs_t fanout_cbs;
+
+static int vhost_init(vhost_t *v, shared_worker_t *w, const sg_config_t *cfg, const char *vhost) {
+  int r = sg_pool_init(&v->pool, w->loop, cfg, w->id, vhost);
+  if (r != 0) return r;
+  return sg_fanout_init(&v->fanout, &v->pool, &fanout_cbs, w->id);
+}
+
+/* The worker's pool and fan-out for vhost, made on first use; NULL when no
+ * more can be made. */
+static vhost_t *vhost_for(sg_session_ctx_t *ctx, const char *vhost) {
   shared_worker_t *w = ctx->relay_data;
-  if (strcmp(vhost, w->pool.vhost) == 0) return &w->pool;
-  for (size_t i = 0; i < w->nvhost_pools; i++)
-    if (strcmp(vhost, w->vhost_pools[i]->vhost) == 0) return w->vhost_pools[i];
-  if (w->nvhost_pools == MAX_VHOSTS) return NULL;
-  sg_pool_t *p = malloc(sizeof(*p));
-  if (p == NULL) return NULL;
-  if (sg_pool_init(p, w->loop, ctx->cfg, w->id, vhost) != 0) {
-    free(p);
+  if (strcmp(vhost, w->main.pool.vhost) == 0) return &w->main;
+  for (size_t i = 0; i < w->nvhosts; i++)
+    if (strcmp(vhost, w->vhosts[i]->pool.vhost) == 0) return w->vhosts[i];
+  if (w->nvhosts == MAX_VHOSTS) return NULL;
+  vhost_t *v = calloc(1, sizeof(*v));
+  if (v == NULL) return NULL;
+  if (vhost_init(v, w, ctx->cfg, vhost) != 0) {
+    free(v->pool.vhost);
+    free(v);
     return NULL;
   }
-  w->vhost_pools[w->nvhost_pools++] = p;
-  return p;
+  w->vhosts[w->nvhosts++] = v;
+  return v;
 }
 
 static int sh_login(sg_relay_t *r, const sg_relay_login_t *l, const char **why) {
   relay_shared_t *x = impl_of(r);
   /* Each vhost has its pool of connections in each worker. */
-  x->pool = pool_for(x->ctx, l->vhost);
-  if (x->pool == NULL) {
+  x->vh = vhost_for(x->ctx, l->vhost);
+  if (x->vh == NULL) {
     *why = "this gateway serves no more virtual hosts";
     return 530;
   }
+  x->pool = &x->vh->pool;
   int rc;
   if (x->ctx->cfg->auth != SG_AUTH_BROKER)
     /* The gateway checks the credentials itself; the broker work runs
@@ -185,12 +201,14 @@ static int sh_admit(sg_relay_t *r, const sg_stomp_frame_t *f, int behind, sg_rel
 
 /* ---------- shared subscriptions ---------- */
 
-/* Whether a subscription can share the worker's queue for its (exchange,
- * key): auto-ack, to /topic or /exchange, with nothing that asks for a
- * queue of its own (durable, a name, queue arguments). */
+/* Whether a subscription can join the worker's fan-out: auto-ack, to
+ * /topic, /exchange or a /user/ queue, with nothing that asks for a queue
+ * of its own (durable, a name, queue arguments). A user destination's key
+ * names one user and holds no wildcard, so a binding on the worker's
+ * queue for the user exchange reaches exactly that user's sessions. */
 static int shareable(const sg_relay_subreq_t *q) {
   const sg_stomp_frame_t *f = q->f;
-  if (f == NULL || q->user || !q->no_ack) return 0;
+  if (f == NULL || !q->no_ack || q->bind_exchange == NULL) return 0;
   if (q->d->kind != SG_DEST_TOPIC && q->d->kind != SG_DEST_EXCHANGE) return 0;
   for (size_t i = 0; i < f->nheaders; i++) {
     const char *n = f->headers[i].name, *v = f->headers[i].value;
@@ -267,8 +285,7 @@ static int join(relay_shared_t *x, sg_relay_sub_t *sub, const sg_relay_subreq_t 
   m->join_no = ++x->ch.joins_started;
   x->in_join = 1;
   x->join_sync = 0;
-  shared_worker_t *w = x->ctx->relay_data;
-  int r = sg_fanout_join(&w->fanout, q->bind_exchange, q->bind_key, &m->fm);
+  int r = sg_fanout_join(&x->vh->fanout, q->bind_exchange, q->bind_key, &m->fm);
   x->in_join = 0;
   if (r == 1) x->ch.joins_done++; /* ready at once */
   if (r < 0 || (x->join_sync && x->join_status != 0)) {
@@ -288,11 +305,7 @@ static int join(relay_shared_t *x, sg_relay_sub_t *sub, const sg_relay_subreq_t 
 static int sh_subscribe(sg_relay_t *r, sg_relay_sub_t *sub, const sg_relay_subreq_t *q,
                         sg_relay_fault_t *why) {
   relay_shared_t *x = impl_of(r);
-  /* Shared queues are on --broker's vhost; other vhosts get a queue per
-   * subscription on the session's channel, as in per-session mode. */
-  /* The fan-out serves --broker's vhost. */
-  shared_worker_t *w = x->ctx->relay_data;
-  if (x->pool == &w->pool && shareable(q)) return join(x, sub, q, why);
+  if (shareable(q)) return join(x, sub, q, why);
   if (!sg_relay_chan_started(&x->ch)) {
     int w = open_channel(x, why);
     return w < 0 ? w : SG_ERR_AGAIN;
@@ -376,12 +389,12 @@ static int sh_worker_start(sg_session_ctx_t *ctx, uv_loop_t *loop) {
   if (w == NULL) return SG_ERR_NOMEM;
   w->loop = loop;
   w->id = ctx->worker;
-  int r = sg_pool_init(&w->pool, loop, ctx->cfg, ctx->worker, NULL);
+  int r = vhost_init(&w->main, w, ctx->cfg, NULL);
   if (r != 0) {
+    free(w->main.pool.vhost);
     free(w);
     return r;
   }
-  sg_fanout_init(&w->fanout, &w->pool, &fanout_cbs, ctx->worker);
   ctx->relay_data = w;
   return 0;
 }
@@ -391,8 +404,8 @@ static int sh_worker_start(sg_session_ctx_t *ctx, uv_loop_t *loop) {
 static void sh_worker_stop(sg_session_ctx_t *ctx) {
   shared_worker_t *w = ctx->relay_data;
   if (w == NULL) return;
-  sg_pool_close(&w->pool);
-  for (size_t i = 0; i < w->nvhost_pools; i++) sg_pool_close(w->vhost_pools[i]);
+  sg_pool_close(&w->main.pool);
+  for (size_t i = 0; i < w->nvhosts; i++) sg_pool_close(&w->vhosts[i]->pool);
 }
 
 const sg_relay_type_t sg_relay_shared = {"shared", 1, sh_worker_start, sh_worker_stop, sh_create};

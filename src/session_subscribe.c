@@ -210,6 +210,15 @@ int sg_session_subscribe(sg_session_t *s, sg_stomp_frame_t *f) {
     }
     q.bind_exchange = d.kind == SG_DEST_TOPIC ? "amq.topic" : d.name;
     q.bind_key = d.kind == SG_DEST_TOPIC ? d.name : d.key;
+    if (q.bind_key == NULL) q.bind_key = "";
+    /* AMQP carries a binding key in a short string. */
+    if (strlen(q.bind_key) > 255) {
+      sg_dest_free(&d);
+      sg_session_sub_free(sub);
+      sg_session_error_close(s, CLOSE_PROTOCOL, "Invalid destination", f,
+                             "a binding key has at most 255 bytes");
+      return 0;
+    }
     break;
   }
   case SG_DEST_QUEUE:

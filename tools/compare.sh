@@ -29,10 +29,15 @@
 #                            it), so per-session mode tops out near 9000.
 #   BENCH_WIRE_SUBSCRIBERS   wire: subscribers (default 100)
 #   BENCH_WIRE_MESSAGES      wire: 4.8 KB JSON messages to them (default 50)
-#   BENCH_SCENARIOS          subset, comma-separated (default all six: the
-#                            five of stompgate-bench, and wire, which runs
+#   BENCH_SCENARIOS          subset, comma-separated (default all eight:
+#                            idle, idle-unique, connect, connect-unique,
+#                            fanout, pairs, latency, and wire, which runs
 #                            tools/wire-bytes.mjs with and without
-#                            permessage-deflate)
+#                            permessage-deflate). The -unique variants
+#                            give each session a topic of its own (per-user
+#                            topics); the others put every session on one.
+#   BENCH_TARGETS            subset of webstomp, per-session, shared (default
+#                            all that this build has)
 #   BENCH_REPEAT             runs of each scenario per target, alternating
 #                            between targets; the table shows the median
 #                            (default 1; use 3 on a machine shared with others)
@@ -50,7 +55,7 @@ LAT_DUR=${BENCH_LATENCY_DURATION:-10}
 LAT_RATE=${BENCH_LATENCY_RATE:-}
 CONN_SESS=${BENCH_CONNECT_SESSIONS:-500}
 IDLE_SESS=${BENCH_IDLE_SESSIONS:-1000}
-SCENARIOS=${BENCH_SCENARIOS:-idle,connect,fanout,pairs,latency,wire}
+SCENARIOS=${BENCH_SCENARIOS:-idle,idle-unique,connect,connect-unique,fanout,pairs,latency,wire}
 WIRE_SUBS=${BENCH_WIRE_SUBSCRIBERS:-100}
 WIRE_MSGS=${BENCH_WIRE_MESSAGES:-50}
 REPEAT=${BENCH_REPEAT:-1}
@@ -78,7 +83,7 @@ const runs = {}, r = {};
 const median = (v) => { v = v.filter((x) => typeof x === 'number').sort((a, b) => a - b); return v.length ? v[(v.length - 1) >> 1] : undefined; };
 for (const t of targets) {
   runs[t] = {}; r[t] = {};
-  for (const s of ['idle', 'connect', 'fanout', 'pairs', 'latency']) {
+  for (const s of ['idle', 'idle-unique', 'connect', 'connect-unique', 'fanout', 'pairs', 'latency']) {
     const re = new RegExp(`^${s}-${t}-\\d+\\.json$`);
     runs[t][s] = fs.readdirSync(dir).filter((f) => re.test(f)).map((f) => {
       try { return JSON.parse(fs.readFileSync(`${dir}/${f}`, 'utf8').trim().split('\n')[0]); } catch { return undefined; }
@@ -105,18 +110,21 @@ const rows = [
   ['latency p50 ms (lower)', (x) => x.latency?.p50_ms],
   ['latency p99 ms (lower)', (x) => x.latency?.p99_ms],
   ['latency p99.9 ms (lower)', (x) => x.latency?.p999_ms],
-  ['connect + subscribe sessions/s (higher)', (x) => x.connect?.sessions_per_s],
-  // Web-STOMP runs inside the broker: its whole cost is the broker's.
-  ['idle RSS KB per session, gateway process (lower; Web-STOMP has none)', (x, t) => t === 'webstomp'
-    ? undefined : x.idle?.gateway_rss_kb_per_session],
-  ['idle RSS KB per session, broker process (lower)', (x, t) => t === 'webstomp'
-    ? x.idle?.gateway_rss_kb_per_session
-    : (x.idle?.broker_rss_kb_per_session >= 0 ? x.idle.broker_rss_kb_per_session : undefined)],
-  ['idle RSS KB per session, gateway + broker (lower)', (x, t) => t === 'webstomp'
-    ? x.idle?.gateway_rss_kb_per_session
-    : (x.idle && x.idle.broker_rss_kb_per_session >= 0
-      ? x.idle.gateway_rss_kb_per_session + x.idle.broker_rss_kb_per_session : undefined)],
-  ['errors (all scenarios, all runs)', (x) => ['idle', 'connect', 'fanout', 'pairs', 'latency']
+  ['connect + subscribe sessions/s, one topic (higher)', (x) => x.connect?.sessions_per_s],
+  ['connect + subscribe sessions/s, a topic each (higher)', (x) => x['connect-unique']?.sessions_per_s],
+  ...[['idle', 'one topic'], ['idle-unique', 'a topic each']].flatMap(([s, what]) => [
+    // Web-STOMP runs inside the broker: its whole cost is the broker's.
+    [`idle RSS KB per session, ${what}, gateway process (lower; Web-STOMP has none)`, (x, t) => t === 'webstomp'
+      ? undefined : x[s]?.gateway_rss_kb_per_session],
+    [`idle RSS KB per session, ${what}, broker process (lower)`, (x, t) => t === 'webstomp'
+      ? x[s]?.gateway_rss_kb_per_session
+      : (x[s]?.broker_rss_kb_per_session >= 0 ? x[s].broker_rss_kb_per_session : undefined)],
+    [`idle RSS KB per session, ${what}, gateway + broker (lower)`, (x, t) => t === 'webstomp'
+      ? x[s]?.gateway_rss_kb_per_session
+      : (x[s] && x[s].broker_rss_kb_per_session >= 0
+        ? x[s].gateway_rss_kb_per_session + x[s].broker_rss_kb_per_session : undefined)],
+  ]),
+  ['errors (all scenarios, all runs)', (x) => ['idle', 'idle-unique', 'connect', 'connect-unique', 'fanout', 'pairs', 'latency']
     .reduce((n, s) => n + (x[s] ? x[s].errors + (x[s].failed ?? 0) : 0), 0)],
 ];
 const others = targets.filter((t) => t !== 'webstomp');
@@ -126,17 +134,18 @@ for (const t of others) { head += ` ${names[t]} | ratio |`; sep += '---:|---:|';
 console.log(head);
 console.log(sep);
 for (const [label, f] of rows) {
-  const base = f(r.webstomp, 'webstomp');
+  const base = f(r.webstomp ?? {}, 'webstomp');
   let line = `| ${label} | ${fmt(base)} |`;
   for (const t of others) { const v = f(r[t], t); line += ` ${fmt(v)} | ${label.startsWith('errors') ? '' : ratio(v, base)} |`; }
   console.log(line);
 }
-const w = r.webstomp;
+const w = r.webstomp ?? {};
 console.log('');
 console.log(`Parameters: fanout ${w.fanout?.subscribers ?? '?'} subscribers x ${w.fanout?.sent ?? '?'} messages of ${w.fanout?.size ?? '?'} bytes; ` +
   `pairs ${w.pairs?.pairs ?? '?'} x ${w.pairs ? w.pairs.sent / w.pairs.pairs : '?'} messages; ` +
   `latency ${w.latency?.subscribers ?? '?'} subscribers at ${w.latency?.rate ?? '?'} messages/s; ` +
-  `connect ${w.connect?.sessions ?? '?'} sessions (${w.connect?.concurrency ?? '?'} at once); idle ${w.idle?.sessions ?? '?'} sessions; ` +
+  `connect ${(w.connect ?? w['connect-unique'])?.sessions ?? '?'} sessions (${(w.connect ?? w['connect-unique'])?.concurrency ?? '?'} at once); ` +
+  `idle ${(w.idle ?? w['idle-unique'])?.sessions ?? '?'} sessions; ` +
   `median of ${Math.max(...targets.flatMap((t) => Object.values(runs[t]).map((v) => v.length)))} run(s) each.`);
 const incomplete = [];
 for (const t of targets) for (const s of scenarios.filter((x) => x !== 'wire')) {
@@ -233,6 +242,7 @@ rabbit_version=$(rmq_ctl "$dir/broker" version 2>/dev/null | tail -1)
 
 targets="webstomp per-session"
 if "$SG" --help | grep -q 'shared'; then targets="$targets shared"; fi
+if [ -n "${BENCH_TARGETS:-}" ]; then targets=${BENCH_TARGETS//,/ }; fi
 log "targets: $targets"
 
 # A fresh gateway per scenario, so that RSS and CPU are the scenario's own.
@@ -251,11 +261,13 @@ start_gateway() {
 
 scenario_args() {
   case $1 in
-    idle) echo "--sessions $IDLE_SESS --setup-timeout 600" ;;
-    connect) echo "--sessions $CONN_SESS --duration 300" ;;
-    fanout) echo "--subscribers $SUBS --messages $FAN_MSGS --duration 300 --setup-timeout 300" ;;
-    pairs) echo "--pairs $PAIRS --messages $PAIRS_MSGS --duration 300" ;;
-    latency) echo "--subscribers $LAT_SUBS --rate $LAT_RATE --duration $LAT_DUR" ;;
+    idle) echo "--scenario idle --sessions $IDLE_SESS --setup-timeout 600" ;;
+    idle-unique) echo "--scenario idle --topics unique --sessions $IDLE_SESS --setup-timeout 600" ;;
+    connect) echo "--scenario connect --sessions $CONN_SESS --duration 300" ;;
+    connect-unique) echo "--scenario connect --topics unique --sessions $CONN_SESS --duration 300" ;;
+    fanout) echo "--scenario fanout --subscribers $SUBS --messages $FAN_MSGS --duration 300 --setup-timeout 300" ;;
+    pairs) echo "--scenario pairs --pairs $PAIRS --messages $PAIRS_MSGS --duration 300" ;;
+    latency) echo "--scenario latency --subscribers $LAT_SUBS --rate $LAT_RATE --duration $LAT_DUR" ;;
   esac
 }
 
@@ -281,7 +293,7 @@ run_one() {
     start_gateway "$target" || return 1
     url=$GW_URL; pid=$gw_pid; bpid=$beam
   fi
-  [ "$scen" = idle ] && settle_broker
+  case $scen in idle*) settle_broker ;; esac
   log "$scen against $target ($url)"
   if [ "$scen" = wire ]; then
     for c in on off; do
@@ -300,7 +312,7 @@ run_one() {
     return 0
   fi
   # shellcheck disable=SC2046
-  timeout 1200 "$BENCH" --url "$url" --scenario "$scen" --pid "$pid" --broker-pid "$bpid" \
+  timeout 1200 "$BENCH" --url "$url" --pid "$pid" --broker-pid "$bpid" \
     $(scenario_args "$scen") >"$out/$scen-$target-$n.json" 2>>"$out/bench.log" ||
     log "$scen against $target: not clean (see $out/$scen-$target-$n.json)"
   [ "$target" = webstomp ] || stop_gateway

@@ -53,6 +53,7 @@ typedef struct {
   int pid, broker_pid;
   double settle;
   int heartbeat_ms;
+  int unique_topics; /* connect and idle: each session on a topic of its own */
   int verbose;
 } opts_t;
 
@@ -709,6 +710,14 @@ static const char *topic_dest(int i) {
   (void)i;
   return topic_buf;
 }
+/* connect and idle: one topic for all, or (--topics unique) a topic per
+ * session, as per-user topics are. */
+static char session_topic_buf[224];
+static const char *session_topic_dest(int i) {
+  if (!o.unique_topics) return topic_buf;
+  snprintf(session_topic_buf, sizeof(session_topic_buf), "%s.%d", topic_buf, i);
+  return session_topic_buf;
+}
 static char queue_buf[192];
 static const char *queue_dest(int i) {
   snprintf(queue_buf, sizeof(queue_buf), "/queue/bench-%s-%d", B.run_id, i);
@@ -1001,13 +1010,14 @@ static int scenario_connect(void) {
   snprintf(topic_buf, sizeof(topic_buf), "/topic/bench.connect.%s", B.run_id);
   B.sessions_done = 0;
   mark_t a = mark();
-  open_many(NULL, N, topic_dest, R_NONE, o.duration > 0 ? o.duration : o.setup_timeout);
+  open_many(NULL, N, session_topic_dest, R_NONE, o.duration > 0 ? o.duration : o.setup_timeout);
   mark_t b = mark();
   int done = B.sessions_done;
   B.sessions_done = -1;
   run_until(all_closed, 10);
   j_begin("connect");
   j_int("sessions", N);
+  j_str("topics", o.unique_topics ? "unique" : "shared");
   j_int("concurrency", o.concurrency);
   j_int("completed", done);
   j_int("failed", B.failed);
@@ -1026,13 +1036,14 @@ static int scenario_idle(void) {
   long gw0 = proc_rss_kb(o.pid), br0 = o.broker_pid != o.pid ? proc_rss_kb(o.broker_pid) : -1;
   conn_t **v = calloc((size_t)N, sizeof(*v));
   mark_t a = mark();
-  int ready = open_many(v, N, topic_dest, R_SUB, o.setup_timeout);
+  int ready = open_many(v, N, session_topic_dest, R_SUB, o.setup_timeout);
   mark_t b = mark();
   run_until(settle_done, o.settle); /* let the gateway finish its own bookkeeping */
   int still = ready_count(v, N);
   long gw1 = proc_rss_kb(o.pid), br1 = o.broker_pid != o.pid ? proc_rss_kb(o.broker_pid) : -1;
   j_begin("idle");
   j_int("sessions", N);
+  j_str("topics", o.unique_topics ? "unique" : "shared");
   j_int("ready", ready);
   j_int("open_after_settle", still);
   j_num("setup_s", b.t - a.t);
@@ -1073,6 +1084,8 @@ static const char usage[] =
     "                       latency: publishing time (default 10)\n"
     "  --rate N             latency: messages published per second (default 1000)\n"
     "  --sessions N         connect and idle: sessions (default 1000, at most 20000)\n"
+    "  --topics shared|unique  connect and idle: every session on one topic, or each on\n"
+    "                       a topic of its own (default shared)\n"
     "  --concurrency N      sessions in their handshake at once (default 64)\n"
     "  --size BYTES         message body size (default 100)\n"
     "  --window N           messages a publisher may run ahead of its consumers (default 200)\n"
@@ -1132,7 +1145,7 @@ static int parse_dbl(const char *name, const char *s, double min, double max, do
 
 enum {
   O_URL = 256, O_SCEN, O_SUBS, O_PAIRS, O_MSGS, O_DUR, O_RATE, O_SESS, O_CONC, O_SIZE, O_WIN,
-  O_LOGIN, O_PASS, O_HOST, O_PID, O_BPID, O_SETUP, O_SETTLE, O_HB,
+  O_LOGIN, O_PASS, O_HOST, O_PID, O_BPID, O_SETUP, O_SETTLE, O_HB, O_TOPICS,
 };
 
 static int parse_opts(int argc, char **argv) {
@@ -1143,7 +1156,8 @@ static int parse_opts(int argc, char **argv) {
       {"size", 1, 0, O_SIZE},       {"window", 1, 0, O_WIN},     {"login", 1, 0, O_LOGIN},
       {"passcode", 1, 0, O_PASS},   {"host", 1, 0, O_HOST},      {"pid", 1, 0, O_PID},
       {"broker-pid", 1, 0, O_BPID}, {"setup-timeout", 1, 0, O_SETUP},
-      {"settle", 1, 0, O_SETTLE},   {"heartbeat", 1, 0, O_HB},   {"help", 0, 0, 'h'},
+      {"settle", 1, 0, O_SETTLE},   {"heartbeat", 1, 0, O_HB},   {"topics", 1, 0, O_TOPICS},
+      {"help", 0, 0, 'h'},
       {0, 0, 0, 0},
   };
   int c;
@@ -1169,6 +1183,13 @@ static int parse_opts(int argc, char **argv) {
     case O_SETUP: if (parse_dbl("--setup-timeout", optarg, 1, MAX_DURATION_S, &o.setup_timeout)) return 2; break;
     case O_HB: if (parse_int("--heartbeat", optarg, 0, 3600000, &v)) return 2; o.heartbeat_ms = (int)v; break;
     case O_SETTLE: if (parse_dbl("--settle", optarg, 0, 600, &o.settle)) return 2; break;
+    case O_TOPICS:
+      if (strcmp(optarg, "unique") != 0 && strcmp(optarg, "shared") != 0) {
+        fprintf(stderr, "stompgate-bench: invalid --topics '%s' (expected shared or unique)\n", optarg);
+        return 2;
+      }
+      o.unique_topics = strcmp(optarg, "unique") == 0;
+      break;
     case 'h': fputs(usage, stdout); return 1;
     default: fputs(usage, stderr); return 2;
     }

@@ -1,25 +1,12 @@
 // SPDX-License-Identifier: MIT
 // What is particular to the shared relay mode: one queue per worker and
-// binding shared by every subscriber, set up before later frames run,
+// exchange shared by every subscriber, set up before later frames run,
 // refusals confined to the session that asked, and credential checks
 // against the broker with their cache.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import amqp from 'amqplib';
-import { startGateway, connected, stompClient, connect, subscribe, receipt, rawWs, parseFrame, waitFor, uniq, sleep, amqpConnect, AMQP_PORT } from './lib/harness.mjs';
-
-function rmqctl(...args) {
-  return new Promise((resolve, reject) => {
-    const p = spawn('bash', ['-c', '. test/lib/rabbitmq.sh; rmq_ctl "$@"', 'rmqctl', process.env.SG_BROKER_DIR, ...args],
-      { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (d) => { out += d; });
-    p.stderr.on('data', (d) => { err += d; });
-    p.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`rabbitmqctl ${args.join(' ')}: ${err}`))));
-  });
-}
+import { startGateway, connected, stompClient, connect, subscribe, receipt, rawWs, parseFrame, waitFor, uniq, sleep, amqpConnect, AMQP_PORT, rmqctl, boundQueues } from './lib/harness.mjs';
 
 async function fanoutQueues() {
   const out = await rmqctl('list_queues', '-q', '--no-table-headers', 'name', 'consumers');
@@ -138,9 +125,8 @@ test('a shared queue deleted on the broker: its subscribers get an ERROR and are
   const t = '/topic/' + uniq('del');
   const c = stompClient(gw.url);
   await connect(c);
-  const known = new Set((await fanoutQueues()).map(([name]) => name));
   await subscribe(c, t);
-  const mine = (await fanoutQueues()).map(([name]) => name).filter((n) => !known.has(n));
+  const mine = await boundQueues('amq.topic', t.slice('/topic/'.length));
   assert.equal(mine.length, 1);
   const closed = new Promise((r) => { c.onWebSocketClose = r; });
   const errors = [];
@@ -203,4 +189,28 @@ test('the host header picks the vhost: pooled connections per vhost, unknown one
   const f = parseFrame(bad.frames.find((x) => x.startsWith('ERROR')));
   assert.equal(f.headers.message, 'Virtual host not available');
   assert.equal(code, 1008);
+});
+
+test('binds sent after a refused one on the worker\'s bind channel still take effect', async () => {
+  const k = uniq('after');
+  const cs = [];
+  for (let i = 0; i < 12; i++) cs.push(await open());
+  const bad = rawWs(gw.url);
+  await bad.opened;
+  bad.send(bad.frame('CONNECT', { 'accept-version': '1.2', host: '/', login: 'guest', passcode: 'guest' }));
+  await bad.waitFrame('CONNECTED');
+  // The refused bind goes out among the others, which are pipelined on the
+  // same channel behind it.
+  const subs = cs.map((c, i) => {
+    if (i === 6) bad.send(bad.frame('SUBSCRIBE', { id: 's', destination: `/exchange/${uniq('missing')}/k`, receipt: 'bad' }));
+    return subscribe(c, `/topic/${k}.${i}`);
+  });
+  const got = await Promise.all(subs);
+  await bad.closed;
+  assert.equal(parseFrame(bad.frames.find((x) => x.startsWith('ERROR'))).headers.message, 'Not found');
+  const conn = await amqpConnect();
+  const pch = await conn.createChannel();
+  for (let i = 0; i < cs.length; i++) pch.publish('amq.topic', `${k}.${i}`, Buffer.from(String(i)));
+  await waitFor(() => got.every((m) => m.length === 1), 10000, 'every subscription served');
+  await conn.close();
 });

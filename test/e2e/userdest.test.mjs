@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import WebSocket from 'ws';
-import { startGateway, stompClient, connect, subscribe, receipt, parseFrame, waitFor, uniq, sleep, amqpConnect } from './lib/harness.mjs';
+import { startGateway, stompClient, connect, subscribe, receipt, parseFrame, waitFor, uniq, sleep, amqpConnect, sharedBindings } from './lib/harness.mjs';
 
 const dir = fs.mkdtempSync(path.join(process.env.SG_TMP ?? os.tmpdir(), 'userdest-'));
 const secret = crypto.randomBytes(48).toString('base64');
@@ -184,4 +184,30 @@ test("a user cannot reach another user's queue by crafting names", async () => {
   await m4.ready;
   m4.stomp('SEND', { destination: '/user/bob' }, 'x');
   assert.equal((await m4.frame('ERROR')).headers.message, 'Invalid destination');
+});
+
+test("user queues are bindings on each gateway worker's one queue for the user exchange", async () => {
+  const keys = ['inbox', 'alerts', 'feed'];
+  const subs = [];
+  for (const k of keys) subs.push(await subscribe(alice1, `/user/queue/${k}`), await subscribe(bob, `/user/queue/${k}`));
+  // (mallory's keys of the case before may still linger.)
+  const b = await sharedBindings('stompgate.user', (k) => /^user\.(alice|bob)\./.test(k));
+  // gw1 holds alice1 and bob: one queue, a binding per distinct user key.
+  const gw1Keys = b.filter(([q]) => b.some(([q2, k]) => q2 === q && k === 'user.bob.inbox'));
+  assert.equal(new Set(gw1Keys.map(([q]) => q)).size, 1);
+  assert.deepEqual(gw1Keys.map(([, k]) => k).sort(),
+    [...keys.map((k) => `user.alice.${k}`), ...keys.map((k) => `user.bob.${k}`)].sort());
+  const conn = await amqpConnect();
+  const ch = await conn.createConfirmChannel();
+  for (const k of keys) ch.publish('stompgate.user', `user.bob.${k}`, Buffer.from(k));
+  await ch.waitForConfirms();
+  await waitFor(() => keys.every((_, i) => subs[2 * i + 1].length === 1), 10000, "bob's queues");
+  await sleep(200);
+  for (const [i, k] of keys.entries()) {
+    assert.equal(subs[2 * i].length, 0, `alice's ${k}`);
+    assert.equal(subs[2 * i + 1][0].body, k);
+    assert.equal(subs[2 * i + 1][0].headers.destination, `/user/queue/${k}`);
+  }
+  await conn.close();
+  for (const s of subs) s.sub.unsubscribe();
 });

@@ -220,3 +220,30 @@ export function rawHttp(port, request, ms = 10000) {
     c.on('error', () => {});
   });
 }
+
+// rabbitmqctl against the broker run.sh started; resolves with its output.
+export function rmqctl(...args) {
+  return new Promise((resolve, reject) => {
+    const p = spawn('bash', ['-c', '. test/lib/rabbitmq.sh; rmq_ctl "$@"', 'rmqctl', process.env.SG_BROKER_DIR, ...args],
+      { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d) => { out += d; });
+    p.stderr.on('data', (d) => { err += d; });
+    p.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`rabbitmqctl ${args.join(' ')}: ${err}`))));
+  });
+}
+
+// The bindings from exchange to the gateways' shared queues, as
+// [queue, key] pairs, optionally only those whose key passes keep.
+export async function sharedBindings(exchange, keep = () => true) {
+  const out = await rmqctl('list_bindings', '-q', '--no-table-headers', 'source_name', 'destination_name', 'routing_key');
+  return out.split('\n').map((l) => l.split('\t'))
+    .filter(([src, dst, k]) => src === exchange && dst?.startsWith('stompgate.fanout.') && keep(k))
+    .map(([, dst, k]) => [dst, k]);
+}
+
+// The shared queues bound to exchange with key.
+export async function boundQueues(exchange, key) {
+  return (await sharedBindings(exchange, (k) => k === key)).map(([q]) => q);
+}
