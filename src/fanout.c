@@ -693,24 +693,31 @@ static void bind_open_cb(sg_amqp_t *a, int status, const char *message) {
   flush_binds(f);
 }
 
+/* The broker answered the oldest bind or unbind: it is taken off the list
+ * and its binding, if it waits for it, hears that it is bound or, when
+ * refused, the broker's code and text. */
+static void op_answered(sg_fanout_t *f, int refused, int code, const char *text) {
+  sg_fanout_op_t *op = f->ops;
+  f->ops = op->next;
+  if (f->ops == NULL) f->ops_tail = &f->ops;
+  sg_fanout_queue_t *q = op->q;
+  sg_fanout_sub_t *fs = op->fs;
+  q->ops--;
+  free(op);
+  q->iterating++;
+  if (fs) {
+    fs->op = NULL;
+    if (refused) b_fail(fs, code, text);
+    else b_bound(fs);
+  }
+  q->iterating--;
+  q_check(q);
+}
+
 static void bind_progress_cb(sg_amqp_t *a) {
   sg_fanout_t *f = container_of(a, sg_fanout_t, bind);
-  sg_fanout_op_t *op;
-  while ((op = f->ops) != NULL && op->seq != 0 && a->rpc_done >= op->seq) {
-    f->ops = op->next;
-    if (f->ops == NULL) f->ops_tail = &f->ops;
-    sg_fanout_queue_t *q = op->q;
-    sg_fanout_sub_t *fs = op->fs;
-    q->ops--;
-    free(op);
-    q->iterating++;
-    if (fs) {
-      fs->op = NULL;
-      b_bound(fs);
-    }
-    q->iterating--;
-    q_check(q);
-  }
+  while (f->ops != NULL && f->ops->seq != 0 && a->rpc_done >= f->ops->seq)
+    op_answered(f, 0, 0, NULL);
 }
 
 static void bind_lost_cb(sg_amqp_t *a, int code, const char *text) {
@@ -719,23 +726,8 @@ static void bind_lost_cb(sg_amqp_t *a, int code, const char *text) {
   if (!conn_gone(a)) {
     /* The broker refused the oldest unanswered bind or unbind; what was
      * sent after it was ignored and goes again on the next channel. */
-    sg_fanout_op_t *op = f->ops;
-    if (op && op->seq == a->rpc_done + 1) {
-      f->ops = op->next;
-      if (f->ops == NULL) f->ops_tail = &f->ops;
-      sg_fanout_queue_t *q = op->q;
-      sg_fanout_sub_t *fs = op->fs;
-      q->ops--;
-      free(op);
-      q->iterating++;
-      if (fs) {
-        fs->op = NULL;
-        b_fail(fs, code, text);
-      }
-      q->iterating--;
-      q_check(q);
-    }
-    for (op = f->ops; op; op = op->next) op->seq = 0;
+    if (f->ops && f->ops->seq == a->rpc_done + 1) op_answered(f, 1, code, text);
+    for (sg_fanout_op_t *op = f->ops; op; op = op->next) op->seq = 0;
   }
   /* A lost connection: the fan-out channel's callback moves everything. */
   sg_amqp_close(a);
