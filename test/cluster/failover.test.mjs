@@ -13,7 +13,7 @@ import amqp from 'amqplib';
 import { waitFor, uniq, sleep } from '../e2e/lib/harness.mjs';
 import { spawnGateway, httpGet, parseMetrics } from '../e2e/lib/ops.mjs';
 
-import { PORTS, DIRS, SRC, MODES, reconnecting } from './lib.mjs';
+import { PORTS, DIRS, SRC, MODES, reconnecting, receiptedPublisher } from './lib.mjs';
 const started = [];
 after(async () => { for (const g of started) await g.stop('SIGKILL'); });
 
@@ -37,18 +37,7 @@ for (const mode of MODES) test(`${mode}: a node of the cluster is killed: sessio
   const producer = reconnecting(gw.url, () => {});
   await waitFor(() => consumer.connects === 1 && producer.connects === 1, 15000, 'clients connected');
 
-  const receipted = [];
-  let stop = false, n = 0;
-  const sending = (async () => {
-    while (!stop) {
-      if (producer.connected) {
-        const id = `m${n++}`;
-        producer.watchForReceipt(`r-${id}`, () => receipted.push(id));
-        try { producer.publish({ destination: `/amq/queue/${q}`, body: id, headers: { receipt: `r-${id}`, persistent: 'true' } }); } catch { /* reconnecting */ }
-      }
-      await sleep(10);
-    }
-  })();
+  const { receipted, stop } = receiptedPublisher(producer, q);
   await sleep(1000);
   const before = receipted.length;
 
@@ -64,8 +53,7 @@ for (const mode of MODES) test(`${mode}: a node of the cluster is killed: sessio
     `producer errors: ${JSON.stringify(producer.errors)}`);
   await waitFor(() => receipted.length > before + 50, 20000, 'publishing resumed on another node');
   await sleep(1000);
-  stop = true;
-  await sending;
+  await stop();
 
   await waitFor(() => receipted.every((id) => acked.has(id)), 20000,
     `every receipted message consumed (${receipted.length} receipted, ${acked.size} acked)`);

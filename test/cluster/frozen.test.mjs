@@ -15,7 +15,7 @@ import fs from 'node:fs';
 import amqp from 'amqplib';
 import { waitFor, uniq, sleep } from '../e2e/lib/harness.mjs';
 import { spawnGateway, httpGet, parseMetrics } from '../e2e/lib/ops.mjs';
-import { PORTS, DIRS, MODES, reconnecting } from './lib.mjs';
+import { PORTS, DIRS, MODES, reconnecting, receiptedPublisher } from './lib.mjs';
 
 const HEARTBEAT_S = 2;
 const started = [];
@@ -64,20 +64,7 @@ for (const mode of MODES) {
     for (let i = 0; i < 3; i++) sender.publish({ destination: `/topic/${topic}`, body: `before-${i}` });
     await waitFor(() => heard.filter((b) => b.startsWith('before-')).length === 3, 10000, 'sender heard');
 
-    const receipted = [];
-    let stop = false, n = 0;
-    const sending = (async () => {
-      while (!stop) {
-        if (producer.connected) {
-          const id = `m${n++}`;
-          producer.watchForReceipt(`r-${id}`, () => receipted.push(id));
-          try {
-            producer.publish({ destination: `/amq/queue/${q}`, body: id, headers: { receipt: `r-${id}`, persistent: 'true' } });
-          } catch { /* reconnecting */ }
-        }
-        await sleep(10);
-      }
-    })();
+    const { receipted, stop } = receiptedPublisher(producer, q);
     await waitFor(() => receipted.length > 50, 15000, 'publishing under way');
 
     // A gateway that knows only node 1 has no node left to reach.
@@ -104,8 +91,7 @@ for (const mode of MODES) {
       await waitFor(() => consumer.connects > 1 && producer.connects > 1, 30000, 'clients reconnected');
       const resumedAt = receipted.length;
       await waitFor(() => receipted.length > resumedAt + 50, 30000, 'publishing resumed on a live node');
-      stop = true;
-      await sending;
+      await stop();
 
       // Nodes 2 and 3 answer, so the gateway stays ready; the one that
       // knows only node 1 is not.
@@ -122,7 +108,7 @@ for (const mode of MODES) {
       }
       assert.match(gw.log(), /lost: no heart-beat from the broker at 127\.0\.0\.1:\d+ for [\d.]+ s/);
     } finally {
-      stop = true;
+      await stop();
       thaw();
     }
     // Messages delivered to the old consumer but not acknowledged stay with

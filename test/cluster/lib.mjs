@@ -97,3 +97,25 @@ export function reconnecting(url, onConnect) {
   c.activate();
   return c;
 }
+
+// Publishes persistent messages to a queue every 10 ms while producer is
+// connected, each with a receipt; receipted lists the bodies receipted so
+// far. stop() ends it.
+export function receiptedPublisher(producer, queue) {
+  const receipted = [];
+  let stopped = false, n = 0;
+  const done = (async () => {
+    while (!stopped) {
+      if (producer.connected) {
+        const id = `m${n++}`;
+        producer.watchForReceipt(`r-${id}`, () => receipted.push(id));
+        try {
+          producer.publish({ destination: `/amq/queue/${queue}`, body: id,
+            headers: { receipt: `r-${id}`, persistent: 'true' } });
+        } catch { /* reconnecting */ }
+      }
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  })();
+  return { receipted, stop: () => { stopped = true; return done; } };
+}
