@@ -9,11 +9,10 @@
 #include "metrics.h"
 #include "session.h"
 #include "stompgate/buf.h"
+#include "stompgate/container.h"
 
 #define ADMIN_MAX_HEAD 8192
 #define ADMIN_TIMEOUT_MS 5000
-
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 typedef struct admin_conn {
   uv_tcp_t tcp;

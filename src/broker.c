@@ -19,13 +19,12 @@
 #include "log.h"
 #include "metrics.h"
 #include "sg_config.h"
+#include "stompgate/container.h"
 #include "stompgate/err.h"
 
 #define CLOSE_OK_WAIT_MS 1000
 #define LOGIN_TIMEOUT_S 10
 #define NODE_CONNECT_TIMEOUT_S 3
-
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 static void conn_finish(sg_amqp_conn_t *c);
 static void conn_maybe_free(sg_amqp_conn_t *c);

@@ -17,6 +17,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "stompgate/container.h"
 #include "stompgate/err.h"
 #include "stompgate/topic_match.h"
 
@@ -25,8 +26,6 @@
  * ready instead of costing the broker a bind and an unbind each time. A
  * queue goes with its last binding. */
 #define FANOUT_LINGER_MS 2000
-
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 enum { CHAN_NONE = 0, CHAN_OPENING, CHAN_OPEN, CHAN_CLOSING };
 enum { Q_WAIT_CHANNEL = 0, Q_DECLARING, Q_READY };

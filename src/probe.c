@@ -8,8 +8,8 @@
 #include "broker.h"
 #include "log.h"
 #include "metrics.h"
+#include "stompgate/container.h"
 
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 #define PROBE_MAX_WAIT_MS 5000
 #define BACKOFF_BASE_MS 100
 

@@ -10,9 +10,8 @@
 #include <string.h>
 
 #include "metrics.h"
+#include "stompgate/container.h"
 #include "stompgate/err.h"
-
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 static sg_relay_chan_t *chan_of(sg_relay_t *r) { return container_of(r, sg_relay_chan_t, base); }
 

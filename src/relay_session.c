@@ -7,9 +7,8 @@
 
 #include "relay_chan.h"
 #include "session.h"
+#include "stompgate/container.h"
 #include "stompgate/err.h"
-
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 typedef struct relay_session {
   sg_relay_chan_t ch;

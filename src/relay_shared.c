@@ -16,9 +16,8 @@
 #include "pool.h"
 #include "relay_chan.h"
 #include "session.h"
+#include "stompgate/container.h"
 #include "stompgate/err.h"
-
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 typedef struct relay_shared relay_shared_t;
 

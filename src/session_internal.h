@@ -17,12 +17,11 @@
 #include "stompgate/app_dest.h"
 #include "stompgate/auth.h"
 #include "stompgate/buf.h"
+#include "stompgate/container.h"
 #include "stompgate/destination.h"
 #include "stompgate/err.h"
 #include "stompgate/stomp_codec.h"
 #include "ws.h"
-
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 /* WebSocket close codes chosen for each way a session ends. */
 #define CLOSE_NORMAL 1000
@@ -101,7 +100,6 @@ struct sg_session {
   const char *close_reason;
   char reason_buf[160];
 };
-
 
 /* Scratch buffers of the calling thread: an encoded frame, one rendered
  * headers-table value. */

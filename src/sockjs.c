@@ -13,10 +13,9 @@
 
 #include "admission.h"
 #include "log.h"
-#include "ws.h"
+#include "stompgate/container.h"
 #include "stompgate/err.h"
-
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+#include "ws.h"
 
 #define SJ_MAX_WORKERS 64
 #define SJ_BUCKETS 1024

@@ -9,9 +9,8 @@
 #include "log.h"
 #include "relay.h"
 #include "sockjs.h"
+#include "stompgate/container.h"
 #include "ws.h"
-
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 static void wake_cb(uv_async_t *a) {
   sg_worker_t *w = a->data;

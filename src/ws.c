@@ -18,10 +18,11 @@
 #include "log.h"
 #include "metrics.h"
 #include "sockjs.h"
-#include "tls.h"
+#include "stompgate/container.h"
 #include "stompgate/err.h"
 #include "stompgate/sockjs.h"
 #include "stompgate/utf8.h"
+#include "tls.h"
 #include "www_serve.h"
 
 #define WS_READ_CHUNK 65536
@@ -30,8 +31,6 @@
 #define WS_CLOSE_TIMEOUT_MS 5000
 /* Input a paused connection still reads, so that it sees the peer close. */
 #define WS_PAUSED_MAX 65536
-
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 typedef struct ws_write {
   uv_write_t req;
