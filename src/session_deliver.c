@@ -99,10 +99,11 @@ static void encode_message_tail(sg_buf_t *b, int v, const sg_amqp_delivery_t *d,
         char key[256];
         snprintf(key, sizeof(key), "%.*s", (int)e->key.len, (const char *)e->key.bytes);
         if (sg_session_reserved_header(key)) continue;
-        sg_buf_reset(&sg_session_hscratch);
-        if (sg_amqp_field_render(&sg_session_hscratch, &e->value) != 0) continue;
-        const char *val = sg_session_hscratch.base;
-        size_t vl = sg_session_hscratch.len;
+        sg_buf_t *hb = sg_session_hscratch();
+        sg_buf_reset(hb);
+        if (sg_amqp_field_render(hb, &e->value) != 0) continue;
+        const char *val = hb->base;
+        size_t vl = hb->len;
         sg_stomp_encode_header(b, v, SG_STOMP_MESSAGE, e->key.bytes, e->key.len, val, vl);
       }
     }
@@ -121,7 +122,7 @@ void sg_session_delivery_cb(sg_relay_t *r, sg_relay_sub_t *rs, sg_relay_msg_t *m
     sg_session_error_close(s, CLOSE_INTERNAL, "Internal error", NULL, "out of memory");
     return;
   }
-  sg_buf_t *b = &sg_session_scratch;
+  sg_buf_t *b = sg_session_scratch();
   int v = s->version;
   char mid[320];
   const char *subscription = sub->id, *dest = NULL;

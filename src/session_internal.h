@@ -103,8 +103,8 @@ struct sg_session {
 
 /* Scratch buffers of the calling thread: an encoded frame, one rendered
  * headers-table value. */
-extern __thread sg_buf_t sg_session_scratch;
-extern __thread sg_buf_t sg_session_hscratch;
+sg_buf_t *sg_session_scratch(void);
+sg_buf_t *sg_session_hscratch(void);
 
 static inline amqp_bytes_t bytes_of(const char *s) { return amqp_cstring_bytes(s); }
 

@@ -14,7 +14,7 @@
 #include "metrics.h"
 
 static void send_receipt(sg_session_t *s, const char *id) {
-  sg_buf_t *b = &sg_session_scratch;
+  sg_buf_t *b = sg_session_scratch();
   sg_buf_reset(b);
   sg_stomp_encode_start(b, SG_STOMP_RECEIPT);
   sg_stomp_encode_headerz(b, s->version, SG_STOMP_RECEIPT, "receipt-id", id);
