@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "metrics.h"
 
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
@@ -283,6 +284,11 @@ static int header(sg_buf_t *o, const char *name, const char *type, const char *h
   return sg_buf_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* A metric with one value and no labels. */
+static int single(sg_buf_t *o, const char *name, const char *type, const char *help, uint64_t v) {
+  return header(o, name, type, help) | sg_buf_printf(o, "%s %" PRIu64 "\n", name, v);
+}
+
 static int histogram(sg_buf_t *o, const char *name, const char *help, const histogram_t *h) {
   int r = header(o, name, "histogram", help);
   uint64_t cum = 0;
@@ -299,10 +305,12 @@ int sg_metrics_render(sg_buf_t *o, const sg_metrics_gauges_t *g) {
   int r = 0;
   static metrics_t t;
   aggregate(&t);
-  r |= header(o, "stompgate_sessions_open", "gauge", "STOMP sessions currently open.");
-  r |= sg_buf_printf(o, "stompgate_sessions_open %zu\n", g->sessions_open);
-  r |= header(o, "stompgate_sessions_total", "counter", "WebSocket sessions opened (upgrades).");
-  r |= sg_buf_printf(o, "stompgate_sessions_total %lu\n", (unsigned long)t.sessions_total);
+  r |= single(o, "stompgate_sessions_open", "gauge",
+              "STOMP sessions currently open.",
+              g->sessions_open);
+  r |= single(o, "stompgate_sessions_total", "counter",
+              "WebSocket sessions opened (upgrades).",
+              t.sessions_total);
   r |= header(o, "stompgate_sessions_closed_total", "counter", "Sessions ended, by reason.");
   for (int i = 0; i < CR_COUNT; i++)
     r |= sg_buf_printf(o, "stompgate_sessions_closed_total{reason=\"%s\"} %lu\n", close_names[i],
@@ -321,23 +329,24 @@ int sg_metrics_render(sg_buf_t *o, const sg_metrics_gauges_t *g) {
   for (int c = SG_STOMP_CONNECTED; c <= SG_STOMP_ERROR; c++)
     r |= sg_buf_printf(o, "stompgate_frames_out_total{command=\"%s\"} %lu\n",
                        sg_stomp_cmd_name((sg_stomp_cmd_t)c), (unsigned long)t.frames_out[c]);
-  r |= header(o, "stompgate_bytes_in_total", "counter", "Bytes read from client sockets.");
-  r |= sg_buf_printf(o, "stompgate_bytes_in_total %lu\n", (unsigned long)t.bytes_in);
-  r |= header(o, "stompgate_bytes_out_total", "counter", "Bytes written to client sockets.");
-  r |= sg_buf_printf(o, "stompgate_bytes_out_total %lu\n", (unsigned long)t.bytes_out);
-  r |= header(o, "stompgate_deflate_messages_total", "counter",
-              "WebSocket messages sent compressed (permessage-deflate).");
-  r |= sg_buf_printf(o, "stompgate_deflate_messages_total %lu\n",
-                     (unsigned long)t.deflate_messages);
-  r |= header(o, "stompgate_deflate_bytes_in_total", "counter",
-              "Bytes of the messages sent compressed, before compression.");
-  r |= sg_buf_printf(o, "stompgate_deflate_bytes_in_total %lu\n", (unsigned long)t.deflate_in);
-  r |= header(o, "stompgate_deflate_bytes_out_total", "counter",
-              "Bytes of the messages sent compressed, after compression.");
-  r |= sg_buf_printf(o, "stompgate_deflate_bytes_out_total %lu\n", (unsigned long)t.deflate_out);
-  r |= header(o, "stompgate_deliveries_total", "counter",
-              "Messages the broker delivered to sessions.");
-  r |= sg_buf_printf(o, "stompgate_deliveries_total %lu\n", (unsigned long)t.deliveries);
+  r |= single(o, "stompgate_bytes_in_total", "counter",
+              "Bytes read from client sockets.",
+              t.bytes_in);
+  r |= single(o, "stompgate_bytes_out_total", "counter",
+              "Bytes written to client sockets.",
+              t.bytes_out);
+  r |= single(o, "stompgate_deflate_messages_total", "counter",
+              "WebSocket messages sent compressed (permessage-deflate).",
+              t.deflate_messages);
+  r |= single(o, "stompgate_deflate_bytes_in_total", "counter",
+              "Bytes of the messages sent compressed, before compression.",
+              t.deflate_in);
+  r |= single(o, "stompgate_deflate_bytes_out_total", "counter",
+              "Bytes of the messages sent compressed, after compression.",
+              t.deflate_out);
+  r |= single(o, "stompgate_deliveries_total", "counter",
+              "Messages the broker delivered to sessions.",
+              t.deliveries);
   r |= header(o, "stompgate_publish_confirms_total", "counter",
               "Publisher confirms from the broker, by result.");
   r |= sg_buf_printf(o, "stompgate_publish_confirms_total{result=\"ack\"} %lu\n"
@@ -353,53 +362,49 @@ int sg_metrics_render(sg_buf_t *o, const sg_metrics_gauges_t *g) {
                        (unsigned long)t.errors[i].n);
   r |= sg_buf_printf(o, "stompgate_errors_total{kind=\"other\"} %lu\n",
                      (unsigned long)t.errors_other);
-  r |= header(o, "stompgate_slow_consumer_drops_total", "counter",
-              "Messages dropped because a client read too slowly.");
-  r |= sg_buf_printf(o, "stompgate_slow_consumer_drops_total %lu\n", (unsigned long)t.slow_drops);
+  r |= single(o, "stompgate_slow_consumer_drops_total", "counter",
+              "Messages dropped because a client read too slowly.",
+              t.slow_drops);
   r |= header(o, "stompgate_broker_logins_total", "counter", "AMQP logins, by result.");
   r |= sg_buf_printf(o, "stompgate_broker_logins_total{result=\"ok\"} %lu\n"
                         "stompgate_broker_logins_total{result=\"failed\"} %lu\n",
                      (unsigned long)t.logins_ok, (unsigned long)t.logins_failed);
-  r |= header(o, "stompgate_broker_link_up", "gauge",
-              "1 when the last broker probe got an AMQP answer.");
-  r |= sg_buf_printf(o, "stompgate_broker_link_up %d\n", t.broker_up);
-  r |= header(o, "stompgate_broker_reconnects_total", "counter",
-              "Times the broker came back after a failed probe.");
-  r |= sg_buf_printf(o, "stompgate_broker_reconnects_total %lu\n",
-                     (unsigned long)t.broker_reconnects);
-  r |= header(o, "stompgate_broker_failovers_total", "counter",
-              "Times a login or the probe found the preferred broker node down and moved on.");
-  r |= sg_buf_printf(o, "stompgate_broker_failovers_total %lu\n",
-                     (unsigned long)t.broker_failovers);
-  r |= header(o, "stompgate_broker_heartbeat_timeouts_total", "counter",
+  r |= single(o, "stompgate_broker_link_up", "gauge",
+              "1 when the last broker probe got an AMQP answer.",
+              t.broker_up);
+  r |= single(o, "stompgate_broker_reconnects_total", "counter",
+              "Times the broker came back after a failed probe.",
+              t.broker_reconnects);
+  r |= single(o, "stompgate_broker_failovers_total", "counter",
+              "Times a login or the probe found the preferred broker node down and moved on.",
+              t.broker_failovers);
+  r |= single(o, "stompgate_broker_heartbeat_timeouts_total", "counter",
               "Broker connections lost because the broker sent nothing for two heart-beat "
-              "intervals.");
-  r |= sg_buf_printf(o, "stompgate_broker_heartbeat_timeouts_total %lu\n",
-                     (unsigned long)t.broker_hb_timeouts);
-  r |= header(o, "stompgate_broker_links_held_total", "counter",
+              "intervals.",
+              t.broker_hb_timeouts);
+  r |= single(o, "stompgate_broker_links_held_total", "counter",
               "Times a broker connection's unsent output passed broker-output-limit, so the "
-              "sessions publishing through it stopped being read.");
-  r |= sg_buf_printf(o, "stompgate_broker_links_held_total %lu\n",
-                     (unsigned long)t.links_held_total);
-  r |= header(o, "stompgate_broker_links_held", "gauge",
-              "Broker connections whose publishing sessions are not read now because the "
-              "broker is not reading their output.");
-  r |= sg_buf_printf(o, "stompgate_broker_links_held %ld\n",
-                     (long)(t.links_held > 0 ? t.links_held : 0));
-  r |= header(o, "stompgate_shared_moves_total", "counter",
+              "sessions publishing through it stopped being read.",
+              t.links_held_total);
+  r |= single(o, "stompgate_broker_links_held", "gauge",
+              "Broker connections whose publishing sessions are not read now because the broker "
+              "is not reading their output.",
+              (t.links_held > 0 ? t.links_held : 0));
+  r |= single(o, "stompgate_shared_moves_total", "counter",
               "Shared subscription queues set up again on a live node after their broker "
-              "connection was lost (their sessions stayed open).");
-  r |= sg_buf_printf(o, "stompgate_shared_moves_total %lu\n", (unsigned long)t.shared_moves);
-  r |= header(o, "stompgate_sessions_moved_total", "counter",
+              "connection was lost (their sessions stayed open).",
+              t.shared_moves);
+  r |= single(o, "stompgate_sessions_moved_total", "counter",
               "Shared-mode sessions that kept their WebSocket when their broker channel's "
-              "connection was lost (nothing was owed on it).");
-  r |= sg_buf_printf(o, "stompgate_sessions_moved_total %lu\n", (unsigned long)t.sessions_moved);
-  r |= header(o, "stompgate_sessions_held_total", "counter",
+              "connection was lost (nothing was owed on it).",
+              t.sessions_moved);
+  r |= single(o, "stompgate_sessions_held_total", "counter",
               "Times a session stopped reading its client because the broker would not take its "
-              "publishes (connection.blocked, or its link over broker-output-limit).");
-  r |= sg_buf_printf(o, "stompgate_sessions_held_total %lu\n", (unsigned long)t.sessions_held);
-  r |= header(o, "stompgate_draining", "gauge", "1 while shutting down.");
-  r |= sg_buf_printf(o, "stompgate_draining %d\n", g->draining);
+              "publishes (connection.blocked, or its link over broker-output-limit).",
+              t.sessions_held);
+  r |= single(o, "stompgate_draining", "gauge",
+              "1 while shutting down.",
+              g->draining);
   r |= histogram(o, "stompgate_handshake_seconds",
                  "TCP accept to completed WebSocket upgrade (TLS included).", &t.handshake);
   r |= histogram(o, "stompgate_broker_login_seconds", "STOMP CONNECT to AMQP login done.",
