@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* stompgate: relays STOMP over WebSocket to RabbitMQ over AMQP 0-9-1. */
+#include <malloc.h>
 #include <openssl/ssl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -149,6 +150,11 @@ int main(int argc, char **argv) {
    * to the broker; libuv's default of 4 threads caps how many sessions can
    * be logging in at once, and so the connect rate in per-session mode. */
   setenv("UV_THREADPOOL_SIZE", "16", 0);
+  /* glibc gives each thread that allocates a malloc arena of its own, up to
+   * eight per core; the thread pool's logins would add one per pool thread,
+   * each keeping what it once held. The main thread and every worker keep
+   * theirs; the pool threads share the remaining two. */
+  mallopt(M_ARENA_MAX, cfg.workers + 3);
   /* Unusable certificate files are a configuration error, reported before
    * anything listens. */
   if (sg_tls_init(&cfg) != 0 || sg_access_init(&cfg) != 0) {
