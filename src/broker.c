@@ -761,6 +761,8 @@ static void rpc_clear(sg_amqp_t *a) { a->rpc_head = a->rpc_len = 0; }
 
 static void chan_detach(sg_amqp_t *a) {
   sg_amqp_conn_t *c = a->conn;
+  if (a->assembling && c) c->assembling--;
+  a->assembling = 0;
   a->conn = NULL;
   if (c == NULL || c->chans == NULL || a->channel == 0 || c->chans[a->channel] != a) return;
   c->chans[a->channel] = NULL;
@@ -985,16 +987,15 @@ static void conn_frame(sg_amqp_conn_t *c, amqp_frame_t *f) {
   sg_amqp_t *a = f->channel < c->chans_cap ? c->chans[f->channel] : NULL;
   if (a == NULL || a->state == SG_AMQP_CLOSED || c->state == SG_AMQP_CLOSED) return;
   chan_frame(a, f);
-}
-
-/* Whether some channel is in the middle of a delivery, whose decoded
- * frames the pool still holds. */
-static int conn_assembling(const sg_amqp_conn_t *c) {
-  for (uint32_t i = 1; i < c->chans_cap && c->nchans; i++) {
-    const sg_amqp_t *a = c->chans[i];
-    if (a && (a->in_delivery || a->skip_content)) return 1;
+  /* Only this channel's delivery can have begun or ended; the connection
+   * counts the channels in the middle of one, whose decoded frames the
+   * pool still holds. a stays valid until its on_closed_cb. */
+  unsigned now = a->conn != NULL && (a->in_delivery || a->skip_content);
+  if (now != a->assembling) {
+    a->assembling = now;
+    if (now) a->conn->assembling++;
+    else a->conn->assembling--;
   }
-  return 0;
 }
 
 /* The link failed: a closing connection finishes, an open one is lost. */
@@ -1034,7 +1035,7 @@ static void pump(sg_amqp_conn_t *c) {
         l->in_off += (size_t)size + FRAME_HEADER + 1;
         if (f.frame_type != AMQP_FRAME_HEARTBEAT) conn_frame(c, &f);
         if (c->link == NULL) return;
-        if (!conn_assembling(c)) recycle_amqp_pool(&l->pool);
+        if (c->assembling == 0) recycle_amqp_pool(&l->pool);
         continue;
       }
     }
@@ -1057,7 +1058,7 @@ static void pump(sg_amqp_conn_t *c) {
     c->last_rx = uv_now(c->loop);
   }
   /* An idle link gives its memory back. */
-  if (c->link && l->in_off == l->in.len && !conn_assembling(c)) {
+  if (c->link && l->in_off == l->in.len && c->assembling == 0) {
     sg_buf_free(&l->in);
     l->in_off = 0;
     empty_amqp_pool(&l->pool);

@@ -92,6 +92,7 @@ struct sg_amqp {
   unsigned skip_content : 1;
   unsigned in_delivery : 1;
   unsigned reaping : 1;
+  unsigned assembling : 1; /* counted in conn->assembling */
   sg_amqp_t *reap_next;
   /* While it waits for a pooled connection: its link in the pool's list,
    * undone by sg_amqp_close. */
@@ -145,6 +146,7 @@ struct sg_amqp_conn {
   int port;
   int frame_max;               /* asked for at login */
   uint64_t heartbeat_ms;       /* agreed at login; 0: none */
+  size_t assembling;           /* channels in the middle of a delivery */
   int login_status;
   int failed_over;  /* the login had to skip the preferred node */
   uint64_t login_start_ns;
