@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/crypto.h>
 #include <openssl/ssl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -38,6 +39,10 @@ static __thread uv_idle_t reap_check;
 static __thread int reap_ready;
 static __thread sg_amqp_t *reap_head;
 
+static void slink_check(void);
+static void slink_idle(sg_amqp_conn_t *c);
+static const sg_amqp_conn_cbs_t slink_cbs;
+
 static void reap_cb(uv_idle_t *h) {
   uv_idle_stop(h);
   while (reap_head) {
@@ -47,6 +52,7 @@ static void reap_cb(uv_idle_t *h) {
     a->reaping = 0;
     a->cbs->on_closed_cb(a);
   }
+  slink_check();
 }
 
 int sg_amqp_loop_init(uv_loop_t *loop) {
@@ -68,12 +74,19 @@ static struct {
   unsigned heartbeat_s;
   int session_frame_max;
   size_t output_limit;
-} link_opts = {10, 16384, 1u << 20};
+  size_t session_max;          /* sessions one per-session login may carry */
+  uint64_t session_window_ms;  /* ... joining within this of its login */
+} link_opts = {10, 16384, 1u << 20, 1, 0};
 
 void sg_amqp_set_link(unsigned heartbeat_s, int session_frame_max, size_t output_limit) {
   link_opts.heartbeat_s = heartbeat_s;
   link_opts.session_frame_max = session_frame_max;
   link_opts.output_limit = output_limit;
+}
+
+void sg_amqp_set_session_sharing(size_t max_sessions, uint64_t window_ms) {
+  link_opts.session_max = max_sessions;
+  link_opts.session_window_ms = window_ms;
 }
 
 /* amqps:// settings shared by every login; set once before the first. */
@@ -766,7 +779,11 @@ static void chan_detach(sg_amqp_t *a) {
   a->conn = NULL;
   if (c == NULL || c->chans == NULL || a->channel == 0 || c->chans[a->channel] != a) return;
   c->chans[a->channel] = NULL;
-  if (--c->nchans == 0) conn_maybe_free(c);
+  if (--c->nchans > 0) return;
+  if (c->cbs == &slink_cbs && c->state == SG_AMQP_OPEN)
+    slink_idle(c);
+  else
+    conn_maybe_free(c);
 }
 
 static void chan_finish(sg_amqp_t *a) {
@@ -1101,7 +1118,7 @@ static void after_login_cb(uv_work_t *w, int status) {
   int max = amqp_get_channel_max(c->conn);
   c->channel_max = (uint16_t)(max <= 0 || max > 65535 ? 65535 : max);
   /* Channel numbers are handed out lowest first, so the table grows with
-   * the channels open at once; a session's own connection needs two. */
+   * the channels open at once; a per-session connection needs a few. */
   c->chans_cap = 2;
   c->chans = calloc(c->chans_cap, sizeof(*c->chans));
   c->heartbeat_ms = (uint64_t)amqp_get_heartbeat(c->conn) * 1000;
@@ -1315,9 +1332,201 @@ static void priv_closed_cb(sg_amqp_conn_t *c) {
 
 static const sg_amqp_conn_cbs_t priv_cbs = {priv_open_cb, priv_lost_cb, priv_closed_cb};
 
+/* ---------- per-session mode: a connection shared by one login ---------- */
+
+/* Sessions that log in with the same credentials, vhost and broker within
+ * session_window_ms of each other get a channel each on one connection,
+ * at most session_max of them. A connection login is the bulk of what a
+ * new session costs the broker (its reader, its heart-beats, the SASL
+ * exchange, the handshake's round trips); a channel is a fraction of it.
+ * The window bounds how long a login the broker would now refuse (a
+ * password changed, a user deleted) can still admit sessions. */
+typedef struct slink {
+  sg_amqp_conn_t conn;      /* first: the connection's data is the link */
+  struct slink *next, **pprev; /* in this thread's list while it takes sessions */
+  struct slink *check_next; /* queued to be closed once idle */
+  uint64_t born;            /* uv_now when its login started */
+  sg_amqp_t *waiting;       /* channels waiting for the login */
+  unsigned check_queued : 1;
+} slink_t;
+
+static __thread slink_t *slinks;
+static __thread slink_t *slink_checks;
+
+static void slink_unlist(slink_t *l) {
+  if (l->pprev == NULL) return;
+  *l->pprev = l->next;
+  if (l->next) l->next->pprev = l->pprev;
+  l->next = NULL;
+  l->pprev = NULL;
+}
+
+static size_t slink_users(const slink_t *l) {
+  size_t n = l->conn.nchans;
+  for (const sg_amqp_t *a = l->waiting; a; a = a->wait_next) n++;
+  return n;
+}
+
+static void slink_wait(slink_t *l, sg_amqp_t *a) {
+  a->state = SG_AMQP_LOGIN;
+  a->wait_next = l->waiting;
+  if (l->waiting) l->waiting->wait_pprev = &a->wait_next;
+  a->wait_pprev = &l->waiting;
+  l->waiting = a;
+}
+
+/* Constant time in the secret's bytes: which login matched is not for a
+ * timing to tell. */
+static int same_secret(const char *x, const char *y) {
+  size_t n = strlen(x);
+  if (n != strlen(y)) return 0;
+  return CRYPTO_memcmp(x, y, n) == 0;
+}
+
+/* Closes a link that no channel uses any more; runs from reap_cb, outside
+ * the frame handling that detached the last channel. */
+static void slink_check(void) {
+  while (slink_checks) {
+    slink_t *l = slink_checks;
+    slink_checks = l->check_next;
+    l->check_next = NULL;
+    l->check_queued = 0;
+    if (l->conn.state == SG_AMQP_OPEN && l->conn.nchans == 0 && l->waiting == NULL) {
+      slink_unlist(l);
+      sg_amqp_conn_close(&l->conn);
+    }
+  }
+}
+
+static void slink_idle(sg_amqp_conn_t *c) {
+  slink_t *l = (slink_t *)c;
+  if (l->check_queued) return;
+  l->check_queued = 1;
+  l->check_next = slink_checks;
+  slink_checks = l;
+  uv_idle_start(&reap_check, reap_cb);
+}
+
+static void slink_open_cb(sg_amqp_conn_t *c, int status, const char *message) {
+  slink_t *l = (slink_t *)c;
+  if (status != 0) {
+    slink_unlist(l);
+    while (l->waiting) {
+      sg_amqp_t *a = l->waiting;
+      l->waiting = a->wait_next;
+      if (l->waiting) l->waiting->wait_pprev = &l->waiting;
+      a->wait_next = NULL;
+      a->wait_pprev = NULL;
+      a->state = SG_AMQP_DEAD;
+      a->cbs->on_open_cb(a, status, message);
+    }
+    sg_amqp_conn_close(c);
+    return;
+  }
+  while (l->waiting) {
+    sg_amqp_t *a = l->waiting;
+    l->waiting = a->wait_next;
+    if (l->waiting) l->waiting->wait_pprev = &l->waiting;
+    a->wait_next = NULL;
+    a->wait_pprev = NULL;
+    if (chan_attach(a, c) != 0) {
+      a->state = SG_AMQP_DEAD;
+      a->cbs->on_open_cb(a, -1, "cannot open a channel");
+      continue;
+    }
+    if (chan_start(a) != 0) break; /* the connection is lost: all were told */
+  }
+  if (c->state == SG_AMQP_OPEN && c->nchans == 0) slink_idle(c);
+}
+
+static void slink_lost_cb(sg_amqp_conn_t *c, int code, const char *text) {
+  (void)code, (void)text; /* each channel's owner has been told */
+  slink_unlist((slink_t *)c);
+  sg_amqp_conn_close(c);
+}
+
+static void slink_closed_cb(sg_amqp_conn_t *c) {
+  slink_t *l = (slink_t *)c;
+  slink_unlist(l);
+  if (l->check_queued) {
+    slink_t **pp = &slink_checks;
+    while (*pp != l) pp = &(*pp)->check_next;
+    *pp = l->check_next;
+  }
+  free(l);
+}
+
+static const sg_amqp_conn_cbs_t slink_cbs = {slink_open_cb, slink_lost_cb, slink_closed_cb};
+
+/* A link with the same login that still takes sessions, or NULL. Links
+ * past their window leave the list on the way. */
+static slink_t *slink_find(uv_loop_t *loop, const char *host, int port, const char *user,
+                           const char *password, const char *vhost) {
+  uint64_t now = uv_now(loop);
+  for (slink_t *l = slinks, *next; l; l = next) {
+    next = l->next;
+    sg_amqp_conn_t *c = &l->conn;
+    if (now - l->born >= link_opts.session_window_ms || c->close_requested ||
+        (c->state != SG_AMQP_LOGIN && c->state != SG_AMQP_OPEN)) {
+      slink_unlist(l);
+      continue;
+    }
+    if (c->port != port || strcmp(c->host, host) != 0 || strcmp(c->user, user) != 0 ||
+        strcmp(c->vhost, vhost) != 0 || !same_secret(c->password, password))
+      continue;
+    if (slink_users(l) >= link_opts.session_max) continue;
+    if (c->state == SG_AMQP_OPEN && sg_amqp_conn_room(c) == 0) continue;
+    /* A held connection may not be read at all by the broker (a resource
+     * alarm stops the reader of a publishing connection): a new session
+     * would wait for its channel as long. */
+    if (c->blocked) continue;
+    return l;
+  }
+  return NULL;
+}
+
+static int slink_open(sg_amqp_t *a, uv_loop_t *loop, const sg_amqp_cbs_t *cbs, const char *host,
+                      int port, const char *user, const char *password, const char *vhost,
+                      const char *conn_name) {
+  void *data = a->data;
+  memset(a, 0, sizeof(*a));
+  a->data = data;
+  a->cbs = cbs;
+  slink_t *l = slink_find(loop, host, port, user, password, vhost);
+  if (l != NULL) {
+    sg_metrics_session_link(1);
+    if (l->conn.state == SG_AMQP_LOGIN) {
+      slink_wait(l, a);
+      return 0;
+    }
+    int r = chan_attach(a, &l->conn);
+    if (r) return r;
+    (void)chan_start(a); /* a failure has told the owner through on_open_cb */
+    return 0;
+  }
+  if ((l = calloc(1, sizeof(*l))) == NULL) return SG_ERR_NOMEM;
+  int r = conn_open(&l->conn, loop, &slink_cbs, host, port, user, password, vhost, conn_name,
+                    link_opts.session_frame_max);
+  if (r) {
+    free(l);
+    return r;
+  }
+  sg_metrics_session_link(0);
+  l->conn.data = l;
+  l->born = uv_now(loop);
+  l->next = slinks;
+  if (slinks) slinks->pprev = &l->next;
+  l->pprev = &slinks;
+  slinks = l;
+  slink_wait(l, a);
+  return 0;
+}
+
 int sg_amqp_open(sg_amqp_t *a, uv_loop_t *loop, const sg_amqp_cbs_t *cbs, const char *host,
                  int port, const char *user, const char *password, const char *vhost,
                  const char *conn_name) {
+  if (link_opts.session_max > 1 && link_opts.session_window_ms > 0)
+    return slink_open(a, loop, cbs, host, port, user, password, vhost, conn_name);
   void *data = a->data;
   memset(a, 0, sizeof(*a));
   a->data = data;
@@ -1331,6 +1540,7 @@ int sg_amqp_open(sg_amqp_t *a, uv_loop_t *loop, const sg_amqp_cbs_t *cbs, const 
     free(c);
     return r;
   }
+  sg_metrics_session_link(0);
   c->data = a;
   a->conn = c;
   a->state = SG_AMQP_LOGIN;

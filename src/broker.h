@@ -175,6 +175,11 @@ int sg_amqp_set_nodes(const sg_broker_addr_t *list, size_t n);
  * unsent bytes a connection may hold before its publishers are held. */
 #define SG_AMQP_FRAME_MAX 131072
 void sg_amqp_set_link(unsigned heartbeat_s, int session_frame_max, size_t output_limit);
+/* Per-session mode (sg_amqp_open): logins with the same credentials, vhost
+ * and broker within window_ms of a connection's own login share it, a
+ * channel each, up to max_sessions on it. max_sessions 1 or window_ms 0
+ * gives every sg_amqp_open a connection of its own. */
+void sg_amqp_set_session_sharing(size_t max_sessions, uint64_t window_ms);
 
 /* Makes node i (an index into that list) the first one tried. */
 void sg_amqp_prefer_node(size_t i);
@@ -194,8 +199,10 @@ amqp_connection_state_t sg_amqp_login_blocking(const char *host, int port, const
 /* Per-thread set-up; called again it does nothing. 0 or a libuv error. */
 int sg_amqp_loop_init(uv_loop_t *loop);
 
-/* Per-session mode: opens a private connection with these credentials and
- * one channel on it. Copies its arguments. on_open_cb reports the result.
+/* Per-session mode: opens a channel on a connection logged in with these
+ * credentials: one of its own, or one that a login with the same
+ * credentials just opened (sg_amqp_set_session_sharing). Copies its
+ * arguments. on_open_cb reports the result.
  * 0 or a negative error (then nothing was started). */
 int sg_amqp_open(sg_amqp_t *a, uv_loop_t *loop, const sg_amqp_cbs_t *cbs, const char *host,
                  int port, const char *user, const char *password, const char *vhost,

@@ -375,8 +375,14 @@ static const setting_t settings[] = {
     {"broker-output-limit", "BYTES", T_SIZE, F(broker_output_limit), 16384, (size_t)1 << 30, NULL,
      "bytes that may wait for the broker to read one\nconnection; past it the sessions publishing\n"
      "through it are not read until half is written\n(default 1048576)"},
+    {"session-link-max", "N", T_SIZE, F(session_link_max), 1, 2047, NULL,
+     "per-session mode: sessions with the same login,\nvhost and broker that may share one AMQP\n"
+     "connection, a channel each; 1 gives every session\na connection of its own (default 16)"},
+    {"session-link-window", "MS", T_MS, F(session_link_window_ms), 0, 3600000, NULL,
+     "per-session mode: how long after its login a\nconnection takes more sessions with the same\n"
+     "credentials (default 5000; 0: never)"},
     {"mode", "MODE", T_CUSTOM, 0, 0, 0, apply_mode,
-     "relay mode: per-session (default; each STOMP\nsession opens its own AMQP connection) or\n"
+     "relay mode: per-session (default; each STOMP\nsession logs in with its own credentials) or\n"
      "shared (sessions get channels on a few pooled\nconnections under the broker credentials, and\n"
      "topic subscriptions share one queue per worker)"},
     {"workers", "N", T_CUSTOM, 0, 0, 0, apply_workers,
@@ -628,6 +634,8 @@ static void set_defaults(sg_config_t *cfg) {
   cfg->broker_probe_ms = 5000;
   cfg->broker_heartbeat_s = 10;
   cfg->broker_frame_max = 16384;
+  cfg->session_link_max = 16;
+  cfg->session_link_window_ms = 5000;
   cfg->broker_output_limit = 1u << 20;
   cfg->drain_timeout_ms = 30000;
   cfg->drain_timeout_int_ms = 0;

@@ -89,6 +89,8 @@ typedef struct sg_config {
   size_t broker_heartbeat_s;     /* AMQP heart-beat asked for; 0: none */
   size_t broker_frame_max;       /* frame_max of a session's own connection */
   size_t broker_output_limit;    /* unsent bytes per broker connection */
+  size_t session_link_max;       /* per-session mode: sessions per connection */
+  uint64_t session_link_window_ms; /* ... joining it within this of its login */
   size_t max_sessions;           /* 0: unlimited */
   size_t session_rate;           /* new sessions per second, 0: unlimited */
   size_t session_burst;          /* bucket size for session_rate */

@@ -163,6 +163,7 @@ int main(int argc, char **argv) {
   }
   sg_amqp_set_link((unsigned)cfg.broker_heartbeat_s, (int)cfg.broker_frame_max,
                    cfg.broker_output_limit);
+  sg_amqp_set_session_sharing(cfg.session_link_max, cfg.session_link_window_ms);
   if (sg_amqp_set_nodes(cfg.brokers, cfg.nbrokers) != 0 ||
       sg_amqp_set_tls(cfg.broker.tls, cfg.broker_ca, cfg.broker_tls_verify) != 0) {
     sg_log_error("cannot set up the broker links (out of memory or TLS initialisation)");

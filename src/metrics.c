@@ -56,6 +56,7 @@ typedef struct metrics {
   uint64_t shared_moves;
   uint64_t sessions_moved;
   uint64_t sessions_held;
+  uint64_t session_links_opened, session_links_joined;
   int64_t links_held; /* this thread's holds minus releases */
   histogram_t handshake, login;
   struct metrics *next;
@@ -142,6 +143,8 @@ static void aggregate(metrics_t *t) {
     t->shared_moves += b->shared_moves;
     t->sessions_moved += b->sessions_moved;
     t->sessions_held += b->sessions_held;
+    t->session_links_opened += b->session_links_opened;
+    t->session_links_joined += b->session_links_joined;
     t->links_held += b->links_held;
     hist_add(&t->handshake, &b->handshake);
     hist_add(&t->login, &b->login);
@@ -271,6 +274,13 @@ void sg_metrics_session_moved(void) { cur()->sessions_moved++; }
 
 void sg_metrics_session_held(void) { cur()->sessions_held++; }
 
+void sg_metrics_session_link(int joined) {
+  if (joined)
+    cur()->session_links_joined++;
+  else
+    cur()->session_links_opened++;
+}
+
 void sg_metrics_broker_link_held(int held) {
   if (held) {
     cur()->links_held_total++;
@@ -390,6 +400,13 @@ int sg_metrics_render(sg_buf_t *o, const sg_metrics_gauges_t *g) {
               "Broker connections whose publishing sessions are not read now because the broker "
               "is not reading their output.",
               (t.links_held > 0 ? t.links_held : 0));
+  r |= single(o, "stompgate_broker_session_links_opened_total", "counter",
+              "Per-session mode: AMQP connections opened by a session's login.",
+              t.session_links_opened);
+  r |= single(o, "stompgate_broker_session_links_joined_total", "counter",
+              "Per-session mode: sessions that got a channel on a connection a session with the "
+              "same credentials had just opened (session-link-max, session-link-window).",
+              t.session_links_joined);
   r |= single(o, "stompgate_shared_moves_total", "counter",
               "Shared subscription queues set up again on a live node after their broker "
               "connection was lost (their sessions stayed open).",
