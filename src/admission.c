@@ -91,11 +91,13 @@ static int addr_take(const sg_config_t *cfg, const char *peer, uint64_t now) {
     memcpy(b->host, peer, n);
     b->host[n] = '\0';
     b->tokens = cap;
+    b->last_ms = now;
   } else {
-    b->tokens += (double)(now - b->last_ms) * cap / 1000.0;
+    /* Workers' clocks are read at different moments: never backwards. */
+    if (now > b->last_ms) b->tokens += (double)(now - b->last_ms) * cap / 1000.0;
     if (b->tokens > cap) b->tokens = cap;
   }
-  b->last_ms = now;
+  if (now > b->last_ms) b->last_ms = now;
   if (b->tokens < 1) return 0;
   b->tokens -= 1;
   return 1;
