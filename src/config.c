@@ -345,6 +345,57 @@ static int apply_config(sg_config_t *cfg, const setting_t *st, const char *v, in
   return set_str(&cfg->config_file, v);
 }
 
+/* Clients behind load balancers: the PROXY protocol and the peers trusted
+ * to name the client (a PROXY header, X-Forwarded-For, Forwarded). */
+static int apply_proxy_protocol(sg_config_t *cfg, const setting_t *st, const char *v, int level,
+                                const char *where) {
+  (void)level;
+  if (*v == '\0') { /* the bare flag */
+    cfg->proxy_protocol = 1;
+    return 0;
+  }
+  return apply_bool(&cfg->proxy_protocol, st, v, where);
+}
+
+/* Repeatable, comma- or blank-separated; a higher source replaces the list
+ * of a lower one, and an empty value clears it. */
+static int apply_trusted_proxy(sg_config_t *cfg, const setting_t *st, const char *v, int level,
+                               const char *where) {
+  if (level > cfg->trusted_proxies_level) {
+    free(cfg->trusted_proxies);
+    cfg->trusted_proxies = NULL;
+    cfg->ntrusted_proxies = 0;
+    cfg->trusted_proxies_level = level;
+  }
+  const char *p = v;
+  while (*p) {
+    while (*p == ',' || isspace((unsigned char)*p)) p++;
+    const char *e = p;
+    while (*e && *e != ',' && !isspace((unsigned char)*e)) e++;
+    if (e == p) break;
+    char one[80];
+    sg_cidr_t c;
+    snprintf(one, sizeof(one), "%.*s", (int)(e - p), p);
+    if ((size_t)(e - p) >= sizeof(one) || sg_cidr_parse(one, &c) != 0)
+      return bad(st, one, where, "an address or block such as 10.0.0.0/8 or fd00::/8");
+    sg_cidr_t *nv = realloc(cfg->trusted_proxies, (cfg->ntrusted_proxies + 1) * sizeof(*nv));
+    if (nv == NULL) return -1;
+    cfg->trusted_proxies = nv;
+    nv[cfg->ntrusted_proxies++] = c;
+    p = e;
+  }
+  return 0;
+}
+
+static int check_proxies(const sg_config_t *cfg) {
+  if (cfg->proxy_protocol && cfg->ntrusted_proxies == 0) {
+    fprintf(stderr, "stompgate: invalid setting 'proxy-protocol': needs trusted-proxy (the "
+                    "load balancers' addresses)\n");
+    return -1;
+  }
+  return 0;
+}
+
 #define F(field) offsetof(sg_config_t, field)
 
 static const setting_t settings[] = {
@@ -458,6 +509,17 @@ static const setting_t settings[] = {
     {"allowed-origin", "ORIGIN", T_CUSTOM, 0, 0, 0, apply_origin,
      "an Origin allowed to open sessions, repeatable or\ncomma-separated; others get HTTP 403. "
      "Requests\nwithout Origin (non-browser clients) are allowed.\n(default: any)"},
+    {"proxy-protocol", NULL, T_CUSTOM, 0, 0, 0, apply_proxy_protocol,
+     "connections from a trusted-proxy begin with a PROXY\nprotocol v1 or v2 header naming "
+     "the client (as\nHAProxy's send-proxy-v2 sends); from those peers\nit is required, from "
+     "others refused (default off)"},
+    {"trusted-proxy", "CIDR", T_CUSTOM, 0, 0, 0, apply_trusted_proxy,
+     "a load balancer's address or block (10.0.0.0/8,\nfd00::/8), repeatable or "
+     "comma-separated: its\nPROXY header, X-Forwarded-For and Forwarded name\nthe client. "
+     "Those headers from other peers get\nHTTP 400 (default: none)"},
+    {"session-rate-per-address", "N", T_SIZE, F(session_rate_per_address), 0, 10000000, NULL,
+     "new sessions per second from one client address\n(the forwarded one behind a "
+     "trusted-proxy), as\nmany at once; more get HTTP 429 (default 0,\nunlimited)"},
     {"max-frame-size", "BYTES", T_SIZE, F(max_frame_size), 1024, 256u << 20, NULL,
      "largest STOMP frame accepted (default 4194304)"},
     {"max-headers", "N", T_SIZE, F(max_headers), 8, 100000, NULL,
@@ -713,6 +775,7 @@ static int check_combined(sg_config_t *cfg) {
     }
   }
   if (cfg->session_rate && cfg->session_burst == 0) cfg->session_burst = cfg->session_rate;
+  if (check_proxies(cfg)) return -1;
   if (cfg->nbrokers > 0) {
     for (size_t i = 1; i < cfg->nbrokers; i++) {
       const sg_broker_addr_t *a = &cfg->brokers[0], *b = &cfg->brokers[i];
@@ -925,6 +988,7 @@ void sg_config_free(sg_config_t *cfg) {
   strlist_clear(&cfg->jwt_key_files);
   strlist_clear(&cfg->allowed_origins);
   strlist_clear(&cfg->app_prefixes);
+  free(cfg->trusted_proxies);
   for (size_t i = 0; i < cfg->nbrokers; i++) broker_addr_free(&cfg->brokers[i]);
   free(cfg->brokers);
   broker_addr_free(&cfg->broker);

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "stompgate/proxy_proto.h"
+
 typedef struct sg_broker_addr {
   char *host;
   int port;
@@ -95,6 +97,13 @@ typedef struct sg_config {
   size_t session_rate;           /* new sessions per second, 0: unlimited */
   size_t session_burst;          /* bucket size for session_rate */
   sg_strlist_t allowed_origins;  /* empty: any Origin */
+  /* Clients behind load balancers */
+  int proxy_protocol;            /* trusted peers begin with a PROXY v1/v2 header */
+  sg_cidr_t *trusted_proxies;    /* peers whose PROXY header, X-Forwarded-For and
+                                    Forwarded name the client */
+  size_t ntrusted_proxies;
+  int trusted_proxies_level;
+  size_t session_rate_per_address; /* new sessions per second per client address */
   uint64_t drain_timeout_ms;     /* SIGTERM grace period */
   uint64_t drain_timeout_int_ms; /* SIGINT grace period */
   /* TLS for the WebSocket listener (wss://) */

@@ -143,6 +143,7 @@ int sg_http_upgrade_parse(const char *buf, size_t len, const sg_http_upgrade_opt
     else if (slice_eq(name, "Authorization")) req->authorization = val;
     else if (slice_eq(name, "User-Agent")) req->user_agent = val;
     else if (slice_eq(name, "X-Forwarded-For")) req->forwarded_for = val;
+    else if (slice_eq(name, "Forwarded")) req->forwarded = val;
     else if (slice_eq(name, "Upgrade")) upgrade = val;
     else if (slice_eq(name, "Connection")) connection = val;
     else if (slice_eq(name, "Sec-WebSocket-Version")) version = val;

@@ -36,8 +36,18 @@ static const char *const close_names[CR_COUNT] = {
     "disconnect", "client_closed", "protocol_error", "auth_failed",
     "broker_error", "timeout", "shutdown", "other"};
 
+/* Why a PROXY header was refused: sg_proxy_info_t's reasons, then the
+ * connection's own. */
+enum { PR_NO_HEADER = 0, PR_TOO_LONG, PR_BAD_LENGTH, PR_MALFORMED, PR_TRUNCATED, PR_UNTRUSTED,
+       PR_COUNT };
+static const char *const proxy_reasons[PR_COUNT] = {"no_header", "too_long", "bad_length",
+                                                    "malformed", "truncated", "untrusted"};
+
 typedef struct metrics {
   uint64_t bytes_in, bytes_out;
+  uint64_t proxy_headers[2]; /* v1, v2 */
+  uint64_t proxy_refused[PR_COUNT];
+  uint64_t forwarded[2];     /* refused, honoured */
   uint64_t deflate_in, deflate_out, deflate_messages;
   uint64_t sessions_total;
   uint64_t closed[CR_COUNT];
@@ -101,6 +111,11 @@ static void aggregate(metrics_t *t) {
   for (const metrics_t *b = reg_head; b; b = b->next) {
     t->bytes_in += b->bytes_in;
     t->bytes_out += b->bytes_out;
+    for (int i = 0; i < 2; i++) {
+      t->proxy_headers[i] += b->proxy_headers[i];
+      t->forwarded[i] += b->forwarded[i];
+    }
+    for (int i = 0; i < PR_COUNT; i++) t->proxy_refused[i] += b->proxy_refused[i];
     t->deflate_in += b->deflate_in;
     t->deflate_out += b->deflate_out;
     t->deflate_messages += b->deflate_messages;
@@ -182,6 +197,18 @@ void sg_metrics_http_refused(int status) {
   while (i < 5 && codes[i] != status) i++;
   cur()->refused[i]++;
 }
+
+void sg_metrics_proxy_header(int version) {
+  if (version == 1 || version == 2) cur()->proxy_headers[version - 1]++;
+}
+
+void sg_metrics_proxy_refused(const char *reason) {
+  int i = 0;
+  while (i < PR_COUNT && strcmp(proxy_reasons[i], reason) != 0) i++;
+  cur()->proxy_refused[i < PR_COUNT ? i : PR_MALFORMED]++;
+}
+
+void sg_metrics_forwarded(int honoured) { cur()->forwarded[honoured ? 1 : 0]++; }
 
 void sg_metrics_session_closed(const char *r) {
   if (r == NULL) return;
@@ -331,6 +358,22 @@ int sg_metrics_render(sg_buf_t *o, const sg_metrics_gauges_t *g) {
   for (int i = 0; i < 6; i++)
     r |= sg_buf_printf(o, "stompgate_upgrades_refused_total{status=\"%s\"} %lu\n", st[i],
                        (unsigned long)t.refused[i]);
+  r |= header(o, "stompgate_proxy_headers_total", "counter",
+              "PROXY protocol headers accepted from trusted proxies, by version.");
+  for (int i = 0; i < 2; i++)
+    r |= sg_buf_printf(o, "stompgate_proxy_headers_total{version=\"%d\"} %lu\n", i + 1,
+                       (unsigned long)t.proxy_headers[i]);
+  r |= header(o, "stompgate_proxy_headers_refused_total", "counter",
+              "Connections closed for their PROXY protocol header, by reason.");
+  for (int i = 0; i < PR_COUNT; i++)
+    r |= sg_buf_printf(o, "stompgate_proxy_headers_refused_total{reason=\"%s\"} %lu\n",
+                       proxy_reasons[i], (unsigned long)t.proxy_refused[i]);
+  r |= header(o, "stompgate_forwarded_headers_total", "counter",
+              "Requests with X-Forwarded-For or Forwarded: honoured from a trusted proxy, "
+              "refused (HTTP 400) from another peer.");
+  r |= sg_buf_printf(o, "stompgate_forwarded_headers_total{result=\"honoured\"} %lu\n"
+                        "stompgate_forwarded_headers_total{result=\"refused\"} %lu\n",
+                     (unsigned long)t.forwarded[1], (unsigned long)t.forwarded[0]);
   r |= header(o, "stompgate_frames_in_total", "counter", "STOMP frames received, by command.");
   for (int c = SG_STOMP_CONNECT; c <= SG_STOMP_DISCONNECT; c++)
     r |= sg_buf_printf(o, "stompgate_frames_in_total{command=\"%s\"} %lu\n",

@@ -21,6 +21,15 @@ void sg_metrics_deflated(size_t plain, size_t deflated);
 void sg_metrics_upgraded(double seconds);
 /* An upgrade request was refused with this HTTP status. */
 void sg_metrics_http_refused(int status);
+/* A PROXY protocol header (version 1 or 2) was accepted. */
+void sg_metrics_proxy_header(int version);
+/* A connection was closed for its PROXY header: one of sg_proxy_info_t's
+ * reasons, "truncated" (the peer closed or timed out inside the header) or
+ * "untrusted" (a header from a peer that is not a trusted-proxy). */
+void sg_metrics_proxy_refused(const char *reason);
+/* A request carried X-Forwarded-For or Forwarded: honoured (a trusted
+ * proxy) or refused. */
+void sg_metrics_forwarded(int honoured);
 /* A session that had completed its upgrade ended; reason is the text the
  * session logs ("DISCONNECT", "ERROR ...", ...), classified here. NULL for
  * a connection that never upgraded: not counted. */

@@ -20,6 +20,7 @@
 #include "sockjs.h"
 #include "stompgate/container.h"
 #include "stompgate/err.h"
+#include "stompgate/proxy_proto.h"
 #include "stompgate/sockjs.h"
 #include "stompgate/utf8.h"
 #include "tls.h"
@@ -84,6 +85,7 @@ static void ws_close_handles(sg_ws_t *ws);
 static void ws_gone(sg_ws_t *ws);
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void ws_input(sg_ws_t *ws, char *base, size_t n);
 
 static void flush_check_cb(uv_check_t *h) {
   (void)h;
@@ -572,7 +574,8 @@ static void sockjs_heartbeat_cb(uv_timer_t *t) {
 /* Accepts a valid upgrade request; sockjs selects SockJS framing. */
 static void ws_upgrade(sg_ws_t *ws, const sg_http_request_t *req, int sockjs) {
   sg_admit_refusal_t no;
-  if (sg_admit(ws->cfg, req, open_count + sg_sockjs_session_count(), uv_now(ws->tcp.loop), &no)) {
+  if (sg_admit(ws->cfg, req, ws->tr.peer, open_count + sg_sockjs_session_count(),
+               uv_now(ws->tcp.loop), &no)) {
     ws_refuse(ws, no.status, no.reason, no.extra);
     return;
   }
@@ -810,6 +813,56 @@ reply:
   ws_reply(ws, get ? 200 : 204, &req->path);
 }
 
+/* The client's address, "host:port", becomes the connection's name in logs,
+ * admission and the broker connection's name. */
+static void ws_set_peer(sg_ws_t *ws, const struct sockaddr_storage *ss) {
+  char host[INET6_ADDRSTRLEN] = "?";
+  int port = 0;
+  if (ss->ss_family == AF_INET6) {
+    uv_ip6_name((const struct sockaddr_in6 *)ss, host, sizeof(host));
+    port = ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+  } else if (ss->ss_family == AF_INET) {
+    uv_ip4_name((const struct sockaddr_in *)ss, host, sizeof(host));
+    port = ntohs(((const struct sockaddr_in *)ss)->sin_port);
+  }
+  snprintf(ws->tr.peer, sizeof(ws->tr.peer), "%s:%d", host, port);
+  ws->peer_trusted = sg_cidr_match(ws->cfg->trusted_proxies, ws->cfg->ntrusted_proxies,
+                                   (const struct sockaddr *)ss) != 0;
+}
+
+/* X-Forwarded-For and Forwarded name the client only when a trusted proxy
+ * sent them; from anyone else they would let a client choose the address
+ * its limits and logs go by. Returns 0 to go on, -1 once refused. */
+static int ws_forwarded(sg_ws_t *ws, const sg_http_request_t *req) {
+  const sg_http_slice_t *f = req->forwarded.p ? &req->forwarded : &req->forwarded_for;
+  const char *name = req->forwarded.p ? "Forwarded" : "X-Forwarded-For";
+  if (f->p == NULL) return 0;
+  if (!ws->peer_trusted) {
+    sg_metrics_forwarded(0);
+    ws_refuse(ws, 400,
+              req->forwarded.p ? "Forwarded header from a peer that is not a trusted-proxy"
+                               : "X-Forwarded-For header from a peer that is not a trusted-proxy",
+              NULL);
+    return -1;
+  }
+  struct sockaddr_storage ss;
+  if (sg_forwarded_client(f->p, f->len, req->forwarded.p != NULL, ws->cfg->trusted_proxies,
+                          ws->cfg->ntrusted_proxies, &ss) != 0) {
+    sg_metrics_forwarded(0);
+    ws_refuse(ws, 400,
+              req->forwarded.p ? "Forwarded header does not name the client's IP address"
+                               : "X-Forwarded-For header does not name the client's IP address",
+              NULL);
+    return -1;
+  }
+  sg_metrics_forwarded(1);
+  char was[sizeof(ws->tr.peer)];
+  memcpy(was, ws->tr.peer, sizeof(was));
+  ws_set_peer(ws, &ss);
+  sg_log_debug("%s %s names the client %s", was, name, ws->tr.peer);
+  return 0;
+}
+
 static void ws_handshake(sg_ws_t *ws) {
   sg_http_request_t req;
   sg_http_upgrade_opts_t opts = {ws->cfg->ws_path, ws->cfg->max_head_size};
@@ -819,6 +872,7 @@ static void ws_handshake(sg_ws_t *ws) {
     ws_refuse(ws, 400, "Bad Request", NULL);
     return;
   }
+  if (ws_forwarded(ws, &req) != 0) return;
   if (ws->cfg->sockjs && req.path.p != NULL && !head_malformed(&req)) {
     char path[1100];
     sg_sockjs_route_t rt = {0};
@@ -875,22 +929,117 @@ static void ws_feed(sg_ws_t *ws) {
   ws_queue_flush(ws);
 }
 
+/* The PROXY protocol (--proxy-protocol): a trusted proxy's connection
+ * begins with a header naming the client, before the TLS handshake or the
+ * HTTP request. There is no one to answer: a connection whose header is
+ * missing or bad is logged, counted and closed. */
+static const char *proxy_cause(const char *why) {
+  if (strcmp(why, "no_header") == 0) return "no PROXY protocol header from a trusted-proxy";
+  if (strcmp(why, "too_long") == 0) return "PROXY protocol header too long";
+  if (strcmp(why, "bad_length") == 0) return "PROXY protocol v2 header with a bad length";
+  if (strcmp(why, "truncated") == 0) return "PROXY protocol header cut short";
+  if (strcmp(why, "untrusted") == 0)
+    return "PROXY protocol header from a peer that is not a trusted-proxy";
+  return "malformed PROXY protocol header";
+}
+
+static void ws_proxy_refuse(sg_ws_t *ws, const char *why) {
+  sg_log_info("%s closing: %s", ws->tr.peer, proxy_cause(why));
+  sg_metrics_proxy_refused(why);
+  ws->proxy_wait = ws->proxy_check = 0;
+  ws_close_handles(ws);
+}
+
+static void ws_proxy_input(sg_ws_t *ws, char *base, size_t n) {
+  sg_proxy_info_t info;
+  if (ws->proxy_check) {
+    /* From another peer: the first bytes must not begin a header (a
+     * partial signature of four bytes or more counts). */
+    ws->proxy_check = 0;
+    int r = sg_proxy_parse((const uint8_t *)base, n, &info);
+    if (r == 0 || (r == SG_ERR_AGAIN && n >= 4) ||
+        (r == SG_ERR_INVALID && strcmp(info.why, "no_header") != 0)) {
+      ws_proxy_refuse(ws, "untrusted");
+      return;
+    }
+    ws_input(ws, base, n);
+    return;
+  }
+  if (base == read_buf) {
+    if (sg_buf_append(&ws->in, read_buf, n) != 0) {
+      ws_close_handles(ws);
+      return;
+    }
+  } else {
+    ws->in.len += n;
+    ws->in.base[ws->in.len] = '\0';
+  }
+  int r = sg_proxy_parse((const uint8_t *)ws->in.base, ws->in.len, &info);
+  if (r == SG_ERR_AGAIN) return; /* bounded: the parser refuses a header too long */
+  if (r < 0) {
+    ws_proxy_refuse(ws, info.why);
+    return;
+  }
+  ws->proxy_wait = 0;
+  sg_metrics_proxy_header(info.version);
+  if (!info.local) {
+    char was[sizeof(ws->tr.peer)];
+    memcpy(was, ws->tr.peer, sizeof(was));
+    ws_set_peer(ws, &info.src);
+    sg_log_debug("%s PROXY v%d header names the client %s", was, info.version, ws->tr.peer);
+  }
+  size_t rest = ws->in.len - info.header_len;
+  if (rest == 0) {
+    sg_buf_free(&ws->in);
+  } else if (ws->tls) {
+    /* TLS decrypts into ws->in: the ciphertext after the header moves out
+     * first. */
+    char *tmp = malloc(rest);
+    if (tmp == NULL) {
+      ws_close_handles(ws);
+      return;
+    }
+    memcpy(tmp, ws->in.base + info.header_len, rest);
+    sg_buf_free(&ws->in);
+    ws_input(ws, tmp, rest);
+    free(tmp);
+  } else {
+    sg_buf_consume(&ws->in, info.header_len);
+    ws_input(ws, ws->in.base + ws->in.len, 0);
+  }
+}
+
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  (void)buf;
   sg_ws_t *ws = s->data;
   if (nread == 0) return;
   if (nread < 0) {
     if (nread != UV_EOF) sg_log_debug("%s read failed: %s", ws->tr.peer, uv_strerror((int)nread));
+    if (ws->proxy_wait && ws->in.len > 0) {
+      ws_proxy_refuse(ws, "truncated");
+      return;
+    }
     ws_close_handles(ws);
     return;
   }
   sg_metrics_bytes_in((size_t)nread);
+  if (ws->proxy_wait || ws->proxy_check) {
+    ws_proxy_input(ws, buf->base, (size_t)nread);
+    return;
+  }
+  ws_input(ws, buf->base, (size_t)nread);
+}
+
+/* Bytes read (or, from the PROXY header's reader, left after the header):
+ * in read_buf, at the end of ws->in where alloc_cb put them, or elsewhere
+ * when TLS decrypts them. */
+static void ws_input(sg_ws_t *ws, char *base, size_t n) {
+  uv_stream_t *s = (uv_stream_t *)&ws->tcp;
   if (ws->tls) {
     ws_compact_in(ws);
     size_t had = ws->in.len;
     sg_buf_t net;
     sg_buf_init(&net);
-    int r = sg_tls_feed(ws->tls, buf->base, (size_t)nread, &ws->in, &net);
+    int r = sg_tls_feed(ws->tls, base, n, &ws->in, &net);
     if (ws_write_raw(ws, &net) < 0) r = -1;
     sg_buf_free(&net);
     if (r != 0) {
@@ -899,13 +1048,13 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       return;
     }
     if (ws->in.len == had) return;
-  } else if (buf->base == read_buf) {
-    if (sg_buf_append(&ws->in, read_buf, (size_t)nread) != 0) {
+  } else if (base == read_buf) {
+    if (sg_buf_append(&ws->in, read_buf, n) != 0) {
       ws_close_handles(ws);
       return;
     }
   } else {
-    ws->in.len += (size_t)nread;
+    ws->in.len += n;
     ws->in.base[ws->in.len] = '\0';
   }
   ws->tr.last_rx = uv_now(s->loop);
@@ -933,7 +1082,8 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 
 static void handshake_timeout_cb(uv_timer_t *t) {
   sg_ws_t *ws = container_of(t, sg_ws_t, timer);
-  if (ws->state == SG_WS_HANDSHAKE) ws_refuse(ws, 408, "Request Timeout", NULL);
+  if (ws->proxy_wait) ws_proxy_refuse(ws, ws->in.len > 0 ? "truncated" : "no_header");
+  else if (ws->state == SG_WS_HANDSHAKE) ws_refuse(ws, 408, "Request Timeout", NULL);
 }
 
 static int tr_send(sg_transport_t *t, const void *data, size_t len, int binary) {
@@ -972,18 +1122,14 @@ int sg_ws_init(uv_loop_t *loop, sg_ws_t *ws, const sg_config_t *cfg, const sg_ws
 void sg_ws_start(sg_ws_t *ws) {
   struct sockaddr_storage ss;
   int sl = sizeof(ss);
-  char host[48] = "?";
-  int port = 0;
-  if (uv_tcp_getpeername(&ws->tcp, (struct sockaddr *)&ss, &sl) == 0) {
-    if (ss.ss_family == AF_INET6) {
-      uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof(host));
-      port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-    } else {
-      uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof(host));
-      port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    }
+  memset(&ss, 0, sizeof(ss));
+  if (uv_tcp_getpeername(&ws->tcp, (struct sockaddr *)&ss, &sl) != 0) ss.ss_family = AF_UNSPEC;
+  ws_set_peer(ws, &ss);
+  /* A trusted proxy must send the PROXY header; anyone else must not. */
+  if (ws->cfg->proxy_protocol) {
+    ws->proxy_wait = ws->peer_trusted;
+    ws->proxy_check = !ws->peer_trusted;
   }
-  snprintf(ws->tr.peer, sizeof(ws->tr.peer), "%s:%d", host, port);
   uv_tcp_nodelay(&ws->tcp, 1);
   if (sg_tls_enabled() && (ws->tls = sg_tls_new()) == NULL) {
     ws_close_handles(ws);

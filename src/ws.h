@@ -50,6 +50,9 @@ struct sg_ws {
   unsigned upgraded : 1;      /* counted in sg_ws_open_count */
   unsigned sockjs : 1;        /* SockJS framing: o, h, a[...], c[...] */
   unsigned http : 1;          /* a plain HTTP response written by sg_ws_write */
+  unsigned peer_trusted : 1;  /* tr.peer lies in --trusted-proxy */
+  unsigned proxy_wait : 1;    /* a PROXY protocol header must come first */
+  unsigned proxy_check : 1;   /* the first bytes must not be a PROXY header */
   uint16_t close_code;
   char close_reason[124];
   sg_ws_t *flush_next;

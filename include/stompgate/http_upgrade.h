@@ -27,7 +27,8 @@ typedef struct sg_http_request {
                                e.g. "Upgrade: websocket\r\n" for 426; or NULL */
   size_t head_len;     /* bytes of the request head, blank line included */
   sg_http_slice_t method, path, query; /* path without the query string */
-  sg_http_slice_t host, origin, authorization, user_agent, forwarded_for;
+  sg_http_slice_t host, origin, authorization, user_agent;
+  sg_http_slice_t forwarded_for, forwarded; /* X-Forwarded-For, Forwarded (last line of each) */
   /* Sec-WebSocket-Extensions header lines in order (more than
    * SG_HTTP_EXTENSIONS_MAX are ignored); each is a comma list of offers. */
   sg_http_slice_t extensions[SG_HTTP_EXTENSIONS_MAX];

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 // Scale-out on loopback: RabbitMQ, three stompgate instances and HAProxy
-// (the Debian package) in front checking /readyz. Subscribers spread over
+// (the Debian package) in front checking /readyz and sending the PROXY
+// protocol v2 from its own source address (127.0.0.2, the gateways' one
+// trusted proxy), so the gateways see the clients' addresses. Subscribers spread over
 // the instances get what a publisher on another instance sends; one
 // instance is drained, its clients reconnect through HAProxy to the
 // others, and a queue consumed with client acks loses no receipted message.
@@ -44,10 +46,11 @@ frontend stomp
   default_backend gateways
 backend gateways
   balance roundrobin
+  source 127.0.0.2
   option httpchk GET /readyz
   http-check expect status 200
   timeout check 3s
-  default-server check inter 200ms fall 2 rise 1
+  default-server check inter 200ms fall 2 rise 1 send-proxy-v2
 ${gws.map((g, i) => `  server gw${i} 127.0.0.1:${g.port} port ${g.adminPort}`).join('\n')}
 `);
   execFileSync(HAPROXY, ['-c', '-q', '-f', cfg]);
@@ -93,7 +96,8 @@ async function sessionsOpen(g) {
 test('three gateways behind HAProxy: fan-out across instances, drain, no loss', { skip: !HAPROXY && 'haproxy not installed' }, async () => {
   const gws = [];
   for (let i = 0; i < 3; i++) {
-    const g = await spawnGateway(['--broker-probe-interval', '100', '--drain-timeout', '1000']);
+    const g = await spawnGateway(['--broker-probe-interval', '100', '--drain-timeout', '1000',
+      '--proxy-protocol', '--trusted-proxy', '127.0.0.2/32']);
     started.push(g);
     gws.push(g);
   }
@@ -121,6 +125,15 @@ test('three gateways behind HAProxy: fan-out across instances, drain, no loss', 
   await sleep(300);
   const spread = await Promise.all(gws.map(sessionsOpen));
   assert.deepEqual(spread, [2, 2, 2], `sessions per instance: ${spread}`);
+  // Each gateway read a PROXY v2 header per session and names the client
+  // (127.0.0.1), not HAProxy (127.0.0.2).
+  for (const g of gws) {
+    const m = parseMetrics((await httpGet(g.adminPort, '/metrics')).body);
+    assert.ok(m.get('stompgate_proxy_headers_total{version="2"}') >= 2, 'PROXY v2 headers read');
+    assert.equal(m.get('stompgate_proxy_headers_refused_total{reason="no_header"}'), 0);
+    assert.match(g.log(), /session-\d+ open from 127\.0\.0\.1:\d+ /);
+    assert.doesNotMatch(g.log(), /open from 127\.0\.0\.2:/);
+  }
 
   // A publisher on one instance directly; everyone receives.
   const pub = await connected(gws[2].url);

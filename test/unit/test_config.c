@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/socket.h>
 
 #include "config.h"
 
@@ -128,12 +129,57 @@ static void sockjs(void **state) {
   }
 }
 
+static void proxies(void **state) {
+  (void)state;
+  char *none[] = {NULL};
+  sg_config_t cfg;
+  char *file = write_file("proxy-protocol = true\ntrusted-proxy = 10.0.0.0/8, fd00::/8\n"
+                          "session-rate-per-address = 3\n");
+  char cf[sizeof("--config=") + 64];
+  snprintf(cf, sizeof(cf), "--config=%s", file);
+  char *a1[] = {"stompgate", cf, NULL};
+  assert_int_equal(load(&cfg, a1, none), 0);
+  assert_int_equal(cfg.proxy_protocol, 1);
+  assert_int_equal(cfg.ntrusted_proxies, 2);
+  assert_int_equal(cfg.trusted_proxies[1].family, AF_INET6);
+  assert_int_equal(cfg.session_rate_per_address, 3);
+  sg_config_free(&cfg);
+  /* Flags replace the file's list, and repeat. */
+  char *a2[] = {"stompgate", cf, "--trusted-proxy", "127.0.0.1/32", "--trusted-proxy", "::1",
+                NULL};
+  assert_int_equal(load(&cfg, a2, none), 0);
+  assert_int_equal(cfg.ntrusted_proxies, 2);
+  assert_int_equal(cfg.trusted_proxies[0].bits, 32);
+  assert_int_equal(cfg.trusted_proxies[1].bits, 128);
+  sg_config_free(&cfg);
+  /* The bare flag; and it needs somebody to trust. */
+  char *a3[] = {"stompgate", "--proxy-protocol", "--trusted-proxy", "10.0.0.0/8", NULL};
+  assert_int_equal(load(&cfg, a3, none), 0);
+  assert_int_equal(cfg.proxy_protocol, 1);
+  sg_config_free(&cfg);
+  char *a4[] = {"stompgate", "--proxy-protocol", NULL};
+  assert_int_equal(load(&cfg, a4, none), 2);
+  sg_config_free(&cfg);
+  char *a5[] = {"stompgate", "--trusted-proxy", "10.0.0.0/40", NULL};
+  assert_int_equal(load(&cfg, a5, none), 2);
+  sg_config_free(&cfg);
+  char *a6[] = {"stompgate", "--trusted-proxy", "lb.example", NULL};
+  assert_int_equal(load(&cfg, a6, none), 2);
+  sg_config_free(&cfg);
+  char *e1[] = {"STOMPGATE_PROXY_PROTOCOL=maybe", NULL};
+  char *a7[] = {"stompgate", NULL};
+  assert_int_equal(load(&cfg, a7, e1), 2);
+  sg_config_free(&cfg);
+  unlink(file);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(precedence),
       cmocka_unit_test(broker_list),
       cmocka_unit_test(invalid),
       cmocka_unit_test(sockjs),
+      cmocka_unit_test(proxies),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -193,12 +193,32 @@ static void not_http_refused_at_once(void **state) {
   }
 }
 
+/* X-Forwarded-For and Forwarded are kept for the gateway to judge; the
+ * last line of each counts. */
+static void forwarded_headers(void **state) {
+  (void)state;
+  sg_http_request_t req;
+  assert_int_equal(parse("GET /ws HTTP/1.1\r\n" GOOD_HEADERS
+                         "X-Forwarded-For: 192.0.2.1\r\n"
+                         "x-forwarded-for:  198.51.100.7, 10.0.0.1 \r\n"
+                         "FORWARDED: for=192.0.2.60;proto=http\r\n\r\n", &req), 0);
+  assert_int_equal(req.status, 101);
+  assert_int_equal(req.forwarded_for.len, strlen("198.51.100.7, 10.0.0.1"));
+  assert_memory_equal(req.forwarded_for.p, "198.51.100.7, 10.0.0.1", req.forwarded_for.len);
+  assert_int_equal(req.forwarded.len, strlen("for=192.0.2.60;proto=http"));
+  assert_memory_equal(req.forwarded.p, "for=192.0.2.60;proto=http", req.forwarded.len);
+  assert_int_equal(parse("GET /ws HTTP/1.1\r\n" GOOD_HEADERS "\r\n", &req), 0);
+  assert_null(req.forwarded_for.p);
+  assert_null(req.forwarded.p);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(accept_rfc_example), cmocka_unit_test(subprotocols),
       cmocka_unit_test(incomplete_and_too_large), cmocka_unit_test(refusals),
       cmocka_unit_test(prefixes_wait), cmocka_unit_test(not_http_refused_at_once),
       cmocka_unit_test(error_response), cmocka_unit_test(bearer_tokens),
+      cmocka_unit_test(forwarded_headers),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

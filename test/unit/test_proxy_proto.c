@@ -184,10 +184,137 @@ static void v2_refused(void **state) {
   assert_int_equal(parse(b, 7, &info), SG_ERR_AGAIN);
 }
 
+/* The reasons a refusal gives, for logs and metrics. */
+static void reasons(void **state) {
+  (void)state;
+  sg_proxy_info_t info;
+  assert_int_equal(parse("GET / HTTP/1.1\r\n", 16, &info), SG_ERR_INVALID);
+  assert_string_equal(info.why, "no_header");
+  char line[200];
+  memset(line, 'x', sizeof(line));
+  memcpy(line, "PROXY TCP4 ", 11);
+  assert_int_equal(parse(line, sizeof(line), &info), SG_ERR_INVALID);
+  assert_string_equal(info.why, "too_long");
+  assert_int_equal(parse("PROXY TCP5 a b 1 2\r\n", 20, &info), SG_ERR_INVALID);
+  assert_string_equal(info.why, "malformed");
+  uint8_t b[1200], blk[1200];
+  memset(blk, 0, sizeof(blk));
+  v2(b, 0x21, 0x11, blk, 11);
+  assert_int_equal(parse(b, 16, &info), SG_ERR_INVALID);
+  assert_string_equal(info.why, "bad_length");
+  v2(b, 0x21, 0x11, blk, SG_PROXY_V2_MAX_BLOCK + 1);
+  assert_int_equal(parse(b, 16, &info), SG_ERR_INVALID);
+  assert_string_equal(info.why, "too_long");
+}
+
+static struct sockaddr_storage sa(const char *addr) {
+  struct sockaddr_storage ss;
+  memset(&ss, 0, sizeof(ss));
+  if (strchr(addr, ':')) {
+    ss.ss_family = AF_INET6;
+    assert_int_equal(inet_pton(AF_INET6, addr, &((struct sockaddr_in6 *)&ss)->sin6_addr), 1);
+  } else {
+    ss.ss_family = AF_INET;
+    assert_int_equal(inet_pton(AF_INET, addr, &((struct sockaddr_in *)&ss)->sin_addr), 1);
+  }
+  return ss;
+}
+
+static int in(const char *cidr, const char *addr) {
+  sg_cidr_t c;
+  assert_int_equal(sg_cidr_parse(cidr, &c), 0);
+  struct sockaddr_storage ss = sa(addr);
+  return sg_cidr_match(&c, 1, (struct sockaddr *)&ss);
+}
+
+static void cidrs(void **state) {
+  (void)state;
+  assert_true(in("10.0.0.0/8", "10.200.3.4"));
+  assert_false(in("10.0.0.0/8", "11.0.0.1"));
+  assert_true(in("127.0.0.1/32", "127.0.0.1"));
+  assert_false(in("127.0.0.1/32", "127.0.0.2"));
+  assert_true(in("127.0.0.1", "127.0.0.1"));
+  assert_true(in("192.168.1.77/26", "192.168.1.64")); /* host bits are cleared */
+  assert_false(in("192.168.1.77/26", "192.168.1.128"));
+  assert_true(in("172.16.0.0/12", "172.31.255.255"));
+  assert_false(in("172.16.0.0/12", "172.32.0.0"));
+  assert_true(in("0.0.0.0/0", "203.0.113.9"));
+  assert_true(in("2001:db8::/32", "2001:db8:ffff::1"));
+  assert_false(in("2001:db8::/32", "2001:db9::1"));
+  assert_true(in("::1/128", "::1"));
+  assert_false(in("::/0", "127.0.0.1")); /* families do not mix ... */
+  assert_true(in("127.0.0.0/8", "::ffff:127.0.0.1")); /* ... but a mapped address is IPv4 */
+  assert_false(in("10.0.0.0/8", "::ffff:11.0.0.1"));
+  sg_cidr_t c;
+  const char *bad[] = {"", "10.0.0.0/33", "::/129", "10.0.0/8", "10.0.0.0/", "10.0.0.0/08",
+                       "10.0.0.0/-1", "host.example", "/8", "10.0.0.0/8/8"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+    assert_int_equal(sg_cidr_parse(bad[i], &c), SG_ERR_INVALID);
+  /* Any of several. */
+  sg_cidr_t two[2];
+  assert_int_equal(sg_cidr_parse("10.0.0.0/8", &two[0]), 0);
+  assert_int_equal(sg_cidr_parse("fd00::/8", &two[1]), 0);
+  struct sockaddr_storage ss = sa("fd12::5");
+  assert_true(sg_cidr_match(two, 2, (struct sockaddr *)&ss));
+  ss = sa("192.0.2.1");
+  assert_false(sg_cidr_match(two, 2, (struct sockaddr *)&ss));
+  assert_false(sg_cidr_match(two, 0, (struct sockaddr *)&ss));
+}
+
+static void client_is(const char *v, int rfc7239, const char *addr, int port) {
+  sg_cidr_t t[2];
+  assert_int_equal(sg_cidr_parse("10.0.0.0/8", &t[0]), 0);
+  assert_int_equal(sg_cidr_parse("fd00::/8", &t[1]), 0);
+  struct sockaddr_storage ss;
+  assert_int_equal(sg_forwarded_client(v, strlen(v), rfc7239, t, 2, &ss), 0);
+  sg_proxy_info_t info;
+  info.src = ss;
+  src_is(&info, addr, port);
+}
+
+static void forwarded_refused(const char *v, int rfc7239) {
+  sg_cidr_t t;
+  assert_int_equal(sg_cidr_parse("10.0.0.0/8", &t), 0);
+  struct sockaddr_storage ss;
+  assert_int_equal(sg_forwarded_client(v, strlen(v), rfc7239, &t, 1, &ss), SG_ERR_INVALID);
+}
+
+static void forwarded(void **state) {
+  (void)state;
+  client_is("192.0.2.7", 0, "192.0.2.7", 0);
+  client_is(" 192.0.2.7 ", 0, "192.0.2.7", 0);
+  /* From the right, past the trusted proxies. */
+  client_is("198.51.100.1, 192.0.2.7, 10.1.1.1,10.2.2.2", 0, "192.0.2.7", 0);
+  client_is("10.1.1.1, 10.2.2.2", 0, "10.1.1.1", 0); /* all trusted: the leftmost */
+  client_is("192.0.2.7:4711", 0, "192.0.2.7", 4711);
+  client_is("2001:db8::1", 0, "2001:db8::1", 0);
+  client_is("[2001:db8::1]:4711, fd00::9", 0, "2001:db8::1", 4711);
+  client_is("[2001:db8::1]", 0, "2001:db8::1", 0);
+  /* RFC 7239: for= among other parameters, quoted, any case. */
+  client_is("for=192.0.2.60;proto=http;by=203.0.113.43", 1, "192.0.2.60", 0);
+  client_is("for=192.0.2.43, for=\"[2001:db8:cafe::17]:4711\"", 1, "2001:db8:cafe::17", 4711);
+  client_is("proto=https;For=192.0.2.43, by=10.0.0.1, for=10.9.9.9", 1, "192.0.2.43", 0);
+  /* The entry reached is not an address: refused. A forged one further
+   * left does not matter once an untrusted address is reached. */
+  forwarded_refused("", 0);
+  forwarded_refused(" , ", 0);
+  forwarded_refused("unknown", 0);
+  forwarded_refused("192.0.2.7, unknown", 0);
+  forwarded_refused("192.0.2.7:99999", 0);
+  forwarded_refused("[2001:db8::1", 0);
+  forwarded_refused("300.1.1.1", 0);
+  forwarded_refused("for=_hidden", 1);
+  forwarded_refused("for=unknown", 1);
+  forwarded_refused("proto=https", 1);
+  client_is("garbage, 192.0.2.7", 0, "192.0.2.7", 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(v1_lines), cmocka_unit_test(v1_refused),
       cmocka_unit_test(v2_headers), cmocka_unit_test(v2_refused),
+      cmocka_unit_test(reasons),    cmocka_unit_test(cidrs),
+      cmocka_unit_test(forwarded),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
