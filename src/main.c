@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /* stompgate: relays STOMP over WebSocket to RabbitMQ over AMQP 0-9-1. */
+#include <errno.h>
 #include <malloc.h>
 #include <openssl/ssl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <uv.h>
 
 #include "access.h"
@@ -108,6 +110,30 @@ static void sighup_cb(uv_signal_t *h, int signum) {
   else sg_log_error("SIGHUP: TLS reload failed, keeping the certificates in use");
 }
 
+/* Each client takes a descriptor, and in per-session mode so does its
+ * broker connection: the soft limit a shell starts with (often 1024) would
+ * refuse sessions long before memory runs short. Raised to the hard limit,
+ * which only a privileged process can raise. */
+static void raise_nofile(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+    sg_log_warn("cannot read the open-files limit: %s", strerror(errno));
+    return;
+  }
+  rlim_t soft = rl.rlim_cur;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+      sg_log_warn("cannot raise the open-files limit from %llu to %llu: %s",
+                  (unsigned long long)soft, (unsigned long long)rl.rlim_max, strerror(errno));
+      return;
+    }
+  }
+  sg_log_info("open-files limit %llu (was %llu; hard limit %llu)",
+              (unsigned long long)rl.rlim_cur, (unsigned long long)soft,
+              (unsigned long long)rl.rlim_max);
+}
+
 /* --hash-password: one line from standard input (so the password stays
  * out of the process list and shell history) becomes a users-file hash. */
 static int hash_password(void) {
@@ -146,6 +172,7 @@ int main(int argc, char **argv) {
   }
   sg_log_set_level(cfg.log_level);
   signal(SIGPIPE, SIG_IGN);
+  raise_nofile();
   /* Every broker login waits on a thread-pool thread for a few round trips
    * to the broker; libuv's default of 4 threads caps how many sessions can
    * be logging in at once, and so the connect rate in per-session mode. */

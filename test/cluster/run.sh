@@ -41,4 +41,6 @@ export SG_AMQP_PORT=${ports[0]} SG_CLUSTER_PORTS=$(IFS=,; echo "${ports[*]}") \
 # A case that fails with a client still reconnecting must not keep the
 # runner waiting: end the run once every case is done (Node >= 20.14).
 force=$(node --help | grep -q -- --test-force-exit && echo --test-force-exit)
-node --test $force --test-reporter=tap --test-concurrency=1 test/cluster/*.test.mjs
+# Arguments name a subset of the files (default: all of them).
+if [ $# -eq 0 ]; then set -- test/cluster/*.test.mjs; fi
+node --test $force --test-reporter=tap --test-concurrency=1 "$@"

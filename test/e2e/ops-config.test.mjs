@@ -105,3 +105,19 @@ test('an invalid flag wins over a valid file value and still fails', async () =>
   assert.equal(code, 2);
   assert.match(stderr, /'max-sessions' = 'x' \(from --max-sessions\)/);
 });
+
+test('the open-files limit is raised to the hard limit at start, and both are logged', async () => {
+  // A shell's soft limit is often far below what a gateway needs: one
+  // descriptor per client, and another per broker connection.
+  const wrapper = conf('low-nofile.sh', '#!/bin/sh\nulimit -Sn 256 || exit 3\nexec "$STOMPGATE_BIN" "$@"\n');
+  fs.chmodSync(wrapper, 0o755);
+  const hard = Number(fs.readFileSync('/proc/self/limits', 'utf8').match(/^Max open files\s+\d+\s+(\d+)/m)[1]);
+  const gw = await spawnGateway([], { bin: wrapper, env: { STOMPGATE_BIN: process.env.STOMPGATE_BIN } });
+  const m = gw.log().match(/open-files limit (\d+) \(was (\d+); hard limit (\d+)\)/);
+  assert.ok(m, `no open-files line in:\n${gw.log()}`);
+  assert.deepEqual(m.slice(1).map(Number), [hard, 256, hard]);
+  const pid = gw.child.pid;
+  const limits = fs.readFileSync(`/proc/${pid}/limits`, 'utf8');
+  assert.match(limits, new RegExp(`^Max open files\\s+${hard}\\s+${hard}`, 'm'));
+  await gw.stop();
+});
