@@ -67,6 +67,8 @@ typedef struct metrics {
   uint64_t sessions_moved;
   uint64_t sessions_held;
   uint64_t session_links_opened, session_links_joined;
+  uint64_t ws_parks;
+  int64_t ws_parked; /* this thread's parks minus unparks */
   int64_t links_held; /* this thread's holds minus releases */
   histogram_t handshake, login;
   struct metrics *next;
@@ -160,6 +162,8 @@ static void aggregate(metrics_t *t) {
     t->sessions_held += b->sessions_held;
     t->session_links_opened += b->session_links_opened;
     t->session_links_joined += b->session_links_joined;
+    t->ws_parks += b->ws_parks;
+    t->ws_parked += b->ws_parked;
     t->links_held += b->links_held;
     hist_add(&t->handshake, &b->handshake);
     hist_add(&t->login, &b->login);
@@ -300,6 +304,11 @@ void sg_metrics_shared_moved(void) { cur()->shared_moves++; }
 void sg_metrics_session_moved(void) { cur()->sessions_moved++; }
 
 void sg_metrics_session_held(void) { cur()->sessions_held++; }
+
+void sg_metrics_ws_park(int64_t n) {
+  if (n > 0) cur()->ws_parks += (uint64_t)n;
+  cur()->ws_parked += n;
+}
 
 void sg_metrics_session_link(int joined) {
   if (joined)
@@ -443,6 +452,13 @@ int sg_metrics_render(sg_buf_t *o, const sg_metrics_gauges_t *g) {
               "Broker connections whose publishing sessions are not read now because the broker "
               "is not reading their output.",
               (t.links_held > 0 ? t.links_held : 0));
+  r |= single(o, "stompgate_ws_parked_total", "counter",
+              "Times a quiet WebSocket gave its framing state and buffers back (made again "
+              "when a byte comes or goes).",
+              t.ws_parks);
+  r |= single(o, "stompgate_ws_parked", "gauge",
+              "WebSockets holding no framing state or buffers now, because they are quiet.",
+              (t.ws_parked > 0 ? t.ws_parked : 0));
   r |= single(o, "stompgate_broker_session_links_opened_total", "counter",
               "Per-session mode: AMQP connections opened by a session's login.",
               t.session_links_opened);

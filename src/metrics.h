@@ -58,6 +58,9 @@ void sg_metrics_broker_heartbeat_timeout(void);
 /* A broker connection's unsent output passed its bound, so its publishing
  * sessions stopped being read (held 1), or drained again (held 0). */
 void sg_metrics_broker_link_held(int held);
+/* n WebSockets gave their wslay context back (n > 0), or one made it
+ * again or closed while parked (n = -1). */
+void sg_metrics_ws_park(int64_t n);
 /* Per-session mode: a login opened a connection (0) or joined one (1). */
 void sg_metrics_session_link(int joined);
 /* A shared subscription queue moved to a live node after its connection

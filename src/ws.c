@@ -5,6 +5,7 @@
  * uv_write per socket. */
 #include "ws.h"
 
+#include <malloc.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +59,16 @@ static __thread char read_buf[WS_READ_CHUNK];
 
 size_t sg_ws_open_count(void) { return open_count; }
 
+/* Quiet connections park: they free their wslay context, most of an idle
+ * session's memory, and make a new one when a byte comes or goes. A
+ * thread's sweep looks at its open connections once a second; one quiet
+ * for WS_PARK_IDLE_MS between whole messages parks. Freed contexts leave
+ * holes in the heap, which malloc_trim gives back to the system. */
+#define WS_PARK_IDLE_MS 2000
+#define WS_PARK_SWEEP_MS 1000
+static __thread uv_timer_t park_sweep;
+static __thread sg_ws_t *open_head;
+
 /* A SockJS frame being built, one per thread. */
 static __thread sg_buf_t sockjs_frame;
 
@@ -103,6 +114,8 @@ static void flush_check_cb(uv_check_t *h) {
 
 static void flush_idle_cb(uv_idle_t *h) { (void)h; }
 
+static void park_sweep_cb(uv_timer_t *t);
+
 int sg_ws_loop_init(uv_loop_t *loop) {
   int r = uv_check_init(loop, &flush_check);
   if (r) return r;
@@ -112,6 +125,13 @@ int sg_ws_loop_init(uv_loop_t *loop) {
     return r;
   }
   uv_unref((uv_handle_t *)&flush_idle);
+  if ((r = uv_timer_init(loop, &park_sweep)) != 0) {
+    uv_close((uv_handle_t *)&flush_check, NULL);
+    uv_close((uv_handle_t *)&flush_idle, NULL);
+    return r;
+  }
+  uv_unref((uv_handle_t *)&park_sweep);
+  uv_timer_start(&park_sweep, park_sweep_cb, WS_PARK_SWEEP_MS, WS_PARK_SWEEP_MS);
   flush_ready = 1;
   return 0;
 }
@@ -167,6 +187,14 @@ static void handle_closed_cb(uv_handle_t *h) {
   if (--ws->handles_open > 0) return;
   if (ws->upgraded) open_count--;
   ws->upgraded = 0;
+  if (ws->parked) sg_metrics_ws_park(-1);
+  ws->parked = 0;
+  if (ws->open_pprev) {
+    *ws->open_pprev = ws->open_next;
+    if (ws->open_next) ws->open_next->open_pprev = ws->open_pprev;
+    ws->open_next = NULL;
+    ws->open_pprev = NULL;
+  }
   ws_unqueue_flush(ws);
   sg_tls_free(ws->tls);
   ws->tls = NULL;
@@ -353,6 +381,89 @@ static void ws_fail_protocol(sg_ws_t *ws) {
   ws_begin_shutdown(ws);
 }
 
+/* ---------- parking ---------- */
+
+static const struct wslay_event_callbacks wslay_cbs;
+
+/* Follows the frames in the bytes handed to wslay: at a boundary between
+ * whole messages wslay holds nothing of the input. Client frames are
+ * masked (wslay refuses others and closes). */
+static void rx_track(sg_ws_t *ws, const uint8_t *p, size_t n) {
+  while (n > 0) {
+    if (ws->rx_left > 0) {
+      size_t k = n < ws->rx_left ? n : (size_t)ws->rx_left;
+      p += k;
+      n -= k;
+      ws->rx_left -= k;
+      continue;
+    }
+    ws->rx_hdr[ws->rx_hlen++] = *p++;
+    n--;
+    if (ws->rx_hlen < 2) continue;
+    uint8_t l7 = ws->rx_hdr[1] & 0x7f;
+    size_t need = 2u + (l7 == 126 ? 2u : l7 == 127 ? 8u : 0u) + ((ws->rx_hdr[1] & 0x80) ? 4u : 0u);
+    if (ws->rx_hlen < need) continue;
+    uint64_t len = l7;
+    if (l7 == 126) {
+      len = ((uint64_t)ws->rx_hdr[2] << 8) | ws->rx_hdr[3];
+    } else if (l7 == 127) {
+      len = 0;
+      for (int i = 0; i < 8; i++) len = (len << 8) | ws->rx_hdr[2 + i];
+    }
+    uint8_t opcode = ws->rx_hdr[0] & 0x0f;
+    if (opcode < 8) ws->rx_frag = (ws->rx_hdr[0] & 0x80) == 0; /* data: FIN ends the message */
+    ws->rx_left = len;
+    ws->rx_hlen = 0;
+  }
+}
+
+static int ws_ctx_new(sg_ws_t *ws) {
+  if (wslay_event_context_server_init(&ws->ctx, &wslay_cbs, ws) != 0) {
+    ws->ctx = NULL;
+    return SG_ERR_NOMEM;
+  }
+  wslay_event_config_set_max_recv_msg_length(ws->ctx, ws_max_message(ws->cfg));
+  if (ws->pmd_bits) wslay_event_config_set_allowed_rsv_bits(ws->ctx, WSLAY_RSV1_BIT);
+  return 0;
+}
+
+/* A parked connection gets a context again; 0, or SG_ERR_NOMEM after
+ * which the caller closes. */
+static int ws_unpark(sg_ws_t *ws) {
+  if (!ws->parked) return 0;
+  if (ws_ctx_new(ws) != 0) return SG_ERR_NOMEM;
+  ws->parked = 0;
+  sg_metrics_ws_park(-1);
+  return 0;
+}
+
+static int ws_parkable(const sg_ws_t *ws, uint64_t now) {
+  if (ws->parked || ws->ctx == NULL || ws->state != SG_WS_OPEN || ws->tr.paused ||
+      ws->close_pending || ws->flush_queued || ws->out.len > 0)
+    return 0;
+  if (ws->rx_left > 0 || ws->rx_hlen > 0 || ws->rx_frag || ws->in_off < ws->in.len) return 0;
+  if (wslay_event_want_write(ws->ctx) || wslay_event_get_queued_msg_count(ws->ctx) > 0) return 0;
+  uint64_t last = ws->tr.last_rx > ws->tr.last_tx ? ws->tr.last_rx : ws->tr.last_tx;
+  return now - last >= WS_PARK_IDLE_MS;
+}
+
+static void park_sweep_cb(uv_timer_t *t) {
+  uint64_t now = uv_now(t->loop);
+  size_t n = 0;
+  for (sg_ws_t *ws = open_head; ws; ws = ws->open_next) {
+    if (!ws_parkable(ws, now)) continue;
+    wslay_event_context_free(ws->ctx);
+    ws->ctx = NULL;
+    ws->parked = 1;
+    n++;
+  }
+  if (n == 0) return;
+  sg_metrics_ws_park((int64_t)n);
+  /* Many at once (sessions that went quiet together): their contexts'
+   * pages are free in the middle of the heap, where free() keeps them. */
+  if (n >= 64) malloc_trim(0);
+}
+
 /* wslay callbacks */
 
 static ssize_t recv_callback(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
@@ -368,6 +479,7 @@ static ssize_t recv_callback(wslay_event_context_ptr ctx, uint8_t *buf, size_t l
   if (len > avail) len = avail;
   memcpy(buf, ws->in.base + ws->in_off, len);
   ws->in_off += len;
+  rx_track(ws, buf, len);
   return (ssize_t)len;
 }
 
@@ -567,6 +679,10 @@ static void ws_serve_static(sg_ws_t *ws, const sg_http_request_t *req) {
 static void sockjs_heartbeat_cb(uv_timer_t *t) {
   sg_ws_t *ws = container_of(t, sg_ws_t, timer);
   if (ws->state != SG_WS_OPEN) return;
+  if (ws_unpark(ws) != 0) {
+    ws_close_handles(ws);
+    return;
+  }
   struct wslay_event_msg msg = {WSLAY_TEXT_FRAME, (const uint8_t *)"h", 1};
   if (wslay_event_queue_msg(ws->ctx, &msg) == 0) ws_queue_flush(ws);
 }
@@ -618,6 +734,10 @@ static void ws_upgrade(sg_ws_t *ws, const sg_http_request_t *req, int sockjs) {
   ws->state = SG_WS_OPEN;
   ws->upgraded = 1;
   open_count++;
+  ws->open_next = open_head;
+  if (open_head) open_head->open_pprev = &ws->open_next;
+  ws->open_pprev = &open_head;
+  open_head = ws;
   sg_metrics_upgraded((double)(uv_hrtime() - ws->accepted_ns) / 1e9);
   uv_timer_stop(&ws->timer);
   if (sockjs) {
@@ -901,7 +1021,12 @@ static void ws_handshake(sg_ws_t *ws) {
 }
 
 static void ws_feed(sg_ws_t *ws) {
-  if (ws->ctx == NULL || ws->in_off == ws->in.len) return;
+  if (ws->in_off == ws->in.len) return;
+  if (ws_unpark(ws) != 0) {
+    ws_close_handles(ws);
+    return;
+  }
+  if (ws->ctx == NULL) return;
   if (!wslay_event_want_read(ws->ctx)) {
     ws->in_off = ws->in.len; /* after a close: discard */
     return;
@@ -1142,6 +1267,10 @@ void sg_ws_start(sg_ws_t *ws) {
 }
 
 int sg_ws_send(sg_ws_t *ws, const void *data, size_t len, int binary) {
+  if (ws->state == SG_WS_OPEN && ws_unpark(ws) != 0) {
+    ws_close_handles(ws);
+    return UV_EPIPE;
+  }
   if (ws->state != SG_WS_OPEN || ws->ctx == NULL) return UV_EPIPE;
   if (ws->sockjs) {
     /* SockJS carries text only: bytes that are not UTF-8 are escaped. */
@@ -1187,6 +1316,10 @@ size_t sg_ws_pending(const sg_ws_t *ws) {
 
 void sg_ws_close(sg_ws_t *ws, uint16_t code, const char *reason) {
   if (ws->state == SG_WS_CLOSED) return;
+  if (ws_unpark(ws) != 0) {
+    ws_close_handles(ws);
+    return;
+  }
   if (ws->ctx == NULL || ws->state == SG_WS_HANDSHAKE) {
     ws_close_handles(ws);
     return;

@@ -67,6 +67,17 @@ struct sg_ws {
   uint8_t pmd_bits;
   uint8_t pmd_client_bits;
   uint8_t pmd_client_fresh;
+  /* An open connection that has been quiet for a while gives its wslay
+   * context (about 8.5 KB, most of it two 4 KB buffers) back between
+   * messages, and gets a new one when a byte comes or goes. That is safe
+   * only between frames: the input handed to wslay is followed frame by
+   * frame here. */
+  uint8_t rx_hlen;        /* bytes of a frame header seen so far */
+  uint8_t rx_hdr[14];
+  unsigned rx_frag : 1;   /* inside a fragmented data message */
+  unsigned parked : 1;    /* open, with no wslay context */
+  uint64_t rx_left;       /* bytes of the current frame still to come */
+  sg_ws_t *open_next, **open_pprev; /* this thread's open connections */
 };
 
 /* Per-thread set-up: the check handle that flushes written messages once
@@ -98,6 +109,7 @@ void sg_ws_pause(sg_ws_t *ws);
 void sg_ws_resume(sg_ws_t *ws);
 /* Upgraded WebSockets on this thread not yet closed. */
 size_t sg_ws_open_count(void);
+
 
 /* Starts the close handshake with code and reason, after everything queued
  * has been written. */
