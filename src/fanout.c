@@ -254,6 +254,7 @@ static sg_fanout_sub_t *b_new(sg_fanout_queue_t *q, const char *key, size_t len)
   }
   dl_push(&q->subs, &fs->q_link);
   q->nsubs++;
+  sg_metrics_shared_gauges(0, 1);
   fs->state = B_WAIT;
   dl_push(&f->to_bind, &fs->bind_link);
   return fs;
@@ -273,6 +274,7 @@ static void b_free(sg_fanout_sub_t *fs) {
     if (fs->op) fs->op->fs = NULL;
     fs->op = NULL;
     q->nsubs--;
+    sg_metrics_shared_gauges(0, -1);
   }
   if (fs->iterating) return;
   free(fs);
@@ -498,6 +500,7 @@ static sg_fanout_queue_t *q_new(sg_fanout_t *f, const char *exchange, const char
     goto fail;
   }
   q->in_tables = 1;
+  sg_metrics_shared_gauges(1, 0);
   q->state = Q_WAIT_CHANNEL;
   return q;
 fail:
@@ -513,6 +516,7 @@ static void q_unlist(sg_fanout_queue_t *q) {
     ht_del(&f->queues, &q->by_name);
     ht_del(&f->tags, &q->by_tag);
     q->in_tables = 0;
+    sg_metrics_shared_gauges(-1, 0);
   }
   if (q->in_pending) {
     for (sg_fanout_queue_t **p = &f->pending; *p; p = &(*p)->pend_next)

@@ -68,6 +68,7 @@ typedef struct metrics {
   uint64_t sessions_held;
   uint64_t session_links_opened, session_links_joined;
   uint64_t ws_parks;
+  int64_t shared_queues, shared_keys; /* this thread's fan-out */
   int64_t ws_parked; /* this thread's parks minus unparks */
   int64_t links_held; /* this thread's holds minus releases */
   histogram_t handshake, login;
@@ -163,6 +164,8 @@ static void aggregate(metrics_t *t) {
     t->session_links_opened += b->session_links_opened;
     t->session_links_joined += b->session_links_joined;
     t->ws_parks += b->ws_parks;
+    t->shared_queues += b->shared_queues;
+    t->shared_keys += b->shared_keys;
     t->ws_parked += b->ws_parked;
     t->links_held += b->links_held;
     hist_add(&t->handshake, &b->handshake);
@@ -304,6 +307,11 @@ void sg_metrics_shared_moved(void) { cur()->shared_moves++; }
 void sg_metrics_session_moved(void) { cur()->sessions_moved++; }
 
 void sg_metrics_session_held(void) { cur()->sessions_held++; }
+
+void sg_metrics_shared_gauges(int queues, int keys) {
+  cur()->shared_queues += queues;
+  cur()->shared_keys += keys;
+}
 
 void sg_metrics_ws_park(int64_t n) {
   if (n > 0) cur()->ws_parks += (uint64_t)n;
@@ -452,6 +460,13 @@ int sg_metrics_render(sg_buf_t *o, const sg_metrics_gauges_t *g) {
               "Broker connections whose publishing sessions are not read now because the broker "
               "is not reading their output.",
               (t.links_held > 0 ? t.links_held : 0));
+  r |= single(o, "stompgate_shared_queues", "gauge",
+              "Shared mode: broker queues the workers consume shared subscriptions from (one per "
+              "worker, vhost and exchange, or per key where the gateway cannot route).",
+              (t.shared_queues > 0 ? t.shared_queues : 0));
+  r |= single(o, "stompgate_shared_binding_keys", "gauge",
+              "Shared mode: distinct binding keys on those queues, each one broker binding.",
+              (t.shared_keys > 0 ? t.shared_keys : 0));
   r |= single(o, "stompgate_ws_parked_total", "counter",
               "Times a quiet WebSocket gave its framing state and buffers back (made again "
               "when a byte comes or goes).",

@@ -261,8 +261,10 @@ start_gateway() {
 
 scenario_args() {
   case $1 in
-    idle) echo "--scenario idle --sessions $IDLE_SESS --setup-timeout 600" ;;
-    idle-unique) echo "--scenario idle --topics unique --sessions $IDLE_SESS --setup-timeout 600" ;;
+    # Idle memory is read after 4 s of quiet: a WebSocket quiet for 2 s
+    # gives its framing buffers back (the sweep runs every second).
+    idle) echo "--scenario idle --sessions $IDLE_SESS --setup-timeout 600 --settle 4" ;;
+    idle-unique) echo "--scenario idle --topics unique --sessions $IDLE_SESS --setup-timeout 600 --settle 4" ;;
     connect) echo "--scenario connect --sessions $CONN_SESS --duration 300" ;;
     connect-unique) echo "--scenario connect --topics unique --sessions $CONN_SESS --duration 300" ;;
     fanout) echo "--scenario fanout --subscribers $SUBS --messages $FAN_MSGS --duration 300 --setup-timeout 300" ;;

@@ -8,7 +8,8 @@
 // amq.topic. The broker-side counts are checked in shared mode only.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startGateway, connected, subscribe, receipt, rawWs, parseFrame, waitFor, uniq, sleep, amqpConnect, sharedBindings } from './lib/harness.mjs';
+import { startGateway, connected, subscribe, receipt, rawWs, parseFrame, waitFor, uniq, sleep, amqpConnect, sharedBindings, freePort } from './lib/harness.mjs';
+import { httpGet, parseMetrics } from './lib/ops.mjs';
 
 const shared = process.env.SG_MODE === 'shared';
 
@@ -272,7 +273,12 @@ test('a session that subscribes to 1,000 keys', async () => {
 
 test('N sessions on N unique topics: one broker queue per worker, N bindings', async () => {
   const workers = 2;
-  const g = await startGateway(['--workers', String(workers)]);
+  const adminPort = await freePort();
+  const g = await startGateway(['--workers', String(workers), '--admin', `127.0.0.1:${adminPort}`]);
+  const gauges = async () => {
+    const m = parseMetrics((await httpGet(adminPort, '/metrics')).body);
+    return [m.get('stompgate_shared_queues'), m.get('stompgate_shared_binding_keys')];
+  };
   const u = uniq('nn');
   const n = 40;
   const cs = [];
@@ -293,11 +299,23 @@ test('N sessions on N unique topics: one broker queue per worker, N bindings', a
       const perWorker = new Map();
       for (const q of queues) perWorker.set(q.split('.')[2], (perWorker.get(q.split('.')[2]) ?? 0) + 1);
       for (const [, count] of perWorker) assert.equal(count, 1);
+      assert.deepEqual(await gauges(), [queues.size, n], '/metrics counts the queues and keys');
     }
     for (let i = 0; i < n; i++) ch.publish('amq.topic', `${u}.${i}`, Buffer.from(String(i)));
     await ch.waitForConfirms();
     await waitFor(() => got.every((m) => m.length === 1), 10000, 'one message each');
     for (let i = 0; i < n; i++) assert.equal(got[i][0].body, String(i));
+    for (const c of cs.splice(0)) await c.deactivate();
+    if (shared) {
+      // The keys go after the linger, and the queues with their last key.
+      let now;
+      for (let i = 0; i < 100; i++) {
+        now = await gauges();
+        if (now[0] === 0 && now[1] === 0) break;
+        await sleep(100);
+      }
+      assert.deepEqual(now, [0, 0], 'no shared queue or key left');
+    }
   } finally {
     for (const c of cs) await c.deactivate().catch(() => {});
     await g.stop();
