@@ -68,6 +68,7 @@ size_t sg_ws_open_count(void) { return open_count; }
 #define WS_PARK_SWEEP_MS 1000
 static __thread uv_timer_t park_sweep;
 static __thread sg_ws_t *open_head;
+static __thread size_t parked_untrimmed; /* parks since the last malloc_trim */
 
 /* A SockJS frame being built, one per thread. */
 static __thread sg_buf_t sockjs_frame;
@@ -437,14 +438,52 @@ static int ws_unpark(sg_ws_t *ws) {
   return 0;
 }
 
+/* A STOMP heart-beat: a message of at most two line-end bytes. Heart-beats
+ * do not keep a connection from parking. */
+static int is_beat(const void *data, size_t len) {
+  const uint8_t *p = data;
+  for (size_t i = 0; i < len; i++)
+    if (len > 2 || (p[i] != '\n' && p[i] != '\r')) return 0;
+  return 1;
+}
+
+/* A parked connection takes its client's heart-beats (a whole, masked,
+ * uncompressed text frame of line ends; stomp.js sends one every 10 s)
+ * without waking: 1 when nothing is left for wslay (or the session
+ * stopped taking input), 0 when the rest needs it. */
+static int ws_parked_beats(sg_ws_t *ws) {
+  while (ws->in_off < ws->in.len && ws->state == SG_WS_OPEN && !ws->tr.paused) {
+    const uint8_t *p = (const uint8_t *)ws->in.base + ws->in_off;
+    size_t n = ws->in.len - ws->in_off, len = p[1] & 0x7f;
+    if (n < 6 || p[0] != 0x81 || (p[1] & 0x80) == 0 || len > 2 || n < 6 + len) return 0;
+    uint8_t beat[2];
+    for (size_t i = 0; i < len; i++) {
+      beat[i] = p[6 + i] ^ p[2 + (i & 3)];
+      if (beat[i] != '\n' && beat[i] != '\r') return 0;
+    }
+    ws->in_off += 6 + len;
+    ws->tr.cbs->on_message_cb(&ws->tr, len ? beat : (const uint8_t *)"", len, 0);
+  }
+  return 1;
+}
+
+/* ... and sends small messages without waking: a frame of at most 125
+ * bytes is written here as wslay would (a server's frames are not
+ * masked). Nothing is queued in wslay while parked, so order holds. */
+static int ws_parked_send(sg_ws_t *ws, int opcode, const void *data, size_t len) {
+  uint8_t head[2] = {(uint8_t)(0x80 | opcode), (uint8_t)len};
+  if (sg_buf_append(&ws->out, head, 2) != 0 || sg_buf_append(&ws->out, data, len) != 0)
+    return SG_ERR_NOMEM;
+  return 0;
+}
+
 static int ws_parkable(const sg_ws_t *ws, uint64_t now) {
   if (ws->parked || ws->ctx == NULL || ws->state != SG_WS_OPEN || ws->tr.paused ||
       ws->close_pending || ws->flush_queued || ws->out.len > 0)
     return 0;
   if (ws->rx_left > 0 || ws->rx_hlen > 0 || ws->rx_frag || ws->in_off < ws->in.len) return 0;
   if (wslay_event_want_write(ws->ctx) || wslay_event_get_queued_msg_count(ws->ctx) > 0) return 0;
-  uint64_t last = ws->tr.last_rx > ws->tr.last_tx ? ws->tr.last_rx : ws->tr.last_tx;
-  return now - last >= WS_PARK_IDLE_MS;
+  return now - ws->last_busy >= WS_PARK_IDLE_MS;
 }
 
 static void park_sweep_cb(uv_timer_t *t) {
@@ -457,11 +496,14 @@ static void park_sweep_cb(uv_timer_t *t) {
     ws->parked = 1;
     n++;
   }
-  if (n == 0) return;
-  sg_metrics_ws_park((int64_t)n);
-  /* Many at once (sessions that went quiet together): their contexts'
-   * pages are free in the middle of the heap, where free() keeps them. */
-  if (n >= 64) malloc_trim(0);
+  if (n > 0) sg_metrics_ws_park((int64_t)n);
+  parked_untrimmed += n;
+  /* The freed contexts' pages sit in the middle of the heap, where free()
+   * keeps them: given back once many have parked, or once parking pauses. */
+  if (parked_untrimmed >= 64 || (n == 0 && parked_untrimmed > 0)) {
+    malloc_trim(0);
+    parked_untrimmed = 0;
+  }
 }
 
 /* wslay callbacks */
@@ -553,6 +595,7 @@ static void on_msg_recv_callback(wslay_event_context_ptr ctx,
    * take a pointer to bytes, so that becomes an empty buffer. */
   const uint8_t *msg = arg->msg ? arg->msg : (const uint8_t *)"";
   size_t len = arg->msg_length;
+  if (!is_beat(msg, len)) ws->last_busy = uv_now(ws->tcp.loop);
   /* wslay lets RSV1 through only when permessage-deflate was negotiated,
    * and only on the first frame of a data message. */
   if (wslay_get_rsv1(arg->rsv) &&
@@ -679,8 +722,8 @@ static void ws_serve_static(sg_ws_t *ws, const sg_http_request_t *req) {
 static void sockjs_heartbeat_cb(uv_timer_t *t) {
   sg_ws_t *ws = container_of(t, sg_ws_t, timer);
   if (ws->state != SG_WS_OPEN) return;
-  if (ws_unpark(ws) != 0) {
-    ws_close_handles(ws);
+  if (ws->parked) {
+    if (ws_parked_send(ws, WSLAY_TEXT_FRAME, "h", 1) == 0) ws_queue_flush(ws);
     return;
   }
   struct wslay_event_msg msg = {WSLAY_TEXT_FRAME, (const uint8_t *)"h", 1};
@@ -733,6 +776,7 @@ static void ws_upgrade(sg_ws_t *ws, const sg_http_request_t *req, int sockjs) {
   ws->in_off = req->head_len;
   ws->state = SG_WS_OPEN;
   ws->upgraded = 1;
+  ws->last_busy = uv_now(ws->tcp.loop);
   open_count++;
   ws->open_next = open_head;
   if (open_head) open_head->open_pprev = &ws->open_next;
@@ -1022,6 +1066,7 @@ static void ws_handshake(sg_ws_t *ws) {
 
 static void ws_feed(sg_ws_t *ws) {
   if (ws->in_off == ws->in.len) return;
+  if (ws->parked && ws_parked_beats(ws)) return;
   if (ws_unpark(ws) != 0) {
     ws_close_handles(ws);
     return;
@@ -1267,11 +1312,8 @@ void sg_ws_start(sg_ws_t *ws) {
 }
 
 int sg_ws_send(sg_ws_t *ws, const void *data, size_t len, int binary) {
-  if (ws->state == SG_WS_OPEN && ws_unpark(ws) != 0) {
-    ws_close_handles(ws);
-    return UV_EPIPE;
-  }
-  if (ws->state != SG_WS_OPEN || ws->ctx == NULL) return UV_EPIPE;
+  if (ws->state != SG_WS_OPEN || (ws->ctx == NULL && !ws->parked)) return UV_EPIPE;
+  if (!is_beat(data, len)) ws->last_busy = uv_now(ws->tcp.loop);
   if (ws->sockjs) {
     /* SockJS carries text only: bytes that are not UTF-8 are escaped. */
     sg_buf_reset(&sockjs_frame);
@@ -1295,10 +1337,19 @@ int sg_ws_send(sg_ws_t *ws, const void *data, size_t len, int binary) {
       rsv = WSLAY_RSV1_BIT;
     }
   }
-  struct wslay_event_msg msg = {binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME, data, len};
-  int r = wslay_event_queue_msg_ex(ws->ctx, &msg, rsv);
+  int opcode = binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME;
+  int r;
+  if (ws->parked && rsv == WSLAY_RSV_NONE && len <= 125) {
+    r = ws_parked_send(ws, opcode, data, len);
+  } else if ((r = ws_unpark(ws)) == 0) {
+    struct wslay_event_msg msg = {(uint8_t)opcode, data, len};
+    r = wslay_event_queue_msg_ex(ws->ctx, &msg, rsv);
+  }
   pmd_trim(&pmd_out);
-  if (r != 0) return SG_ERR_NOMEM;
+  if (r != 0) {
+    if (ws->parked) ws_close_handles(ws); /* no context for what follows */
+    return SG_ERR_NOMEM;
+  }
   ws->fresh += len;
   ws->tr.last_tx = uv_now(ws->tcp.loop);
   ws_queue_flush(ws);

@@ -77,6 +77,7 @@ struct sg_ws {
   unsigned rx_frag : 1;   /* inside a fragmented data message */
   unsigned parked : 1;    /* open, with no wslay context */
   uint64_t rx_left;       /* bytes of the current frame still to come */
+  uint64_t last_busy;     /* uv_now of the last message other than a heart-beat */
   sg_ws_t *open_next, **open_pprev; /* this thread's open connections */
 };
 

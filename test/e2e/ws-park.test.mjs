@@ -150,3 +150,32 @@ test('a compressed session parks and still inflates and deflates', async () => {
   c.sock.destroy();
   await gw.stop();
 });
+
+test('heart-beats both ways pass a parked connection without waking it', async () => {
+  const gw = await gateway();
+  const c = await rawConnect(gw.port);
+  c.sendText(frame('CONNECT', { 'accept-version': '1.2', host: '/', login: 'guest', passcode: 'guest', 'heart-beat': '3000,2500' }));
+  const connected = parseFrame(await c.waitMessage('CONNECTED'));
+  assert.equal(connected.headers['heart-beat'], '2500,3000');
+  // The client beats every 2.5 s (the gateway expects one within 6 s),
+  // the gateway every 3 s; the connection parks between them anyway.
+  const beat = setInterval(() => c.sendText('\n'), 2500);
+  try {
+    await sleep(QUIET);
+    assert.equal(await parkedNow(gw), 1, 'parked despite the heart-beats');
+    const parks = await metric(gw, 'stompgate_ws_parked_total');
+    const beatsBefore = c.messages.filter((m) => m === '\n').length;
+    await sleep(7000);
+    assert.equal(await parkedNow(gw), 1);
+    assert.equal(await metric(gw, 'stompgate_ws_parked_total'), parks, 'never woken, so never parked again');
+    assert.ok(c.messages.filter((m) => m === '\n').length >= beatsBefore + 2, 'the gateway\'s beats arrive');
+    assert.equal(c.close, null, 'the session is still open');
+    // And a real frame after all that still works.
+    c.sendText(frame('SUBSCRIBE', { id: 's', destination: `/topic/${uniq('hb')}`, receipt: 'sub' }));
+    await c.waitMessage('RECEIPT');
+  } finally {
+    clearInterval(beat);
+  }
+  c.sock.destroy();
+  await gw.stop();
+});
