@@ -149,7 +149,14 @@ static sg_tls_t *tls_new(int stream) {
   }
   SSL_set_bio(t->ssl, t->rbio, t->wbio);
   SSL_set_accept_state(t->ssl);
-  if (stream) SSL_set_app_data(t->ssl, &stream_tag);
+  if (stream) {
+    SSL_set_app_data(t->ssl, &stream_tag);
+    /* No TLS 1.3 session tickets after the handshake: a STOMP client
+     * speaks first, and stomp.py over Python's ssl module, whose reader
+     * thread takes the tickets, could hang before sending CONNECT (seen
+     * one run in five). */
+    SSL_set_num_tickets(t->ssl, 0);
+  }
   return t;
 }
 
