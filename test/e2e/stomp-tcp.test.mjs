@@ -8,6 +8,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import stompit from 'stompit';
@@ -180,6 +181,55 @@ test('a client that stops reading is a slow consumer and does not stall the othe
   await stalled.closedWithin(10000);
   pub.destroy();
   other.destroy();
+});
+
+function sh(script) {
+  return new Promise((resolve, reject) => {
+    const p = spawn('bash', ['-c', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    p.stdout.on('data', (d) => { out += d; });
+    p.on('exit', (code) => (code === 0 ? resolve(out.trim()) : reject(new Error(`${script}: exit ${code}`))));
+  });
+}
+
+test('a broker alarm holds a TCP publisher between frames: 3000 SENDs in one write, none lost', async () => {
+  // A broker of its own: the alarm would stall every other case.
+  const dir = `${process.env.SG_TMP ?? os.tmpdir()}/alarm-${uniq('x')}`;
+  const amqpPort = +(await sh(`. test/lib/rabbitmq.sh; rmq_start ${dir} >&2 && echo $RMQ_AMQP_PORT`));
+  try {
+    // More frames than may wait in a session (1000) come in one write:
+    // only a transport that stops between two frames keeps them all.
+    const g = await gateway([], { amqpPort });
+    const q = `/queue/${uniq('alarm')}`;
+    const sub = await session(g.stompPort);
+    await subscribeRaw(sub, q);
+    const pub = await session(g.stompPort);
+    pub.put('SEND', { destination: q, receipt: 'r0' }, 'before');
+    await pub.take('RECEIPT');
+    await sh(`. test/lib/rabbitmq.sh; rmq_ctl ${dir} set_vm_memory_high_watermark 0.0000001 >/dev/null`);
+    pub.put('SEND', { destination: q, receipt: 'r1' }, 'during');
+    await waitFor(() => g.log().includes('blocked publishing'), 20000, 'the broker blocked publishing');
+    let burst = '';
+    for (let i = 0; i < 3000; i++) burst += frameText('SEND', { destination: q, receipt: `b${i}` }, `m${i}`);
+    pub.send(burst);
+    await sleep(1500);
+    assert.equal(pub.frames.filter((f) => f.command === 'RECEIPT').length, 0, 'no RECEIPT while blocked');
+    assert.equal(pub.closeInfo, null);
+    await sh(`. test/lib/rabbitmq.sh; rmq_ctl ${dir} set_vm_memory_high_watermark 0.4 >/dev/null`);
+    await waitFor(() => pub.frames.filter((f) => f.command === 'RECEIPT').length === 3001 ||
+      pub.frames.some((f) => f.command === 'ERROR'), 30000, 'every RECEIPT');
+    assert.equal(pub.frames.find((f) => f.command === 'ERROR')?.headers.message, undefined);
+    await waitFor(() => sub.frames.filter((f) => f.command === 'MESSAGE').length === 3002, 30000, 'every message');
+    const bodies = sub.frames.filter((f) => f.command === 'MESSAGE').map((f) => f.body);
+    assert.deepEqual(bodies.slice(0, 3), ['before', 'during', 'm0']);
+    assert.equal(bodies.at(-1), 'm2999');
+    assert.match(g.log(), /unblocked publishing/);
+    pub.destroy();
+    sub.destroy();
+    await g.stop();
+  } finally {
+    await sh(`. test/lib/rabbitmq.sh; rmq_stop ${dir}`).catch(() => {});
+  }
 });
 
 test('drain: a TCP session gets ERROR "server shutting down", then close; the port closes', async () => {
