@@ -635,7 +635,8 @@ static int apply(sg_config_t *cfg, const setting_t *st, const char *v, int level
 
 static void print_help(void) {
   printf("Usage: stompgate [OPTION]...\n"
-         "Relay STOMP 1.0/1.1/1.2 over WebSocket to RabbitMQ over AMQP 0-9-1.\n\n"
+         "Relay STOMP 1.0/1.1/1.2 over WebSocket (and, with --stomp-listen, over\n"
+         "TCP or TLS) to RabbitMQ over AMQP 0-9-1.\n\n"
          "Every setting can also be given in the --config file (as 'name = value')\n"
          "or as an environment variable STOMPGATE_NAME (upper case, '-' as '_').\n"
          "Flags win over the environment, which wins over the file.\n\n");
