@@ -18,6 +18,7 @@
 #include "stompgate/buf.h"
 #include "stompgate/container.h"
 #include "stompgate/err.h"
+#include "stompgate/proxy_proto.h"
 #include "stompgate/stomp_codec.h"
 #include "stompgate/stomp_stream.h"
 #include "tls.h"
@@ -42,6 +43,7 @@ struct st_conn {
   uv_tcp_t tcp;
   uv_timer_t timer;  /* close timeout, then the linger after our FIN */
   const sg_config_t *cfg;
+  sg_session_ctx_t *ctx;
   sg_tls_t *tls;     /* NULL without --stomp-tls */
   sg_stomp_stream_t framer;
   sg_buf_t in;       /* read but not handed up: while paused, or TLS plaintext */
@@ -58,6 +60,9 @@ struct st_conn {
   unsigned counted : 1;      /* counted in open_count */
   unsigned reading : 1;      /* uv_read_start is in force */
   unsigned delivering : 1;   /* handing input up: no nested delivery */
+  unsigned peer_trusted : 1; /* tr.peer lies in --trusted-proxy */
+  unsigned proxy_wait : 1;   /* a PROXY header is due before anything else */
+  unsigned proxy_check : 1;  /* the first bytes must not be a PROXY header */
   st_conn_t *flush_next;
 };
 
@@ -317,22 +322,16 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   *buf = uv_buf_init(read_buf, sizeof(read_buf));
 }
 
-static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  st_conn_t *c = s->data;
-  if (nread == 0) return;
-  if (nread < 0) {
-    if (nread != UV_EOF) sg_log_debug("%s read failed: %s", c->tr.peer, uv_strerror((int)nread));
-    st_close_handles(c);
-    return;
-  }
-  sg_metrics_bytes_in((size_t)nread);
-  if (c->state == ST_CLOSED) return;
-  c->tr.last_rx = uv_now(s->loop);
+static void proxy_input(st_conn_t *c, const char *data, size_t len);
+
+/* Bytes from the client (data is borrowed; not c->in). */
+static void st_input(st_conn_t *c, const char *data, size_t len) {
+  uv_stream_t *s = (uv_stream_t *)&c->tcp;
   if (c->tls && !c->shut) {
     compact_in(c);
     sg_buf_t net;
     sg_buf_init(&net);
-    int r = sg_tls_feed(c->tls, buf->base, (size_t)nread, &c->in, &net);
+    int r = sg_tls_feed(c->tls, data, len, &c->in, &net);
     if (write_raw(c, &net) < 0) r = -1;
     sg_buf_free(&net);
     if (r != 0) {
@@ -350,8 +349,6 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     deliver_buffered(c);
   } else {
     if (c->state != ST_OPEN) return; /* closing: dropped */
-    const char *data = buf->base;
-    size_t len = (size_t)nread;
     if (c->in_off == c->in.len && !c->tr.paused) {
       size_t used = deliver(c, data, len);
       data += used;
@@ -373,6 +370,29 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     uv_read_stop(s);
     c->reading = 0;
   }
+}
+
+static const char *proxy_cause(const char *why);
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  st_conn_t *c = s->data;
+  if (nread == 0) return;
+  if (nread < 0) {
+    if (c->proxy_wait && c->state != ST_CLOSED) {
+      const char *why = c->in.len > 0 ? "truncated" : "no_header";
+      sg_log_info("%s closing: %s", c->tr.peer, proxy_cause(why));
+      sg_metrics_proxy_refused(why);
+    } else if (nread != UV_EOF) {
+      sg_log_debug("%s read failed: %s", c->tr.peer, uv_strerror((int)nread));
+    }
+    st_close_handles(c);
+    return;
+  }
+  sg_metrics_bytes_in((size_t)nread);
+  if (c->state == ST_CLOSED) return;
+  c->tr.last_rx = uv_now(s->loop);
+  if (c->proxy_wait || c->proxy_check) proxy_input(c, buf->base, (size_t)nread);
+  else st_input(c, buf->base, (size_t)nread);
 }
 
 /* The transport's functions */
@@ -435,21 +455,21 @@ static const sg_transport_ops_t st_ops = {tr_send, tr_backlog, tr_pause, tr_resu
 
 /* Accepting */
 
-static void set_peer(st_conn_t *c) {
-  struct sockaddr_storage ss;
-  int sl = sizeof(ss);
-  char host[48] = "?";
+/* The client's address, "host:port", names the connection in logs and
+ * admission (the per-address rate) and the broker connection. */
+static void set_peer(st_conn_t *c, const struct sockaddr_storage *ss) {
+  char host[INET6_ADDRSTRLEN] = "?";
   int port = 0;
-  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
-    if (ss.ss_family == AF_INET6) {
-      uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof(host));
-      port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-    } else {
-      uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof(host));
-      port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    }
+  if (ss->ss_family == AF_INET6) {
+    uv_ip6_name((const struct sockaddr_in6 *)ss, host, sizeof(host));
+    port = ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+  } else if (ss->ss_family == AF_INET) {
+    uv_ip4_name((const struct sockaddr_in *)ss, host, sizeof(host));
+    port = ntohs(((const struct sockaddr_in *)ss)->sin_port);
   }
   snprintf(c->tr.peer, sizeof(c->tr.peer), "%s:%d", host, port);
+  c->peer_trusted = sg_cidr_match(c->cfg->trusted_proxies, c->cfg->ntrusted_proxies,
+                                  (const struct sockaddr *)ss) != 0;
 }
 
 /* An admission refusal: an ERROR frame (headers without escapes, since
@@ -465,11 +485,107 @@ static void refuse(st_conn_t *c, const char *reason) {
   queue_flush(c);
 }
 
+/* Admission (by the client's address), then the session. 0 or an error;
+ * a refusal is not one. */
+static int admit_and_open(st_conn_t *c) {
+  uv_loop_t *loop = c->tcp.loop;
+  sg_http_request_t none; /* no HTTP request: no Origin to check */
+  memset(&none, 0, sizeof(none));
+  sg_admit_refusal_t no;
+  size_t open = sg_ws_open_count() + sg_sockjs_session_count() + open_count;
+  if (sg_admit(c->cfg, &none, c->tr.peer, open, uv_now(loop), &no)) {
+    sg_metrics_stomp_tcp(0);
+    refuse(c, no.reason);
+    return 0;
+  }
+  sg_metrics_stomp_tcp(1);
+  c->counted = 1;
+  open_count++;
+  int r = sg_session_open(&c->tr, c->ctx);
+  if (r != 0) {
+    st_close_handles(c);
+    return r;
+  }
+  c->opened = 1;
+  return 0;
+}
+
+/* The PROXY protocol (--proxy-protocol), as on the WebSocket listener: a
+ * trusted proxy's connection begins with a header naming the client,
+ * before TLS or STOMP; from any other peer a header is refused. There is
+ * no one to answer: such a connection is logged, counted and closed. */
+static const char *proxy_cause(const char *why) {
+  if (strcmp(why, "no_header") == 0) return "no PROXY protocol header from a trusted-proxy";
+  if (strcmp(why, "too_long") == 0) return "PROXY protocol header too long";
+  if (strcmp(why, "bad_length") == 0) return "PROXY protocol v2 header with a bad length";
+  if (strcmp(why, "truncated") == 0) return "PROXY protocol header cut short";
+  if (strcmp(why, "untrusted") == 0)
+    return "PROXY protocol header from a peer that is not a trusted-proxy";
+  return "malformed PROXY protocol header";
+}
+
+static void proxy_refuse(st_conn_t *c, const char *why) {
+  sg_log_info("%s closing: %s", c->tr.peer, proxy_cause(why));
+  sg_metrics_proxy_refused(why);
+  c->proxy_wait = c->proxy_check = 0;
+  st_close_handles(c);
+}
+
+static void proxy_timeout_cb(uv_timer_t *t) {
+  st_conn_t *c = container_of(t, st_conn_t, timer);
+  if (c->proxy_wait) proxy_refuse(c, c->in.len > 0 ? "truncated" : "no_header");
+}
+
+static void proxy_input(st_conn_t *c, const char *data, size_t len) {
+  sg_proxy_info_t info;
+  if (c->proxy_check) {
+    /* From another peer: the first bytes must not begin a header (a
+     * partial signature of four bytes or more counts). */
+    c->proxy_check = 0;
+    int r = sg_proxy_parse((const uint8_t *)data, len, &info);
+    if (r == 0 || (r == SG_ERR_AGAIN && len >= 4) ||
+        (r == SG_ERR_INVALID && strcmp(info.why, "no_header") != 0)) {
+      proxy_refuse(c, "untrusted");
+      return;
+    }
+    st_input(c, data, len);
+    return;
+  }
+  if (sg_buf_append(&c->in, data, len) != 0) {
+    st_close_handles(c);
+    return;
+  }
+  int r = sg_proxy_parse((const uint8_t *)c->in.base, c->in.len, &info);
+  if (r == SG_ERR_AGAIN) return; /* bounded: the parser refuses a header too long */
+  if (r < 0) {
+    proxy_refuse(c, info.why);
+    return;
+  }
+  c->proxy_wait = 0;
+  uv_timer_stop(&c->timer);
+  sg_metrics_proxy_header(info.version);
+  if (!info.local) {
+    char was[sizeof(c->tr.peer)];
+    memcpy(was, c->tr.peer, sizeof(was));
+    set_peer(c, &info.src);
+    sg_log_debug("%s PROXY v%d header names the client %s", was, info.version, c->tr.peer);
+  }
+  /* The client's bytes after the header go through the usual path, which
+   * fills c->in itself. */
+  sg_buf_t rest = c->in;
+  size_t off = info.header_len;
+  sg_buf_init(&c->in);
+  c->in_off = 0;
+  if (admit_and_open(c) == 0 && off < rest.len) st_input(c, rest.base + off, rest.len - off);
+  sg_buf_free(&rest);
+}
+
 int sg_stomp_tcp_accept(uv_stream_t *server, sg_session_ctx_t *ctx) {
   uv_loop_t *loop = server->loop;
   st_conn_t *c = calloc(1, sizeof(*c));
   if (c == NULL) return SG_ERR_NOMEM;
   c->cfg = ctx->cfg;
+  c->ctx = ctx;
   c->tr.ops = &st_ops;
   c->tr.loop = loop;
   sg_stomp_stream_init(&c->framer);
@@ -491,7 +607,11 @@ int sg_stomp_tcp_accept(uv_stream_t *server, sg_session_ctx_t *ctx) {
     st_close_handles(c);
     return r;
   }
-  set_peer(c);
+  struct sockaddr_storage ss;
+  int sl = sizeof(ss);
+  memset(&ss, 0, sizeof(ss));
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) != 0) ss.ss_family = AF_UNSPEC;
+  set_peer(c, &ss);
   uv_tcp_nodelay(&c->tcp, 1);
   c->tr.last_rx = c->tr.last_tx = uv_now(loop);
   if (c->cfg->stomp_tls && (c->tls = sg_tls_new_stream()) == NULL) {
@@ -503,22 +623,16 @@ int sg_stomp_tcp_accept(uv_stream_t *server, sg_session_ctx_t *ctx) {
     return r;
   }
   c->reading = 1;
-  sg_http_request_t none; /* no HTTP request: no Origin to check */
-  memset(&none, 0, sizeof(none));
-  sg_admit_refusal_t no;
-  size_t open = sg_ws_open_count() + sg_sockjs_session_count() + open_count;
-  if (sg_admit(c->cfg, &none, c->tr.peer, open, uv_now(loop), &no)) {
-    sg_metrics_stomp_tcp(0);
-    refuse(c, no.reason);
+  /* A trusted proxy must send the PROXY header; anyone else must not. The
+   * session (and admission, by the client's address) waits for the
+   * header, at most the handshake timeout. */
+  if (c->cfg->proxy_protocol) {
+    c->proxy_wait = c->peer_trusted;
+    c->proxy_check = !c->peer_trusted;
+  }
+  if (c->proxy_wait) {
+    uv_timer_start(&c->timer, proxy_timeout_cb, c->cfg->handshake_timeout_ms, 0);
     return 0;
   }
-  sg_metrics_stomp_tcp(1);
-  c->counted = 1;
-  open_count++;
-  if ((r = sg_session_open(&c->tr, ctx)) != 0) {
-    st_close_handles(c);
-    return r;
-  }
-  c->opened = 1;
-  return 0;
+  return admit_and_open(c);
 }

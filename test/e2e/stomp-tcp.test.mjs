@@ -273,6 +273,48 @@ test('--max-sessions counts TCP sessions; one more gets an ERROR, counted in /me
   c.destroy();
 });
 
+test('behind a load balancer: a PROXY header names the client for the log and the per-address rate', async () => {
+  const g = await gateway(['--proxy-protocol', '--trusted-proxy', '127.0.0.1/32', '--session-rate-per-address', '1']);
+  const v1 = (src, port) => `PROXY TCP4 ${src} 127.0.0.1 ${port} ${g.stompPort}\r\n`;
+  // The header and CONNECT in one write, and a header split from CONNECT.
+  const a = await openStomp(g.stompPort);
+  a.send(v1('192.0.2.10', 1000) + frameText('CONNECT', LOGIN));
+  await a.take('CONNECTED');
+  const b = await openStomp(g.stompPort);
+  b.send('PROXY TCP4 192.0.2.11 127.0.0.1 ');
+  await sleep(50);
+  b.send(`1000 ${g.stompPort}\r\n`);
+  b.put('CONNECT', LOGIN);
+  await b.take('CONNECTED');
+  await waitFor(() => /session-\d+ open from 192\.0\.2\.10:1000/.test(g.log()) &&
+    /session-\d+ open from 192\.0\.2\.11:1000/.test(g.log()), 3000, 'the clients named in the log');
+  // The same client again within the second: refused by its own rate.
+  const c = await openStomp(g.stompPort);
+  c.send(v1('192.0.2.10', 1001) + frameText('CONNECT', LOGIN));
+  assert.equal((await c.take('ERROR')).headers.message, 'Too Many Requests: session rate limit for this address');
+  await c.closedWithin(3000);
+  // No header from the trusted proxy: closed without an answer.
+  const d = await openStomp(g.stompPort);
+  d.put('CONNECT', LOGIN);
+  await d.closedWithin(3000);
+  assert.equal(d.frames.length, 0);
+  await waitFor(() => g.log().includes('closing: no PROXY protocol header from a trusted-proxy'), 3000, 'the refusal logged');
+  const m = parseMetrics((await httpGet(g.adminPort, '/metrics')).body);
+  assert.equal(m.get('stompgate_proxy_headers_total{version="1"}'), 3);
+  a.destroy();
+  b.destroy();
+  // From a peer that is not trusted, a header is refused.
+  const u = await gateway(['--proxy-protocol', '--trusted-proxy', '10.0.0.0/8']);
+  const e = await openStomp(u.stompPort);
+  e.send(`PROXY TCP4 192.0.2.7 127.0.0.1 1 ${u.stompPort}\r\n` + frameText('CONNECT', LOGIN));
+  await e.closedWithin(3000);
+  assert.equal(e.frames.length, 0);
+  await waitFor(() => u.log().includes('closing: PROXY protocol header from a peer that is not a trusted-proxy'), 3000, 'log line');
+  // Without a header it is an ordinary client.
+  const f = await session(u.stompPort);
+  f.destroy();
+});
+
 function stompitConnect(opts) {
   return new Promise((resolve, reject) => {
     stompit.connect(opts, (err, client) => (err ? reject(err) : resolve(client)));
