@@ -334,8 +334,15 @@ static void st_input(st_conn_t *c, const char *data, size_t len) {
     int r = sg_tls_feed(c->tls, data, len, &c->in, &net);
     if (write_raw(c, &net) < 0) r = -1;
     sg_buf_free(&net);
-    if (r != 0) {
-      if (r < 0) sg_log_info("%s TLS failed: %s", c->tr.peer, sg_tls_error(c->tls));
+    if (r < 0) {
+      sg_log_info("%s TLS failed: %s", c->tr.peer, sg_tls_error(c->tls));
+      st_close_handles(c);
+      return;
+    }
+    if (r == 1) {
+      /* close_notify: the frames before it count, as those before a FIN
+       * do on a plain connection. */
+      if (c->state == ST_OPEN) deliver_buffered(c);
       st_close_handles(c);
       return;
     }

@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import stompit from 'stompit';
-import { freePort, uniq, sleep, waitFor, connected } from './lib/harness.mjs';
+import { freePort, uniq, sleep, waitFor, connected, amqpConnect } from './lib/harness.mjs';
 import { spawnGateway, httpGet, httpHead, parseMetrics, portOpen, runToExit, upgradeRequest } from './lib/ops.mjs';
 import { openStomp, frameText } from './lib/stomptcp.mjs';
 import { makeCerts } from './lib/certs.mjs';
@@ -425,6 +425,25 @@ test('STOMP over TLS: node tls, stompit and python3-stomp; plain bytes are refus
   const r = await stomppy(['--port', String(g.stompPort), '--dest', `/queue/${uniq('tls-py')}`, '--count', '2', '--ca', C.ca]);
   assert.equal(r.code, 0, JSON.stringify(r.result) + r.stderr);
   assert.deepEqual(r.result.messages.map((x) => x.body), ['py-0', 'py-1']);
+
+  // A frame right before the client's close_notify still counts.
+  const lq = uniq('tls-last');
+  const conn = await amqpConnect();
+  const ch = await conn.createChannel();
+  await ch.assertQueue(lq, { durable: true });
+  const last = await session(g.stompPort, {}, { ca, servername: 'localhost' });
+  last.send(frameText('SEND', { destination: `/queue/${lq}` }, 'last words'));
+  last.sock.end();
+  await last.closed;
+  let got = null;
+  for (let i = 0; i < 50 && !got; i++) {
+    const m = await ch.get(lq, { noAck: true });
+    if (m) got = m.content.toString();
+    else await sleep(50);
+  }
+  assert.equal(got, 'last words');
+  await ch.deleteQueue(lq);
+  await conn.close();
 
   // Plain STOMP to the TLS port gets no CONNECTED.
   const plain = await openStomp(g.stompPort);
