@@ -396,6 +396,28 @@ static int check_proxies(const sg_config_t *cfg) {
   return 0;
 }
 
+/* STOMP over TCP: an address, or '' / off for none (the default). */
+static int apply_stomp_listen(sg_config_t *cfg, const setting_t *st, const char *v, int level,
+                              const char *where) {
+  (void)level;
+  if (*v == '\0' || strcmp(v, "off") == 0) {
+    free(cfg->stomp_listen_host);
+    cfg->stomp_listen_host = NULL;
+    return 0;
+  }
+  return parse_hostport(st, v, where, &cfg->stomp_listen_host, &cfg->stomp_listen_port);
+}
+
+static int apply_stomp_tls(sg_config_t *cfg, const setting_t *st, const char *v, int level,
+                           const char *where) {
+  (void)level;
+  if (*v == '\0') { /* the bare flag */
+    cfg->stomp_tls = 1;
+    return 0;
+  }
+  return apply_bool(&cfg->stomp_tls, st, v, where);
+}
+
 #define F(field) offsetof(sg_config_t, field)
 
 static const setting_t settings[] = {
@@ -564,6 +586,12 @@ static const setting_t settings[] = {
      "PEM intermediate certificates sent after tls-cert"},
     {"tls-client-ca", "FILE", T_PATH, F(tls_client_ca), 0, 0, NULL,
      "require client certificates signed by these CAs"},
+    {"stomp-listen", "HOST:PORT", T_CUSTOM, 0, 0, 0, apply_stomp_listen,
+     "also serve STOMP straight over TCP on this address\n(61613 by convention; default off): the "
+     "same\nsessions, relay, authentication and limits as\nover WebSocket"},
+    {"stomp-tls", NULL, T_CUSTOM, 0, 0, 0, apply_stomp_tls,
+     "serve stomp-listen over TLS with tls-cert and\ntls-key (which also make the WebSocket "
+     "listener\nwss://); in the file or environment: true/false"},
 };
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
 
@@ -607,7 +635,8 @@ static int apply(sg_config_t *cfg, const setting_t *st, const char *v, int level
 
 static void print_help(void) {
   printf("Usage: stompgate [OPTION]...\n"
-         "Relay STOMP 1.0/1.1/1.2 over WebSocket to RabbitMQ over AMQP 0-9-1.\n\n"
+         "Relay STOMP 1.0/1.1/1.2 over WebSocket (and, with --stomp-listen, over\n"
+         "TCP or TLS) to RabbitMQ over AMQP 0-9-1.\n\n"
          "Every setting can also be given in the --config file (as 'name = value')\n"
          "or as an environment variable STOMPGATE_NAME (upper case, '-' as '_').\n"
          "Flags win over the environment, which wins over the file.\n\n");
@@ -773,6 +802,19 @@ static int check_combined(sg_config_t *cfg) {
       fprintf(stderr, "stompgate: invalid setting 'jwt-user-claim': must not be empty\n");
       return -1;
     }
+  }
+  if (cfg->stomp_tls && (cfg->stomp_listen_host == NULL || cfg->tls_cert == NULL)) {
+    fprintf(stderr, "stompgate: invalid setting 'stomp-tls': needs stomp-listen, tls-cert and "
+                    "tls-key\n");
+    return -1;
+  }
+  if (cfg->stomp_listen_host && cfg->stomp_listen_port != 0 &&
+      cfg->stomp_listen_port == cfg->listen_port) {
+    /* Both listeners bind with SO_REUSEPORT: on one port the kernel would
+     * share the connections between them. */
+    fprintf(stderr, "stompgate: invalid setting 'stomp-listen' = '%s:%d': the port of listen\n",
+            cfg->stomp_listen_host, cfg->stomp_listen_port);
+    return -1;
   }
   if (cfg->session_rate && cfg->session_burst == 0) cfg->session_burst = cfg->session_rate;
   if (check_proxies(cfg)) return -1;
@@ -976,6 +1018,7 @@ void sg_config_free(sg_config_t *cfg) {
   free(cfg->tls_key);
   free(cfg->tls_chain);
   free(cfg->tls_client_ca);
+  free(cfg->stomp_listen_host);
   free(cfg->broker_ca);
   free(cfg->app_exchange);
   free(cfg->user_exchange);

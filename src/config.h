@@ -111,6 +111,10 @@ typedef struct sg_config {
   char *tls_key;
   char *tls_chain;
   char *tls_client_ca;
+  /* STOMP over TCP (or TLS with the tls-* files) */
+  char *stomp_listen_host;       /* NULL: no STOMP listener */
+  int stomp_listen_port;
+  int stomp_tls;
   /* TLS to the broker (amqps://) */
   char *broker_ca;
   int broker_tls_verify;

@@ -15,18 +15,24 @@ static void connection_cb(uv_stream_t *server, int status) {
     sg_log_warn("accept failed: %s", uv_strerror(status));
     return;
   }
-  int r = sg_session_accept(server, l->ctx);
+  int r = l->accept(server, l->ctx);
   if (r < 0) sg_log_warn("cannot start a session: %s", uv_strerror(r));
 }
 
 int sg_listener_start(sg_listener_t *l, uv_loop_t *loop, sg_session_ctx_t *ctx, int port) {
   const sg_config_t *cfg = ctx->cfg;
+  return sg_listener_bind(l, loop, ctx, cfg->listen_host, port ? port : cfg->listen_port,
+                          sg_session_accept);
+}
+
+int sg_listener_bind(sg_listener_t *l, uv_loop_t *loop, sg_session_ctx_t *ctx, const char *host,
+                     int port, sg_listener_accept_fn accept) {
   struct sockaddr_storage ss;
   memset(l, 0, sizeof(*l));
   l->ctx = ctx;
-  if (port == 0) port = cfg->listen_port;
-  int r = uv_ip4_addr(cfg->listen_host, port, (struct sockaddr_in *)&ss);
-  if (r) r = uv_ip6_addr(cfg->listen_host, port, (struct sockaddr_in6 *)&ss);
+  l->accept = accept;
+  int r = uv_ip4_addr(host, port, (struct sockaddr_in *)&ss);
+  if (r) r = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss);
   if (r) return r;
   /* libuv binds without SO_REUSEPORT, so the socket is made here. */
   int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

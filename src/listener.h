@@ -7,9 +7,14 @@
 #include "config.h"
 #include "session.h"
 
+/* Takes the connection pending on server (sg_session_accept for the
+ * WebSocket listener, sg_stomp_tcp_accept for the STOMP one). */
+typedef int (*sg_listener_accept_fn)(uv_stream_t *server, sg_session_ctx_t *ctx);
+
 typedef struct sg_listener {
   uv_tcp_t tcp;
   sg_session_ctx_t *ctx;
+  sg_listener_accept_fn accept;
   int open;
 } sg_listener_t;
 
@@ -19,6 +24,9 @@ typedef struct sg_listener {
  * first worker got for a listen port of 0). Accepted sockets become
  * sessions with ctx. 0 or a libuv error. */
 int sg_listener_start(sg_listener_t *l, uv_loop_t *loop, sg_session_ctx_t *ctx, int port);
+/* The same on host:port, with accept taking each connection. */
+int sg_listener_bind(sg_listener_t *l, uv_loop_t *loop, sg_session_ctx_t *ctx, const char *host,
+                     int port, sg_listener_accept_fn accept);
 /* Starts accepting: until then the port is bound but refuses connections,
  * so nothing connects before the gateway says it is listening. */
 int sg_listener_listen(sg_listener_t *l);

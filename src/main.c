@@ -208,8 +208,14 @@ int main(int argc, char **argv) {
     }
     sg_probe_start(loop, &cfg);
   }
-  int port;
-  r = sg_workers_start(&workers, &cfg, &port);
+  int port, stomp_port;
+  r = sg_workers_start(&workers, &cfg, &port, &stomp_port);
+  if (r && stomp_port < 0) {
+    sg_log_error("cannot listen for STOMP on %s:%d: %s", cfg.stomp_listen_host,
+                 cfg.stomp_listen_port, uv_strerror(r));
+    sg_config_free(&cfg);
+    return 1;
+  }
   if (r) {
     sg_log_error("cannot listen on %s:%d: %s", cfg.listen_host, cfg.listen_port, uv_strerror(r));
     sg_config_free(&cfg);
@@ -235,6 +241,9 @@ int main(int argc, char **argv) {
               cfg.broker.vhost, sg_relay_of(cfg.mode)->name,
               cfg.auth == SG_AUTH_JWT ? " (auth jwt)" : cfg.auth == SG_AUTH_FILE ? " (auth file)" : "",
               cfg.workers, cfg.workers == 1 ? "" : "s");
+  if (cfg.stomp_listen_host)
+    sg_log_info("STOMP over %s listening on %s://%s:%d", cfg.stomp_tls ? "TLS" : "TCP",
+                cfg.stomp_tls ? "stomp+ssl" : "stomp", cfg.stomp_listen_host, stomp_port);
   for (size_t i = 1; i < cfg.nbrokers; i++)
     sg_log_info("broker node %zu: %s:%d", i + 1, cfg.brokers[i].host, cfg.brokers[i].port);
   if ((r = sg_workers_run(workers, &cfg)) != 0) {

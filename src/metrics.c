@@ -70,6 +70,7 @@ typedef struct metrics {
   uint64_t ws_parks;
   int64_t shared_queues, shared_keys; /* this thread's fan-out */
   int64_t ws_parked; /* this thread's parks minus unparks */
+  uint64_t stomp_tcp, stomp_tcp_refused;
   int64_t links_held; /* this thread's holds minus releases */
   histogram_t handshake, login;
   struct metrics *next;
@@ -167,6 +168,8 @@ static void aggregate(metrics_t *t) {
     t->shared_queues += b->shared_queues;
     t->shared_keys += b->shared_keys;
     t->ws_parked += b->ws_parked;
+    t->stomp_tcp += b->stomp_tcp;
+    t->stomp_tcp_refused += b->stomp_tcp_refused;
     t->links_held += b->links_held;
     hist_add(&t->handshake, &b->handshake);
     hist_add(&t->login, &b->login);
@@ -323,6 +326,11 @@ void sg_metrics_session_link(int joined) {
     cur()->session_links_joined++;
   else
     cur()->session_links_opened++;
+}
+
+void sg_metrics_stomp_tcp(int accepted) {
+  if (accepted) cur()->stomp_tcp++;
+  else cur()->stomp_tcp_refused++;
 }
 
 void sg_metrics_broker_link_held(int held) {
@@ -493,6 +501,13 @@ int sg_metrics_render(sg_buf_t *o, const sg_metrics_gauges_t *g) {
               "Times a session stopped reading its client because the broker would not take its "
               "publishes (connection.blocked, or its link over broker-output-limit).",
               t.sessions_held);
+  r |= single(o, "stompgate_stomp_tcp_connections_total", "counter",
+              "STOMP over TCP or TLS connections (stomp-listen) that became sessions.",
+              t.stomp_tcp);
+  r |= single(o, "stompgate_stomp_tcp_refused_total", "counter",
+              "STOMP over TCP or TLS connections refused with an ERROR by the admission limits "
+              "(max-sessions, session-rate, shutdown).",
+              t.stomp_tcp_refused);
   r |= single(o, "stompgate_draining", "gauge",
               "1 while shutting down.",
               g->draining);

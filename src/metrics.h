@@ -75,6 +75,9 @@ void sg_metrics_session_moved(void);
 /* A session stopped reading its client because the broker would not take
  * its publishes. */
 void sg_metrics_session_held(void);
+/* A connection on the STOMP listener (--stomp-listen) became a session
+ * (accepted 1), or was refused by admission (0). */
+void sg_metrics_stomp_tcp(int accepted);
 
 typedef struct sg_metrics_gauges {
   size_t sessions_open;

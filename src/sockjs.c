@@ -13,6 +13,7 @@
 
 #include "admission.h"
 #include "log.h"
+#include "stomp_tcp.h"
 #include "stompgate/container.h"
 #include "stompgate/err.h"
 #include "ws.h"
@@ -437,8 +438,8 @@ static void do_xhr_recv(sj_worker_t *w, sj_conn_t *c, const sg_http_request_t *r
   uv_mutex_unlock(&reg_lock);
   if (s == NULL) {
     sg_admit_refusal_t no;
-    if (sg_admit(cfg, req, c->ws.tr.peer, sg_ws_open_count() + nsessions - 1, uv_now(w->loop),
-                 &no)) {
+    size_t open = sg_ws_open_count() + nsessions - 1 + sg_stomp_tcp_open_count();
+    if (sg_admit(cfg, req, c->ws.tr.peer, open, uv_now(w->loop), &no)) {
       reg_remove(e);
       conn_text(c, no.status, no.reason);
       return;

@@ -30,11 +30,17 @@ static const char *ssl_err_text(char *buf, size_t cap) {
   return buf;
 }
 
+/* Marks the connections of the STOMP listener (SSL app data). */
+static char stream_tag;
+
 static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                    const unsigned char *in, unsigned int inlen, void *arg) {
-  (void)ssl, (void)arg;
+  (void)arg;
   static const unsigned char h11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
   unsigned char *sel;
+  /* STOMP over TLS has no registered ALPN name: whatever a client offers
+   * goes unanswered rather than refused. */
+  if (SSL_get_app_data(ssl) == &stream_tag) return SSL_TLSEXT_ERR_NOACK;
   if (SSL_select_next_proto(&sel, outlen, h11, sizeof(h11), in, inlen) != OPENSSL_NPN_NEGOTIATED)
     return SSL_TLSEXT_ERR_ALERT_FATAL; /* WebSocket needs HTTP/1.1 */
   *out = sel;
@@ -125,7 +131,7 @@ void sg_tls_shutdown(void) {
   ctx = NULL;
 }
 
-sg_tls_t *sg_tls_new(void) {
+static sg_tls_t *tls_new(int stream) {
   sg_tls_t *t = calloc(1, sizeof(*t));
   if (t == NULL) return NULL;
   uv_once(&ctx_once, ctx_lock_init);
@@ -143,8 +149,19 @@ sg_tls_t *sg_tls_new(void) {
   }
   SSL_set_bio(t->ssl, t->rbio, t->wbio);
   SSL_set_accept_state(t->ssl);
+  if (stream) {
+    SSL_set_app_data(t->ssl, &stream_tag);
+    /* No TLS 1.3 session tickets after the handshake: a STOMP client
+     * speaks first, and stomp.py over Python's ssl module, whose reader
+     * thread takes the tickets, could hang before sending CONNECT (seen
+     * one run in five). */
+    SSL_set_num_tickets(t->ssl, 0);
+  }
   return t;
 }
+
+sg_tls_t *sg_tls_new(void) { return tls_new(0); }
+sg_tls_t *sg_tls_new_stream(void) { return tls_new(1); }
 
 void sg_tls_free(sg_tls_t *t) {
   if (t == NULL) return;

@@ -2,7 +2,7 @@
 #ifndef SG_TLS_H
 #define SG_TLS_H
 
-/* TLS for the WebSocket listener with OpenSSL, through memory BIOs so the
+/* TLS for the WebSocket listener (and the STOMP one) with OpenSSL, through memory BIOs so the
  * socket stays libuv's: ciphertext read from the socket goes in, plaintext
  * comes out for the WebSocket layer, and whatever OpenSSL wants to send
  * (handshake records, alerts, encrypted data) is handed back to be written.
@@ -26,6 +26,9 @@ void sg_tls_shutdown(void);
 
 /* A server-side connection on the current context, or NULL. */
 sg_tls_t *sg_tls_new(void);
+/* The same for STOMP over TLS (--stomp-tls): ALPN is not required to
+ * offer http/1.1. */
+sg_tls_t *sg_tls_new_stream(void);
 void sg_tls_free(sg_tls_t *t);
 
 /* Feeds len bytes of ciphertext (borrowed). Appends decrypted bytes to

@@ -20,14 +20,17 @@ typedef struct sg_worker {
   uv_async_t wake;  /* carries commands from the main thread */
   atomic_int cmds;  /* enum sg_worker_cmd bits not yet carried out */
   sg_listener_t listener;
+  sg_listener_t stomp_listener; /* --stomp-listen: STOMP over TCP or TLS */
   sg_session_ctx_t ctx;
   int running;
 } sg_worker_t;
 
 /* Creates cfg->workers workers and binds their listeners (all on one
- * port). On success *out holds them and *port the port. A negative libuv
- * error when a listener cannot bind (nothing is left open then). */
-int sg_workers_start(sg_worker_t **out, const sg_config_t *cfg, int *port);
+ * port, and with --stomp-listen all on one STOMP port). On success *out
+ * holds them, *port the port and *stomp_port the STOMP port (0 without
+ * one). A negative libuv error when a listener cannot bind (nothing is
+ * left open then); *stomp_port is -1 if that was the STOMP one. */
+int sg_workers_start(sg_worker_t **out, const sg_config_t *cfg, int *port, int *stomp_port);
 /* Starts accepting and the workers' threads. 0 or a libuv error. */
 int sg_workers_run(sg_worker_t *w, const sg_config_t *cfg);
 enum sg_worker_cmd {

@@ -19,6 +19,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "sockjs.h"
+#include "stomp_tcp.h"
 #include "stompgate/container.h"
 #include "stompgate/err.h"
 #include "stompgate/proxy_proto.h"
@@ -733,8 +734,8 @@ static void sockjs_heartbeat_cb(uv_timer_t *t) {
 /* Accepts a valid upgrade request; sockjs selects SockJS framing. */
 static void ws_upgrade(sg_ws_t *ws, const sg_http_request_t *req, int sockjs) {
   sg_admit_refusal_t no;
-  if (sg_admit(ws->cfg, req, ws->tr.peer, open_count + sg_sockjs_session_count(),
-               uv_now(ws->tcp.loop), &no)) {
+  size_t open = open_count + sg_sockjs_session_count() + sg_stomp_tcp_open_count();
+  if (sg_admit(ws->cfg, req, ws->tr.peer, open, uv_now(ws->tcp.loop), &no)) {
     ws_refuse(ws, no.status, no.reason, no.extra);
     return;
   }

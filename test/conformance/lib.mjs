@@ -1,9 +1,13 @@
 // SPDX-License-Identifier: MIT
 // Helpers for conformance cases. Every case gets a context bound to one
 // Web-STOMP endpoint URL (stompgate or RabbitMQ's plugin) and the AMQP port
-// of the broker behind it; whatever a case opens is closed after it.
+// of the broker behind it; whatever a case opens is closed after it. A
+// tcp://HOST:PORT URL runs the raw-frame cases over STOMP straight on TCP
+// (stompgate's --stomp-listen); what only WebSocket has (subprotocols, a
+// client library over WebSocket) is skipped there.
 import { randomBytes } from 'node:crypto';
 import WebSocket from 'ws';
+import { openStomp } from '../e2e/lib/stomptcp.mjs';
 import { Client } from '@stomp/stompjs';
 import amqp from 'amqplib';
 
@@ -67,9 +71,13 @@ export function frame(cmd, headers = {}, body = '') {
   return s + '\n' + body + '\0';
 }
 
+// Thrown by a case, or by a helper, for what its transport cannot do.
+export class Skip extends Error {}
+
 export class Ctx {
   constructor({ url, amqpPort, impl, caps }) {
     this.url = url;
+    this.transport = url.startsWith('tcp://') ? 'tcp' : 'ws';
     this.amqpPort = amqpPort;
     this.impl = impl;
     this.caps = caps ?? {};
@@ -78,8 +86,9 @@ export class Ctx {
 
   // A raw WebSocket speaking STOMP by hand. Frames are kept in arrival
   // order; take() consumes the first one with a given command.
-  async raw(protocols = ['v12.stomp', 'v11.stomp', 'v10.stomp']) {
-    const ws = new WebSocket(this.url, protocols);
+  async raw(protocols) {
+    if (this.transport === 'tcp') return this.rawTcp(protocols);
+    const ws = new WebSocket(this.url, protocols ?? ['v12.stomp', 'v11.stomp', 'v10.stomp']);
     this.owned.push(() => ws.terminate());
     ws.frames = [];
     ws.binary = [];
@@ -130,6 +139,17 @@ export class Ctx {
     return ws;
   }
 
+  // The same over TCP: frames come from the byte stream, and a frame's
+  // bytes are its text.
+  async rawTcp(protocols) {
+    if (protocols) throw new Skip('WebSocket subprotocols');
+    const u = new URL(this.url);
+    const c = await openStomp(+u.port, null, u.hostname);
+    this.owned.push(() => c.destroy());
+    c.onFrame = (f) => { f.bytes = Buffer.from(f.text, 'latin1'); };
+    return c;
+  }
+
   // A raw session after CONNECTED, in the given STOMP version.
   async stomp(version = '1.2', extra = {}) {
     const ws = await this.raw();
@@ -149,6 +169,7 @@ export class Ctx {
 
   // A connected @stomp/stompjs client.
   async client(opts = {}) {
+    if (this.transport === 'tcp') throw new Skip('@stomp/stompjs runs over WebSocket');
     const c = new Client({
       webSocketFactory: () => new WebSocket(this.url, opts.protocols ?? ['v12.stomp', 'v11.stomp', 'v10.stomp']),
       connectHeaders: opts.connectHeaders ?? { login: 'guest', passcode: 'guest', host: '/' },

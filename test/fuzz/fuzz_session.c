@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* A whole session: the input is what a client sends over TCP (the HTTP
- * upgrade, then WebSocket frames carrying STOMP), the gateway runs as in
+ * upgrade, then WebSocket frames carrying STOMP; or, on the STOMP port,
+ * STOMP frames straight on TCP), the gateway runs as in
  * production (listener, ws, session, broker link, in shared mode the pool
  * and fan-out), and the broker is fake_broker.c in the same loop.
  *
@@ -9,7 +10,9 @@
  * SIGTERM) once the stream is handled, bit 3 has the broker block
  * publishing, bit 4 picks a per-session gateway with 10 ms timeouts and
  * heart-beats and lets it run 60 ms before the client goes, so that its
- * timers fire (those inputs repeat less exactly); byte 1 is the rest of the fake broker's script (enum
+ * timers fire (those inputs repeat less exactly), bit 5 connects to that
+ * gateway's STOMP port (--stomp-listen) instead of its WebSocket one;
+ * byte 1 is the rest of the fake broker's script (enum
  * fb_fault bits) and byte 2 its argument; bytes 3-4 seed the
  * sizes of the pieces the stream is written in, so that the gateway sees
  * partial heads, frames and messages; the rest is the stream.
@@ -34,6 +37,7 @@
 #include "pool.h"
 #include "relay.h"
 #include "session.h"
+#include "stomp_tcp.h"
 #include "ws.h"
 
 #define HEADER_LEN 5
@@ -50,6 +54,9 @@ static sg_config_t cfg_ps, cfg_sh, cfg_tm;
 static sg_session_ctx_t ctx_ps, ctx_sh, ctx_tm;
 static sg_listener_t lis_ps, lis_sh, lis_tm;
 static int port_ps, port_sh, port_tm;
+/* The same gateways' STOMP ports. */
+static sg_listener_t st_ps, st_sh, st_tm;
+static int sport_ps, sport_sh, sport_tm;
 
 typedef struct client {
   uv_tcp_t tcp;
@@ -96,6 +103,13 @@ static void start_listener(sg_listener_t *l, sg_session_ctx_t *ctx, int *port) {
   FZ_CHECK(*port > 0);
 }
 
+static void start_stomp_listener(sg_listener_t *l, sg_session_ctx_t *ctx, int *port) {
+  FZ_CHECK(sg_listener_bind(l, &loop, ctx, "127.0.0.1", 0, sg_stomp_tcp_accept) == 0);
+  FZ_CHECK(sg_listener_listen(l) == 0);
+  *port = sg_listener_port(l);
+  FZ_CHECK(*port > 0);
+}
+
 static void init_once(void) {
   static int done;
   if (done) return;
@@ -113,7 +127,8 @@ static void init_once(void) {
   load_config(&cfg_sh, "shared", fb_port, 5000);
   load_config(&cfg_tm, "per-session", fb_port, 10);
   FZ_CHECK(sg_amqp_set_nodes(cfg_ps.brokers, cfg_ps.nbrokers) == 0);
-  FZ_CHECK(sg_ws_loop_init(&loop) == 0 && sg_amqp_loop_init(&loop) == 0);
+  FZ_CHECK(sg_ws_loop_init(&loop) == 0 && sg_amqp_loop_init(&loop) == 0 &&
+           sg_stomp_tcp_loop_init(&loop) == 0);
   ctx_ps.cfg = &cfg_ps;
   ctx_ps.relay = &sg_relay_per_session;
   ctx_sh.cfg = &cfg_sh;
@@ -124,6 +139,9 @@ static void init_once(void) {
   ctx_tm.cfg = &cfg_tm;
   ctx_tm.relay = &sg_relay_per_session;
   start_listener(&lis_tm, &ctx_tm, &port_tm);
+  start_stomp_listener(&st_ps, &ctx_ps, &sport_ps);
+  start_stomp_listener(&st_sh, &ctx_sh, &sport_sh);
+  start_stomp_listener(&st_tm, &ctx_tm, &sport_tm);
 }
 
 /* ---------- the client ---------- */
@@ -217,7 +235,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < HEADER_LEN) return 0;
   init_once();
   int shared = data[0] & 1, half_close = data[0] & 2, drain = data[0] & 4;
-  int timers = data[0] & 16;
+  int timers = data[0] & 16, tcp = data[0] & 32;
   fb_set_script(data[1] | (data[0] & 8 ? FB_BLOCKED : 0), data[2]);
   uint32_t seed = (uint32_t)data[3] | (uint32_t)data[4] << 8;
   const uint8_t *s = data + HEADER_LEN;
@@ -226,7 +244,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   memset(&cl, 0, sizeof(cl));
   FZ_CHECK(uv_tcp_init(&loop, &cl.tcp) == 0);
   struct sockaddr_in sa;
-  uv_ip4_addr("127.0.0.1", timers ? port_tm : shared ? port_sh : port_ps, &sa);
+  int port = timers ? (tcp ? sport_tm : port_tm) : shared ? (tcp ? sport_sh : port_sh)
+                                                          : (tcp ? sport_ps : port_ps);
+  uv_ip4_addr("127.0.0.1", port, &sa);
   FZ_CHECK(uv_tcp_connect(&cl.connect, &cl.tcp, (const struct sockaddr *)&sa,
                           client_connect_cb) == 0);
   run_until(connected_or_failed, 0, FREE_CAP_MS);

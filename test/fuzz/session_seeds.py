@@ -13,7 +13,7 @@ import sys
 
 # fake_broker.h enum fb_fault
 REFUSE_LOGIN, DECLARE_404, DENY, DELIVER, NACK, CANCEL, DROP, FORCE_CLOSE = (1 << i for i in range(8))
-SHARED, HALF_CLOSE, DRAIN, BLOCKED, TIMERS = 1, 2, 4, 8, 16
+SHARED, HALF_CLOSE, DRAIN, BLOCKED, TIMERS, TCP = 1, 2, 4, 8, 16, 32
 
 
 def upgrade(protocols="v12.stomp, v11.stomp, v10.stomp", path="/ws"):
@@ -174,6 +174,21 @@ def main():
                  stomp("SUBSCRIBE", [("destination", "/queue/q"), ("id", "u")]),
                  stomp("SEND", [("destination", "/queue/q"), ("receipt", "s1")], "a"),
                  stomp("DISCONNECT", [("receipt", "d")])))]
+    # STOMP straight on TCP (the STOMP port): frames with no WebSocket
+    # around them, heart-beat EOLs between them, several in one piece.
+    raw = "".join([connect("1.2"), "\n\r\n",
+                   stomp("SUBSCRIBE", [("destination", "/queue/q"), ("id", "t"),
+                                       ("ack", "client-individual"), ("receipt", "r1")]),
+                   "SEND\ndestination:/queue/q\ncontent-length:5\nreceipt:r2\n\na\0b\0c\0\n",
+                   stomp("SEND", [("destination", "/topic/t"), ("receipt", "r3")], "t"),
+                   stomp("DISCONNECT", [("receipt", "d")])]).encode()
+    extra += [("tcp-ps-whole", TCP, 0, 0, raw),
+              ("tcp-ps-pieces", TCP, 0, 0x0019, raw),
+              ("tcp-sh-pieces", TCP | SHARED, DELIVER, 0x0801, raw),
+              ("tcp-blocked-drain", TCP | BLOCKED | DRAIN, 0, 0x0801, raw),
+              ("tcp-too-large", TCP, 0, 0, (connect("1.2") + stomp("SEND", [("destination", "/queue/q")], "x" * 3000)).encode()),
+              ("tcp-timers-heartbeat", TCP | TIMERS, 0, 0, connect("1.2", extra=[("heart-beat", "10,10")]).encode()),
+              ("tcp-half-close", TCP | HALF_CLOSE, 0, 0x0019, connect("1.1").encode() + b"SEND\ndestination:/queue/q\n\npartial")]
     for name, mode, faults, seed, stream in extra:
         data = bytes([mode, faults, 0]) + struct.pack("<H", seed) + stream
         with open(os.path.join(out, name), "wb") as f:

@@ -173,6 +173,44 @@ static void proxies(void **state) {
   unlink(file);
 }
 
+static void stomp_listen(void **state) {
+  (void)state;
+  sg_config_t cfg;
+  char *none[] = {"stompgate", NULL};
+  char *noenv[] = {NULL};
+  assert_int_equal(load(&cfg, none, noenv), 0);
+  assert_null(cfg.stomp_listen_host); /* off by default */
+  assert_int_equal(cfg.stomp_tls, 0);
+  sg_config_free(&cfg);
+
+  char *file = write_file("stomp-listen = [::1]:61613\nstomp-tls = false\n");
+  char cf[sizeof("STOMPGATE_CONFIG=") + 64];
+  snprintf(cf, sizeof(cf), "STOMPGATE_CONFIG=%s", file);
+  char *envp[] = {cf, NULL};
+  assert_int_equal(load(&cfg, none, envp), 0);
+  assert_string_equal(cfg.stomp_listen_host, "::1");
+  assert_int_equal(cfg.stomp_listen_port, 61613);
+  sg_config_free(&cfg);
+  /* A flag turns it off again. */
+  char *off[] = {"stompgate", "--stomp-listen", "off", NULL};
+  assert_int_equal(load(&cfg, off, envp), 0);
+  assert_null(cfg.stomp_listen_host);
+  sg_config_free(&cfg);
+  unlink(file);
+
+  /* stomp-tls needs the TLS files; the port must not be listen's. */
+  char *tls[] = {"stompgate", "--stomp-listen", "127.0.0.1:61613", "--stomp-tls", NULL};
+  assert_int_equal(load(&cfg, tls, noenv), 2);
+  sg_config_free(&cfg);
+  char *same[] = {"stompgate", "--listen", "127.0.0.1:7000", "--stomp-listen", "0.0.0.0:7000",
+                  NULL};
+  assert_int_equal(load(&cfg, same, noenv), 2);
+  sg_config_free(&cfg);
+  char *bad[] = {"stompgate", "--stomp-listen", "61613", NULL};
+  assert_int_equal(load(&cfg, bad, noenv), 2);
+  sg_config_free(&cfg);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(precedence),
@@ -180,6 +218,7 @@ int main(void) {
       cmocka_unit_test(invalid),
       cmocka_unit_test(sockjs),
       cmocka_unit_test(proxies),
+      cmocka_unit_test(stomp_listen),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
