@@ -124,13 +124,7 @@ function exprMetrics(expr) {
 }
 
 test('every metric the Grafana dashboard queries is in /metrics', async () => {
-  const dash = JSON.parse(fs.readFileSync(path.join(root, 'deploy/grafana/stompgate.json'), 'utf8'));
-  const exprs = [];
-  const walk = (p) => {
-    for (const t of p.targets ?? []) if (t.expr) exprs.push(t.expr);
-    for (const c of p.panels ?? []) walk(c);
-  };
-  for (const p of dash.panels) walk(p);
+  const exprs = dashboardExprs();
   assert.ok(exprs.length >= 8, 'the dashboard has queries');
   const { gw } = await busyGateway();
   const { text } = await scrape(gw);
@@ -145,6 +139,44 @@ test('every metric the Grafana dashboard queries is in /metrics', async () => {
     }
   }
   assert.deepEqual([...missing], [], 'queried by the dashboard but not exposed');
+});
+
+function dashboardExprs() {
+  const dash = JSON.parse(fs.readFileSync(path.join(root, 'deploy/grafana/stompgate.json'), 'utf8'));
+  const exprs = [];
+  const walk = (p) => {
+    for (const t of p.targets ?? []) if (t.expr) exprs.push(t.expr);
+    for (const c of p.panels ?? []) walk(c);
+  };
+  for (const p of dash.panels) walk(p);
+  return exprs;
+}
+
+test('the dashboard\'s queries are valid PromQL, prometheus.yml scrapes the compose gateways', async (t) => {
+  const tool = promtool();
+  if (!tool) {
+    t.skip('promtool is not installed (Debian package prometheus)');
+    return;
+  }
+  // Every query as a recording rule, Grafana's variables given values:
+  // promtool parses them.
+  const dir = fs.mkdtempSync(path.join(process.env.SG_TMP ?? '/tmp', 'dash-'));
+  const rules = dashboardExprs().map((e, i) => `      - record: stompgate:dashboard_query_${i}\n        expr: ${JSON.stringify(
+    e.replaceAll('$__rate_interval', '1m').replaceAll('$job', '.*').replaceAll('$instance', '.*'))}`);
+  fs.writeFileSync(path.join(dir, 'rules.yml'), `groups:\n  - name: dashboard\n    rules:\n${rules.join('\n')}\n`);
+  let r = spawnSync(tool, ['check', 'rules', path.join(dir, 'rules.yml')], { encoding: 'utf8' });
+  assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
+  r = spawnSync(tool, ['check', 'config', path.join(root, 'deploy/prometheus.yml')], { encoding: 'utf8' });
+  assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
+  fs.rmSync(dir, { recursive: true, force: true });
+  // The targets are the compose file's gateways on their admin port.
+  const compose = fs.readFileSync(path.join(root, 'deploy/compose.yaml'), 'utf8');
+  const adminPort = compose.match(/STOMPGATE_ADMIN: \S+:(\d+)/)[1];
+  const gateways = [...compose.matchAll(/^  (stompgate-\d+): \*stompgate$/gm)].map((x) => x[1]);
+  assert.ok(gateways.length >= 1);
+  const prom = fs.readFileSync(path.join(root, 'deploy/prometheus.yml'), 'utf8');
+  const targets = [...prom.matchAll(/^\s+- (\S+:\d+)$/gm)].map((x) => x[1]).sort();
+  assert.deepEqual(targets, gateways.map((g) => `${g}:${adminPort}`).sort());
 });
 
 test('--log-format json: one object per line, the close line an access log', async () => {
