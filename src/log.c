@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "stompgate/buf.h"
+#include "stompgate/utf8.h"
 
 static int log_level = SG_LOG_INFO;
 static int log_json;
@@ -42,12 +43,15 @@ static void timestamp(char out[64]) {
            tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
 }
 
-/* Appends s as a JSON string, quotes included. Bytes that are not valid
- * in a JSON string become \uXXXX escapes; bytes >= 0x80 pass as they are
- * (log messages quote client input as text). */
+/* Appends s as a JSON string, quotes included. Control characters become
+ * escapes; so do the bytes >= 0x80 of a string that is not valid UTF-8
+ * (log messages quote client input), each as the code point of its value,
+ * so that every line stays valid JSON. */
 static void json_str(sg_buf_t *b, const char *s) {
+  if (s == NULL) s = "";
+  int utf8 = sg_utf8_valid(s, strlen(s));
   sg_buf_appendz(b, "\"");
-  for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
     char e[8];
     if (*p == '"' || *p == '\\') {
       e[0] = '\\';
@@ -59,7 +63,7 @@ static void json_str(sg_buf_t *b, const char *s) {
       sg_buf_appendz(b, "\\r");
     } else if (*p == '\t') {
       sg_buf_appendz(b, "\\t");
-    } else if (*p < 0x20 || *p == 0x7f) {
+    } else if (*p < 0x20 || *p == 0x7f || (*p >= 0x80 && !utf8)) {
       snprintf(e, sizeof(e), "\\u%04x", *p);
       sg_buf_appendz(b, e);
     } else {
