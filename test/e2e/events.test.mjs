@@ -6,15 +6,18 @@
 // the properties; /metrics counts what was published and dropped.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { connected, subscribe, receipt, rawWs, waitFor, uniq, amqpConnect } from './lib/harness.mjs';
+import os from 'node:os';
+import { spawn } from 'node:child_process';
+import amqp from 'amqplib';
+import { connected, subscribe, receipt, waitFor, uniq, amqpConnect } from './lib/harness.mjs';
 import { spawnGateway, httpGet, parseMetrics } from './lib/ops.mjs';
 
 const conns = [];
 after(async () => { for (const c of conns) await c.close().catch(() => {}); });
 
 // A queue bound to the events exchange with key; events collect in order.
-async function listen(exchange, key = 'session.#') {
-  const conn = await amqpConnect();
+async function listen(exchange, key = 'session.#', port = null) {
+  const conn = port ? await amqp.connect(`amqp://guest:guest@127.0.0.1:${port}`) : await amqpConnect();
   conns.push(conn);
   const ch = await conn.createChannel();
   await ch.assertExchange(exchange, 'topic', { durable: true });
@@ -150,5 +153,63 @@ test('events the broker cannot take wait in a bounded buffer; past it they are d
     assert.equal(await metric(gw, 'stompgate_events_published_total{kind="connected"}'), 0);
   } finally {
     await gw.stop();
+  }
+});
+
+test('a gateway that drains on SIGTERM publishes its sessions\' disconnects', async () => {
+  const exchange = uniq('stompgate.events');
+  const events = await listen(exchange);
+  const gw = await spawnGateway(['--events-exchange', exchange, '--workers', '2', '--instance-id', 'draining', '--drain-timeout', '200']);
+  const c = await connected(gw.url);
+  await events.find1((e) => e.body.event === 'connected', 'connected');
+  await gw.stop();
+  const d = await events.find1((e) => e.body.event === 'disconnected', 'disconnected');
+  assert.equal(d.body.instance, 'draining');
+  assert.match(d.body.reason, /shutting down/);
+  await c.deactivate().catch(() => {});
+});
+
+function sh(script) {
+  return new Promise((resolve, reject) => {
+    const p = spawn('bash', ['-c', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    p.stdout.on('data', (d) => { out += d; });
+    p.on('exit', (code) => (code === 0 ? resolve(out.trim()) : reject(new Error(`${script}: exit ${code}`))));
+  });
+}
+
+test('a broker that blocks publishing holds events in the buffer; past it they are dropped as blocked, the rest flow after', async () => {
+  // A broker of its own: the alarm would stall every other case.
+  const dir = `${process.env.SG_TMP ?? os.tmpdir()}/events-alarm-${uniq('x')}`;
+  const port = +(await sh(`. test/lib/rabbitmq.sh; rmq_start ${dir} >&2 && echo $RMQ_AMQP_PORT`));
+  const exchange = uniq('stompgate.events');
+  let gw;
+  try {
+    const events = await listen(exchange, 'session.#', port);
+    gw = await spawnGateway(['--mode', 'per-session', '--workers', '1', '--events-exchange', exchange,
+      '--events-buffer', '4'], { amqpPort: port });
+    const first = await connected(gw.url);
+    await events.find1((e) => e.body.event === 'connected', 'first connected');
+    await sh(`. test/lib/rabbitmq.sh; rmq_ctl ${dir} set_vm_memory_high_watermark 0.0000001 >/dev/null`);
+    // Sessions still connect while the broker holds the gateway's publishes.
+    const before = events.length;
+    for (let i = 0; i < 6; i++) {
+      const c = await connected(gw.url);
+      await c.deactivate();
+    }
+    await waitFor(() => gw.log().includes('session events dropped (blocked)'), 20000, 'drops while blocked');
+    const dropped = await metric(gw, 'stompgate_events_dropped_total{reason="blocked"}');
+    assert.ok(dropped >= 1, `dropped ${dropped}`);
+    assert.equal(await metric(gw, 'stompgate_events_dropped_total{reason="disconnected"}'), 0);
+    await sh(`. test/lib/rabbitmq.sh; rmq_ctl ${dir} set_vm_memory_high_watermark 0.4 >/dev/null`);
+    // 12 events: those the broker took before it blocked, the 4 that
+    // waited, and none of those dropped.
+    await waitFor(() => gw.log().includes('session events flowing again'), 20000, 'flowing again');
+    await waitFor(() => events.length - before === 12 - dropped, 20000, 'the held events');
+    await first.deactivate();
+    await events.find1((e) => e.body.event === 'disconnected' && e.body.session === events[0].body.session, 'flows again');
+  } finally {
+    await gw?.stop();
+    await sh(`. test/lib/rabbitmq.sh; rmq_stop ${dir}`).catch(() => {});
   }
 });
