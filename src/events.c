@@ -137,8 +137,9 @@ int sg_events_metrics(sg_buf_t *o) {
     r |= sg_buf_printf(o, "stompgate_events_published_total{kind=\"%s\"} %" PRIu64 "\n",
                        sg_event_kind_names[i],
                        (uint64_t)atomic_load_explicit(&published[i], memory_order_relaxed));
-  r |= sg_buf_printf(o, "# HELP stompgate_events_dropped_total Session events dropped because "
-                        "the events buffer was full, by reason.\n"
+  r |= sg_buf_printf(o, "# HELP stompgate_events_dropped_total Session events dropped: the "
+                        "buffer was full while the broker pushed back (blocked) or was not "
+                        "connected (disconnected), or out of memory (error).\n"
                         "# TYPE stompgate_events_dropped_total counter\n");
   for (int i = 0; i < SG_EVENT_DROPS; i++)
     r |= sg_buf_printf(o, "stompgate_events_dropped_total{reason=\"%s\"} %" PRIu64 "\n",
