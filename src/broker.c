@@ -667,7 +667,8 @@ fail:
 static amqp_connection_state_t login_blocking(const char *host, int port, const char *user,
                                               const char *password, const char *vhost,
                                               const char *conn_name, int frame_max, int *status,
-                                              char *message, size_t cap, int *failed_over) {
+                                              char *message, size_t cap, int *failed_over,
+                                              char *node, size_t node_cap) {
   size_t n = nodes.n ? nodes.n : 1, first = nodes.n ? sg_amqp_preferred_node() % n : 0;
   size_t mlen = 0;
   login_props_t lp;
@@ -682,6 +683,7 @@ static amqp_connection_state_t login_blocking(const char *host, int port, const 
                                               status, message, cap, &mlen);
     if (conn) {
       if (failed_over) *failed_over = k > 0;
+      if (node) snprintf(node, node_cap, "%s:%d", h, p);
       /* Every login counts, whoever made it (a session, the pool, a
        * credential check, the start-up declaration). */
       if (k > 0) {
@@ -703,7 +705,7 @@ amqp_connection_state_t sg_amqp_login_blocking(const char *host, int port, const
                                                const char *conn_name, int *status,
                                                char *message, size_t cap, int *failed_over) {
   return login_blocking(host, port, user, password, vhost, conn_name, SG_AMQP_FRAME_MAX, status,
-                        message, cap, failed_over);
+                        message, cap, failed_over, NULL, 0);
 }
 
 /* Thread pool: the blocking part of opening a connection. Touches only c's
@@ -712,7 +714,8 @@ static void login_work_cb(uv_work_t *w) {
   sg_amqp_conn_t *c = container_of(w, sg_amqp_conn_t, work);
   c->conn = login_blocking(c->host, c->port, c->user, c->password, c->vhost, c->name,
                            c->frame_max, &c->login_status, c->login_message,
-                           sizeof(c->login_message), &c->failed_over);
+                           sizeof(c->login_message), &c->failed_over, c->node,
+                           sizeof(c->node));
 }
 
 static void chan_lost(sg_amqp_t *a, int code, const char *text);
@@ -729,6 +732,8 @@ static void conn_lost(sg_amqp_conn_t *c, int code, const char *text) {
 static void conn_handle_closed_cb(uv_handle_t *h) {
   sg_amqp_conn_t *c = h->data;
   if (--c->handles_open > 0) return;
+  if (c->counted) sg_metrics_broker_conn(c->node, -1);
+  c->counted = 0;
   link_free(c);
   if (c->conn) amqp_destroy_connection(c->conn);
   c->conn = NULL;
@@ -792,6 +797,8 @@ static void chan_finish(sg_amqp_t *a) {
   chan_detach(a);
   free(a->rpcs);
   a->rpcs = NULL;
+  free(a->pub_ns);
+  a->pub_ns = NULL;
   sg_buf_free(&a->body);
   if (!a->reaping) {
     a->reaping = 1;
@@ -824,8 +831,24 @@ static void chan_lost(sg_amqp_t *a, int code, const char *text) {
 
 static void delivery_done(sg_amqp_t *a) {
   a->in_delivery = 0;
+  a->cur.arrived_ns = uv_hrtime();
   a->cbs->on_delivery_cb(a, &a->cur);
   sg_buf_reset(&a->body);
+}
+
+/* Confirm latency of tag (and, with multiple, of the tags before it whose
+ * send times the ring still holds). */
+static void confirm_times(sg_amqp_t *a, uint64_t tag, int multiple) {
+  if (a->pub_ns == NULL || tag == 0 || tag > a->pub_seq) return;
+  uint64_t now = uv_hrtime();
+  uint64_t lo = a->pub_seq >= SG_AMQP_PUB_RING ? a->pub_seq - SG_AMQP_PUB_RING + 1 : 1;
+  uint64_t from = multiple ? lo : tag;
+  for (uint64_t t = from < lo ? lo : from; t <= tag; t++) {
+    uint64_t *ns = &a->pub_ns[t % SG_AMQP_PUB_RING];
+    if (*ns == 0) continue;
+    sg_metrics_confirm_latency((double)(now - *ns) / 1e9);
+    *ns = 0;
+  }
 }
 
 static void chan_method(sg_amqp_t *a, amqp_method_t *m) {
@@ -866,11 +889,13 @@ static void chan_method(sg_amqp_t *a, amqp_method_t *m) {
     return;
   case AMQP_BASIC_ACK_METHOD: {
     amqp_basic_ack_t *k = m->decoded;
+    confirm_times(a, k->delivery_tag, k->multiple);
     a->cbs->on_confirm_cb(a, k->delivery_tag, k->multiple, 1);
     return;
   }
   case AMQP_BASIC_NACK_METHOD: {
     amqp_basic_nack_t *k = m->decoded;
+    confirm_times(a, k->delivery_tag, k->multiple);
     a->cbs->on_confirm_cb(a, k->delivery_tag, k->multiple, 0);
     return;
   }
@@ -901,6 +926,8 @@ static void chan_method(sg_amqp_t *a, amqp_method_t *m) {
     chan_lost(a, 0, "unexpected reply from the broker");
     return;
   }
+  sg_metrics_rpc_latency((double)(uv_hrtime() - a->rpcs[(a->rpc_head + i) % a->rpc_cap].sent_ns) /
+                         1e9);
   for (; i > 0; i--)
     a->rpcs[(a->rpc_head + i) % a->rpc_cap] = a->rpcs[(a->rpc_head + i - 1) % a->rpc_cap];
   a->rpc_head = (a->rpc_head + 1) % a->rpc_cap;
@@ -1133,6 +1160,9 @@ static void after_login_cb(uv_work_t *w, int status) {
   c->poll_init = 1;
   c->handles_open++;
   c->state = SG_AMQP_OPEN;
+  if (c->node[0] == '\0') snprintf(c->node, sizeof(c->node), "%s:%d", c->host, c->port);
+  sg_metrics_broker_conn(c->node, 1);
+  c->counted = 1;
   c->last_rx = c->last_tx = uv_now(c->loop);
   uv_poll_start(&c->poll, UV_READABLE | UV_DISCONNECT, poll_cb);
   /* The interval is what the login agreed on: the broker may ask for a
@@ -1230,7 +1260,9 @@ static int rpc_push(sg_amqp_t *a, amqp_method_number_t expect) {
     a->rpc_cap = cap;
     a->rpc_head = 0;
   }
-  a->rpcs[(a->rpc_head + a->rpc_len) % a->rpc_cap].expect = expect;
+  sg_amqp_rpc_t *r = &a->rpcs[(a->rpc_head + a->rpc_len) % a->rpc_cap];
+  r->expect = expect;
+  r->sent_ns = uv_hrtime();
   a->rpc_len++;
   return 0;
 }
@@ -1575,6 +1607,8 @@ int sg_amqp_publish(sg_amqp_t *a, amqp_bytes_t exchange, amqp_bytes_t routing_ke
     return UV_EPIPE;
   }
   *seq = ++a->pub_seq;
+  if (a->pub_ns == NULL) a->pub_ns = calloc(SG_AMQP_PUB_RING, sizeof(*a->pub_ns));
+  if (a->pub_ns) a->pub_ns[a->pub_seq % SG_AMQP_PUB_RING] = uv_hrtime();
   return 0;
 }
 

@@ -41,6 +41,7 @@ typedef struct sg_amqp_delivery {
   const amqp_basic_properties_t *props;
   const char *body;
   size_t body_len;
+  uint64_t arrived_ns; /* uv_hrtime when its last frame was read */
 } sg_amqp_delivery_t;
 
 /* What a channel reports to its owner. */
@@ -80,7 +81,13 @@ enum sg_amqp_state {
 
 typedef struct sg_amqp_rpc {
   amqp_method_number_t expect;
+  uint64_t sent_ns; /* uv_hrtime when sent: /metrics' round trip */
 } sg_amqp_rpc_t;
+
+/* Send times of the latest publishes, for the confirm latency histogram:
+ * tag t is at t % SG_AMQP_PUB_RING while pub_seq - t < SG_AMQP_PUB_RING
+ * (publishes further behind their confirm are not measured). */
+#define SG_AMQP_PUB_RING 64
 
 struct sg_amqp {
   sg_amqp_conn_t *conn;
@@ -104,6 +111,7 @@ struct sg_amqp {
   uint64_t rpc_done;  /* replies received */
   uint64_t open_seq;  /* the reply that completes the opening */
   uint64_t pub_seq;   /* publishes sent (= last confirm tag) */
+  uint64_t *pub_ns;   /* SG_AMQP_PUB_RING send times (0: confirmed), from the first publish */
   /* Delivery being assembled. */
   sg_amqp_delivery_t cur;
   uint64_t body_size;
@@ -145,6 +153,8 @@ struct sg_amqp_conn {
   uint64_t last_tx;            /* uv_now when a frame was last queued for it */
   char *host, *user, *password, *vhost, *name;
   int port;
+  char node[80];               /* "host:port" the login reached */
+  unsigned counted : 1;        /* in /metrics' stompgate_broker_links */
   int frame_max;               /* asked for at login */
   uint64_t heartbeat_ms;       /* agreed at login; 0: none */
   size_t assembling;           /* channels in the middle of a delivery */

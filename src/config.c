@@ -223,6 +223,13 @@ static int apply_log_level(sg_config_t *cfg, const setting_t *st, const char *v,
   return 0;
 }
 
+static int apply_log_format(sg_config_t *cfg, const setting_t *st, const char *v, int level,
+                            const char *where) {
+  (void)level;
+  if ((cfg->log_json = sg_log_format_parse(v)) < 0) return bad(st, v, where, "text or json");
+  return 0;
+}
+
 static int apply_bool(int *field, const setting_t *st, const char *v, const char *where) {
   if (!strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "on") || !strcmp(v, "1")) *field = 1;
   else if (!strcmp(v, "false") || !strcmp(v, "no") || !strcmp(v, "off") || !strcmp(v, "0"))
@@ -522,6 +529,10 @@ static const setting_t settings[] = {
      "counts them too)"},
     {"log-level", "LEVEL", T_CUSTOM, 0, 0, 0, apply_log_level,
      "error, warn, info (default) or debug"},
+    {"log-format", "FORMAT", T_CUSTOM, 0, 0, 0, apply_log_format,
+     "text (default) or json: one object per line with\nts, level and msg; a session's close "
+     "line (event\nsession_closed) adds client, user, vhost, session,\nduration_s, frames_in, "
+     "frames_out, bytes_in,\nbytes_out and reason"},
     {"admin", "HOST:PORT", T_CUSTOM, 0, 0, 0, apply_admin,
      "admin HTTP endpoint: /healthz, /readyz, /metrics\n(default off)"},
     {"max-sessions", "N", T_SIZE, F(max_sessions), 0, 10000000, NULL,

@@ -70,6 +70,7 @@ typedef struct sg_config {
   size_t sockjs_max_body;        /* xhr_send request body */
   size_t sockjs_max_sessions;    /* SockJS xhr sessions in the process */
   int log_level;
+  int log_json; /* --log-format json */
   size_t max_frame_size;
   size_t max_headers;
   size_t max_header_size;

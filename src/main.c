@@ -171,6 +171,7 @@ int main(int argc, char **argv) {
     return r == 1 ? 0 : 2;
   }
   sg_log_set_level(cfg.log_level);
+  sg_log_set_format(cfg.log_json);
   signal(SIGPIPE, SIG_IGN);
   raise_nofile();
   /* Every broker login waits on a thread-pool thread for a few round trips

@@ -11,10 +11,14 @@
 
 #define NCMD (SG_STOMP_ERROR + 1)
 #define MAX_KINDS 48
+#define MAX_NODES 16
+#define NODE_LEN 80
 #define KIND_LEN 64
 
-static const double buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-                                 0.25,  0.5,    1,     2.5,  5,     10};
+/* Seconds, for every histogram: 0.5 ms to 10 s, roughly 1-2.5-5 steps
+ * (README's metrics table lists them). */
+static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                 0.1,    0.25,  0.5,    1,     2.5,  5,    10};
 #define NBUCKETS (sizeof(buckets) / sizeof(buckets[0]))
 
 typedef struct histogram {
@@ -22,6 +26,12 @@ typedef struct histogram {
   uint64_t count;
   double sum;
 } histogram_t;
+
+/* Open broker connections to one node ("host:port"). */
+typedef struct node_gauge {
+  char name[NODE_LEN];
+  int64_t n;
+} node_gauge_t;
 
 typedef struct kind_counter {
   char name[KIND_LEN];
@@ -74,6 +84,10 @@ typedef struct metrics {
   uint64_t stomp_tcp, stomp_tcp_refused;
   int64_t links_held; /* this thread's holds minus releases */
   histogram_t handshake, login;
+  histogram_t delivery[2]; /* by relay mode: per-session, shared */
+  histogram_t confirm, rpc, session_duration;
+  node_gauge_t nodes[MAX_NODES];
+  size_t nnodes;
   struct metrics *next;
 } metrics_t;
 
@@ -174,6 +188,16 @@ static void aggregate(metrics_t *t) {
     t->links_held += b->links_held;
     hist_add(&t->handshake, &b->handshake);
     hist_add(&t->login, &b->login);
+    for (int i = 0; i < 2; i++) hist_add(&t->delivery[i], &b->delivery[i]);
+    hist_add(&t->confirm, &b->confirm);
+    hist_add(&t->rpc, &b->rpc);
+    hist_add(&t->session_duration, &b->session_duration);
+    for (size_t i = 0; i < b->nnodes; i++) {
+      size_t k = 0;
+      while (k < t->nnodes && strcmp(t->nodes[k].name, b->nodes[i].name) != 0) k++;
+      if (k == t->nnodes) t->nodes[t->nnodes++] = b->nodes[i];
+      else t->nodes[k].n += b->nodes[i].n;
+    }
   }
   uv_mutex_unlock(&reg_lock);
 }
@@ -281,6 +305,35 @@ void sg_metrics_error(const char *message) {
 
 void sg_metrics_slow_drop(void) { cur()->slow_drops++; }
 
+void sg_metrics_delivery_latency(int shared, double seconds) {
+  observe(&cur()->delivery[shared ? 1 : 0], seconds);
+}
+
+void sg_metrics_confirm_latency(double seconds) { observe(&cur()->confirm, seconds); }
+
+void sg_metrics_rpc_latency(double seconds) { observe(&cur()->rpc, seconds); }
+
+void sg_metrics_session_duration(double seconds) {
+  observe(&cur()->session_duration, seconds);
+}
+
+void sg_metrics_broker_conn(const char *node, int delta) {
+  metrics_t *m = cur();
+  size_t k = 0;
+  while (k < m->nnodes && strncmp(m->nodes[k].name, node, NODE_LEN - 1) != 0) k++;
+  if (k == m->nnodes) {
+    /* Nodes come from the configuration, so the set is small; past the
+     * cap the last entry stands for the rest. */
+    if (k == MAX_NODES) k = MAX_NODES - 1;
+    else m->nnodes++;
+    size_t j = 0;
+    for (const char *p = node; *p && j < NODE_LEN - 1; p++)
+      m->nodes[k].name[j++] = (*p == '"' || *p == '\\' || *p == '\n') ? '_' : *p;
+    m->nodes[k].name[j] = '\0';
+  }
+  m->nodes[k].n += delta;
+}
+
 void sg_metrics_broker_login(double seconds, int ok) {
   if (ok) {
     cur()->logins_ok++;
@@ -352,16 +405,29 @@ static int single(sg_buf_t *o, const char *name, const char *type, const char *h
   return header(o, name, type, help) | sg_buf_printf(o, "%s %" PRIu64 "\n", name, v);
 }
 
-static int histogram(sg_buf_t *o, const char *name, const char *help, const histogram_t *h) {
-  int r = header(o, name, "histogram", help);
+/* One histogram's series; label is "" or 'name="value",'. */
+static int hist_series(sg_buf_t *o, const char *name, const char *label, const histogram_t *h) {
+  int r = 0;
   uint64_t cum = 0;
+  size_t ll = strlen(label);
+  int ln = ll ? (int)ll - 1 : 0; /* without its trailing comma */
   for (size_t i = 0; i < NBUCKETS; i++) {
     cum += h->counts[i];
-    r |= sg_buf_printf(o, "%s_bucket{le=\"%g\"} %lu\n", name, buckets[i], (unsigned long)cum);
+    r |= sg_buf_printf(o, "%s_bucket{%sle=\"%g\"} %lu\n", name, label, buckets[i],
+                       (unsigned long)cum);
   }
-  r |= sg_buf_printf(o, "%s_bucket{le=\"+Inf\"} %lu\n%s_sum %.6f\n%s_count %lu\n", name,
-                     (unsigned long)h->count, name, h->sum, name, (unsigned long)h->count);
+  r |= sg_buf_printf(o, "%s_bucket{%sle=\"+Inf\"} %lu\n", name, label, (unsigned long)h->count);
+  if (ll)
+    r |= sg_buf_printf(o, "%s_sum{%.*s} %.6f\n%s_count{%.*s} %lu\n", name, ln, label, h->sum,
+                       name, ln, label, (unsigned long)h->count);
+  else
+    r |= sg_buf_printf(o, "%s_sum %.6f\n%s_count %lu\n", name, h->sum, name,
+                       (unsigned long)h->count);
   return r;
+}
+
+static int histogram(sg_buf_t *o, const char *name, const char *help, const histogram_t *h) {
+  return header(o, name, "histogram", help) | hist_series(o, name, "", h);
 }
 
 int sg_metrics_render(sg_buf_t *o, const sg_metrics_gauges_t *g) {
@@ -476,6 +542,11 @@ int sg_metrics_render(sg_buf_t *o, const sg_metrics_gauges_t *g) {
   r |= single(o, "stompgate_shared_binding_keys", "gauge",
               "Shared mode: distinct binding keys on those queues, each one broker binding.",
               (t.shared_keys > 0 ? t.shared_keys : 0));
+  r |= header(o, "stompgate_broker_links", "gauge",
+              "AMQP connections open to each broker node (sessions' and the shared pool's).");
+  for (size_t i = 0; i < t.nnodes; i++)
+    r |= sg_buf_printf(o, "stompgate_broker_links{node=\"%s\"} %" PRId64 "\n", t.nodes[i].name,
+                       t.nodes[i].n > 0 ? t.nodes[i].n : 0);
   r |= single(o, "stompgate_ws_parked_total", "counter",
               "Times a quiet WebSocket gave its framing state and buffers back (made again "
               "when a byte comes or goes).",
@@ -517,5 +588,18 @@ int sg_metrics_render(sg_buf_t *o, const sg_metrics_gauges_t *g) {
                  "TCP accept to completed WebSocket upgrade (TLS included).", &t.handshake);
   r |= histogram(o, "stompgate_broker_login_seconds", "STOMP CONNECT to AMQP login done.",
                  &t.login);
+  r |= header(o, "stompgate_delivery_seconds", "histogram",
+              "Broker delivery (its last AMQP frame read) to its MESSAGE frame handed to the "
+              "client's transport, by relay mode.");
+  r |= hist_series(o, "stompgate_delivery_seconds", "relay=\"per-session\",", &t.delivery[0]);
+  r |= hist_series(o, "stompgate_delivery_seconds", "relay=\"shared\",", &t.delivery[1]);
+  r |= histogram(o, "stompgate_publish_confirm_seconds",
+                 "AMQP publish of a SEND to the broker's publisher confirm.", &t.confirm);
+  r |= histogram(o, "stompgate_broker_rpc_seconds",
+                 "Synchronous AMQP method sent to its reply (declare, bind, consume ...).",
+                 &t.rpc);
+  r |= histogram(o, "stompgate_session_duration_seconds",
+                 "Lifetime of sessions that completed their upgrade, open to close.",
+                 &t.session_duration);
   return r ? SG_ERR_NOMEM : 0;
 }

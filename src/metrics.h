@@ -44,6 +44,17 @@ void sg_metrics_client_ack(int ack);
 void sg_metrics_error(const char *message);
 /* Messages dropped because a client reads too slowly. */
 void sg_metrics_slow_drop(void);
+/* A delivery's MESSAGE was handed to the client's transport, seconds
+ * after its last AMQP frame was read; shared is the relay mode. */
+void sg_metrics_delivery_latency(int shared, double seconds);
+/* A publish was confirmed (or rejected), seconds after it was sent. */
+void sg_metrics_confirm_latency(double seconds);
+/* A synchronous AMQP method got its reply, seconds after it was sent. */
+void sg_metrics_rpc_latency(double seconds);
+/* A session that had completed its upgrade ended after seconds. */
+void sg_metrics_session_duration(double seconds);
+/* An AMQP connection to node ("host:port") opened (1) or closed (-1). */
+void sg_metrics_broker_conn(const char *node, int delta);
 /* Broker AMQP login finished after seconds; ok is 0 on failure. */
 void sg_metrics_broker_login(double seconds, int ok);
 /* The periodic broker probe's result. A change from down to up after the

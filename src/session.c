@@ -97,7 +97,6 @@ static void session_free(sg_session_t *s) {
   }
   sg_relay_free(s->relay);
   sg_app_corr_free(&s->app_corr);
-  free(s->vhost);
   if ((*s->live_prev = s->live_next) != NULL) s->live_next->live_prev = s->live_prev;
   live_sessions--;
   free(s);
@@ -113,6 +112,8 @@ static void maybe_free(sg_session_t *s) {
 void sg_session_send_frame(sg_session_t *s, const sg_buf_t *b) {
   int binary = !sg_utf8_valid(b->base, b->len);
   sg_metrics_frame_out(b->base, b->len);
+  s->frames_out++;
+  s->bytes_out += b->len;
   sg_transport_send(s->tr, b->base, b->len, binary);
 }
 
@@ -267,10 +268,7 @@ static void do_connect(sg_session_t *s, sg_stomp_frame_t *f) {
   if (pass == NULL) pass = "";
   const char *vhost = host && *host ? host : ba->vhost;
   snprintf(s->login, sizeof(s->login), "%s", login);
-  if (s->ctx->events && s->vhost == NULL && (s->vhost = strdup(vhost)) == NULL) {
-    sg_session_error_close(s, CLOSE_INTERNAL, "Internal error", f, "out of memory");
-    return;
-  }
+  snprintf(s->vhost, sizeof(s->vhost), "%s", vhost);
   char name[160];
   snprintf(name, sizeof(name), "stompgate %s session-%" PRIu64, s->tr->peer, s->id);
   uv_timer_stop(&s->timer);
@@ -432,6 +430,7 @@ static void run_pending(sg_session_t *s) {
 
 static void on_frame(sg_session_t *s, sg_stomp_frame_t *f) {
   sg_metrics_frame_in(f->cmd);
+  s->frames_in++;
   switch (s->state) {
   case S_WAIT_CONNECT:
     if (f->cmd == SG_STOMP_CONNECT || f->cmd == SG_STOMP_STOMP) {
@@ -476,6 +475,7 @@ static void ws_open_cb(sg_transport_t *ws, int stomp_version) {
   sg_session_t *s = ws->owner;
   s->ws_version = stomp_version;
   s->state = S_WAIT_CONNECT;
+  s->open_ns = uv_hrtime();
   sg_log_info("session-%" PRIu64 " open from %s (subprotocol %s)", s->id, ws->peer,
               stomp_version == 12 ? "v12.stomp" : stomp_version == 11 ? "v11.stomp"
                                       : stomp_version == 10 ? "v10.stomp" : "none");
@@ -486,6 +486,7 @@ static void ws_message_cb(sg_transport_t *ws, const uint8_t *data, size_t len, i
   (void)binary;
   sg_session_t *s = ws->owner;
   const char *p = (const char *)data;
+  s->bytes_in += len;
   while (len > 0 && s->state != S_CLOSING) {
     size_t used = 0;
     sg_stomp_frame_t *f = NULL;
@@ -735,12 +736,17 @@ void sg_session_teardown(sg_session_t *s) {
   sg_metrics_session_closed(never_open ? NULL : s->close_reason);
   if (s->announced) sg_session_event(s, SG_EVENT_DISCONNECTED, NULL);
   s->state = S_CLOSING;
-  if (never_open)
+  if (never_open) {
     sg_log_debug("session-%" PRIu64 " closed (%s): %s", s->id, s->tr->peer,
                  s->close_reason ? s->close_reason : "closed");
-  else
-    sg_log_info("session-%" PRIu64 " closed (%s): %s", s->id, s->tr->peer,
-                s->close_reason ? s->close_reason : "closed");
+  } else {
+    double secs = (double)(uv_hrtime() - s->open_ns) / 1e9;
+    sg_metrics_session_duration(secs);
+    sg_log_access_t a = {s->id, s->tr->peer, s->login, s->vhost,
+                         s->close_reason ? s->close_reason : "closed", secs, s->frames_in,
+                         s->frames_out, s->bytes_in, s->bytes_out};
+    sg_log_access(SG_LOG_INFO, &a);
+  }
   uv_close((uv_handle_t *)&s->timer, sg_session_timer_closed_cb);
   sg_grant_release(s->grant);
   s->grant = NULL;

@@ -111,6 +111,14 @@ static void encode_message_tail(sg_buf_t *b, int v, const sg_amqp_delivery_t *d,
   sg_stomp_encode_finish(b, d->body, d->body_len);
 }
 
+/* d's MESSAGE was handed to the client's transport (which writes it at
+ * the end of this loop iteration): /metrics' delivery latency. */
+static void delivered(const sg_session_t *s, const sg_amqp_delivery_t *d) {
+  if (d->arrived_ns)
+    sg_metrics_delivery_latency(s->cfg->mode == SG_MODE_SHARED,
+                                (double)(uv_hrtime() - d->arrived_ns) / 1e9);
+}
+
 /* A delivery for sub: MESSAGE to the client. */
 void sg_session_delivery_cb(sg_relay_t *r, sg_relay_sub_t *rs, sg_relay_msg_t *m) {
   sg_session_t *s = r->owner;
@@ -147,7 +155,10 @@ void sg_session_delivery_cb(sg_relay_t *r, sg_relay_sub_t *rs, sg_relay_msg_t *m
   if (v >= 12 && sub->ack_mode != ACK_AUTO) sg_stomp_encode_headerz(b, v, SG_STOMP_MESSAGE, "ack", mid);
   if (m->tail == NULL || dest != NULL) {
     encode_message_tail(b, v, d, dest);
-    if (outbound_room(s, sub, b->len)) sg_session_send_frame(s, b);
+    if (outbound_room(s, sub, b->len)) {
+      sg_session_send_frame(s, b);
+      delivered(s, d);
+    }
     return;
   }
   /* A message for many sessions: the first with this STOMP version
@@ -162,6 +173,9 @@ void sg_session_delivery_cb(sg_relay_t *r, sg_relay_sub_t *rs, sg_relay_msg_t *m
   if (!outbound_room(s, sub, b->len + tail->len) || sg_buf_append(b, tail->base, tail->len) != 0)
     return;
   sg_metrics_frame_out(b->base, b->len);
+  s->frames_out++;
+  s->bytes_out += b->len;
   sg_transport_send(s->tr, b->base, b->len, binary);
+  delivered(s, d);
 }
 

@@ -96,11 +96,15 @@ struct sg_session {
   uint64_t temp_seq;
   uint64_t hb_send_ms, hb_recv_ms, hb_tick_ms;
   char login[128];
+  char vhost[128];
+  /* For the access log line and /metrics: when the upgrade completed
+   * (uv_hrtime), and STOMP frames and their bytes each way. */
+  uint64_t open_ns;
+  uint64_t frames_in, frames_out, bytes_in, bytes_out;
   sg_app_corr_t app_corr; /* recent application requests, to route replies */
   uint64_t app_seq;       /* correlation ids generated for them */
   const char *close_reason;
   char reason_buf[160];
-  char *vhost;           /* with session events: the vhost of the login */
   uint64_t connected_ms; /* uv_now at CONNECTED */
   unsigned announced : 1; /* its connected event went out */
 };

@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 pkgs=(build-essential pkg-config meson ninja-build clang libclang-rt-14-dev
       libuv1-dev libwslay-dev librabbitmq-dev libssl-dev libcmocka-dev
       libinih-dev libcjson-dev zlib1g-dev rabbitmq-server openssl ca-certificates python3 procps chromium help2man
-      haproxy podman debootstrap python3-stomp)
+      haproxy podman debootstrap python3-stomp
+      prometheus) # promtool: the end-to-end suite checks /metrics with it
 command -v node >/dev/null 2>&1 || pkgs+=(nodejs npm)
 
 missing=()

@@ -153,7 +153,8 @@ test('/metrics counts sessions, frames, bytes, deliveries, confirms, acks and er
   assert.ok(d('stompgate_broker_login_seconds_count') >= 1);
   // Every sample line is "name{labels} number".
   for (const line of text.split('\n'))
-    if (line && !line.startsWith('#')) assert.match(line, /^[a-z_]+(\{[a-z]+="[^"]*"\})? [0-9.e+-]+$/, line);
+    if (line && !line.startsWith('#'))
+      assert.match(line, /^[a-z_]+(\{[a-z]+="[^"]*"(,[a-z]+="[^"]*")*\})? [0-9.e+-]+$/, line);
   await gw.stop();
 });
 

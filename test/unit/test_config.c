@@ -92,6 +92,27 @@ static void invalid(void **state) {
   sg_config_free(&cfg);
 }
 
+static void log_format(void **state) {
+  (void)state;
+  char *none[] = {NULL};
+  sg_config_t cfg;
+  char *a0[] = {"stompgate", NULL};
+  assert_int_equal(load(&cfg, a0, none), 0);
+  assert_int_equal(cfg.log_json, 0); /* text by default */
+  sg_config_free(&cfg);
+  char *a1[] = {"stompgate", "--log-format", "json", NULL};
+  assert_int_equal(load(&cfg, a1, none), 0);
+  assert_int_equal(cfg.log_json, 1);
+  sg_config_free(&cfg);
+  char *e1[] = {"STOMPGATE_LOG_FORMAT=text", NULL};
+  assert_int_equal(load(&cfg, a0, e1), 0);
+  assert_int_equal(cfg.log_json, 0);
+  sg_config_free(&cfg);
+  char *a2[] = {"stompgate", "--log-format", "xml", NULL};
+  assert_int_equal(load(&cfg, a2, none), 2);
+  sg_config_free(&cfg);
+}
+
 static void sockjs(void **state) {
   (void)state;
   char *none[] = {NULL};
@@ -216,6 +237,7 @@ int main(void) {
       cmocka_unit_test(precedence),
       cmocka_unit_test(broker_list),
       cmocka_unit_test(invalid),
+      cmocka_unit_test(log_format),
       cmocka_unit_test(sockjs),
       cmocka_unit_test(proxies),
       cmocka_unit_test(stomp_listen),

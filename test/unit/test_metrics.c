@@ -87,10 +87,46 @@ static void error_kinds_are_bounded(void **state) {
   sg_buf_free(&b);
 }
 
+static void latency_and_links(void **state) {
+  (void)state;
+  sg_metrics_delivery_latency(1, 0.0004);
+  sg_metrics_delivery_latency(1, 0.002);
+  sg_metrics_delivery_latency(0, 3);
+  sg_metrics_confirm_latency(0.01);
+  sg_metrics_rpc_latency(0.0007);
+  sg_metrics_session_duration(42);
+  sg_metrics_broker_conn("rabbit-1:5672", 1);
+  sg_metrics_broker_conn("rabbit-1:5672", 1);
+  sg_metrics_broker_conn("rabbit-2:5672", 1);
+  sg_metrics_broker_conn("rabbit-1:5672", -1);
+  sg_buf_t b;
+  sg_buf_init(&b);
+  sg_metrics_gauges_t g = {0, 0};
+  assert_int_equal(sg_metrics_render(&b, &g), 0);
+  assert_true(sample(&b, "stompgate_delivery_seconds_bucket{relay=\"shared\",le=\"0.0005\"}") == 1);
+  assert_true(sample(&b, "stompgate_delivery_seconds_bucket{relay=\"shared\",le=\"0.0025\"}") == 2);
+  assert_true(sample(&b, "stompgate_delivery_seconds_count{relay=\"shared\"}") == 2);
+  assert_true(sample(&b, "stompgate_delivery_seconds_bucket{relay=\"per-session\",le=\"2.5\"}") == 0);
+  assert_true(sample(&b, "stompgate_delivery_seconds_bucket{relay=\"per-session\",le=\"5\"}") == 1);
+  assert_true(sample(&b, "stompgate_delivery_seconds_sum{relay=\"per-session\"}") == 3);
+  assert_true(sample(&b, "stompgate_publish_confirm_seconds_bucket{le=\"0.01\"}") == 1);
+  assert_true(sample(&b, "stompgate_broker_rpc_seconds_bucket{le=\"0.001\"}") == 1);
+  assert_true(sample(&b, "stompgate_session_duration_seconds_bucket{le=\"10\"}") == 0);
+  assert_true(sample(&b, "stompgate_session_duration_seconds_bucket{le=\"+Inf\"}") == 1);
+  assert_true(sample(&b, "stompgate_broker_links{node=\"rabbit-1:5672\"}") == 1);
+  assert_true(sample(&b, "stompgate_broker_links{node=\"rabbit-2:5672\"}") == 1);
+  /* One HELP and TYPE per family, the labelled histogram included. */
+  const char *t = strstr(b.base, "# TYPE stompgate_delivery_seconds histogram\n");
+  assert_non_null(t);
+  assert_null(strstr(t + 1, "# TYPE stompgate_delivery_seconds histogram\n"));
+  sg_buf_free(&b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(counts_and_format),
       cmocka_unit_test(error_kinds_are_bounded),
+      cmocka_unit_test(latency_and_links),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
