@@ -24,6 +24,7 @@ typedef struct sg_events_pub {
   uv_timer_t retry;
   uint64_t delay_ms;
   int declared_logged;
+  uint64_t opens;       /* channels opened so far */
 } sg_events_pub_t;
 
 static void flush(sg_events_pub_t *p) {
@@ -88,6 +89,9 @@ static void chan_open_cb(sg_amqp_t *a, int status, const char *message) {
   p->chan_state = SG_AMQP_OPEN;
   p->ev.connected = 1;
   p->delay_ms = RETRY_MIN_MS;
+  if (p->opens++ > 0)
+    sg_log_info("worker %d: session events connection open again; %zu events waited",
+                p->ev.worker, p->ev.n);
   flush(p);
 }
 
@@ -172,8 +176,8 @@ static void connect_cb(uv_timer_t *t) {
     return;
   }
   const sg_broker_addr_t *b = &p->cfg->broker;
-  char name[96];
-  snprintf(name, sizeof(name), "stompgate worker %d events", p->ev.worker);
+  char name[160];
+  snprintf(name, sizeof(name), "stompgate %.100s worker %d events", p->ev.instance, p->ev.worker);
   if (sg_amqp_conn_open(c, p->loop, &conn_cbs, b->host, b->port, b->user, b->password, b->vhost,
                         name) != 0) {
     free(c);

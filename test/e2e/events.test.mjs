@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import os from 'node:os';
 import { spawn } from 'node:child_process';
 import amqp from 'amqplib';
-import { connected, subscribe, receipt, waitFor, uniq, amqpConnect } from './lib/harness.mjs';
+import { connected, subscribe, receipt, waitFor, uniq, amqpConnect, rmqctl } from './lib/harness.mjs';
 import { spawnGateway, httpGet, parseMetrics } from './lib/ops.mjs';
 
 const conns = [];
@@ -167,6 +167,34 @@ test('a gateway that drains on SIGTERM publishes its sessions\' disconnects', as
   assert.equal(d.body.instance, 'draining');
   assert.match(d.body.reason, /shutting down/);
   await c.deactivate().catch(() => {});
+});
+
+test('events emitted while the events connection is lost wait, and go out once it is open again', async () => {
+  const exchange = uniq('stompgate.events');
+  const events = await listen(exchange);
+  const id = uniq('gw');
+  const gw = await spawnGateway(['--events-exchange', exchange, '--workers', '1', '--instance-id', id]);
+  try {
+    const a = await connected(gw.url);
+    await events.find1((e) => e.body.event === 'connected', 'first connected');
+    // The broker closes the events connection (an operator, a node going down).
+    const out = await rmqctl('list_connections', '-q', '--no-table-headers', 'pid', 'client_properties');
+    // Its name says which gateway and worker it belongs to.
+    const line = out.split('\n').find((l) => l.includes(`stompgate ${id} worker 0 events`));
+    assert.ok(line, `the events connection is listed:\n${out}`);
+    await rmqctl('close_connection', line.split('\t')[0], 'events test');
+    await waitFor(() => /session events (connection|channel) lost/.test(gw.log()), 10000, 'lost');
+    const b = await connected(gw.url);
+    await b.deactivate();
+    await a.deactivate();
+    const ends = () => events.filter((e) => e.body.event === 'disconnected' && e.body.instance === id);
+    await waitFor(() => ends().length === 2, 15000, 'both disconnects after the reconnect');
+    assert.equal(events.filter((e) => e.body.event === 'connected' && e.body.instance === id).length, 2);
+    assert.match(gw.log(), /session events connection open again/);
+    assert.equal(await metric(gw, 'stompgate_events_dropped_total{reason="disconnected"}'), 0);
+  } finally {
+    await gw.stop();
+  }
 });
 
 function sh(script) {
