@@ -297,10 +297,14 @@ function resume() { for (const p of publishers) p.paused = false; }
 function brokerConnections() {
   return new Promise((resolve) => {
     const child = spawn('bash', [`${SRC}/test/lib/rabbitmq.sh`, 'ctl', BROKER_DIR, 'list_connections',
-      'client_properties', '--quiet', '--no-table-headers'], { stdio: ['ignore', 'pipe', 'ignore'] });
+      'client_properties', 'channels', '--quiet', '--no-table-headers'], { stdio: ['ignore', 'pipe', 'ignore'] });
     let out = '';
     child.stdout.on('data', (d) => { out += d; });
-    child.on('exit', () => resolve([...out.matchAll(/\{"connection_name","([^"]*)"\}/g)].map((m) => m[1])));
+    // Each line: the client properties, a tab, the channel count.
+    child.on('exit', () => resolve(out.split('\n').map((l) => {
+      const name = /\{"connection_name","([^"]*)"\}/.exec(l)?.[1];
+      return name && { name, channels: Number(l.slice(l.lastIndexOf('\t') + 1)) };
+    }).filter(Boolean)));
   });
 }
 
@@ -448,16 +452,20 @@ async function main() {
       [`alive=${g.alive()} exit=${JSON.stringify(g.exit)} readyz=${ready.status} sessions_open=${open}`]);
   }
 
-  // At the broker: one connection per per-session client, and in shared
-  // mode at most one pooled connection per worker and kind (a pooled
-  // connection carries up to 1000 channels; here there are 4 sessions), so
-  // none was left behind by a reconnect.
-  const names = await brokerConnections();
-  const perSession = names.filter((n) => / session-\d+$/.test(n)).length;
-  const pooled = names.map((n) => n.match(/^stompgate worker (\d+) (\S+) \d+$/)).filter(Boolean).map((m) => `${m[1]} ${m[2]}`);
-  diag(`broker connections: ${perSession} per-session, ${pooled.length} pooled`);
-  check(perSession === clientsOf(gwSession).length && pooled.length > 0 && new Set(pooled).size === pooled.length,
-    'the broker holds one connection per per-session client and no extra pooled ones', names.map((n) => `connection: ${n}`));
+  // At the broker: a channel per per-session client, on connections that
+  // each carry at least one (clients with the same login share one), and in
+  // shared mode at most one pooled connection per worker and kind (a
+  // pooled connection carries up to 1000 channels; here there are 4
+  // sessions), so none was left behind by a reconnect.
+  const conns = await brokerConnections();
+  const perSession = conns.filter((c) => / session-\d+$/.test(c.name));
+  const perSessionChannels = perSession.reduce((n, c) => n + c.channels, 0);
+  const pooled = conns.map((c) => c.name.match(/^stompgate worker (\d+) (\S+) \d+$/)).filter(Boolean).map((m) => `${m[1]} ${m[2]}`);
+  diag(`broker connections: ${perSession.length} per-session carrying ${perSessionChannels} channels, ${pooled.length} pooled`);
+  check(perSessionChannels === clientsOf(gwSession).length && perSession.every((c) => c.channels >= 1) &&
+    pooled.length > 0 && new Set(pooled).size === pooled.length,
+    'the broker holds a channel per per-session client, no idle per-session connection and no extra pooled one',
+    conns.map((c) => `connection: ${c.name} (${c.channels} channels)`));
 
   // Memory after the faults, idle, against the idle baseline. glibc keeps
   // freed memory in its per-thread arenas (two workers here) instead of
