@@ -1283,8 +1283,13 @@ static int chan_start(sg_amqp_t *a) {
   amqp_channel_open_t o = {amqp_empty_bytes};
   amqp_confirm_select_t cs = {0};
   a->state = SG_AMQP_LOGIN;
-  if (chan_rpc(a, AMQP_CHANNEL_OPEN_METHOD, &o, AMQP_CHANNEL_OPEN_OK_METHOD) < 0) return UV_EPIPE;
-  int64_t r = chan_rpc(a, AMQP_CONFIRM_SELECT_METHOD, &cs, AMQP_CONFIRM_SELECT_OK_METHOD);
+  int64_t r = chan_rpc(a, AMQP_CHANNEL_OPEN_METHOD, &o, AMQP_CHANNEL_OPEN_OK_METHOD);
+  if (r < 0) return UV_EPIPE;
+  if (a->conn->no_confirms) { /* fire-and-forget publishing */
+    a->open_seq = (uint64_t)r;
+    return 0;
+  }
+  r = chan_rpc(a, AMQP_CONFIRM_SELECT_METHOD, &cs, AMQP_CONFIRM_SELECT_OK_METHOD);
   if (r < 0) return (int)r;
   a->open_seq = (uint64_t)r;
   return 0;

@@ -147,6 +147,7 @@ struct sg_amqp_conn {
   unsigned blocked : 1;
   unsigned broker_blocked : 1; /* connection.blocked from the broker */
   unsigned out_full : 1;       /* unsent output over the bound */
+  unsigned no_confirms : 1;    /* the owner's: channels opened on it skip confirm.select */
   sg_amqp_link_t *link;        /* framing and buffers, once logged in */
   uint64_t last_rx;            /* uv_now when bytes last came from the broker */
   uint64_t last_tx;            /* uv_now when a frame was last queued for it */

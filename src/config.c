@@ -187,6 +187,8 @@ static int apply_user_exchange(sg_config_t *cfg, const setting_t *st, const char
   (void)level;
   if (*v == '\0') {
     free(cfg->user_exchange);
+  free(cfg->events_exchange);
+  free(cfg->instance_id);
     cfg->user_exchange = NULL;
     return 0;
   }
@@ -603,6 +605,14 @@ static const setting_t settings[] = {
     {"stomp-tls", NULL, T_CUSTOM, 0, 0, 0, apply_stomp_tls,
      "serve stomp-listen over TLS with tls-cert and\ntls-key (which also make the WebSocket "
      "listener\nwss://); in the file or environment: true/false"},
+    {"events-exchange", "NAME", T_STR, F(events_exchange), 0, 0, NULL,
+     "publish session events (connected, subscribed,\nunsubscribed, disconnected) as JSON to this\n"
+     "durable topic exchange on the broker's vhost,\ndeclared at start-up (default off)"},
+    {"events-buffer", "N", T_SIZE, F(events_buffer), 1, 10000000, NULL,
+     "events that may wait per worker while the broker\nis away or pushes back; more are dropped and\n"
+     "counted (default 10000)"},
+    {"instance-id", "ID", T_STR, F(instance_id), 0, 0, NULL,
+     "names this gateway in session events (default\nHOSTNAME:PID)"},
 };
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
 
@@ -751,6 +761,7 @@ static void set_defaults(sg_config_t *cfg) {
   cfg->max_outbound_bytes = 4u << 20;
   cfg->app_exchange = strdup("stompgate.app");
   cfg->user_exchange = strdup("stompgate.user");
+  cfg->events_buffer = 10000;
   cfg->app_prefixes.v = calloc(1, sizeof(char *));
   if (cfg->app_prefixes.v && (cfg->app_prefixes.v[0] = strdup("/app")) != NULL)
     cfg->app_prefixes.n = 1;
@@ -759,6 +770,19 @@ static void set_defaults(sg_config_t *cfg) {
 /* Settings that only make sense together are checked once all sources are
  * read, so a flag can complete what the file started. */
 static int check_combined(sg_config_t *cfg) {
+  if (cfg->events_exchange && (strlen(cfg->events_exchange) > 255 ||
+                               strncmp(cfg->events_exchange, "amq.", 4) == 0)) {
+    fprintf(stderr, "stompgate: invalid setting 'events-exchange' = '%s': expected an exchange "
+                    "name of 1..255 bytes, not amq.*\n", cfg->events_exchange);
+    return -1;
+  }
+  if (cfg->instance_id == NULL) {
+    char host[256] = "localhost", id[300];
+    if (gethostname(host, sizeof(host) - 1) != 0) strcpy(host, "localhost");
+    host[sizeof(host) - 1] = '\0';
+    snprintf(id, sizeof(id), "%s:%ld", host, (long)getpid());
+    if ((cfg->instance_id = strdup(id)) == NULL) return -1;
+  }
   if ((cfg->tls_cert == NULL) != (cfg->tls_key == NULL)) {
     fprintf(stderr, "stompgate: invalid setting '%s': tls-cert and tls-key go together\n",
             cfg->tls_cert ? "tls-key" : "tls-cert");
@@ -1033,6 +1057,8 @@ void sg_config_free(sg_config_t *cfg) {
   free(cfg->broker_ca);
   free(cfg->app_exchange);
   free(cfg->user_exchange);
+  free(cfg->events_exchange);
+  free(cfg->instance_id);
   free(cfg->www_root);
   free(cfg->jwt_secret_file);
   free(cfg->jwt_audience);

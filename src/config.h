@@ -58,6 +58,9 @@ typedef struct sg_config {
   sg_strlist_t app_prefixes;     /* application destination prefixes */
   char *app_exchange;            /* topic exchange they are published to */
   char *user_exchange;           /* shared mode: /user/ destinations; NULL: off */
+  char *events_exchange;         /* session events' topic exchange; NULL: off */
+  size_t events_buffer;          /* events waiting per worker before drops */
+  char *instance_id;             /* names this gateway in events (hostname:pid) */
   char *www_root;                /* static file root, realpath'd, or NULL */
   int sockjs;                    /* serve SockJS under sockjs_prefix */
   char *sockjs_prefix;           /* e.g. "/stomp", no trailing '/' */

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "events.h"
 #include "stompgate/err.h"
 
 #define NCMD (SG_STOMP_ERROR + 1)
@@ -582,6 +583,7 @@ int sg_metrics_render(sg_buf_t *o, const sg_metrics_gauges_t *g) {
   r |= single(o, "stompgate_draining", "gauge",
               "1 while shutting down.",
               g->draining);
+  r |= sg_events_metrics(o);
   r |= histogram(o, "stompgate_handshake_seconds",
                  "TCP accept to completed WebSocket upgrade (TLS included).", &t.handshake);
   r |= histogram(o, "stompgate_broker_login_seconds", "STOMP CONNECT to AMQP login done.",

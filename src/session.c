@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "access.h"
+#include "events.h"
 #include "log.h"
 #include "metrics.h"
 #include "relay.h"
@@ -594,6 +595,9 @@ static void session_connected(sg_session_t *s) {
   sg_session_send_frame(s, b);
   sg_log_info("session-%" PRIu64 " connected as '%s' (STOMP %d.%d, heart-beat %s)", s->id,
               s->login, s->version / 10, s->version % 10, hb);
+  s->connected_ms = uv_now(s->tr->loop);
+  sg_session_event(s, SG_EVENT_CONNECTED, NULL);
+  s->announced = 1;
   uint64_t tick = 0;
   if (s->hb_send_ms) tick = s->hb_send_ms / 2;
   if (s->hb_recv_ms && (tick == 0 || s->hb_recv_ms / 2 < tick)) tick = s->hb_recv_ms / 2;
@@ -703,6 +707,26 @@ void sg_session_timer_closed_cb(uv_handle_t *h) {
   maybe_free(s);
 }
 
+void sg_session_event(sg_session_t *s, int kind, const sg_sub_t *sub) {
+  if (s->ctx->events == NULL) return;
+  sg_event_t e;
+  memset(&e, 0, sizeof(e));
+  e.kind = kind;
+  e.session = s->id;
+  e.user = s->login;
+  e.vhost = s->vhost;
+  e.client = s->tr->peer;
+  if (sub) {
+    e.destination = sub->dest;
+    e.subscription = sub->id;
+  }
+  if (kind == SG_EVENT_DISCONNECTED) {
+    e.reason = s->close_reason;
+    e.duration_ms = uv_now(s->tr->loop) - s->connected_ms;
+  }
+  sg_events_emit(s->ctx->events, &e);
+}
+
 void sg_session_teardown(sg_session_t *s) {
   if (s->torn_down) return;
   s->torn_down = 1;
@@ -710,6 +734,7 @@ void sg_session_teardown(sg_session_t *s) {
    * upgrade, one SockJS xhr request) is not worth a line at info. */
   int never_open = s->state == S_WAIT_UPGRADE;
   sg_metrics_session_closed(never_open ? NULL : s->close_reason);
+  if (s->announced) sg_session_event(s, SG_EVENT_DISCONNECTED, NULL);
   s->state = S_CLOSING;
   if (never_open) {
     sg_log_debug("session-%" PRIu64 " closed (%s): %s", s->id, s->tr->peer,

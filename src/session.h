@@ -13,6 +13,7 @@
 #include "transport.h"
 
 struct sg_relay_type;
+struct sg_events;
 
 /* What a worker gives its sessions: the relay they use and that relay's
  * state in the worker. */
@@ -20,6 +21,7 @@ typedef struct sg_session_ctx {
   const sg_config_t *cfg;
   const struct sg_relay_type *relay;
   void *relay_data; /* the relay's own (relay->worker_start) */
+  struct sg_events *events; /* the worker's session events; NULL: off */
   int worker;
 } sg_session_ctx_t;
 

@@ -48,6 +48,7 @@ typedef struct sg_sub {
   size_t un_len, un_cap;
   unsigned topic_like : 1; /* /topic or /exchange: messages a slow reader may lose */
   char *user_dest;        /* /user/queue/X: the destination its MESSAGEs carry */
+  char *dest;             /* with session events: the SUBSCRIBE's destination */
 } sg_sub_t;
 
 typedef struct sg_tx {
@@ -104,6 +105,8 @@ struct sg_session {
   uint64_t app_seq;       /* correlation ids generated for them */
   const char *close_reason;
   char reason_buf[160];
+  uint64_t connected_ms; /* uv_now at CONNECTED */
+  unsigned announced : 1; /* its connected event went out */
 };
 
 /* Scratch buffers of the calling thread: an encoded frame, one rendered
@@ -145,6 +148,9 @@ int sg_session_refused(sg_session_t *s, const sg_stomp_frame_t *f, int perm, int
 void sg_session_send_frame(sg_session_t *s, const sg_buf_t *b);
 void sg_session_process_frame(sg_session_t *s, sg_stomp_frame_t *f, int in_commit);
 void sg_session_drain_close(sg_session_t *s);
+/* Emits a session event (events.h) when they are on; sub for the
+ * subscribed and unsubscribed ones. */
+void sg_session_event(sg_session_t *s, int kind, const sg_sub_t *sub);
 
 /* ---------- session_receipt.c ---------- */
 

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "events.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -19,6 +20,7 @@ void sg_session_sub_free(sg_sub_t *sub) {
   free(sub->rs.queue);
   free(sub->unacked);
   free(sub->user_dest);
+  free(sub->dest);
   free(sub);
 }
 
@@ -141,6 +143,7 @@ void sg_session_unsubscribe(sg_session_t *s, sg_stomp_frame_t *f) {
   if (sub) {
     if (sg_relay_unsubscribe(s->relay, &sub->rs, &sub->cancel_done) < 0) return;
     s->nsubs--;
+    sg_session_event(s, SG_EVENT_UNSUBSCRIBED, sub);
   }
   if (forget && (sub == NULL || sub->rs.own_queue)) {
     char qname[SG_DEST_DURABLE_NAME_SIZE];

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "events.h"
 #include "log.h"
 #include "metrics.h"
 #include "stompgate/user_dest.h"
@@ -170,6 +171,7 @@ int sg_session_subscribe(sg_session_t *s, sg_stomp_frame_t *f) {
   sub->rs.tag_len = il + 2;
   sub->ack_mode = mode;
   if (user && (sub->user_dest = strdup(dst)) == NULL) goto nomem;
+  if (s->ctx->events && (sub->dest = strdup(dst)) == NULL) goto nomem;
   if (sub->rs.tag_len > 255) {
     sg_session_sub_free(sub);
     sg_dest_free(&d);
@@ -251,6 +253,7 @@ int sg_session_subscribe(sg_session_t *s, sg_stomp_frame_t *f) {
   s->subs = sub;
   s->nsubs++;
   if (r < 0) return 0; /* the link is lost; on_fault_cb closed the session */
+  sg_session_event(s, SG_EVENT_SUBSCRIBED, sub);
   sg_session_add_receipt(s, f, 0);
   return 0;
 nomem:

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "broker.h"
+#include "events_pub.h"
 #include "log.h"
 #include "relay.h"
 #include "sockjs.h"
@@ -65,6 +66,8 @@ static int worker_init(sg_worker_t *w, int id, const sg_config_t *cfg, int port,
     sg_listener_close(&w->listener);
     goto fail_async;
   }
+  if (cfg->events_exchange && (w->ctx.events = sg_events_pub_start(&w->loop, cfg, id)) == NULL)
+    sg_log_warn("worker %d: session events cannot start: out of memory", id);
   return 0;
 fail_async:
   uv_close((uv_handle_t *)&w->wake, NULL);

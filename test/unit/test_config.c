@@ -232,8 +232,39 @@ static void stomp_listen(void **state) {
   sg_config_free(&cfg);
 }
 
+static void events(void **state) {
+  (void)state;
+  sg_config_t cfg;
+  char *noenv[] = {NULL};
+  char *none[] = {"stompgate", NULL};
+  assert_int_equal(load(&cfg, none, noenv), 0);
+  assert_null(cfg.events_exchange); /* off by default */
+  assert_int_equal(cfg.events_buffer, 10000);
+  char pid[32];
+  snprintf(pid, sizeof(pid), ":%ld", (long)getpid());
+  size_t n = strlen(cfg.instance_id), k = strlen(pid);
+  assert_true(n > k && strcmp(cfg.instance_id + n - k, pid) == 0); /* HOSTNAME:PID */
+  sg_config_free(&cfg);
+
+  char *env[] = {"STOMPGATE_EVENTS_EXCHANGE=ev", "STOMPGATE_INSTANCE_ID=gw-1", NULL};
+  char *buf[] = {"stompgate", "--events-buffer", "5", NULL};
+  assert_int_equal(load(&cfg, buf, env), 0);
+  assert_string_equal(cfg.events_exchange, "ev");
+  assert_string_equal(cfg.instance_id, "gw-1");
+  assert_int_equal(cfg.events_buffer, 5);
+  sg_config_free(&cfg);
+
+  char *amq[] = {"stompgate", "--events-exchange", "amq.topic", NULL};
+  assert_int_equal(load(&cfg, amq, noenv), 2);
+  sg_config_free(&cfg);
+  char *zero[] = {"stompgate", "--events-buffer", "0", NULL};
+  assert_int_equal(load(&cfg, zero, noenv), 2);
+  sg_config_free(&cfg);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(events),
       cmocka_unit_test(precedence),
       cmocka_unit_test(broker_list),
       cmocka_unit_test(invalid),

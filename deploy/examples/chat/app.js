@@ -3,6 +3,10 @@
 // /topic/chat.<room> and every page subscribes to it. Text goes as a UTF-8
 // body; "Send binary" sends the same text as bytes (content-type
 // application/octet-stream), which stompgate delivers in a binary frame.
+// Who is online in the room comes from the presence back end
+// (deploy/examples/presence-backend), which follows stompgate's session
+// events: the page asks /app/presence/<room> once and then listens to
+// /topic/presence.<room>.
 /* global StompJs */
 (() => {
   const $ = (id) => document.getElementById(id);
@@ -13,6 +17,8 @@
   if (params.get('room')) $('room').value = params.get('room');
 
   let sub = null;
+  let presenceSub = null;
+  let shownSeq = -1;
   const topic = () => `/topic/chat.${$('room').value}`;
 
   const client = new StompJs.Client({
@@ -52,14 +58,45 @@
     }, { receipt: `join-${Date.now()}` });
   }
 
+  function showOnline(list) {
+    if (list.room !== $('room').value || list.seq < shownSeq) return;
+    shownSeq = list.seq;
+    const ul = $('online');
+    ul.replaceChildren(...list.users.map((u) => {
+      const li = document.createElement('li');
+      li.dataset.user = u.user;
+      li.textContent = u.sessions > 1 ? `${u.user} ×${u.sessions}` : u.user;
+      return li;
+    }));
+  }
+
+  // Listens to the room's presence first, then joins it and asks who is
+  // there, so that no change is missed in between.
+  function enter() {
+    presenceSub?.unsubscribe();
+    shownSeq = -1;
+    $('online').replaceChildren();
+    const room = $('room').value;
+    const rid = `presence-${Date.now()}`;
+    client.watchForReceipt(rid, () => {
+      join();
+      client.publish({ destination: `/app/presence/${room}` });
+    });
+    presenceSub = client.subscribe(`/topic/presence.${room}`, (m) => showOnline(JSON.parse(m.body)),
+      { receipt: rid });
+  }
+
+  client.onUnhandledMessage = (m) => {
+    if (m.headers.destination?.startsWith('/app/presence/')) showOnline(JSON.parse(m.body));
+  };
   client.onConnect = (frame) => {
     setStatus(true, `connected (${frame.headers.server ?? 'STOMP'})`);
-    join();
+    enter();
   };
   client.onWebSocketClose = () => setStatus(false, 'reconnecting…');
   client.onStompError = (f) => setStatus(false, `error: ${f.headers.message}`);
 
-  $('room').addEventListener('change', () => { if (client.connected) join(); });
+  $('room').addEventListener('change', () => { if (client.connected) enter(); });
   $('say').addEventListener('submit', (e) => {
     e.preventDefault();
     const text = $('text').value;
