@@ -1412,6 +1412,15 @@ static void slink_wait(slink_t *l, sg_amqp_t *a) {
   l->waiting = a;
 }
 
+static sg_amqp_t *slink_pop(slink_t *l) {
+  sg_amqp_t *a = l->waiting;
+  l->waiting = a->wait_next;
+  if (l->waiting) l->waiting->wait_pprev = &l->waiting;
+  a->wait_next = NULL;
+  a->wait_pprev = NULL;
+  return a;
+}
+
 /* Constant time in the secret's bytes: which login matched is not for a
  * timing to tell. */
 static int same_secret(const char *x, const char *y) {
@@ -1449,11 +1458,7 @@ static void slink_open_cb(sg_amqp_conn_t *c, int status, const char *message) {
   if (status != 0) {
     slink_unlist(l);
     while (l->waiting) {
-      sg_amqp_t *a = l->waiting;
-      l->waiting = a->wait_next;
-      if (l->waiting) l->waiting->wait_pprev = &l->waiting;
-      a->wait_next = NULL;
-      a->wait_pprev = NULL;
+      sg_amqp_t *a = slink_pop(l);
       a->state = SG_AMQP_DEAD;
       a->cbs->on_open_cb(a, status, message);
     }
@@ -1461,11 +1466,7 @@ static void slink_open_cb(sg_amqp_conn_t *c, int status, const char *message) {
     return;
   }
   while (l->waiting) {
-    sg_amqp_t *a = l->waiting;
-    l->waiting = a->wait_next;
-    if (l->waiting) l->waiting->wait_pprev = &l->waiting;
-    a->wait_next = NULL;
-    a->wait_pprev = NULL;
+    sg_amqp_t *a = slink_pop(l);
     if (chan_attach(a, c) != 0) {
       a->state = SG_AMQP_DEAD;
       a->cbs->on_open_cb(a, -1, "cannot open a channel");

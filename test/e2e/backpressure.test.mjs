@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import { spawn } from 'node:child_process';
-import { startGateway, connected, subscribe, receipt, rawWs, parseFrame, waitFor, uniq, sleep, amqpConnect } from './lib/harness.mjs';
+import { startGateway, connected, subscribe, receipt, rawWs, parseFrame, waitFor, uniq, sleep, amqpConnect, sh } from './lib/harness.mjs';
 
 // Under AddressSanitizer freed memory stays in quarantine, so RSS says
 // nothing about what the gateway holds; the other checks still run.
@@ -94,15 +94,6 @@ test('--slow-consumer drop: topic messages are dropped and counted; the session 
     await gw.stop();
   }
 });
-
-function sh(script) {
-  return new Promise((resolve, reject) => {
-    const p = spawn('bash', ['-c', script], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    p.stdout.on('data', (d) => { out += d; });
-    p.on('exit', (code) => (code === 0 ? resolve(out.trim()) : reject(new Error(`${script}: exit ${code}`))));
-  });
-}
 
 test('a broker resource alarm pauses publishers; their receipts and messages arrive after it', async () => {
   // A broker of its own: the alarm would stall every other case.

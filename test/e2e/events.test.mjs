@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import os from 'node:os';
 import { spawn } from 'node:child_process';
 import amqp from 'amqplib';
-import { connected, subscribe, receipt, waitFor, uniq, amqpConnect, rmqctl } from './lib/harness.mjs';
+import { connected, subscribe, receipt, waitFor, uniq, amqpConnect, rmqctl, sh } from './lib/harness.mjs';
 import { spawnGateway, httpGet, parseMetrics } from './lib/ops.mjs';
 
 const conns = [];
@@ -197,15 +197,6 @@ test('events emitted while the events connection is lost wait, and go out once i
     await gw.stop();
   }
 });
-
-function sh(script) {
-  return new Promise((resolve, reject) => {
-    const p = spawn('bash', ['-c', script], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    p.stdout.on('data', (d) => { out += d; });
-    p.on('exit', (code) => (code === 0 ? resolve(out.trim()) : reject(new Error(`${script}: exit ${code}`))));
-  });
-}
 
 test('a broker that blocks publishing holds events in the buffer; past it they are dropped as blocked, the rest flow after', async () => {
   // A broker of its own: the alarm would stall every other case.

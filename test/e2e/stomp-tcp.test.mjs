@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import stompit from 'stompit';
-import { freePort, uniq, sleep, waitFor, connected, amqpConnect } from './lib/harness.mjs';
+import { freePort, uniq, sleep, waitFor, connected, amqpConnect, sh } from './lib/harness.mjs';
 import { spawnGateway, httpGet, httpHead, parseMetrics, portOpen, runToExit, upgradeRequest } from './lib/ops.mjs';
 import { openStomp, frameText } from './lib/stomptcp.mjs';
 import { makeCerts } from './lib/certs.mjs';
@@ -182,15 +182,6 @@ test('a client that stops reading is a slow consumer and does not stall the othe
   pub.destroy();
   other.destroy();
 });
-
-function sh(script) {
-  return new Promise((resolve, reject) => {
-    const p = spawn('bash', ['-c', script], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    p.stdout.on('data', (d) => { out += d; });
-    p.on('exit', (code) => (code === 0 ? resolve(out.trim()) : reject(new Error(`${script}: exit ${code}`))));
-  });
-}
 
 test('a broker alarm holds a TCP publisher between frames: 3000 SENDs in one write, none lost', async () => {
   // A broker of its own: the alarm would stall every other case.

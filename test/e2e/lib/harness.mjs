@@ -221,6 +221,17 @@ export function rawHttp(port, request, ms = 10000) {
   });
 }
 
+// Runs a bash script (test/lib/rabbitmq.sh's functions, say); resolves with
+// its standard output, trimmed, or rejects on a non-zero exit.
+export function sh(script) {
+  return new Promise((resolve, reject) => {
+    const p = spawn('bash', ['-c', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    p.stdout.on('data', (d) => { out += d; });
+    p.on('exit', (code) => (code === 0 ? resolve(out.trim()) : reject(new Error(`${script}: exit ${code}`))));
+  });
+}
+
 // rabbitmqctl against the broker run.sh started; resolves with its output.
 export function rmqctl(...args) {
   return new Promise((resolve, reject) => {
