@@ -22,11 +22,12 @@
 #                            deliveries/s in this run, divided by the subscribers
 #   BENCH_CONNECT_SESSIONS   connect + subscribe sessions (default 500)
 #   BENCH_IDLE_SESSIONS      idle sessions with one subscription (default 1000).
-#                            Per-session mode opens one AMQP connection per
-#                            session: the gateway needs two descriptors per
-#                            session and the broker one, and the file limit
-#                            here is 20000 (rmq_start raises the broker's to
-#                            it), so per-session mode tops out near 9000.
+#                            Per-session mode shares an AMQP connection
+#                            among up to 16 sessions of one login, so the
+#                            gateway needs a little over one descriptor per
+#                            session; with --session-link-max 1 it needs two
+#                            and the broker one each, and the file limit here
+#                            is 20000 (rmq_start raises the broker's to it).
 #   BENCH_WIRE_SUBSCRIBERS   wire: subscribers (default 100)
 #   BENCH_WIRE_MESSAGES      wire: 4.8 KB JSON messages to them (default 50)
 #   BENCH_SCENARIOS          subset, comma-separated (default all eight:
