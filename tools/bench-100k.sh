@@ -167,6 +167,20 @@ settle_broker() {
   log "broker not settled: RSS $cur KB, $q queues"
 }
 
+# Where connection tracking is on, every connection (and each closed one for
+# a while) takes an entry; a full table drops new connections' packets. Waits
+# (up to 180 s) until $1 more fit.
+conntrack_room() {
+  local want=$1 f=/proc/sys/net/netfilter
+  [ -r $f/nf_conntrack_count ] && [ -r $f/nf_conntrack_max ] || return 0
+  for _ in $(seq 1 90); do
+    [ $(( $(cat $f/nf_conntrack_max) - $(cat $f/nf_conntrack_count) )) -gt $(( want + 1000 )) ] && return 0
+    sleep 2
+  done
+  log "warning: the connection-tracking table holds $(cat $f/nf_conntrack_count) of $(cat $f/nf_conntrack_max) entries," \
+    "too full for $want more connections: expect failed connects (raise net.netfilter.nf_conntrack_max)"
+}
+
 # Starts generators (arrays urls, counts, firsts, pids), waits until all are
 # subscribed, records the state, starts the round, collects the results.
 # $1: target name; $2: extra JSON fields measured before the sessions.
@@ -174,6 +188,7 @@ run_round() {
   local name=$1 before=$2 i n=${#urls[@]} run t0 t_ready t_go deadline ok=1
   run="b$(date +%s)$RANDOM"
   rm -f "$out/$name".*
+  conntrack_room "$(( $(IFS=+; echo "${counts[*]}") + n ))"
   gen_pids=()
   log "$name: starting $n generator(s), $(IFS=+; echo "${counts[*]}") sessions"
   t0=$(date +%s%3N)

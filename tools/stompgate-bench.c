@@ -139,6 +139,7 @@ typedef struct {
   uint64_t rooms_duplicates, rooms_wrong;
   uint64_t last_delivery; /* uv_hrtime of the latest MESSAGE */
   int go;             /* SIGUSR1 count */
+  bool pub_no_heartbeat; /* the publisher offers no heart-beats */
   uv_signal_t go_sig;
 } bench_t;
 
@@ -522,7 +523,8 @@ static void start_stomp(conn_t *c) {
   int n = snprintf(f, sizeof(f),
                    "CONNECT\naccept-version:1.2,1.1,1.0\nhost:%s\nlogin:%s\npasscode:%s\n"
                    "heart-beat:%d,0\n\n",
-                   o.vhost, o.login, o.passcode, o.heartbeat_ms);
+                   o.vhost, o.login, o.passcode,
+                   c->role == R_PUB && B.pub_no_heartbeat ? 0 : o.heartbeat_ms);
   if (wslay_event_context_client_init(&c->ws, &ws_cbs, c) != 0) {
     fail(c, "%s", "wslay init failed");
     return;
@@ -1193,6 +1195,11 @@ static int scenario_rooms(void) {
   B.rooms_duplicates = B.rooms_wrong = 0;
   B.last_delivery = 0;
   uv_signal_start(&B.go_sig, go_cb, SIGUSR1);
+  /* The publisher sends its whole round at once. RabbitMQ 3.10's Web-STOMP
+   * then blocks it under credit flow, and on the resume the connection's
+   * heart-beat receiver exits ({unexpected_message,resume}) and takes the
+   * connection down. Without heart-beats there is no receiver. */
+  B.pub_no_heartbeat = true;
   conn_t **v = calloc((size_t)N + 1, sizeof(*v));
   double start_ms = epoch_ms();
   mark_t a = mark();
