@@ -41,7 +41,8 @@
 #   BENCH_OUT            directory for the raw JSON and logs (default: a temp dir, kept)
 #
 # Prints a Markdown table on stdout (progress on stderr); the raw JSON lines
-# of every generator and the gateway logs stay in the output directory.
+# of every generator, the gateway and broker logs stay in the output
+# directory. Exit status 0 when every reported run was clean.
 set -u
 src=$(cd "$(dirname "$0")/.." && pwd)
 cd "$src"
@@ -386,7 +387,7 @@ const rows = [
   ['broker Erlang memory with every session (MB)', (s, d) => ok(d.broker_ready_erlang_bytes) ? (d.broker_ready_erlang_bytes / 1048576).toFixed(0) : 'n/a'],
   ['broker queues', (s, d) => f(d.broker_ready_queues)],
   ['broker bindings (on amq.topic)', (s, d) => `${f(d.broker_ready_bindings)} (${f(d.broker_ready_topic_bindings)})`],
-  ['broker connections / channels', (s, d) => `${f(d.broker_ready_connections)} / ${f(d.broker_ready_channels)}`],
+  ['broker AMQP connections / channels (Web-STOMP\'s are not listed)', (s, d) => `${f(d.broker_ready_connections)} / ${f(d.broker_ready_channels)}`],
   ['messages published (users + rooms)', (s) => `${f(s.pub_users)} + ${f(s.pub_rooms)}`],
   ['deliveries expected / got', (s) => `${f(s.expected)} / ${f(s.delivered)}`],
   ['sessions with their one message', (s) => f(s.complete)],
@@ -406,5 +407,6 @@ console.log(`Half of the sessions on a topic of their own, half over ${rooms} ro
 if (wsFailed.length) console.log(`\nWeb-STOMP attempts that did not complete cleanly: ${wsFailed.join('; ')}.`);
 const bad = S.map((s, i) => [s, cols[i][1]]).filter(([s]) => s.complete !== s.sessions || s.errors || s.missing);
 if (bad.length) console.log(`\nNot clean: ${bad.map(([s, l]) => `${l}: ${s.sessions - s.complete} sessions without their message, ${s.errors} errors`).join('; ')}.`);
+process.exitCode = bad.length ? 1 : 0;
 EOF
 }
