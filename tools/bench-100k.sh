@@ -36,6 +36,9 @@
 #   BENCH_CONCURRENCY    handshakes in flight per generator (default 64)
 #   BENCH_SETUP_TIMEOUT  seconds allowed to connect and subscribe (default 1200)
 #   BENCH_ROUND_TIMEOUT  seconds allowed for every delivery (default 300)
+#   BENCH_SETTLE         seconds of quiet after every session is subscribed
+#                        before memory is read (default 5): stompgate gives an
+#                        idle WebSocket's framing buffers back after 2 s
 #   BENCH_TARGETS        stompgate, webstomp or both (default stompgate,webstomp)
 #   BENCH_BUILD_DIR      build directory (default build; built if needed)
 #   BENCH_OUT            directory for the raw JSON and logs (default: a temp dir, kept)
@@ -55,11 +58,13 @@ WS_LIST=${WEBSTOMP_SESSIONS:-17000,15000,12000,9000}
 CONC=${BENCH_CONCURRENCY:-64}
 SETUP_TIMEOUT=${BENCH_SETUP_TIMEOUT:-1200}
 ROUND_TIMEOUT=${BENCH_ROUND_TIMEOUT:-300}
+SETTLE=${BENCH_SETTLE:-5}
 TARGETS=${BENCH_TARGETS:-stompgate,webstomp}
 
 log() { echo "bench-100k: $(date -u +%H:%M:%S) $*" >&2; }
 die() { echo "bench-100k: $*" >&2; exit 1; }
 
+[[ $SETTLE =~ ^[0-9]+$ ]] || die "BENCH_SETTLE must be whole seconds (got '$SETTLE')"
 for v in TOTAL INST ROOMS CONC SETUP_TIMEOUT ROUND_TIMEOUT; do
   [[ ${!v} =~ ^[0-9]+$ ]] && [ "${!v}" -gt 0 ] || die "$v must be a positive integer (got '${!v}')"
 done
@@ -224,8 +229,10 @@ run_round() {
   done
   t_ready=$(date +%s%3N)
   log "$name: all subscribed after $(( (t_ready - t0) / 1000 )) s; reading memory, queues and bindings"
-  local gw_now=() p
+  local gw_now=() gw_settled=() p
   for p in "${pids[@]}"; do gw_now+=("$(rss_kb "$p")"); done
+  sleep "$SETTLE"
+  for p in "${pids[@]}"; do gw_settled+=("$(rss_kb "$p")"); done
   local state gen_rss=0
   state=$(broker_state broker_ready)
   for p in "${gen_pids[@]}"; do gen_rss=$(( gen_rss + $(rss_kb "$p") )); done
@@ -246,8 +253,9 @@ run_round() {
   for p in "${gen_pids[@]}"; do wait "$p" 2>/dev/null; done
   gen_pids=()
   {
-    printf '{"target":"%s","instances":%s,"t_start_ms":%s,"t_ready_ms":%s,"t_go_ms":%s,%s,%s,"gen_rss_kb":%s,"gateway_rss_kb_ready":[%s],"results":[' \
-      "$name" "$n" "$t0" "$t_ready" "$t_go" "$before" "$state" "$gen_rss" "$(IFS=,; echo "${gw_now[*]}")"
+    printf '{"target":"%s","instances":%s,"t_start_ms":%s,"t_ready_ms":%s,"t_go_ms":%s,%s,%s,"gen_rss_kb":%s,"settle_s":%s,"gateway_rss_kb_ready":[%s],"gateway_rss_kb_settled":[%s],"results":[' \
+      "$name" "$n" "$t0" "$t_ready" "$t_go" "$before" "$state" "$gen_rss" "$SETTLE" "$(IFS=,; echo "${gw_now[*]}")" \
+      "$(IFS=,; echo "${gw_settled[*]}")"
     for i in $(seq 0 $((n - 1))); do
       [ "$i" -eq 0 ] || printf ','
       head -1 "$out/$name.result.$i" 2>/dev/null | grep '^{' || printf 'null'
@@ -361,10 +369,10 @@ const stats = (d) => {
   s.delivery_s = last.length ? (Math.max(...last) - d.t_go_ms) / 1e3 : NaN;
   s.gen_rss_kb = d.gen_rss_kb;
   if (d.target === 'stompgate') {
-    s.gw_kb = sum(d.gateway_rss_kb_ready) - sum(d.gateway_rss_kb_before);
-    s.gw_total_kb = sum(d.gateway_rss_kb_ready);
+    s.gw_kb = sum(d.gateway_rss_kb_settled) - sum(d.gateway_rss_kb_before);
     s.gw_kb_per = s.gw_kb / s.ready;
-    s.gw_per_inst = d.gateway_rss_kb_ready.map((x, i) => `${mb(x - d.gateway_rss_kb_before[i])}`).join(' / ');
+    s.gw_kb_per_ready = (sum(d.gateway_rss_kb_ready) - sum(d.gateway_rss_kb_before)) / s.ready;
+    s.gw_per_inst = d.gateway_rss_kb_settled.map((x, i) => `${mb(x - d.gateway_rss_kb_before[i])}`).join(' / ');
     s.nofile = [...new Set(d.gateway_nofile)].join(', ');
     s.threads = d.gateway_threads;
   }
@@ -379,8 +387,9 @@ const rows = [
   ['… on a user topic of their own / in one of the rooms', (s) => `${f(s.users)} / ${f(s.rooms)}`],
   ['time to connect + subscribe all (s)', (s) => f(s.connect_s)],
   ['sessions connected + subscribed per second', (s) => f(s.ready / s.connect_s, 0)],
-  ['gateway RSS growth, all instances (MB)', (s, d) => d.target === 'stompgate' ? `${mb(s.gw_kb)} (${s.gw_per_inst})` : 'n/a (in the broker)'],
-  ['gateway RSS KB per session', (s, d) => d.target === 'stompgate' ? f(s.gw_kb_per, 2) : 'n/a (in the broker)'],
+  ['gateway RSS growth, all instances, after the settle (MB)', (s, d) => d.target === 'stompgate' ? `${mb(s.gw_kb)} (${s.gw_per_inst})` : 'n/a (in the broker)'],
+  [`gateway RSS KB per session, after ${cols[0][0].settle_s ?? '?'} s of quiet`, (s, d) => d.target === 'stompgate' ? f(s.gw_kb_per, 2) : 'n/a (in the broker)'],
+  ['gateway RSS KB per session, read at readiness', (s, d) => d.target === 'stompgate' ? f(s.gw_kb_per_ready, 2) : 'n/a (in the broker)'],
   ['gateway open-files limit (soft/hard, set by itself)', (s, d) => d.target === 'stompgate' ? s.nofile : 'n/a'],
   ['broker RSS at the start / with every session (MB)', (s, d) => `${mb(d.broker_before_rss_kb)} / ${mb(d.broker_ready_rss_kb)}`],
   ['broker RSS growth KB per session', (s) => f(s.br_kb_per, 2)],
@@ -403,7 +412,7 @@ console.log('');
 console.log(`Half of the sessions on a topic of their own, half over ${rooms} room topics; one message to every user ` +
   'and one to every room, published by the load generators through the target under test after every session was subscribed. ' +
   'Delivery time runs from the go signal to the last MESSAGE; connect time from the first generator\'s start to the last one\'s readiness. ' +
-  'RSS growth is measured against the processes before the sessions opened.');
+  `RSS growth is measured against the processes before the sessions opened; the broker's after the settle.`);
 if (wsFailed.length) console.log(`\nWeb-STOMP attempts that did not complete cleanly: ${wsFailed.join('; ')}.`);
 const bad = S.map((s, i) => [s, cols[i][1]]).filter(([s]) => s.complete !== s.sessions || s.errors || s.missing);
 if (bad.length) console.log(`\nNot clean: ${bad.map(([s, l]) => `${l}: ${s.sessions - s.complete} sessions without their message, ${s.errors} errors`).join('; ')}.`);
