@@ -104,6 +104,7 @@ typedef struct conn_s {
   char dest[192];      /* subscribed destination, empty for none */
   char send_dest[192]; /* publish destination */
   uint64_t sent, received;
+  uint32_t receipts; /* RECEIPT frames after the subscription's */
   struct conn_s *peer; /* pairs: the publisher of this consumer, and back */
   struct conn_s *prev, *next; /* every open session, for heart-beats */
 } conn_t;
@@ -489,6 +490,7 @@ static void ws_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_m
     }
   } else if (len >= 8 && memcmp(m, "RECEIPT\n", 8) == 0) {
     if (c->state == C_SUBSCRIBING) on_ready(c);
+    else c->receipts++;
   } else if (len >= 6 && memcmp(m, "ERROR\n", 6) == 0) {
     char d[200];
     const char *msg = memmem(m, len, "\nmessage:", 9);
@@ -1155,6 +1157,8 @@ static void go_cb(uv_signal_t *h, int sig) {
 static bool go_once(void) { return B.go >= 1; }
 static bool go_twice(void) { return B.go >= 2; }
 static int rooms_expected;
+static conn_t *pub_warm;
+static bool pub_warmed(void) { return pub_warm->closing || pub_warm->receipts > 0; }
 static bool rooms_done(void) { return B.rooms_complete >= rooms_expected; }
 
 /* A SEND whose body is the topic's name, so that the receiver can tell a
@@ -1216,7 +1220,19 @@ static int scenario_rooms(void) {
       if ((o.first_index + i) % 2 == 0) users++;
       else roomers++;
     }
-  bool pub_ok = pub && !pub->closing && pub->state == C_READY;
+  /* stompgate opens a session's broker channel on its first SEND and holds
+   * only so many frames meanwhile: open it with one SEND and its receipt
+   * before the round's burst. */
+  if (pub && !pub->closing && pub->state == C_READY) {
+    char f[320];
+    int n = snprintf(f, sizeof(f), "SEND\ndestination:/topic/%s.warmup\nreceipt:w0\ncontent-length:0\n\n",
+                     rooms_run());
+    send_frame(pub, f, (size_t)n + 1);
+    flush(pub);
+    pub_warm = pub;
+    if (!run_until(pub_warmed, o.setup_timeout)) note_error("%s", "publisher: no RECEIPT for its first SEND");
+  }
+  bool pub_ok = pub && !pub->closing && pub->state == C_READY && pub->receipts > 0;
   long self_rss = proc_rss_kb((int)getpid());
   long gw_rss = proc_rss_kb(o.pid);
   logf_("rooms: %d/%d sessions subscribed in %.1f s (%d on user topics, %d in rooms)", users + roomers, N,
