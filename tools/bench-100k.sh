@@ -265,6 +265,15 @@ run_round() {
 }
 
 log "machine: $(nproc) cores, $(free -m | awk '/^Mem:/{print $2}') MB, open files $(ulimit -Sn)/$hard, ports $port_lo-$port_hi; load $(cut -d' ' -f1-3 /proc/loadavg)"
+# rabbitmqctl's own Erlang node listens on a port of its own (by default near
+# the broker's distribution port, inside the ephemeral range). With 100,000
+# connections open every ephemeral port is in use by some socket and that
+# bind fails: give it ports below the range.
+for _ in $(seq 1 50); do
+  p=$(( 20000 + RANDOM % (port_lo > 21000 ? port_lo - 21000 : 1000) ))
+  [ -z "$(ss -Htan "sport >= :$p and sport <= :$((p + 10))" 2>/dev/null)" ] && break
+done
+export RABBITMQ_CTL_DIST_PORT_MIN=$p RABBITMQ_CTL_DIST_PORT_MAX=$((p + 10))
 log "starting RabbitMQ with Web-STOMP"
 rmq_start "$dir/broker" web_stomp >&2 || die "RabbitMQ did not start"
 beam=$(pgrep -g "$RMQ_PID" -x beam.smp | head -1)
