@@ -145,13 +145,15 @@ nofile() { awk '/^Max open files/{print $4 "/" $5}' "/proc/$1/limits" 2>/dev/nul
 # Broker state as JSON fields: RSS, Erlang's own total, queues, bindings,
 # connections and channels.
 broker_state() {
-  local prefix=$1 q b bt c ch em
-  q=$(rmq_ctl "$dir/broker" list_queues -q --no-table-headers name 2>/dev/null | wc -l)
-  b=$(rmq_ctl "$dir/broker" list_bindings -q --no-table-headers source_name 2>/dev/null > "$out/bindings.tmp"; wc -l < "$out/bindings.tmp")
-  bt=$(grep -c '^amq\.topic' "$out/bindings.tmp")
-  rm -f "$out/bindings.tmp"
-  c=$(rmq_ctl "$dir/broker" list_connections -q --no-table-headers pid 2>/dev/null | wc -l)
-  ch=$(rmq_ctl "$dir/broker" list_channels -q --no-table-headers pid 2>/dev/null | wc -l)
+  local prefix=$1 q b bt c ch em t=$out/ctl.tmp
+  # A count that rabbitmqctl could not read is null, not the lines of its error.
+  count() { if rmq_ctl "$dir/broker" "$@" -q --no-table-headers >"$t" 2>/dev/null; then wc -l <"$t"; else echo null; fi; }
+  q=$(count list_queues name)
+  b=$(count list_bindings source_name)
+  if [ "$b" = null ]; then bt=null; else bt=$(grep -c '^amq\.topic' "$t"); fi
+  c=$(count list_connections pid)
+  ch=$(count list_channels pid)
+  rm -f "$t"
   em=$(rmq_ctl "$dir/broker" eval 'erlang:memory(total).' 2>/dev/null | tail -1 | tr -dc 0-9)
   printf '"%s_rss_kb":%s,"%s_erlang_bytes":%s,"%s_queues":%s,"%s_bindings":%s,"%s_topic_bindings":%s,"%s_connections":%s,"%s_channels":%s' \
     "$prefix" "$(rss_kb "$beam")" "$prefix" "${em:-null}" "$prefix" "$q" "$prefix" "$b" "$prefix" "$bt" \
