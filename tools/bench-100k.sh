@@ -127,6 +127,7 @@ cleanup() {
   rmq_stop "$dir/broker"
   cp "$dir"/broker/log/*.log "$out"/ 2>/dev/null
   rm -rf "$dir/broker"
+  [ -z "${BENCH_OUT:-}" ] || rm -rf "$dir"
   log "raw results and logs in $out"
 }
 trap cleanup EXIT
