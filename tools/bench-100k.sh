@@ -111,6 +111,8 @@ dir=$(mktemp -d /tmp/sg-bench100k.XXXXXX)
 chmod 755 "$dir" # the broker runs as the rabbitmq user
 out=${BENCH_OUT:-$dir/results}
 mkdir -p "$out"
+# The table reads what this run writes, not an earlier run's files.
+rm -f "$out"/stompgate.* "$out"/webstomp.* "$out"/webstomp-failed-*.json
 gw_pids=() gen_pids=()
 stop_pids() {
   local p
