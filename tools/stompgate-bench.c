@@ -21,6 +21,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 #include <wslay/wslay.h>
@@ -54,6 +55,11 @@ typedef struct {
   double settle;
   int heartbeat_ms;
   int unique_topics; /* connect and idle: each session on a topic of its own */
+  int rooms;         /* rooms: room topics shared by the odd sessions */
+  long long first_index; /* rooms: global index of this process's first session */
+  const char *run_id;    /* rooms: topic prefix shared by cooperating processes */
+  const char *ready_file;
+  int publish_rooms; /* rooms: this process also publishes one message per room */
   int verbose;
 } opts_t;
 
@@ -74,6 +80,7 @@ static opts_t o = {
     .vhost = "/",
     .settle = 2,
     .heartbeat_ms = 10000,
+    .rooms = 100,
 };
 
 enum conn_state { C_TCP, C_UPGRADE, C_STOMP, C_SUBSCRIBING, C_READY, C_DEAD };
@@ -97,6 +104,7 @@ typedef struct conn_s {
   char dest[192];      /* subscribed destination, empty for none */
   char send_dest[192]; /* publish destination */
   uint64_t sent, received;
+  uint32_t receipts; /* RECEIPT frames after the subscription's */
   struct conn_s *peer; /* pairs: the publisher of this consumer, and back */
   struct conn_s *prev, *next; /* every open session, for heart-beats */
 } conn_t;
@@ -126,6 +134,14 @@ typedef struct {
   conn_t *all;      /* open sessions */
   int ready_open;   /* sessions subscribed (or connected) and still open */
   int sessions_done;  /* connect scenario */
+  /* rooms scenario */
+  bool rooms_check;   /* check each MESSAGE body against the session's topic */
+  int rooms_complete; /* sessions that got their one message */
+  uint64_t rooms_duplicates, rooms_wrong;
+  uint64_t last_delivery; /* uv_hrtime of the latest MESSAGE */
+  int go;             /* SIGUSR1 count */
+  bool pub_no_heartbeat; /* the publisher offers no heart-beats */
+  uv_signal_t go_sig;
 } bench_t;
 
 static bench_t B;
@@ -213,6 +229,13 @@ static void j_num(const char *k, double v) {
     jlen += (size_t)snprintf(jbuf + jlen, sizeof(jbuf) - jlen, ",\"%s\":null", k);
   else
     jlen += (size_t)snprintf(jbuf + jlen, sizeof(jbuf) - jlen, ",\"%s\":%.6g", k, v);
+}
+/* Wall-clock milliseconds since the epoch, to the microsecond. */
+static void j_ms(const char *k, double v) {
+  if (!isfinite(v))
+    jlen += (size_t)snprintf(jbuf + jlen, sizeof(jbuf) - jlen, ",\"%s\":null", k);
+  else
+    jlen += (size_t)snprintf(jbuf + jlen, sizeof(jbuf) - jlen, ",\"%s\":%.3f", k, v);
 }
 static void j_str(const char *k, const char *v) {
   jlen += (size_t)snprintf(jbuf + jlen, sizeof(jbuf) - jlen, ",\"%s\":\"", k);
@@ -392,9 +415,39 @@ static void send_subscribe(conn_t *c) {
   c->state = C_SUBSCRIBING;
 }
 
+static void rooms_message(conn_t *c, const char *m, size_t len) {
+  B.last_delivery = uv_hrtime();
+  if (c->received > 1) {
+    B.rooms_duplicates++;
+    note_error("%s: %" PRIu64 " messages, expected 1", c->dest, c->received);
+    return;
+  }
+  /* The body names the topic it was sent to: "<run>.user.<i>" or "<run>.room.<r>". */
+  const char *want = c->dest + 7; /* after "/topic/" */
+  size_t wl = strlen(want);
+  const char *body = memmem(m, len, "\n\n", 2);
+  size_t bl = 0;
+  if (body) {
+    body += 2;
+    /* The body ends at the frame's NUL (Web-STOMP may send an EOL after it). */
+    const char *nul = memchr(body, 0, len - (size_t)(body - m));
+    bl = nul ? (size_t)(nul - body) : len - (size_t)(body - m);
+  }
+  if (!body || bl != wl || memcmp(body, want, wl) != 0) {
+    B.rooms_wrong++;
+    note_error("%s: unexpected body '%.*s'", c->dest, (int)(bl < 80 ? bl : 80), body ? body : "");
+    return;
+  }
+  B.rooms_complete++;
+}
+
 static void handle_message(conn_t *c, const char *m, size_t len) {
   c->received++;
   B.delivered++;
+  if (B.rooms_check) {
+    rooms_message(c, m, len);
+    return;
+  }
   if (B.collect_latency && B.nlat < B.lat_cap) {
     const char *body = memmem(m, len, "\n\n", 2);
     if (body && len - (size_t)(body - m) > 5 && memcmp(body + 2, "ts=", 3) == 0) {
@@ -437,6 +490,7 @@ static void ws_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_m
     }
   } else if (len >= 8 && memcmp(m, "RECEIPT\n", 8) == 0) {
     if (c->state == C_SUBSCRIBING) on_ready(c);
+    else c->receipts++;
   } else if (len >= 6 && memcmp(m, "ERROR\n", 6) == 0) {
     char d[200];
     const char *msg = memmem(m, len, "\nmessage:", 9);
@@ -471,7 +525,8 @@ static void start_stomp(conn_t *c) {
   int n = snprintf(f, sizeof(f),
                    "CONNECT\naccept-version:1.2,1.1,1.0\nhost:%s\nlogin:%s\npasscode:%s\n"
                    "heart-beat:%d,0\n\n",
-                   o.vhost, o.login, o.passcode, o.heartbeat_ms);
+                   o.vhost, o.login, o.passcode,
+                   c->role == R_PUB && B.pub_no_heartbeat ? 0 : o.heartbeat_ms);
   if (wslay_event_context_client_init(&c->ws, &ws_cbs, c) != 0) {
     fail(c, "%s", "wslay init failed");
     return;
@@ -506,7 +561,12 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (c->closing) return;
   if (nread < 0) {
     if (c->state == C_READY && B.stop_publishing) conn_close(c);
-    else fail(c, "read: %s", nread == UV_EOF ? "connection closed by server" : uv_strerror((int)nread));
+    else {
+      char d[300];
+      snprintf(d, sizeof(d), "%s (%s)", nread == UV_EOF ? "connection closed by server" : uv_strerror((int)nread),
+               c->role == R_PUB ? "publisher" : c->dest[0] ? c->dest : "session");
+      fail(c, "read: %s", d);
+    }
     return;
   }
   const uint8_t *p = (const uint8_t *)buf->base;
@@ -1065,6 +1125,196 @@ static int scenario_idle(void) {
   return still == N && B.errors == 0 ? 0 : 1;
 }
 
+/* ---- rooms: per-user topics and room topics ------------------------------ */
+
+/* Session i of this process has the global index g = first_index + i: an
+ * even g subscribes to a topic of its own ("<run>.user.<g>"), an odd g to
+ * one of o.rooms room topics ("<run>.room.<r>"), spread evenly. Several
+ * processes with the same --run-id and distinct --first-index share the
+ * rooms and never share a user. */
+static const char *rooms_run(void) { return o.run_id ? o.run_id : B.run_id; }
+static char rooms_buf[224];
+static const char *rooms_dest(int i) {
+  long long g = o.first_index + i;
+  if (g % 2 == 0)
+    snprintf(rooms_buf, sizeof(rooms_buf), "/topic/%s.user.%lld", rooms_run(), g);
+  else
+    snprintf(rooms_buf, sizeof(rooms_buf), "/topic/%s.room.%lld", rooms_run(), (g / 2) % o.rooms);
+  return rooms_buf;
+}
+
+static double epoch_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void go_cb(uv_signal_t *h, int sig) {
+  (void)h;
+  (void)sig;
+  B.go++;
+}
+static bool go_once(void) { return B.go >= 1; }
+static bool go_twice(void) { return B.go >= 2; }
+static int rooms_expected;
+static conn_t *pub_warm;
+static bool pub_warmed(void) { return pub_warm->closing || pub_warm->receipts > 0; }
+static bool rooms_done(void) { return B.rooms_complete >= rooms_expected; }
+
+/* A SEND whose body is the topic's name, so that the receiver can tell a
+ * message meant for it from a stray one. */
+static void send_named(conn_t *p, const char *topic) {
+  char f[512];
+  size_t tl = strlen(topic);
+  int n = snprintf(f, sizeof(f), "SEND\ndestination:/topic/%s\ncontent-length:%zu\n\n%s", topic, tl, topic);
+  if (n < 0 || (size_t)n >= sizeof(f)) return;
+  send_frame(p, f, (size_t)n + 1);
+  p->sent++;
+}
+
+/* Written whole (a temporary file renamed over it), so that a reader never sees half. */
+static int write_ready_file(const char *json) {
+  char tmp[4096];
+  snprintf(tmp, sizeof(tmp), "%s.tmp", o.ready_file);
+  FILE *f = fopen(tmp, "w");
+  if (!f) return -1;
+  fprintf(f, "%s\n", json);
+  if (fclose(f) != 0 || rename(tmp, o.ready_file) != 0) return -1;
+  return 0;
+}
+
+static int scenario_rooms(void) {
+  int N = o.sessions > 0 ? o.sessions : 1000;
+  struct rlimit rl;
+  /* Each session is a descriptor; the publisher and the loop need a few more. */
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && (rlim_t)N + 32 > rl.rlim_cur) {
+    fprintf(stderr,
+            "stompgate-bench: rooms: %d sessions need %d descriptors; the open-files limit here is %llu "
+            "(ulimit -Hn): spread them over more processes\n",
+            N, N + 32, (unsigned long long)rl.rlim_cur);
+    return 2;
+  }
+  reset_counters();
+  B.rooms_complete = 0;
+  B.rooms_duplicates = B.rooms_wrong = 0;
+  B.last_delivery = 0;
+  uv_signal_start(&B.go_sig, go_cb, SIGUSR1);
+  /* The publisher sends its whole round at once. RabbitMQ 3.10's Web-STOMP
+   * then blocks it under credit flow, and on the resume the connection's
+   * heart-beat receiver exits ({unexpected_message,resume}) and takes the
+   * connection down. Without heart-beats there is no receiver. */
+  B.pub_no_heartbeat = true;
+  conn_t **v = calloc((size_t)N + 1, sizeof(*v));
+  double start_ms = epoch_ms();
+  mark_t a = mark();
+  int ready = open_many(v, N, rooms_dest, R_SUB, o.setup_timeout);
+  conn_t *pv[1];
+  open_many(pv, 1, NULL, R_PUB, o.setup_timeout);
+  conn_t *pub = pv[0];
+  v[N] = pub;
+  mark_t b = mark();
+  double ready_ms = epoch_ms();
+  int users = 0, roomers = 0;
+  for (int i = 0; i < N; i++)
+    if (v[i] && !v[i]->closing && v[i]->state == C_READY) {
+      if ((o.first_index + i) % 2 == 0) users++;
+      else roomers++;
+    }
+  /* stompgate opens a session's broker channel on its first SEND and holds
+   * only so many frames meanwhile: open it with one SEND and its receipt
+   * before the round's burst. */
+  if (pub && !pub->closing && pub->state == C_READY) {
+    char f[320];
+    int n = snprintf(f, sizeof(f), "SEND\ndestination:/topic/%s.warmup\nreceipt:w0\ncontent-length:0\n\n",
+                     rooms_run());
+    send_frame(pub, f, (size_t)n + 1);
+    flush(pub);
+    pub_warm = pub;
+    if (!run_until(pub_warmed, o.setup_timeout)) note_error("%s", "publisher: no RECEIPT for its first SEND");
+  }
+  bool pub_ok = pub && !pub->closing && pub->state == C_READY && pub->receipts > 0;
+  long self_rss = proc_rss_kb((int)getpid());
+  long gw_rss = proc_rss_kb(o.pid);
+  logf_("rooms: %d/%d sessions subscribed in %.1f s (%d on user topics, %d in rooms)", users + roomers, N,
+        b.t - a.t, users, roomers);
+  char rj[1024];
+  snprintf(rj, sizeof(rj),
+           "{\"sessions\":%d,\"ready\":%d,\"failed\":%d,\"publisher_ready\":%d,\"start_ms\":%.3f,"
+           "\"ready_ms\":%.3f,\"connect_s\":%.3f,\"bench_rss_kb\":%ld,\"errors\":%" PRIu64 "}",
+           N, users + roomers, N - ready, pub_ok, start_ms, ready_ms, b.t - a.t, self_rss, B.errors);
+  if (o.ready_file) {
+    if (write_ready_file(rj) != 0) note_error("cannot write %s: %s", o.ready_file, strerror(errno));
+    /* The driver sends SIGUSR1 once every process is ready. */
+    run_until(go_once, MAX_DURATION_S);
+  } else {
+    run_until(settle_done, o.settle);
+  }
+  /* Every subscribed session expects exactly one message: its own for a
+   * user, the room's (published once, by one process) for a room. */
+  B.rooms_check = true;
+  rooms_expected = users + roomers;
+  double go_ms = epoch_ms();
+  uint64_t go_t = uv_hrtime();
+  mark_t c = mark();
+  int pu = 0, pr = 0;
+  if (pub_ok) {
+    for (int i = 0; i < N; i++)
+      if ((o.first_index + i) % 2 == 0 && v[i] && !v[i]->closing && v[i]->state == C_READY) {
+        send_named(pub, v[i]->dest + 7);
+        pu++;
+      }
+    if (o.publish_rooms)
+      for (int r = 0; r < o.rooms; r++) {
+        char t[224];
+        snprintf(t, sizeof(t), "%s.room.%d", rooms_run(), r);
+        send_named(pub, t);
+        pr++;
+      }
+    flush(pub);
+  }
+  bool ok = pub_ok && run_until(rooms_done, o.duration > 0 ? o.duration : 300);
+  double last_ms = B.last_delivery > go_t ? go_ms + (double)(B.last_delivery - go_t) / 1e6 : NAN;
+  mark_t d = mark();
+  run_until(settle_done, 1); /* duplicates that come late */
+  B.rooms_check = false;
+  j_begin("rooms");
+  j_str("run_id", rooms_run());
+  j_int("first_index", o.first_index);
+  j_int("sessions", N);
+  j_int("rooms", o.rooms);
+  j_int("ready", users + roomers);
+  j_int("user_sessions", users);
+  j_int("room_sessions", roomers);
+  j_int("failed", N - ready);
+  j_num("connect_s", b.t - a.t);
+  j_num("sessions_per_s", ready / (b.t - a.t));
+  j_ms("start_ms", start_ms);
+  j_ms("ready_ms", ready_ms);
+  j_int("bench_rss_kb", self_rss);
+  if (o.pid > 0) j_int("gateway_rss_kb_ready", gw_rss);
+  j_int("published_users", pu);
+  j_int("published_rooms", pr);
+  j_int("expected", rooms_expected);
+  j_int("delivered", (long long)B.delivered);
+  j_int("sessions_complete", B.rooms_complete);
+  j_int("duplicates", (long long)B.rooms_duplicates);
+  j_int("wrong", (long long)B.rooms_wrong);
+  j_int("completed", ok);
+  j_ms("go_ms", go_ms);
+  j_ms("last_delivery_ms", last_ms);
+  j_num("delivery_s", (last_ms - go_ms) / 1e3);
+  j_cpu(c, d, B.delivered);
+  j_int("errors", (long long)B.errors);
+  j_end();
+  /* Under a driver, hold the sessions until it has every process's result. */
+  if (o.ready_file) run_until(go_twice, MAX_DURATION_S);
+  uv_signal_stop(&B.go_sig);
+  B.stop_publishing = true;
+  close_all(v, N + 1);
+  free(v);
+  return ok && B.rooms_complete == N && B.errors == 0 ? 0 : 1;
+}
+
 /* ---- options ------------------------------------------------------------ */
 
 static const char usage[] =
@@ -1073,19 +1323,32 @@ static const char usage[] =
     "Prints one JSON line per scenario on stdout.\n"
     "\n"
     "  --url URL            ws://HOST:PORT/PATH; HOST must be a loopback address\n"
-    "  --scenario LIST      comma-separated: fanout, pairs, latency, connect, idle, all\n"
-    "                       (default fanout)\n"
+    "  --scenario LIST      comma-separated: fanout, pairs, latency, connect, idle, rooms,\n"
+    "                       all (default fanout; all leaves rooms out)\n"
     "  --subscribers N      fanout subscribers (default 1000); latency subscribers (default 10)\n"
     "  --pairs N            publisher/consumer pairs (default 10)\n"
     "  --messages N         messages per publisher (fanout 1000, pairs 10000,\n"
     "                       latency rate*duration)\n"
-    "  --duration SEC       with --messages: cap on the measured phase (default 120);\n"
+    "  --duration SEC       with --messages: cap on the measured phase (default 120;\n"
+    "                       rooms: time allowed for every delivery, default 300);\n"
     "                       alone: publish for SEC seconds, then drain (fanout, pairs);\n"
     "                       latency: publishing time (default 10)\n"
     "  --rate N             latency: messages published per second (default 1000)\n"
-    "  --sessions N         connect and idle: sessions (default 1000, at most 20000)\n"
+    "  --sessions N         connect, idle and rooms: sessions (default 1000, at most 20000)\n"
     "  --topics shared|unique  connect and idle: every session on one topic, or each on\n"
     "                       a topic of its own (default shared)\n"
+    "  --rooms N            rooms: room topics (default 100). Session g (global index)\n"
+    "                       subscribes to /topic/RUN.user.g when g is even, else to\n"
+    "                       /topic/RUN.room.(g/2 mod N); one SEND to each of its users\n"
+    "                       (and, with --publish-rooms, one to each room) from an extra\n"
+    "                       session, then every session must get exactly one MESSAGE\n"
+    "  --first-index K      rooms: global index of this process's first session (default 0)\n"
+    "  --run-id ID          rooms: the RUN in the topic names; processes that share the\n"
+    "                       rooms share it (default: made up, [A-Za-z0-9_-])\n"
+    "  --publish-rooms      rooms: this process also publishes one message to each room\n"
+    "  --ready-file FILE    rooms: once subscribed, write a JSON line to FILE and wait for\n"
+    "                       SIGUSR1 before publishing; after the result, hold the sessions\n"
+    "                       until a second SIGUSR1 (without it: publish after --settle)\n"
     "  --concurrency N      sessions in their handshake at once (default 64)\n"
     "  --size BYTES         message body size (default 100)\n"
     "  --window N           messages a publisher may run ahead of its consumers (default 200)\n"
@@ -1146,6 +1409,7 @@ static int parse_dbl(const char *name, const char *s, double min, double max, do
 enum {
   O_URL = 256, O_SCEN, O_SUBS, O_PAIRS, O_MSGS, O_DUR, O_RATE, O_SESS, O_CONC, O_SIZE, O_WIN,
   O_LOGIN, O_PASS, O_HOST, O_PID, O_BPID, O_SETUP, O_SETTLE, O_HB, O_TOPICS,
+  O_ROOMS, O_FIRST, O_RUNID, O_READY, O_PUBROOMS,
 };
 
 static int parse_opts(int argc, char **argv) {
@@ -1157,6 +1421,8 @@ static int parse_opts(int argc, char **argv) {
       {"passcode", 1, 0, O_PASS},   {"host", 1, 0, O_HOST},      {"pid", 1, 0, O_PID},
       {"broker-pid", 1, 0, O_BPID}, {"setup-timeout", 1, 0, O_SETUP},
       {"settle", 1, 0, O_SETTLE},   {"heartbeat", 1, 0, O_HB},   {"topics", 1, 0, O_TOPICS},
+      {"rooms", 1, 0, O_ROOMS},     {"first-index", 1, 0, O_FIRST}, {"run-id", 1, 0, O_RUNID},
+      {"ready-file", 1, 0, O_READY}, {"publish-rooms", 0, 0, O_PUBROOMS},
       {"help", 0, 0, 'h'},
       {0, 0, 0, 0},
   };
@@ -1190,6 +1456,17 @@ static int parse_opts(int argc, char **argv) {
       }
       o.unique_topics = strcmp(optarg, "unique") == 0;
       break;
+    case O_ROOMS: if (parse_int("--rooms", optarg, 1, 1000000, &v)) return 2; o.rooms = (int)v; break;
+    case O_FIRST: if (parse_int("--first-index", optarg, 0, 1000000000, &v)) return 2; o.first_index = v; break;
+    case O_RUNID:
+      if (!*optarg || strlen(optarg) > 64 || strspn(optarg, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-") != strlen(optarg)) {
+        fprintf(stderr, "stompgate-bench: invalid --run-id '%s' (expected 1 to 64 of A-Z a-z 0-9 _ -)\n", optarg);
+        return 2;
+      }
+      o.run_id = optarg;
+      break;
+    case O_READY: o.ready_file = optarg; break;
+    case O_PUBROOMS: o.publish_rooms = 1; break;
     case 'h': fputs(usage, stdout); return 1;
     default: fputs(usage, stderr); return 2;
     }
@@ -1237,6 +1514,7 @@ int main(int argc, char **argv) {
   uv_timer_init(B.loop, &B.guard);
   uv_timer_init(B.loop, &B.opener);
   uv_timer_init(B.loop, &B.hb);
+  uv_signal_init(B.loop, &B.go_sig);
   if (o.heartbeat_ms > 0)
     uv_timer_start(&B.hb, hb_cb, (uint64_t)o.heartbeat_ms / 2, (uint64_t)o.heartbeat_ms / 2);
   unsigned char rnd[4];
@@ -1254,6 +1532,7 @@ int main(int argc, char **argv) {
     else if (strcmp(s, "latency") == 0) status |= scenario_latency();
     else if (strcmp(s, "connect") == 0) status |= scenario_connect();
     else if (strcmp(s, "idle") == 0) status |= scenario_idle();
+    else if (strcmp(s, "rooms") == 0) status |= scenario_rooms();
     else {
       fprintf(stderr, "stompgate-bench: unknown scenario '%s'\n", s);
       status = 2;
@@ -1266,6 +1545,7 @@ int main(int argc, char **argv) {
   uv_close((uv_handle_t *)&B.guard, NULL);
   uv_close((uv_handle_t *)&B.opener, NULL);
   uv_close((uv_handle_t *)&B.hb, NULL);
+  uv_close((uv_handle_t *)&B.go_sig, NULL);
   uv_run(B.loop, UV_RUN_NOWAIT);
   return status;
 }
