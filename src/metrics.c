@@ -305,8 +305,11 @@ void sg_metrics_error(const char *message) {
 
 void sg_metrics_slow_drop(void) { cur()->slow_drops++; }
 
-void sg_metrics_delivery_latency(int shared, double seconds) {
-  observe(&cur()->delivery[shared ? 1 : 0], seconds);
+/* The relay label of each delivery histogram, as the relays name themselves. */
+static const char *const delivery_relays[2] = {"per-session", "shared"};
+
+void sg_metrics_delivery_latency(const char *relay, double seconds) {
+  observe(&cur()->delivery[strcmp(relay, delivery_relays[1]) == 0], seconds);
 }
 
 void sg_metrics_confirm_latency(double seconds) { observe(&cur()->confirm, seconds); }

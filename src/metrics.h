@@ -46,7 +46,7 @@ void sg_metrics_error(const char *message);
 void sg_metrics_slow_drop(void);
 /* A delivery's MESSAGE was handed to the client's transport, seconds
  * after its last AMQP frame was read; shared is the relay mode. */
-void sg_metrics_delivery_latency(int shared, double seconds);
+void sg_metrics_delivery_latency(const char *relay, double seconds);
 /* A publish was confirmed (or rejected), seconds after it was sent. */
 void sg_metrics_confirm_latency(double seconds);
 /* A synchronous AMQP method got its reply, seconds after it was sent. */

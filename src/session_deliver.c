@@ -115,8 +115,7 @@ static void encode_message_tail(sg_buf_t *b, int v, const sg_amqp_delivery_t *d,
  * the end of this loop iteration): /metrics' delivery latency. */
 static void delivered(const sg_session_t *s, const sg_amqp_delivery_t *d) {
   if (d->arrived_ns)
-    sg_metrics_delivery_latency(s->cfg->mode == SG_MODE_SHARED,
-                                (double)(uv_hrtime() - d->arrived_ns) / 1e9);
+    sg_metrics_delivery_latency(s->ctx->relay->name, (double)(uv_hrtime() - d->arrived_ns) / 1e9);
 }
 
 /* A delivery for sub: MESSAGE to the client. */

@@ -89,9 +89,9 @@ static void error_kinds_are_bounded(void **state) {
 
 static void latency_and_links(void **state) {
   (void)state;
-  sg_metrics_delivery_latency(1, 0.0004);
-  sg_metrics_delivery_latency(1, 0.002);
-  sg_metrics_delivery_latency(0, 3);
+  sg_metrics_delivery_latency("shared", 0.0004);
+  sg_metrics_delivery_latency("shared", 0.002);
+  sg_metrics_delivery_latency("per-session", 3);
   sg_metrics_confirm_latency(0.01);
   sg_metrics_rpc_latency(0.0007);
   sg_metrics_session_duration(42);
