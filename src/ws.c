@@ -1121,6 +1121,16 @@ static void ws_proxy_refuse(sg_ws_t *ws, const char *why) {
   ws_close_handles(ws);
 }
 
+/* Makes n bytes just read part of ws->in: copied from the thread's read
+ * buffer, or already in place when the read went into ws->in's spare room.
+ * 0 or SG_ERR_NOMEM. */
+static int ws_take_read(sg_ws_t *ws, char *base, size_t n) {
+  if (base == read_buf) return sg_buf_append(&ws->in, read_buf, n) != 0 ? SG_ERR_NOMEM : 0;
+  ws->in.len += n;
+  ws->in.base[ws->in.len] = '\0';
+  return 0;
+}
+
 static void ws_proxy_input(sg_ws_t *ws, char *base, size_t n) {
   sg_proxy_info_t info;
   if (ws->proxy_check) {
@@ -1136,14 +1146,9 @@ static void ws_proxy_input(sg_ws_t *ws, char *base, size_t n) {
     ws_input(ws, base, n);
     return;
   }
-  if (base == read_buf) {
-    if (sg_buf_append(&ws->in, read_buf, n) != 0) {
-      ws_close_handles(ws);
-      return;
-    }
-  } else {
-    ws->in.len += n;
-    ws->in.base[ws->in.len] = '\0';
+  if (ws_take_read(ws, base, n) != 0) {
+    ws_close_handles(ws);
+    return;
   }
   int r = sg_proxy_parse((const uint8_t *)ws->in.base, ws->in.len, &info);
   if (r == SG_ERR_AGAIN) return; /* bounded: the parser refuses a header too long */
@@ -1219,14 +1224,9 @@ static void ws_input(sg_ws_t *ws, char *base, size_t n) {
       return;
     }
     if (ws->in.len == had) return;
-  } else if (base == read_buf) {
-    if (sg_buf_append(&ws->in, read_buf, n) != 0) {
-      ws_close_handles(ws);
-      return;
-    }
-  } else {
-    ws->in.len += n;
-    ws->in.base[ws->in.len] = '\0';
+  } else if (ws_take_read(ws, base, n) != 0) {
+    ws_close_handles(ws);
+    return;
   }
   ws->tr.last_rx = uv_now(s->loop);
   if (ws->shut || ws->http) {
