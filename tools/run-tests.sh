@@ -14,13 +14,15 @@ top=$(pwd)
 tools/install-deps.sh || { echo "0 passed, 1 failed"; exit 1; }
 
 results=$(mktemp)
-trap 'rm -f "$results"' EXIT
+failures=$(mktemp)
+trap 'rm -f "$results" "$failures"' EXIT
 
 # Counts the TAP cases of one meson run (a test without TAP counts once).
 count() { # builddir [logbase]
-  python3 - "$1/meson-logs/${2:-testlog}.txt" >>"$results" <<'PY'
+  python3 - "$1/meson-logs/${2:-testlog}.txt" "${2:-testlog}" "$failures" >>"$results" <<'PY'
 import re, sys
 text = open(sys.argv[1], errors="replace").read()
+failed_names = []
 passed = failed = skipped = 0
 for block in re.split(r"^=+ \d+/\d+ =+$", text, flags=re.M)[1:]:
     m = re.search(r"^result:\s+(.*)$", block, re.M)
@@ -30,15 +32,26 @@ for block in re.split(r"^=+ \d+/\d+ =+$", text, flags=re.M)[1:]:
     oks = re.findall(r"^ok \d+.*$", out, re.M)
     sk = sum(1 for l in oks if re.search(r"#\s*SKIP", l, re.I))
     p = len(oks) - sk
-    f = len(re.findall(r"^not ok \d+", out, re.M))
+    nok = re.findall(r"^not ok \d+.*$", out, re.M)
+    f = len(nok)
+    t = re.search(r"^test:\s+(.*)$", block, re.M)
+    tname = t.group(1).strip() if t else "?"
+    failed_names += [f"{sys.argv[2]}: {tname}: {l}" for l in nok]
     skipped += sk
+    result = m.group(1).strip() if m else "no result"
     if p + f + sk == 0:
         p, f = (1, 0) if ok_exit else (0, 1)
+        if not ok_exit:
+            failed_names.append(f"{sys.argv[2]}: {tname}: {result}")
     elif not ok_exit and f == 0:
         f = 1  # the runner failed outside any case (a crash, a leak report)
+        failed_names.append(f"{sys.argv[2]}: {tname}: {result}")
     passed += p
     failed += f
 print(passed, failed, skipped)
+with open(sys.argv[3], "a") as fh:
+    for n in failed_names:
+        fh.write(n + "\n")
 PY
 }
 
@@ -78,6 +91,11 @@ else
   echo "0 1 0" >>"$results"
 fi
 
+# What failed, named, just above the count: a log's tail shows both.
+if [ -s "$failures" ]; then
+  echo "failed cases:"
+  sed 's/^/  /' "$failures"
+fi
 read -r passed failed skipped < <(awk '{p+=$1; f+=$2; s+=$3} END {print p+0, f+0, s+0}' "$results")
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]
