@@ -187,13 +187,24 @@ static int apply_user_exchange(sg_config_t *cfg, const setting_t *st, const char
   (void)level;
   if (*v == '\0') {
     free(cfg->user_exchange);
-  free(cfg->events_exchange);
-  free(cfg->instance_id);
     cfg->user_exchange = NULL;
     return 0;
   }
   if (strlen(v) > 255) return bad(st, v, where, "an exchange name of 1..255 bytes");
   return set_str(&cfg->user_exchange, v);
+}
+
+static int apply_exact_exchange(sg_config_t *cfg, const setting_t *st, const char *v, int level,
+                                const char *where) {
+  (void)level;
+  if (*v == '\0') {
+    free(cfg->exact_exchange_prefix);
+    cfg->exact_exchange_prefix = NULL;
+    return 0;
+  }
+  if (strlen(v) > 200 || strncmp(v, "amq.", 4) == 0)
+    return bad(st, v, where, "an exchange name prefix of 0..200 bytes, not amq.*");
+  return set_str(&cfg->exact_exchange_prefix, v);
 }
 
 static int apply_www(sg_config_t *cfg, const setting_t *st, const char *v, int level,
@@ -507,6 +518,10 @@ static const setting_t settings[] = {
     {"user-exchange", "NAME", T_CUSTOM, 0, 0, 0, apply_user_exchange,
      "shared mode: topic exchange of user destinations\n(/user/queue/X, /user/U/queue/X), declared at\n"
      "start-up unless amq.* (default stompgate.user;\n'' turns them off)"},
+    {"exact-key-exchange", "PREFIX", T_CUSTOM, 0, 0, 0, apply_exact_exchange,
+     "shared mode: a binding key without wildcards on\na topic exchange X is bound on the direct\n"
+     "exchange PREFIX+X, which the gateway declares and\nbinds to X with '#': it costs the broker "
+     "less than\nhalf as much (default stompgate.exact.; '' binds\non X itself)"},
     {"www", "DIR", T_CUSTOM, 0, 0, 0, apply_www,
      "serve the files under DIR for GET and HEAD on\nother paths than ws-path (no listings; for\n"
      "small pages such as the example app)"},
@@ -761,6 +776,7 @@ static void set_defaults(sg_config_t *cfg) {
   cfg->max_outbound_bytes = 4u << 20;
   cfg->app_exchange = strdup("stompgate.app");
   cfg->user_exchange = strdup("stompgate.user");
+  cfg->exact_exchange_prefix = strdup("stompgate.exact.");
   cfg->events_buffer = 10000;
   cfg->app_prefixes.v = calloc(1, sizeof(char *));
   if (cfg->app_prefixes.v && (cfg->app_prefixes.v[0] = strdup("/app")) != NULL)
@@ -1057,6 +1073,7 @@ void sg_config_free(sg_config_t *cfg) {
   free(cfg->broker_ca);
   free(cfg->app_exchange);
   free(cfg->user_exchange);
+  free(cfg->exact_exchange_prefix);
   free(cfg->events_exchange);
   free(cfg->instance_id);
   free(cfg->www_root);

@@ -58,6 +58,7 @@ typedef struct sg_config {
   sg_strlist_t app_prefixes;     /* application destination prefixes */
   char *app_exchange;            /* topic exchange they are published to */
   char *user_exchange;           /* shared mode: /user/ destinations; NULL: off */
+  char *exact_exchange_prefix;   /* shared mode: exact keys' direct exchanges; NULL: off */
   char *events_exchange;         /* session events' topic exchange; NULL: off */
   size_t events_buffer;          /* events waiting per worker before drops */
   char *instance_id;             /* names this gateway in events (hostname:pid) */

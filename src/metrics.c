@@ -79,7 +79,7 @@ typedef struct metrics {
   uint64_t sessions_held;
   uint64_t session_links_opened, session_links_joined;
   uint64_t ws_parks;
-  int64_t shared_queues, shared_keys; /* this thread's fan-out */
+  int64_t shared_queues, shared_keys, shared_exact; /* this thread's fan-out */
   int64_t ws_parked; /* this thread's parks minus unparks */
   uint64_t stomp_tcp, stomp_tcp_refused;
   int64_t links_held; /* this thread's holds minus releases */
@@ -182,6 +182,7 @@ static void aggregate(metrics_t *t) {
     t->ws_parks += b->ws_parks;
     t->shared_queues += b->shared_queues;
     t->shared_keys += b->shared_keys;
+    t->shared_exact += b->shared_exact;
     t->ws_parked += b->ws_parked;
     t->stomp_tcp += b->stomp_tcp;
     t->stomp_tcp_refused += b->stomp_tcp_refused;
@@ -368,9 +369,10 @@ void sg_metrics_session_moved(void) { cur()->sessions_moved++; }
 
 void sg_metrics_session_held(void) { cur()->sessions_held++; }
 
-void sg_metrics_shared_gauges(int queues, int keys) {
+void sg_metrics_shared_gauges(int queues, int keys, int exact) {
   cur()->shared_queues += queues;
   cur()->shared_keys += keys;
+  cur()->shared_exact += exact;
 }
 
 void sg_metrics_ws_park(int64_t n) {
@@ -545,6 +547,10 @@ int sg_metrics_render(sg_buf_t *o, const sg_metrics_gauges_t *g) {
   r |= single(o, "stompgate_shared_binding_keys", "gauge",
               "Shared mode: distinct binding keys on those queues, each one broker binding.",
               (t.shared_keys > 0 ? t.shared_keys : 0));
+  r |= single(o, "stompgate_shared_exact_bindings", "gauge",
+              "Shared mode: those keys bound on a topic exchange's exact-key direct exchange "
+              "(--exact-key-exchange) rather than on the topic exchange itself.",
+              (t.shared_exact > 0 ? t.shared_exact : 0));
   r |= header(o, "stompgate_broker_links", "gauge",
               "AMQP connections open to each broker node (sessions' and the shared pool's).");
   for (size_t i = 0; i < t.nnodes; i++)

@@ -69,9 +69,9 @@ void sg_metrics_broker_heartbeat_timeout(void);
 /* A broker connection's unsent output passed its bound, so its publishing
  * sessions stopped being read (held 1), or drained again (held 0). */
 void sg_metrics_broker_link_held(int held);
-/* Shared mode: a fan-out queue (queues) or binding key (keys) came (1) or
- * went (-1). */
-void sg_metrics_shared_gauges(int queues, int keys);
+/* Shared mode: a fan-out queue (queues), binding key (keys) or binding on
+ * an exact-key exchange (exact) came (1) or went (-1). */
+void sg_metrics_shared_gauges(int queues, int keys, int exact);
 /* n WebSockets gave their wslay context back (n > 0), or one made it
  * again or closed while parked (n = -1). */
 void sg_metrics_ws_park(int64_t n);

@@ -209,6 +209,16 @@ int sg_match_kind_of(const char *exchange_type) {
   return SG_ERR_INVALID;
 }
 
+int sg_topic_key_exact(const char *key, size_t len) {
+  size_t start = 0;
+  for (size_t i = 0; i <= len; i++) {
+    if (i < len && key[i] != '.') continue;
+    if (i - start == 1 && (key[start] == '*' || key[start] == '#')) return 0;
+    start = i + 1;
+  }
+  return 1;
+}
+
 int sg_matcher_init(sg_matcher_t *m, sg_match_kind_t kind, const uint64_t seed[2]) {
   memset(m, 0, sizeof(*m));
   if (kind != SG_MATCH_TOPIC && kind != SG_MATCH_DIRECT && kind != SG_MATCH_FANOUT)

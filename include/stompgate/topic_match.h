@@ -49,6 +49,11 @@ typedef enum sg_match_kind {
  * exchange keeps a broker queue per subscription. */
 int sg_match_kind_of(const char *exchange_type);
 
+/* 1 when the topic binding key of len bytes has no wildcard word (no
+ * word is '*' or '#'): it matches exactly the routing key equal to it,
+ * as a direct exchange's binding would. 0 otherwise. */
+int sg_topic_key_exact(const char *key, size_t len);
+
 typedef struct sg_match_node sg_match_node_t;
 typedef struct sg_match_binding sg_match_binding_t;
 

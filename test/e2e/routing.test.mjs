@@ -8,7 +8,7 @@
 // amq.topic. The broker-side counts are checked in shared mode only.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startGateway, connected, subscribe, receipt, rawWs, parseFrame, waitFor, uniq, sleep, amqpConnect, sharedBindings, freePort } from './lib/harness.mjs';
+import { startGateway, connected, subscribe, receipt, rawWs, parseFrame, waitFor, uniq, sleep, amqpConnect, sharedBindings, freePort, rmqctl } from './lib/harness.mjs';
 import { httpGet, parseMetrics } from './lib/ops.mjs';
 
 const shared = process.env.SG_MODE === 'shared';
@@ -277,7 +277,8 @@ test('N sessions on N unique topics: one broker queue per worker, N bindings', a
   const g = await startGateway(['--workers', String(workers), '--admin', `127.0.0.1:${adminPort}`]);
   const gauges = async () => {
     const m = parseMetrics((await httpGet(adminPort, '/metrics')).body);
-    return [m.get('stompgate_shared_queues'), m.get('stompgate_shared_binding_keys')];
+    return [m.get('stompgate_shared_queues'), m.get('stompgate_shared_binding_keys'),
+      m.get('stompgate_shared_exact_bindings')];
   };
   const u = uniq('nn');
   const n = 40;
@@ -299,7 +300,13 @@ test('N sessions on N unique topics: one broker queue per worker, N bindings', a
       const perWorker = new Map();
       for (const q of queues) perWorker.set(q.split('.')[2], (perWorker.get(q.split('.')[2]) ?? 0) + 1);
       for (const [, count] of perWorker) assert.equal(count, 1);
-      assert.deepEqual(await gauges(), [queues.size, n], '/metrics counts the queues and keys');
+      // Keys without wildcards are direct bindings on amq.topic's exact-key
+      // exchange, which amq.topic feeds with '#'.
+      assert.ok(b.every(([, , src]) => src === 'stompgate.exact.amq.topic'), 'on the exact-key exchange');
+      const feed = (await rmqctl('list_bindings', '-q', '--no-table-headers', 'source_name', 'destination_name', 'routing_key'))
+        .split('\n').filter((l) => l === 'amq.topic\tstompgate.exact.amq.topic\t#');
+      assert.equal(feed.length, 1, "amq.topic feeds it with '#'");
+      assert.deepEqual(await gauges(), [queues.size, n, n], '/metrics counts the queues and keys');
     }
     for (let i = 0; i < n; i++) ch.publish('amq.topic', `${u}.${i}`, Buffer.from(String(i)));
     await ch.waitForConfirms();
@@ -311,13 +318,97 @@ test('N sessions on N unique topics: one broker queue per worker, N bindings', a
       let now;
       for (let i = 0; i < 100; i++) {
         now = await gauges();
-        if (now[0] === 0 && now[1] === 0) break;
+        if (now[0] === 0 && now[1] === 0 && now[2] === 0) break;
         await sleep(100);
       }
-      assert.deepEqual(now, [0, 0], 'no shared queue or key left');
+      assert.deepEqual(now, [0, 0, 0], 'no shared queue or key left');
     }
   } finally {
     for (const c of cs) await c.deactivate().catch(() => {});
+    await g.stop();
+  }
+});
+
+// ---------- exact keys on a topic exchange's direct companion ----------
+
+// Two sessions: one on an exact key, one on a pattern that covers it; a
+// message on the key reaches each once, another key only the pattern.
+async function exactAndPattern(g, u) {
+  const a = await connected(g.url);
+  const b = await connected(g.url);
+  try {
+    const exact = await subscribe(a, `/topic/${u}.1`);
+    const wide = await subscribe(b, `/topic/${u}.*`);
+    ch.publish('amq.topic', `${u}.1`, Buffer.from('one'));
+    ch.publish('amq.topic', `${u}.2`, Buffer.from('two'));
+    await ch.waitForConfirms();
+    await waitFor(() => exact.length === 1 && wide.length === 2, 10000, 'the deliveries');
+    await sleep(300);
+    assert.deepEqual(exact.map((m) => m.body), ['one']);
+    assert.deepEqual(wide.map((m) => m.body).sort(), ['one', 'two']);
+  } finally {
+    await a.deactivate();
+    await b.deactivate();
+  }
+}
+
+test('--exact-key-exchange: exact keys bind on the topic exchange itself when off', { skip: !shared && 'shared mode only' }, async () => {
+  const g = await startGateway(['--workers', '1', '--exact-key-exchange', '']);
+  try {
+    const u = uniq('xoff');
+    const c = await connected(g.url);
+    await subscribe(c, `/topic/${u}.k`);
+    const b = await sharedBindings('amq.topic', (k) => k === `${u}.k`);
+    assert.deepEqual(b.map(([, , src]) => src), ['amq.topic']);
+    await c.deactivate();
+    await exactAndPattern(g, u);
+  } finally {
+    await g.stop();
+  }
+});
+
+test('a broker that refuses the exact-key exchange: keys bind on the topic exchange, said in the log', { skip: !shared && 'shared mode only' }, async () => {
+  const user = uniq('xu');
+  const prefix = `${uniq('xp')}.`;
+  await rmqctl('add_user', user, 'p');
+  // Everything but the companion may be declared.
+  await rmqctl('set_permissions', '-p', '/', user, '^(stompgate\\.(fanout|user|app)|amq\\.gen).*', '.*', '.*');
+  const g = await startGateway(['--workers', '1', '--exact-key-exchange', prefix,
+    '--broker', `amqp://${user}:p@127.0.0.1:${process.env.SG_AMQP_PORT}/`]);
+  try {
+    const u = uniq('xr');
+    await exactAndPattern(g, u);
+    assert.match(g.log(), new RegExp(`exact keys of exchange 'amq.topic' bind on it: the broker refused their direct exchange '${prefix.replace(/\./g, '\\.')}amq.topic' \\(403`));
+    const c = await connected(g.url);
+    await subscribe(c, `/topic/${u}.k`);
+    const b = await sharedBindings('amq.topic', (k) => k === `${u}.k`);
+    assert.deepEqual(b.map(([, , src]) => src), ['amq.topic']);
+    await c.deactivate();
+  } finally {
+    await g.stop();
+    await rmqctl('delete_user', user);
+  }
+});
+
+test('the exact-key exchange deleted under the gateway: later keys bind on the topic exchange', { skip: !shared && 'shared mode only' }, async () => {
+  const prefix = `${uniq('xd')}.`;
+  const g = await startGateway(['--workers', '1', '--exact-key-exchange', prefix]);
+  const held = await connected(g.url);
+  try {
+    const u = uniq('xg');
+    await subscribe(held, `/topic/${u}.held`); // keeps the queue
+    const b = await sharedBindings('amq.topic', (k) => k === `${u}.held`);
+    assert.equal(b.length, 0, 'not on amq.topic');
+    await ch.deleteExchange(`${prefix}amq.topic`);
+    const c = await connected(g.url);
+    const got = await subscribe(c, `/topic/${u}.later`);
+    ch.publish('amq.topic', `${u}.later`, Buffer.from('x'));
+    await ch.waitForConfirms();
+    await waitFor(() => got.length === 1, 10000, 'the later key delivered');
+    assert.match(g.log(), /exact keys of exchange 'amq.topic' bind on it: their direct exchange '.*' is gone/);
+    await c.deactivate();
+  } finally {
+    await held.deactivate();
     await g.stop();
   }
 });

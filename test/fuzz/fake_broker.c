@@ -289,6 +289,12 @@ static void chan_method(fb_conn_t *c, uint16_t ch, amqp_method_number_t id, void
     if (!m->nowait) send_method(c, ch, AMQP_EXCHANGE_DECLARE_OK_METHOD, &ok);
     return;
   }
+  case AMQP_EXCHANGE_BIND_METHOD: {
+    amqp_exchange_bind_t *m = decoded;
+    amqp_exchange_bind_ok_t ok = {0};
+    if (!m->nowait) send_method(c, ch, AMQP_EXCHANGE_BIND_OK_METHOD, &ok);
+    return;
+  }
   case AMQP_QUEUE_DECLARE_METHOD: {
     amqp_queue_declare_t *m = decoded;
     if (faults & FB_DECLARE_404) {

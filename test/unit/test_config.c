@@ -262,9 +262,34 @@ static void events(void **state) {
   sg_config_free(&cfg);
 }
 
+/* Turning one exchange off leaves every other setting's string alone. */
+static void exchanges(void **state) {
+  (void)state;
+  sg_config_t cfg;
+  char *noenv[] = {NULL};
+  char *none[] = {"stompgate", NULL};
+  assert_int_equal(load(&cfg, none, noenv), 0);
+  assert_string_equal(cfg.exact_exchange_prefix, "stompgate.exact.");
+  sg_config_free(&cfg);
+
+  char *off[] = {"stompgate", "--events-exchange", "ev", "--instance-id", "gw",
+                 "--user-exchange", "", "--exact-key-exchange", "", NULL};
+  assert_int_equal(load(&cfg, off, noenv), 0);
+  assert_null(cfg.user_exchange);
+  assert_null(cfg.exact_exchange_prefix);
+  assert_string_equal(cfg.events_exchange, "ev");
+  assert_string_equal(cfg.instance_id, "gw");
+  sg_config_free(&cfg);
+
+  char *amq[] = {"stompgate", "--exact-key-exchange", "amq.x.", NULL};
+  assert_int_equal(load(&cfg, amq, noenv), 2);
+  sg_config_free(&cfg);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(events),
+      cmocka_unit_test(exchanges),
       cmocka_unit_test(precedence),
       cmocka_unit_test(broker_list),
       cmocka_unit_test(invalid),

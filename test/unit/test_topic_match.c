@@ -516,8 +516,28 @@ static void kinds(void **state) {
   assert_int_equal(sg_matcher_init(&m, (sg_match_kind_t)0, seed), SG_ERR_INVALID);
 }
 
+static void exact_keys(void **state) {
+  (void)state;
+  static const char *exact[] = {"", "a", "a.b", "a..b", ".", "a.*b", "#a.b", "a.b#", "**", "a.##"};
+  static const char *wild[] = {"*", "#", "a.*", "#.a", "a.#.b", "*.*", ".#", "#.", "a..*"};
+  for (size_t i = 0; i < sizeof(exact) / sizeof(exact[0]); i++)
+    assert_int_equal(sg_topic_key_exact(exact[i], strlen(exact[i])), 1);
+  for (size_t i = 0; i < sizeof(wild) / sizeof(wild[0]); i++)
+    assert_int_equal(sg_topic_key_exact(wild[i], strlen(wild[i])), 0);
+  /* An exact key matches the routing key equal to it and no other. */
+  sg_matcher_t m;
+  assert_int_equal(sg_matcher_init(&m, SG_MATCH_TOPIC, seed), 0);
+  sub_t s;
+  memset(&s, 0, sizeof(s));
+  assert_int_equal(add(&m, &s, "x", "a.*b"), 1);
+  assert_string_equal(matched1(&m, "a.*b"), "x");
+  assert_string_equal(matched1(&m, "a.xb"), "");
+  sg_matcher_free(&m);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+    cmocka_unit_test(exact_keys),
     cmocka_unit_test(topic_one_by_one), cmocka_unit_test(topic_overlapping),
     cmocka_unit_test(star_positions),   cmocka_unit_test(hash_alone),
     cmocka_unit_test(many_words),       cmocka_unit_test(thousand_keys),

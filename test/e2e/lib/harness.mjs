@@ -247,11 +247,16 @@ export function rmqctl(...args) {
 
 // The bindings from exchange to the gateways' shared queues, as
 // [queue, key] pairs, optionally only those whose key passes keep.
+// A topic exchange's keys without wildcards are bound on its exact-key
+// direct exchange (--exact-key-exchange, default prefix stompgate.exact.):
+// those count as the exchange's, and each entry says where it is
+// ([queue, key, source exchange]).
 export async function sharedBindings(exchange, keep = () => true) {
   const out = await rmqctl('list_bindings', '-q', '--no-table-headers', 'source_name', 'destination_name', 'routing_key');
+  const sources = [exchange, `stompgate.exact.${exchange}`];
   return out.split('\n').map((l) => l.split('\t'))
-    .filter(([src, dst, k]) => src === exchange && dst?.startsWith('stompgate.fanout.') && keep(k))
-    .map(([, dst, k]) => [dst, k]);
+    .filter(([src, dst, k]) => sources.includes(src) && dst?.startsWith('stompgate.fanout.') && keep(k))
+    .map(([src, dst, k]) => [dst, k, src]);
 }
 
 // The shared queues bound to exchange with key.
