@@ -52,6 +52,7 @@ typedef struct {
   int window;
   const char *login, *passcode, *vhost;
   int pid, broker_pid;
+  const char *broker_mem_cmd; /* prints the broker's own count of its memory, in bytes */
   double settle;
   int heartbeat_ms;
   int unique_topics; /* connect and idle: each session on a topic of its own */
@@ -158,6 +159,19 @@ static void logf_(const char *fmt, ...) {
 static double now_s(void) { return (double)uv_hrtime() / 1e9; }
 
 /* ---- /proc readers ---------------------------------------------------- */
+
+/* The broker's memory by its own count (Erlang's, after a collection),
+ * which RSS only approximates: the allocators keep what they freed. -1
+ * without --broker-mem-cmd or when it printed no number. */
+static long long broker_mem_bytes(void) {
+  if (o.broker_mem_cmd == NULL) return -1;
+  FILE *p = popen(o.broker_mem_cmd, "r");
+  if (p == NULL) return -1;
+  long long v = -1;
+  if (fscanf(p, "%lld", &v) != 1) v = -1;
+  pclose(p);
+  return v;
+}
 
 static long proc_rss_kb(int pid) {
   char p[64], line[256];
@@ -1094,6 +1108,7 @@ static int scenario_idle(void) {
   reset_counters();
   snprintf(topic_buf, sizeof(topic_buf), "/topic/bench.idle.%s", B.run_id);
   long gw0 = proc_rss_kb(o.pid), br0 = o.broker_pid != o.pid ? proc_rss_kb(o.broker_pid) : -1;
+  long long bm0 = broker_mem_bytes();
   conn_t **v = calloc((size_t)N, sizeof(*v));
   mark_t a = mark();
   int ready = open_many(v, N, session_topic_dest, R_SUB, o.setup_timeout);
@@ -1101,6 +1116,7 @@ static int scenario_idle(void) {
   run_until(settle_done, o.settle); /* let the gateway finish its own bookkeeping */
   int still = ready_count(v, N);
   long gw1 = proc_rss_kb(o.pid), br1 = o.broker_pid != o.pid ? proc_rss_kb(o.broker_pid) : -1;
+  long long bm1 = bm0 >= 0 ? broker_mem_bytes() : -1;
   j_begin("idle");
   j_int("sessions", N);
   j_str("topics", o.unique_topics ? "unique" : "shared");
@@ -1116,6 +1132,11 @@ static int scenario_idle(void) {
     j_int("broker_rss_kb_before", br0);
     j_int("broker_rss_kb_after", br1);
     j_num("broker_rss_kb_per_session", still ? (double)(br1 - br0) / still : NAN);
+  }
+  if (bm0 >= 0 && bm1 >= 0) {
+    j_int("broker_own_bytes_before", bm0);
+    j_int("broker_own_bytes_after", bm1);
+    j_num("broker_own_kb_per_session", still ? (double)(bm1 - bm0) / 1024 / still : NAN);
   }
   j_cpu(a, b, 0);
   j_int("errors", (long long)B.errors);
@@ -1356,6 +1377,8 @@ static const char usage[] =
     "  --pid PID            gateway process: RSS (idle) and CPU seconds; for Web-STOMP\n"
     "                       give the broker's beam.smp PID\n"
     "  --broker-pid PID     broker process: CPU seconds and RSS too\n"
+    "  --broker-mem-cmd CMD idle: a shell command printing the broker's own count\n"
+    "                       of its memory in bytes, run before and after\n"
     "  --setup-timeout SEC  time allowed to open the sessions (default 120)\n"
     "  --settle SEC         idle: wait before reading RSS (default 2)\n"
     "  --heartbeat MS       client heart-beat interval offered in CONNECT and sent\n"
@@ -1409,7 +1432,7 @@ static int parse_dbl(const char *name, const char *s, double min, double max, do
 enum {
   O_URL = 256, O_SCEN, O_SUBS, O_PAIRS, O_MSGS, O_DUR, O_RATE, O_SESS, O_CONC, O_SIZE, O_WIN,
   O_LOGIN, O_PASS, O_HOST, O_PID, O_BPID, O_SETUP, O_SETTLE, O_HB, O_TOPICS,
-  O_ROOMS, O_FIRST, O_RUNID, O_READY, O_PUBROOMS,
+  O_ROOMS, O_FIRST, O_RUNID, O_READY, O_PUBROOMS, O_BMEM,
 };
 
 static int parse_opts(int argc, char **argv) {
@@ -1423,6 +1446,7 @@ static int parse_opts(int argc, char **argv) {
       {"settle", 1, 0, O_SETTLE},   {"heartbeat", 1, 0, O_HB},   {"topics", 1, 0, O_TOPICS},
       {"rooms", 1, 0, O_ROOMS},     {"first-index", 1, 0, O_FIRST}, {"run-id", 1, 0, O_RUNID},
       {"ready-file", 1, 0, O_READY}, {"publish-rooms", 0, 0, O_PUBROOMS},
+      {"broker-mem-cmd", 1, 0, O_BMEM},
       {"help", 0, 0, 'h'},
       {0, 0, 0, 0},
   };
@@ -1445,6 +1469,7 @@ static int parse_opts(int argc, char **argv) {
     case O_PASS: o.passcode = optarg; break;
     case O_HOST: o.vhost = optarg; break;
     case O_PID: if (parse_int("--pid", optarg, 1, INT32_MAX, &v)) return 2; o.pid = (int)v; break;
+    case O_BMEM: o.broker_mem_cmd = optarg; break;
     case O_BPID: if (parse_int("--broker-pid", optarg, 1, INT32_MAX, &v)) return 2; o.broker_pid = (int)v; break;
     case O_SETUP: if (parse_dbl("--setup-timeout", optarg, 1, MAX_DURATION_S, &o.setup_timeout)) return 2; break;
     case O_HB: if (parse_int("--heartbeat", optarg, 0, 3600000, &v)) return 2; o.heartbeat_ms = (int)v; break;
