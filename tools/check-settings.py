@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Checks that the settings table of docs/configuration.md and the sample
+deploy/stompgate.conf agree with the binary: every option `stompgate --help`
+lists (generated from the settings table in src/config.c, the one place a
+default is written) has a row in the table and a line in the sample file,
+neither names an option the binary lacks, and the defaults they write match
+the "(default X)" of the help text.
+
+    tools/check-settings.py path/to/stompgate [source root]
+
+Exits 1 naming every drift, 0 when there is none.
+"""
+import os
+import re
+import subprocess
+import sys
+
+# Options that are commands or read the file themselves, not settings of it.
+NOT_IN_FILE = {"config", "hash-password", "help", "version"}
+NOT_IN_TABLE = {"help", "version"}
+OFF = {"off", "false", "no", "", "none", "unset"}
+ON = {"on", "true", "yes"}
+
+
+def norm(v):
+  v = v.strip().strip("`").strip()
+  low = v.lower()
+  if low in OFF:
+    return "off"
+  if low in ON:
+    return "on"
+  return v
+
+
+def parse_help(text):
+  """[(name, metavar, description)] in --help order."""
+  opts, cur = [], None
+  for line in text.splitlines():
+    m = re.match(r"  (?:-\w, )?--([a-z][a-z0-9-]*)(?: (\S+))?", line)
+    if m:
+      cur = [m.group(1), m.group(2), line[m.end():].strip()]
+      opts.append(cur)
+    elif cur and line.startswith(" " * 28):
+      cur[2] += " " + line.strip()
+    elif line.strip() == "":
+      continue
+    else:
+      cur = None
+  return [tuple(o) for o in opts]
+
+
+def help_default(metavar, desc):
+  """('value', v) for a default written as a value, ('words', text) for one
+  written as a description ("the number of cores"), or (None, None)."""
+  m = re.search(r"\(default: ([^)]*)\)", desc)
+  if m:
+    return ("words", m.group(1))
+  m = re.search(r"[(;,] ?default ([^\s;,)]+)", desc)
+  if m:
+    v = m.group(1)
+    # A placeholder such as HOSTNAME:PID describes the value.
+    return ("words", v) if re.fullmatch(r"[A-Z:_]+", v) else ("value", v)
+  m = re.search(r"(\S+) \(default[;):]", desc)
+  if m:
+    return ("value", m.group(1))
+  if metavar is None:
+    return ("value", "off")  # a flag without a value is off unless given
+  return (None, None)
+
+
+def split_row(line):
+  cells = [c.strip() for c in line.strip().strip("|").split("|")]
+  return cells
+
+
+def doc_table(path):
+  """{name: default cell} from the table whose header starts setting | default."""
+  rows, seen_header, in_table = {}, False, False
+  with open(path, encoding="utf-8") as f:
+    for n, line in enumerate(f, 1):
+      if not line.lstrip().startswith("|"):
+        if in_table:
+          break
+        continue
+      cells = split_row(line)
+      if not seen_header:
+        if len(cells) >= 2 and cells[0].lower() == "setting" and cells[1].lower() == "default":
+          seen_header = in_table = True
+        continue
+      if re.fullmatch(r"[-: |]+", line.strip()):
+        continue
+      names = re.findall(r"`([a-z][a-z0-9-]*)`", cells[0])
+      if not names:
+        rows.setdefault(None, []).append(n)
+      for name in names:
+        rows[name] = (cells[1] if len(cells) > 1 else "", n)
+  return rows if seen_header else None
+
+
+def doc_value(cell):
+  m = re.search(r"`([^`]*)`", cell)
+  if m:
+    return m.group(1)
+  return cell.split()[0] if cell.split() else ""
+
+
+def conf_lines(path):
+  """{name: [(commented, value, line number)]} of `name = value` lines."""
+  out = {}
+  with open(path, encoding="utf-8") as f:
+    for n, line in enumerate(f, 1):
+      m = re.match(r"^(#\s*)?([a-z][a-z0-9-]*)\s*=\s*(.*)$", line.rstrip("\n"))
+      if m:
+        value = m.group(3).split()[0] if m.group(3).split() else ""
+        out.setdefault(m.group(2), []).append((bool(m.group(1)), value, n))
+  return out
+
+
+def main():
+  if len(sys.argv) < 2:
+    print(__doc__.strip(), file=sys.stderr)
+    return 2
+  binary = sys.argv[1]
+  root = sys.argv[2] if len(sys.argv) > 2 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+  doc = os.path.join(root, "docs", "configuration.md")
+  conf = os.path.join(root, "deploy", "stompgate.conf")
+  text = subprocess.run([binary, "--help"], capture_output=True, text=True, check=True).stdout
+  opts = parse_help(text)
+  if len(opts) < 20:
+    print(f"could not read the options of {binary} --help ({len(opts)} found)")
+    return 1
+  names = {o[0] for o in opts}
+  errors = []
+  table = doc_table(doc)
+  if table is None:
+    print(f"{doc}: no table with the header | setting | default |")
+    return 1
+  for n in table.pop(None, []):
+    errors.append(f"docs/configuration.md:{n}: a settings row names no `option`")
+  file_lines = conf_lines(conf)
+  checked = 0
+  for name, metavar, desc in opts:
+    kind, dflt = help_default(metavar, desc)
+    if name not in NOT_IN_TABLE:
+      if name not in table:
+        errors.append(f"docs/configuration.md: no row for --{name} in the settings table")
+      else:
+        cell, n = table[name]
+        if not cell.strip():
+          errors.append(f"docs/configuration.md:{n}: --{name} has no default written")
+        elif kind == "value":
+          checked += 1
+          if norm(doc_value(cell)) != norm(dflt):
+            errors.append(f"docs/configuration.md:{n}: --{name} default is '{doc_value(cell)}' "
+                          f"in the table but '{dflt}' in --help")
+    if name not in NOT_IN_FILE:
+      lines = file_lines.get(name)
+      if not lines:
+        errors.append(f"deploy/stompgate.conf: no line '{name} = ...' or '# {name} = ...'")
+      elif kind == "value":
+        checked += 1
+        commented, value, n = lines[0]
+        # The first line states the default; a commented line may instead
+        # show how to turn on a setting that is off by default.
+        if norm(value) != norm(dflt) and not (commented and norm(dflt) == "off"):
+          errors.append(f"deploy/stompgate.conf:{n}: {name} = '{value}' but --help says "
+                        f"the default is '{dflt}'")
+        for c, v, ln in lines[1:]:
+          if not c and norm(v) != norm(dflt) and name not in ("broker", "app-prefix"):
+            errors.append(f"deploy/stompgate.conf:{ln}: {name} = '{v}' is not the default '{dflt}'")
+  for name, (cell, n) in table.items():
+    if name not in names:
+      errors.append(f"docs/configuration.md:{n}: --{name} is in the table but not in --help")
+  for name, lines in file_lines.items():
+    if name not in names:
+      errors.append(f"deploy/stompgate.conf:{lines[0][2]}: '{name}' is not a setting of --help")
+  for e in errors:
+    print(e)
+  print(f"{len(opts)} options, {checked} defaults compared, {len(errors)} drifts")
+  return 1 if errors else 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
