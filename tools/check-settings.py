@@ -5,12 +5,15 @@ deploy/stompgate.conf agree with the binary: every option `stompgate --help`
 lists (generated from the settings table in src/config.c, the one place a
 default is written) has a row in the table and a line in the sample file,
 neither names an option the binary lacks, and the defaults they write match
-the "(default X)" of the help text.
+the "(default X)" of the help text. Other tables of defaults in README.md and
+docs/*.md (a header starting `setting | default` or `flag | default`) need not
+list every option, but must agree with --help as well.
 
     tools/check-settings.py path/to/stompgate [source root]
 
 Exits 1 naming every drift, 0 when there is none.
 """
+import glob
 import os
 import re
 import subprocess
@@ -70,39 +73,51 @@ def help_default(metavar, desc):
 
 
 def split_row(line):
-  cells = [c.strip() for c in line.strip().strip("|").split("|")]
-  return cells
+  return [c.strip() for c in line.strip().strip("|").split("|")]
 
 
-def doc_table(path):
-  """{name: default cell} from the table whose header starts setting | default."""
-  rows, seen_header, in_table = {}, False, False
+def doc_tables(path):
+  """The tables of a Markdown file whose header starts `setting | default` or
+  `flag | default`: a list of {name: (default cell, line number)}, rows that
+  name no option under the key None."""
+  tables, cur = [], None
   with open(path, encoding="utf-8") as f:
     for n, line in enumerate(f, 1):
       if not line.lstrip().startswith("|"):
-        if in_table:
-          break
+        cur = None
         continue
       cells = split_row(line)
-      if not seen_header:
-        if len(cells) >= 2 and cells[0].lower() == "setting" and cells[1].lower() == "default":
-          seen_header = in_table = True
+      if cur is None:
+        if len(cells) >= 2 and cells[0].lower() in ("setting", "flag") and cells[1].lower() == "default":
+          cur = {}
+          tables.append(cur)
+        else:
+          cur = False  # another table: skip its rows
         continue
-      if re.fullmatch(r"[-: |]+", line.strip()):
+      if cur is False or re.fullmatch(r"[-: |]+", line.strip()):
         continue
-      names = re.findall(r"`([a-z][a-z0-9-]*)`", cells[0])
+      names = re.findall(r"`(?:--)?([a-z][a-z0-9-]*)`", cells[0])
       if not names:
-        rows.setdefault(None, []).append(n)
+        cur.setdefault(None, []).append(n)
       for name in names:
-        rows[name] = (cells[1] if len(cells) > 1 else "", n)
-  return rows if seen_header else None
+        cur[name] = (cells[1] if len(cells) > 1 else "", n)
+  return tables
+
+
+UNITS = {"KiB": 1024, "MiB": 1024 ** 2, "GiB": 1024 ** 3}
 
 
 def doc_value(cell):
+  """The default a table cell writes: its first code span, or its first
+  word; `4 MiB` is 4194304 and `unlimited` 0."""
   m = re.search(r"`([^`]*)`", cell)
+  text = m.group(1) if m else cell.strip()
+  m = re.match(r"(\d+)\s*(KiB|MiB|GiB)\b", cell.replace("`", "").strip())
   if m:
-    return m.group(1)
-  return cell.split()[0] if cell.split() else ""
+    return str(int(m.group(1)) * UNITS[m.group(2)])
+  if text.lower().startswith("unlimited"):
+    return "0"
+  return text.split()[0] if text.split() else ""
 
 
 def conf_lines(path):
@@ -132,12 +147,22 @@ def main():
     return 1
   names = {o[0] for o in opts}
   errors = []
-  table = doc_table(doc)
-  if table is None:
+  tables = doc_tables(doc)
+  if not tables:
     print(f"{doc}: no table with the header | setting | default |")
     return 1
+  table = tables[0]
   for n in table.pop(None, []):
     errors.append(f"docs/configuration.md:{n}: a settings row names no `option`")
+  # Other tables of defaults (in README.md and docs/*.md) need not list every
+  # setting, but what they write must agree too.
+  others = []
+  for path in [os.path.join(root, "README.md")] + sorted(glob.glob(os.path.join(root, "docs", "*.md"))):
+    for i, t in enumerate(doc_tables(path)):
+      if os.path.samefile(path, doc) and i == 0:
+        continue
+      t.pop(None, None)
+      others.append((os.path.relpath(path, root), t))
   file_lines = conf_lines(conf)
   checked = 0
   for name, metavar, desc in opts:
@@ -169,6 +194,17 @@ def main():
         for c, v, ln in lines[1:]:
           if not c and norm(v) != norm(dflt) and name not in ("broker", "app-prefix"):
             errors.append(f"deploy/stompgate.conf:{ln}: {name} = '{v}' is not the default '{dflt}'")
+  defaults = {name: help_default(metavar, desc) for name, metavar, desc in opts}
+  for rel, t in others:
+    for name, (cell, n) in t.items():
+      if name not in names:
+        errors.append(f"{rel}:{n}: --{name} is in a table of defaults but not in --help")
+        continue
+      kind, dflt = defaults[name]
+      if kind == "value":
+        checked += 1
+        if norm(doc_value(cell)) != norm(dflt):
+          errors.append(f"{rel}:{n}: --{name} default is '{doc_value(cell)}' but '{dflt}' in --help")
   for name, (cell, n) in table.items():
     if name not in names:
       errors.append(f"docs/configuration.md:{n}: --{name} is in the table but not in --help")
