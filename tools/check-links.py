@@ -10,10 +10,11 @@ followed.
 
 Exits 1 naming every broken link, 0 when there is none.
 """
-import glob
 import os
 import re
 import sys
+
+from doccheck import doc_files, report
 
 FENCE = re.compile(r"^\s*(```|~~~)")
 LINK = re.compile(r"(?<!\\)!?\[(?:[^\[\]]|\[[^\]]*\])*\]\(\s*<?([^)\s>]*)>?(?:\s+\"[^\"]*\")?\s*\)")
@@ -89,15 +90,11 @@ def check(path, root):
 def main():
   root = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else
                          os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-  files = [os.path.abspath(f) for f in sys.argv[2:]] or \
-      [os.path.join(root, "README.md")] + sorted(glob.glob(os.path.join(root, "docs", "*.md")))
+  files = [os.path.abspath(f) for f in sys.argv[2:]] or doc_files(root)
   errors = []
   for f in files:
     errors += check(f, root)
-  for e in errors:
-    print(e)
-  print(f"{len(files)} files checked, {len(errors)} broken links")
-  return 1 if errors else 0
+  return report(errors, f"{len(files)} files checked, {len(errors)} broken links")
 
 
 if __name__ == "__main__":

@@ -13,11 +13,12 @@ list every option, but must agree with --help as well.
 
 Exits 1 naming every drift, 0 when there is none.
 """
-import glob
 import os
 import re
 import subprocess
 import sys
+
+from doccheck import doc_files, report
 
 # Options that are commands or read the file themselves, not settings of it.
 NOT_IN_FILE = {"config", "hash-password", "help", "version"}
@@ -157,7 +158,7 @@ def main():
   # Other tables of defaults (in README.md and docs/*.md) need not list every
   # setting, but what they write must agree too.
   others = []
-  for path in [os.path.join(root, "README.md")] + sorted(glob.glob(os.path.join(root, "docs", "*.md"))):
+  for path in doc_files(root):
     for i, t in enumerate(doc_tables(path)):
       if os.path.samefile(path, doc) and i == 0:
         continue
@@ -211,10 +212,7 @@ def main():
   for name, lines in file_lines.items():
     if name not in names:
       errors.append(f"deploy/stompgate.conf:{lines[0][2]}: '{name}' is not a setting of --help")
-  for e in errors:
-    print(e)
-  print(f"{len(opts)} options, {checked} defaults compared, {len(errors)} drifts")
-  return 1 if errors else 0
+  return report(errors, f"{len(opts)} options, {checked} defaults compared, {len(errors)} drifts")
 
 
 if __name__ == "__main__":
