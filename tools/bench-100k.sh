@@ -3,7 +3,7 @@
 # 100,000 sessions on one machine: stompgate in shared mode against a private
 # RabbitMQ, and Web-STOMP on the same broker side by side, up to the largest
 # count it holds here. Not part of CI: the full run takes several minutes and
-# most of a small machine.
+# most of a small machine. Its recorded results are in docs/benchmarks.md.
 #
 # One process may hold at most `ulimit -Hn` descriptors (20,000 here, and the
 # hard limit cannot be raised without CAP_SYS_RESOURCE), so the sessions are

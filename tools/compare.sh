@@ -5,7 +5,8 @@
 # free loopback ports, starts stompgate in front of it (per-session mode, and
 # shared mode when this build supports it), runs every stompgate-bench
 # scenario against each, and prints a Markdown table with the ratios
-# stompgate / Web-STOMP. Everything it starts is stopped by PID.
+# stompgate / Web-STOMP. Everything it starts is stopped by PID. The runs
+# measured so far, and how to read them, are in docs/benchmarks.md.
 #
 #   tools/compare.sh                       # defaults finish in a few minutes on 2 cores
 #   BENCH_SUBSCRIBERS=1000 BENCH_IDLE_SESSIONS=9000 tools/compare.sh

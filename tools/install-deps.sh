@@ -1,16 +1,40 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# Installs what stompgate needs to build, test and run on Debian 12, and
-# the pinned npm packages the end-to-end tests use. Safe to run again: it
-# only installs what is missing.
+# Installs what stompgate needs on Debian 12. Safe to run again: it only
+# installs what is missing.
+#
+#   tools/install-deps.sh --run   build and run: compiler, meson, the
+#                                 libraries, RabbitMQ, Node.js and the npm
+#                                 packages the example pages load
+#                                 (what tools/quickstart.sh needs)
+#   tools/install-deps.sh         the above and what only the tests use:
+#                                 clang, cmocka, Chromium, HAProxy, podman,
+#                                 debootstrap, promtool, python3-stomp and the
+#                                 npm test clients (what tools/run-tests.sh needs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pkgs=(build-essential pkg-config meson ninja-build clang libclang-rt-14-dev
-      libuv1-dev libwslay-dev librabbitmq-dev libssl-dev libcmocka-dev
-      libinih-dev libcjson-dev zlib1g-dev rabbitmq-server openssl ca-certificates python3 procps chromium help2man
-      haproxy podman debootstrap python3-stomp
-      prometheus) # promtool: the end-to-end suite checks /metrics with it
+scope=full
+case "${1:-}" in
+  --run) scope=run ;;
+  "") ;;
+  *) echo "usage: tools/install-deps.sh [--run]" >&2; exit 2 ;;
+esac
+
+# Building and running: the gateway, its man page (help2man), a private
+# RabbitMQ for the quick start (test/lib/rabbitmq.sh stops it with pkill,
+# from procps) and node for the example page's STOMP library.
+pkgs=(build-essential pkg-config meson ninja-build help2man
+      libuv1-dev libwslay-dev librabbitmq-dev libssl-dev libinih-dev libcjson-dev zlib1g-dev
+      rabbitmq-server openssl ca-certificates procps)
+if [ "$scope" = full ]; then
+  pkgs+=(clang libclang-rt-14-dev      # the clang build, fuzzing
+         libcmocka-dev python3         # unit tests; test counting, link and settings checks
+         chromium                      # browser tests (driven by playwright-core)
+         haproxy podman debootstrap    # scale-out test, image test
+         python3-stomp                 # a STOMP client written elsewhere
+         prometheus)                   # promtool: the end-to-end suite checks /metrics with it
+fi
 command -v node >/dev/null 2>&1 || pkgs+=(nodejs npm)
 
 missing=()
@@ -32,4 +56,4 @@ if [ ${#missing[@]} -gt 0 ]; then
     "${missing[@]}" >&2
 fi
 
-. test/lib/npm.sh
+SG_NPM=$scope . test/lib/npm.sh

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # One command from a fresh Debian 12 machine to a running gateway:
-# installs what is missing, builds stompgate, starts a private RabbitMQ on
+# installs what building and running need (not what only the tests use),
+# builds stompgate, starts a private RabbitMQ on
 # loopback and runs stompgate in front of it until Ctrl-C, which stops both.
 # stompgate also serves the example chat app (deploy/examples/chat) at
 # http://127.0.0.1:15674/ unless another --www is given.
@@ -13,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-tools/install-deps.sh
+tools/install-deps.sh --run
 [ -d build ] || meson setup build >&2
 ninja -C build >&2
 # The example app loads @stomp/stompjs from beside itself.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# The whole test suite, as CI runs it: installs what is missing, builds
+# The whole test suite, as CI runs it: installs what is missing (with
+# tools/install-deps.sh, the packages only the tests use included), builds
 # with gcc, runs every test (unit and end-to-end against a private
 # RabbitMQ), builds a release build (-O3) and runs its unit tests, checks
 # the clang build, runs every test again under AddressSanitizer +

@@ -2,8 +2,10 @@
 # SPDX-License-Identifier: MIT
 # Side-by-side conformance run: starts a private RabbitMQ with its Web-STOMP
 # plugin enabled, starts stompgate in front of the same broker, runs every
-# case against both and prints the table (also written to
-# test/CONFORMANCE.md). Exits non-zero only when a stompgate case fails.
+# case against both and prints the table, which also replaces everything
+# after the marker line under "Case by case" in docs/conformance.md (the
+# text above it is written by hand). Exits non-zero only when a stompgate
+# case fails.
 #
 #   test/conformance/run.sh [path/to/stompgate]     (default build/stompgate)
 set -u
@@ -37,8 +39,16 @@ run=(node test/conformance/runner.mjs --amqp "$RMQ_AMQP_PORT" --max-tx-frames 50
 sg_rc=$?
 "${run[@]}" --impl web-stomp --url "ws://127.0.0.1:$RMQ_WEBSTOMP_PORT/ws" --json "$dir/webstomp.json" >&2
 version=$(rmq_ctl "$dir/broker" status 2>/dev/null | sed -n 's/^RabbitMQ version: //p' | head -1)
-node test/conformance/table.mjs "$dir/stompgate.json" "$dir/webstomp.json" "${version:-unknown}" > test/CONFORMANCE.md
-cat test/CONFORMANCE.md
+doc=docs/conformance.md
+marker='<!-- test/conformance/run.sh writes what follows this line -->'
+node test/conformance/table.mjs "$dir/stompgate.json" "$dir/webstomp.json" "${version:-unknown}" > "$dir/table.md"
+cat "$dir/table.md"
+if grep -qxF "$marker" "$doc"; then
+  { awk -v m="$marker" '{ print } $0 == m { exit }' "$doc"; echo; cat "$dir/table.md"; } > "$doc.new" &&
+    mv "$doc.new" "$doc"
+else
+  echo "$doc has no line '$marker': table not written" >&2
+fi
 if [ "$sg_rc" -ne 0 ]; then
   echo "stompgate log:" >&2; tail -30 "$dir/stompgate.log" >&2
 fi
