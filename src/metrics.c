@@ -16,7 +16,7 @@
 #define KIND_LEN 64
 
 /* Seconds, for every histogram: 0.5 ms to 10 s, roughly 1-2.5-5 steps
- * (README's metrics table lists them). */
+ * (listed in docs/operations.md, under Health and metrics). */
 static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                  0.1,    0.25,  0.5,    1,     2.5,  5,    10};
 #define NBUCKETS (sizeof(buckets) / sizeof(buckets[0]))
