@@ -56,21 +56,46 @@ with open(sys.argv[3], "a") as fh:
 PY
 }
 
+build() { # builddir [meson setup args...]
+  local dir=$1; shift
+  if [ ! -d "$dir" ]; then
+    meson setup "$dir" -Dwerror=true "$@" >&2 || return 1
+  else
+    meson configure "$dir" -Dwerror=true "$@" >&2 || return 1
+  fi
+  ninja -C "$dir" >&2
+}
+
 run_suite() { # name builddir "meson test args" [meson setup args...]
   local name=$1 dir=$2 test_args=$3; shift 3
-  echo "== $name" >&2
-  if [ ! -d "$dir" ]; then
-    meson setup "$dir" -Dwerror=true "$@" >&2 || { echo "0 1 0" >>"$results"; return; }
-  else
-    meson configure "$dir" -Dwerror=true "$@" >&2 || { echo "0 1 0" >>"$results"; return; }
-  fi
-  if ! ninja -C "$dir" >&2; then echo "0 1 0" >>"$results"; return; fi
+  echo "== $name ($(date +%T))" >&2
+  if ! build "$dir" "$@"; then echo "0 1 0" >>"$results"; return; fi
   # shellcheck disable=SC2086
   meson test -C "$dir" --print-errorlogs --num-processes 2 --logbase "$name" $test_args
   count "$dir" "$name"
 }
 
+# The later builds compile at the lowest priority while the first build's
+# tests run, which spend much of their time waiting on sockets and timers;
+# each later suite then finds its build done (a failed one is built again
+# there, and its errors shown).
+prebuild() {
+  { [ -d build-ci-release ] || meson setup build-ci-release -Dwerror=true --buildtype=release; } &&
+    ninja -C build-ci-release -j 2
+  { [ -d build-ci-asan ] || meson setup build-ci-asan -Dwerror=true \
+      -Db_sanitize=address,undefined -Db_lundef=false; } && ninja -C build-ci-asan -j 2
+  { [ -d build-ci-clang ] || CC=clang meson setup build-ci-clang -Dwerror=true; } &&
+    ninja -C build-ci-clang -j 2
+}
+
+prebuild_pid=
+if build build-ci; then
+  nice -n 19 bash -c "$(declare -f prebuild); prebuild" >build-ci-prebuild.log 2>&1 &
+  prebuild_pid=$!
+  trap 'rm -f "$results" "$failures"; [ -n "$prebuild_pid" ] && kill "$prebuild_pid" 2>/dev/null' EXIT
+fi
 run_suite "gcc" build-ci ""
+[ -n "$prebuild_pid" ] && wait "$prebuild_pid"
 # -O3 sees more (format truncation, for one) than the default -O2 build.
 run_suite "release" build-ci-release "--suite unit" --buildtype=release
 # The image test and the soak (suite slow) exercise packaging and long
@@ -83,7 +108,7 @@ run_suite "asan-ubsan-e2e" build-ci-asan "--suite e2e"
 # under the sanitizers too: they drive the link's rarest paths.
 run_suite "asan-ubsan-faults" build-ci-asan "--suite faults"
 
-echo "== clang -Wall -Wextra -Werror" >&2
+echo "== clang -Wall -Wextra -Werror ($(date +%T))" >&2
 if { [ -d build-ci-clang ] || CC=clang meson setup build-ci-clang -Dwerror=true >&2; } &&
    meson configure build-ci-clang -Dwerror=true >&2 && ninja -C build-ci-clang >&2; then
   echo "1 0 0" >>"$results"
