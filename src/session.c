@@ -473,7 +473,6 @@ static void on_frame(sg_session_t *s, sg_stomp_frame_t *f) {
 
 static void ws_open_cb(sg_transport_t *ws, int stomp_version) {
   sg_session_t *s = ws->owner;
-  s->ws_version = stomp_version;
   s->state = S_WAIT_CONNECT;
   s->open_ns = uv_hrtime();
   sg_log_info("session-%" PRIu64 " open from %s (subprotocol %s)", s->id, ws->peer,

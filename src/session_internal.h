@@ -78,7 +78,6 @@ struct sg_session {
   uint64_t id;
   int state;
   int version; /* 10, 11, 12 */
-  int ws_version;
   unsigned ws_closed : 1, relay_closed : 1, timer_closed : 1;
   unsigned torn_down : 1;
   unsigned draining : 1; /* shutting down once its receipts are out */
