@@ -816,18 +816,9 @@ static void ws_reply(sg_ws_t *ws, int status, const sg_http_slice_t *path) {
 static void ws_sockjs_status(sg_ws_t *ws, const sg_http_request_t *req, int status,
                              const char *body, const char *extra) {
   sg_buf_reset(&ws->out);
-  int r = sg_sockjs_response(&ws->out, status, req->origin, "text/plain; charset=UTF-8", body,
-                             strlen(body));
-  /* The only extra header is Allow, on 405: it goes before the blank line. */
-  if (r == 0 && extra) {
-    char *end = strstr(ws->out.base, "\r\n\r\n");
-    size_t at = (size_t)(end - ws->out.base) + 2, el = strlen(extra);
-    if (sg_buf_reserve(&ws->out, el) == 0) {
-      memmove(ws->out.base + at + el, ws->out.base + at, ws->out.len - at + 1);
-      memcpy(ws->out.base + at, extra, el);
-      ws->out.len += el;
-    }
-  }
+  /* The only extra header is Allow, on 405. */
+  int r = sg_sockjs_response_extra(&ws->out, status, req->origin, "text/plain; charset=UTF-8",
+                                   extra, body, strlen(body));
   if (r != 0) {
     ws_close_handles(ws);
     return;
