@@ -98,7 +98,7 @@ static void session_free(sg_session_t *s) {
   sg_relay_free(s->relay);
   sg_app_corr_free(&s->app_corr);
   if ((*s->live_prev = s->live_next) != NULL) s->live_next->live_prev = s->live_prev;
-  live_sessions--;
+  if (s->counted) live_sessions--;
   free(s);
 }
 
@@ -473,6 +473,10 @@ static void on_frame(sg_session_t *s, sg_stomp_frame_t *f) {
 
 static void ws_open_cb(sg_transport_t *ws, int stomp_version) {
   sg_session_t *s = ws->owner;
+  /* A STOMP session from here on: what admission, drain and /metrics
+   * count. */
+  s->counted = 1;
+  live_sessions++;
   s->state = S_WAIT_CONNECT;
   s->open_ns = uv_hrtime();
   sg_log_info("session-%" PRIu64 " open from %s (subprotocol %s)", s->id, ws->peer,
@@ -773,7 +777,6 @@ sg_session_t *sg_session_new(sg_session_ctx_t *ctx) {
 void sg_session_link(sg_session_t *s, uv_loop_t *loop) {
   uv_timer_init(loop, &s->timer);
   s->timer.data = s;
-  live_sessions++;
   if ((s->live_next = live_head) != NULL) live_head->live_prev = &s->live_next;
   live_head = s;
   s->live_prev = &live_head;

@@ -47,7 +47,11 @@ void sg_session_drain_all(void);
 /* A worker thread is ending: frees what the session layer kept for it. */
 void sg_session_thread_done(void);
 
-/* Sessions currently alive in this process, over all workers. */
+/* STOMP sessions in this process, over all workers: from the opening of
+ * their transport (a WebSocket upgrade, a SockJS session, a STOMP
+ * connection admitted) until they have closed both sides. Plain HTTP
+ * requests never count. Admission (--max-sessions), drain and /metrics go
+ * by this count. */
 size_t sg_session_count(void);
 
 #endif

@@ -81,6 +81,7 @@ struct sg_session {
   unsigned ws_closed : 1, relay_closed : 1, timer_closed : 1;
   unsigned torn_down : 1;
   unsigned draining : 1; /* shutting down once its receipts are out */
+  unsigned counted : 1;  /* its transport opened: in sg_session_count */
   sg_session_t *live_next, **live_prev;
   sg_stomp_parser_t parser;
   /* Frames that wait, in order: during the broker login, and while the

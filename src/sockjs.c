@@ -13,7 +13,6 @@
 
 #include "admission.h"
 #include "log.h"
-#include "stomp_tcp.h"
 #include "stompgate/container.h"
 #include "stompgate/err.h"
 #include "ws.h"
@@ -86,8 +85,6 @@ static uv_once_t reg_once = UV_ONCE_INIT;
 static uv_mutex_t reg_lock;
 static sj_entry_t *buckets[SJ_BUCKETS];
 static atomic_size_t nsessions;
-
-size_t sg_sockjs_session_count(void) { return nsessions; }
 
 uint32_t sg_sockjs_entropy(void) {
   uint32_t v = 0;
@@ -438,8 +435,7 @@ static void do_xhr_recv(sj_worker_t *w, sj_conn_t *c, const sg_http_request_t *r
   uv_mutex_unlock(&reg_lock);
   if (s == NULL) {
     sg_admit_refusal_t no;
-    size_t open = sg_ws_open_count() + nsessions - 1 + sg_stomp_tcp_open_count();
-    if (sg_admit(cfg, req, c->ws.tr.peer, open, uv_now(w->loop), &no)) {
+    if (sg_admit(cfg, req, c->ws.tr.peer, sg_session_count(), uv_now(w->loop), &no)) {
       reg_remove(e);
       conn_text(c, no.status, no.reason);
       return;

@@ -31,7 +31,5 @@ int sg_sockjs_dispatch(uv_loop_t *loop, const sg_sockjs_route_t *rt, const char 
 /* A random value for /info. */
 uint32_t sg_sockjs_entropy(void);
 
-/* SockJS xhr sessions open in the process. */
-size_t sg_sockjs_session_count(void);
 
 #endif

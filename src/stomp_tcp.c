@@ -6,7 +6,6 @@
  * iteration in a check handle and written with one uv_write per socket. */
 #include "stomp_tcp.h"
 
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +13,6 @@
 #include "admission.h"
 #include "log.h"
 #include "metrics.h"
-#include "sockjs.h"
 #include "stompgate/buf.h"
 #include "stompgate/container.h"
 #include "stompgate/err.h"
@@ -23,7 +21,6 @@
 #include "stompgate/stomp_stream.h"
 #include "tls.h"
 #include "transport.h"
-#include "ws.h"
 
 #define ST_READ_CHUNK 65536
 /* At most this much in uv_write at once: a client that stops reading
@@ -57,7 +54,7 @@ struct st_conn {
   unsigned shut : 1;         /* uv_shutdown was requested */
   unsigned flush_queued : 1;
   unsigned opened : 1;       /* a session runs on tr */
-  unsigned counted : 1;      /* counted in open_count */
+  unsigned counted : 1;      /* in the connections gauge */
   unsigned reading : 1;      /* uv_read_start is in force */
   unsigned delivering : 1;   /* handing input up: no nested delivery */
   unsigned peer_trusted : 1; /* tr.peer lies in --trusted-proxy */
@@ -81,11 +78,6 @@ static __thread st_conn_t *flush_head;
 /* Every read lands here first; only what is not handed up at once (a
  * paused session, TLS plaintext) is copied into the connection. */
 static __thread char read_buf[ST_READ_CHUNK];
-/* Over all workers: --max-sessions is for the process. */
-static atomic_size_t open_count;
-
-size_t sg_stomp_tcp_open_count(void) { return open_count; }
-
 static void st_flush(st_conn_t *c);
 static void st_close_handles(st_conn_t *c);
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
@@ -148,7 +140,7 @@ static void st_gone(st_conn_t *c) {
 static void handle_closed_cb(uv_handle_t *h) {
   st_conn_t *c = h->data;
   if (--c->handles_open > 0) return;
-  if (c->counted) open_count--;
+  if (c->counted) sg_metrics_connection(-1);
   unqueue_flush(c);
   sg_tls_free(c->tls);
   sg_buf_free(&c->in);
@@ -499,15 +491,12 @@ static int admit_and_open(st_conn_t *c) {
   sg_http_request_t none; /* no HTTP request: no Origin to check */
   memset(&none, 0, sizeof(none));
   sg_admit_refusal_t no;
-  size_t open = sg_ws_open_count() + sg_sockjs_session_count() + open_count;
-  if (sg_admit(c->cfg, &none, c->tr.peer, open, uv_now(loop), &no)) {
+  if (sg_admit(c->cfg, &none, c->tr.peer, sg_session_count(), uv_now(loop), &no)) {
     sg_metrics_stomp_tcp(0);
     refuse(c, no.reason);
     return 0;
   }
   sg_metrics_stomp_tcp(1);
-  c->counted = 1;
-  open_count++;
   int r = sg_session_open(&c->tr, c->ctx);
   if (r != 0) {
     st_close_handles(c);
@@ -614,6 +603,8 @@ int sg_stomp_tcp_accept(uv_stream_t *server, sg_session_ctx_t *ctx) {
     st_close_handles(c);
     return r;
   }
+  c->counted = 1;
+  sg_metrics_connection(1);
   struct sockaddr_storage ss;
   int sl = sizeof(ss);
   memset(&ss, 0, sizeof(ss));

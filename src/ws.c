@@ -6,7 +6,6 @@
 #include "ws.h"
 
 #include <malloc.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,8 +17,8 @@
 #include "admission.h"
 #include "log.h"
 #include "metrics.h"
+#include "session.h"
 #include "sockjs.h"
-#include "stomp_tcp.h"
 #include "stompgate/container.h"
 #include "stompgate/err.h"
 #include "stompgate/proxy_proto.h"
@@ -49,16 +48,12 @@ static __thread uv_check_t flush_check;
 static __thread uv_idle_t flush_idle;
 static __thread sg_ws_t *flush_head;
 static __thread int flush_ready;
-/* Over all workers: --max-sessions is for the process. */
-static atomic_size_t open_count;
 /* Every read lands here first: TLS ciphertext is decrypted into ws->in, and
  * plain bytes are copied there only when a read leaves a partial frame or
  * a handshake behind. Each read is consumed before the next, so one buffer
  * per thread serves every connection and an idle one holds no input
  * buffer at all. */
 static __thread char read_buf[WS_READ_CHUNK];
-
-size_t sg_ws_open_count(void) { return open_count; }
 
 /* Quiet connections park: they free their wslay context, most of an idle
  * session's memory, and make a new one when a byte comes or goes. A
@@ -187,8 +182,8 @@ static void ws_gone(sg_ws_t *ws) {
 static void handle_closed_cb(uv_handle_t *h) {
   sg_ws_t *ws = h->data;
   if (--ws->handles_open > 0) return;
-  if (ws->upgraded) open_count--;
-  ws->upgraded = 0;
+  if (ws->counted) sg_metrics_connection(-1);
+  ws->counted = 0;
   if (ws->parked) sg_metrics_ws_park(-1);
   ws->parked = 0;
   if (ws->open_pprev) {
@@ -734,8 +729,7 @@ static void sockjs_heartbeat_cb(uv_timer_t *t) {
 /* Accepts a valid upgrade request; sockjs selects SockJS framing. */
 static void ws_upgrade(sg_ws_t *ws, const sg_http_request_t *req, int sockjs) {
   sg_admit_refusal_t no;
-  size_t open = open_count + sg_sockjs_session_count() + sg_stomp_tcp_open_count();
-  if (sg_admit(ws->cfg, req, ws->tr.peer, open, uv_now(ws->tcp.loop), &no)) {
+  if (sg_admit(ws->cfg, req, ws->tr.peer, sg_session_count(), uv_now(ws->tcp.loop), &no)) {
     ws_refuse(ws, no.status, no.reason, no.extra);
     return;
   }
@@ -776,9 +770,7 @@ static void ws_upgrade(sg_ws_t *ws, const sg_http_request_t *req, int sockjs) {
   }
   ws->in_off = req->head_len;
   ws->state = SG_WS_OPEN;
-  ws->upgraded = 1;
   ws->last_busy = uv_now(ws->tcp.loop);
-  open_count++;
   ws->open_next = open_head;
   if (open_head) open_head->open_pprev = &ws->open_next;
   ws->open_pprev = &open_head;
@@ -1282,6 +1274,8 @@ int sg_ws_init(uv_loop_t *loop, sg_ws_t *ws, const sg_config_t *cfg, const sg_ws
 }
 
 void sg_ws_start(sg_ws_t *ws) {
+  ws->counted = 1;
+  sg_metrics_connection(1);
   struct sockaddr_storage ss;
   int sl = sizeof(ss);
   memset(&ss, 0, sizeof(ss));
@@ -1429,6 +1423,8 @@ int sg_ws_adopt(uv_loop_t *loop, sg_ws_t *ws, const sg_config_t *cfg, const sg_w
     ws_close_handles(ws);
     return 0;
   }
+  ws->counted = 1;
+  sg_metrics_connection(1);
   uv_tcp_nodelay(&ws->tcp, 1);
   if (uv_read_start((uv_stream_t *)&ws->tcp, alloc_cb, read_cb) != 0) ws_close_handles(ws);
   return 0;

@@ -47,7 +47,7 @@ struct sg_ws {
   unsigned shut : 1;       /* uv_shutdown was requested */
   unsigned flush_queued : 1;
   unsigned close_pending : 1; /* close to queue once the messages before it are out */
-  unsigned upgraded : 1;      /* counted in sg_ws_open_count */
+  unsigned counted : 1;       /* in the connections gauge */
   unsigned sockjs : 1;        /* SockJS framing: o, h, a[...], c[...] */
   unsigned http : 1;          /* a plain HTTP response written by sg_ws_write */
   unsigned peer_trusted : 1;  /* tr.peer lies in --trusted-proxy */
@@ -108,8 +108,6 @@ size_t sg_ws_backlog(const sg_ws_t *ws);
  * Paused time does not count as silence for heart-beats. */
 void sg_ws_pause(sg_ws_t *ws);
 void sg_ws_resume(sg_ws_t *ws);
-/* Upgraded WebSockets on this thread not yet closed. */
-size_t sg_ws_open_count(void);
 
 
 /* Starts the close handshake with code and reason, after everything queued
