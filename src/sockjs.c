@@ -449,7 +449,7 @@ static void do_xhr_recv(sj_worker_t *w, sj_conn_t *c, const sg_http_request_t *r
     e->sess = s;
     uv_mutex_unlock(&reg_lock);
     fresh = 1;
-    if (sg_session_open(&s->tr, w->ctx) == 0) {
+    if (sg_session_open(&s->tr, w->ctx, 0) == 0) {
       s->opened = 1;
     } else {
       s->state = SJ_CLOSED;

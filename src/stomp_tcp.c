@@ -497,7 +497,7 @@ static int admit_and_open(st_conn_t *c) {
     return 0;
   }
   sg_metrics_stomp_tcp(1);
-  int r = sg_session_open(&c->tr, c->ctx);
+  int r = sg_session_open(&c->tr, c->ctx, 0);
   if (r != 0) {
     st_close_handles(c);
     return r;

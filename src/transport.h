@@ -33,6 +33,12 @@ typedef struct sg_transport_ops {
   void (*close)(sg_transport_t *t, uint16_t code, const char *reason);
 } sg_transport_ops_t;
 
+/* Hands a transport that has just opened to the layer above, which sets
+ * tr->cbs and tr->owner (sg_session_open does): arg is what the listener
+ * was given, stomp_version the WebSocket subprotocol chosen (0: none). 0, or
+ * an error after which the transport closes. */
+typedef int (*sg_transport_open_fn)(sg_transport_t *tr, void *arg, int stomp_version);
+
 struct sg_transport {
   const sg_transport_ops_t *ops;
   const sg_transport_cbs_t *cbs;
@@ -41,6 +47,9 @@ struct sg_transport {
   uint64_t last_rx;  /* uv_now of the last input */
   uint64_t last_tx;  /* uv_now of the last message queued */
   unsigned paused : 1;
+  /* The Authorization: Bearer token of a WebSocket upgrade (owned by the
+   * transport, NULL once it is closed), or NULL. */
+  const char *bearer;
   char peer[64];
 };
 

@@ -9,23 +9,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include <fcntl.h>
 #include <unistd.h>
 
-#include "admission.h"
 #include "log.h"
 #include "metrics.h"
-#include "session.h"
-#include "sockjs.h"
 #include "stompgate/container.h"
 #include "stompgate/err.h"
 #include "stompgate/proxy_proto.h"
 #include "stompgate/sockjs.h"
 #include "stompgate/utf8.h"
 #include "tls.h"
-#include "www_serve.h"
 
 #define WS_READ_CHUNK 65536
 #define WS_WRITE_CHUNK (1u << 20)
@@ -201,9 +196,12 @@ static void handle_closed_cb(uv_handle_t *h) {
   sg_buf_free(&ws->out);
   free(ws->bearer);
   ws->bearer = NULL;
+  ws->tr.bearer = NULL;
   sg_pmd_inflater_free(ws->inflater);
   ws->inflater = NULL;
+  int heap = ws->heap;
   ws->tr.cbs->on_closed_cb(&ws->tr);
+  if (heap) free(ws);
 }
 
 static void ws_close_handles(sg_ws_t *ws) {
@@ -677,7 +675,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   *buf = uv_buf_init(ws->in.base + ws->in.len, (unsigned)(ws->in.cap - ws->in.len - 1));
 }
 
-static void ws_refuse(sg_ws_t *ws, int status, const char *reason, const char *extra) {
+void sg_ws_refuse(sg_ws_t *ws, int status, const char *reason, const char *extra) {
   sg_log_info("%s handshake refused: %d %s", ws->tr.peer, status, reason);
   sg_metrics_http_refused(status);
   uv_read_stop((uv_stream_t *)&ws->tcp);
@@ -690,25 +688,10 @@ static void ws_refuse(sg_ws_t *ws, int status, const char *reason, const char *e
   ws_begin_shutdown(ws);
 }
 
-/* With --www, a GET or HEAD for another path than the WebSocket endpoint
- * is a request for a static file. */
-static int is_static_request(const sg_ws_t *ws, const sg_http_request_t *req) {
-  int get = req->method.len == 3 && memcmp(req->method.p, "GET", 3) == 0;
-  int head = req->method.len == 4 && memcmp(req->method.p, "HEAD", 4) == 0;
-  size_t wl = strlen(ws->cfg->ws_path);
-  int ws_path = req->path.len == wl && memcmp(req->path.p, ws->cfg->ws_path, wl) == 0;
-  /* The parser answers 404 for a GET of another path, and 405 for any
-   * method but GET before it looks at the path. */
-  return !ws_path && ((req->status == 404 && get) || (req->status == 405 && head));
-}
-
-static void ws_serve_static(sg_ws_t *ws, const sg_http_request_t *req) {
+void sg_ws_respond(sg_ws_t *ws) {
   uv_read_stop((uv_stream_t *)&ws->tcp);
   ws->state = SG_WS_CLOSING;
-  int status = sg_www_respond(ws->cfg->www_root, req, &ws->out);
-  sg_log_debug("%s %.*s %.*s -> %d", ws->tr.peer, (int)req->method.len, req->method.p,
-               (int)req->path.len, req->path.p, status);
-  if (status < 0 || ws_write_out(ws) < 0) {
+  if (ws_write_out(ws) < 0) {
     ws_close_handles(ws);
     return;
   }
@@ -726,24 +709,14 @@ static void sockjs_heartbeat_cb(uv_timer_t *t) {
   if (wslay_event_queue_msg(ws->ctx, &msg) == 0) ws_queue_flush(ws);
 }
 
-/* Accepts a valid upgrade request; sockjs selects SockJS framing. */
-static void ws_upgrade(sg_ws_t *ws, const sg_http_request_t *req, int sockjs) {
-  sg_admit_refusal_t no;
-  if (sg_admit(ws->cfg, req, ws->tr.peer, sg_session_count(), uv_now(ws->tcp.loop), &no)) {
-    ws_refuse(ws, no.status, no.reason, no.extra);
-    return;
-  }
-  /* A bearer token is the session's credential when the gateway checks
-   * JWTs; it is kept until CONNECT. */
-  sg_http_slice_t tok;
-  int br = ws->cfg->auth == SG_AUTH_JWT ? sg_http_bearer(req, &tok) : 0;
-  if (br < 0) {
-    ws_refuse(ws, 400, "Invalid Authorization header (expected Bearer and a token of at most 8192 bytes)", NULL);
-    return;
-  }
-  if (br > 0 && (ws->bearer = strndup(tok.p, tok.len)) == NULL) {
-    ws_close_handles(ws);
-    return;
+void sg_ws_upgrade(sg_ws_t *ws, const sg_http_request_t *req, int sockjs, const char *bearer,
+                   size_t bearer_len) {
+  if (bearer != NULL) {
+    if ((ws->bearer = strndup(bearer, bearer_len)) == NULL) {
+      ws_close_handles(ws);
+      return;
+    }
+    ws->tr.bearer = ws->bearer;
   }
   if (wslay_event_context_server_init(&ws->ctx, &wslay_cbs, ws) != 0) {
     ws_close_handles(ws);
@@ -792,178 +765,9 @@ static void ws_upgrade(sg_ws_t *ws, const sg_http_request_t *req, int sockjs) {
   ws->tr.cbs->on_open_cb(&ws->tr, req->stomp_version);
 }
 
-/* Writes a complete response built in ws->out, then closes. */
-static void ws_reply(sg_ws_t *ws, int status, const sg_http_slice_t *path) {
-  sg_log_debug("%s SockJS %.*s -> %d", ws->tr.peer, (int)path->len, path->p, status);
-  if (status >= 400) sg_metrics_http_refused(status);
-  uv_read_stop((uv_stream_t *)&ws->tcp);
-  ws->state = SG_WS_CLOSING;
-  if (ws_write_out(ws) < 0) {
-    ws_close_handles(ws);
-    return;
-  }
-  ws_begin_shutdown(ws);
-}
-
-static void ws_sockjs_status(sg_ws_t *ws, const sg_http_request_t *req, int status,
-                             const char *body, const char *extra) {
-  sg_buf_reset(&ws->out);
-  /* The only extra header is Allow, on 405. */
-  int r = sg_sockjs_response_extra(&ws->out, status, req->origin, "text/plain; charset=UTF-8",
-                                   extra, body, strlen(body));
-  if (r != 0) {
-    ws_close_handles(ws);
-    return;
-  }
-  ws_reply(ws, status, &req->path);
-}
-
-/* An xhr, xhr_streaming or xhr_send POST: waits for the whole body, then
- * hands the connection to the worker that owns the SockJS session. */
-static void ws_sockjs_xhr(sg_ws_t *ws, const sg_http_request_t *req, const sg_sockjs_route_t *rt) {
-  size_t total = req->head_len;
-  sg_http_slice_t v;
-  const char *bytes = ws->in.base;
-  sg_buf_t whole; /* head and de-chunked body */
-  sg_buf_init(&whole);
-  if (rt->transport == SG_SOCKJS_T_XHR_SEND) {
-    size_t max = ws->cfg->sockjs_max_body;
-    if (sg_sockjs_header(ws->in.base, req->head_len, "Transfer-Encoding", &v)) {
-      /* Node's http client sends bodies chunked. */
-      if (sg_buf_append(&whole, ws->in.base, req->head_len) != 0) {
-        ws_close_handles(ws);
-        return;
-      }
-      long used = v.len == 7 && strncasecmp(v.p, "chunked", 7) == 0
-                      ? sg_sockjs_dechunk(ws->in.base + req->head_len,
-                                          ws->in.len - req->head_len, max, &whole)
-                      : SG_ERR_INVALID;
-      if (used == SG_ERR_AGAIN) {
-        sg_buf_free(&whole);
-        return; /* the rest of the body follows */
-      }
-      if (used < 0) {
-        sg_buf_free(&whole);
-        if (used == SG_ERR_FRAME_TOO_LARGE) ws_sockjs_status(ws, req, 413, "Payload too large.\n", NULL);
-        else ws_sockjs_status(ws, req, 400, "Bad chunked body.\n", NULL);
-        return;
-      }
-      bytes = whole.base;
-      total = whole.len;
-    } else {
-      unsigned long long n = 0;
-      if (sg_sockjs_header(ws->in.base, req->head_len, "Content-Length", &v)) {
-        if (v.len == 0 || v.len > 12) n = ~0ull;
-        for (size_t i = 0; i < v.len && n != ~0ull; i++)
-          n = v.p[i] >= '0' && v.p[i] <= '9' ? n * 10 + (unsigned)(v.p[i] - '0') : ~0ull;
-        if (n == ~0ull) {
-          ws_sockjs_status(ws, req, 400, "Bad Content-Length.\n", NULL);
-          return;
-        }
-      }
-      if (n > max) {
-        ws_sockjs_status(ws, req, 413, "Payload too large.\n", NULL);
-        return;
-      }
-      if (ws->in.len < req->head_len + n) return; /* the rest of the body follows */
-      total += (size_t)n;
-    }
-  }
-  uv_os_fd_t fd;
-  int dfd = -1;
-  if (uv_fileno((uv_handle_t *)&ws->tcp, &fd) == 0) dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-  int r = dfd < 0 ? SG_ERR_NOMEM
-                  : sg_sockjs_dispatch(ws->tcp.loop, rt, bytes, total, dfd, ws->tls, ws->tr.peer);
-  sg_buf_free(&whole);
-  if (r == 0) {
-    /* The other worker writes the answer on its copy of the socket. */
-    ws->tls = NULL;
-    uv_read_stop((uv_stream_t *)&ws->tcp);
-    ws->state = SG_WS_CLOSING;
-    ws_close_handles(ws);
-    return;
-  }
-  if (dfd >= 0) close(dfd);
-  if (r == 404) ws_sockjs_status(ws, req, 404, "Session not found.\n", NULL);
-  else if (r == 503) ws_sockjs_status(ws, req, 503, "Too many SockJS sessions.\n", NULL);
-  else ws_sockjs_status(ws, req, 500, "Internal error.\n", NULL);
-}
-
-static int head_malformed(const sg_http_request_t *req) {
-  return req->status == 431 ||
-         (req->status == 400 && (strncmp(req->reason, "Malformed", 9) == 0 ||
-                                 strcmp(req->reason, "HTTP/1.1 required") == 0));
-}
-
-static int method_is(const sg_http_request_t *req, const char *m) {
-  size_t n = strlen(m);
-  return req->method.len == n && memcmp(req->method.p, m, n) == 0;
-}
-
-/* A request under the SockJS prefix. */
-static void ws_sockjs(sg_ws_t *ws, const sg_http_request_t *req, const sg_sockjs_route_t *rt,
-                      const char *path) {
-  sg_http_slice_t acrh = {0};
-  sg_sockjs_header(ws->in.base, req->head_len, "Access-Control-Request-Headers", &acrh);
-  int get = method_is(req, "GET"), options = method_is(req, "OPTIONS");
-  int r = 0;
-  switch (rt->kind) {
-  case SG_SOCKJS_ROOT:
-    if (!get) break;
-    sg_buf_reset(&ws->out);
-    r = sg_sockjs_response(&ws->out, 200, req->origin, "text/plain; charset=UTF-8",
-                           "Welcome to SockJS!\n", 19);
-    goto reply;
-  case SG_SOCKJS_INFO:
-    if (!get && !options) {
-      ws_sockjs_status(ws, req, 405, "Method not allowed.\n", "Allow: OPTIONS, GET\r\n");
-      return;
-    }
-    sg_buf_reset(&ws->out);
-    r = get ? sg_sockjs_info(&ws->out, req->origin, sg_sockjs_entropy())
-            : sg_sockjs_preflight(&ws->out, req->origin, acrh, "OPTIONS, GET");
-    goto reply;
-  case SG_SOCKJS_RAW_WS:
-  case SG_SOCKJS_SESSION:
-    if (rt->kind == SG_SOCKJS_RAW_WS || rt->transport == SG_SOCKJS_T_WEBSOCKET) {
-      sg_http_request_t up;
-      sg_http_upgrade_opts_t opts = {path, ws->cfg->max_head_size};
-      sg_http_upgrade_parse(ws->in.base, ws->in.len, &opts, &up);
-      if (up.status != 101) {
-        ws_refuse(ws, up.status, up.reason, up.extra_header);
-        return;
-      }
-      ws_upgrade(ws, &up, rt->kind == SG_SOCKJS_SESSION);
-      return;
-    }
-    if (rt->transport == SG_SOCKJS_T_UNKNOWN) break;
-    if (options) {
-      sg_buf_reset(&ws->out);
-      r = sg_sockjs_preflight(&ws->out, req->origin, acrh, "OPTIONS, POST");
-      goto reply;
-    }
-    if (!method_is(req, "POST")) {
-      ws_sockjs_status(ws, req, 405, "Method not allowed.\n", "Allow: OPTIONS, POST\r\n");
-      return;
-    }
-    ws_sockjs_xhr(ws, req, rt);
-    return;
-  default:
-    break;
-  }
-  ws_sockjs_status(ws, req, 404, "Not found.\n", NULL);
-  return;
-reply:
-  if (r != 0) {
-    ws_close_handles(ws);
-    return;
-  }
-  ws_reply(ws, get ? 200 : 204, &req->path);
-}
-
 /* The client's address, "host:port", becomes the connection's name in logs,
  * admission and the broker connection's name. */
-static void ws_set_peer(sg_ws_t *ws, const struct sockaddr_storage *ss) {
+void sg_ws_set_peer(sg_ws_t *ws, const struct sockaddr_storage *ss) {
   char host[INET6_ADDRSTRLEN] = "?";
   int port = 0;
   if (ss->ss_family == AF_INET6) {
@@ -976,76 +780,6 @@ static void ws_set_peer(sg_ws_t *ws, const struct sockaddr_storage *ss) {
   snprintf(ws->tr.peer, sizeof(ws->tr.peer), "%s:%d", host, port);
   ws->peer_trusted = sg_cidr_match(ws->cfg->trusted_proxies, ws->cfg->ntrusted_proxies,
                                    (const struct sockaddr *)ss) != 0;
-}
-
-/* X-Forwarded-For and Forwarded name the client only when a trusted proxy
- * sent them; from anyone else they would let a client choose the address
- * its limits and logs go by. Returns 0 to go on, -1 once refused. */
-static int ws_forwarded(sg_ws_t *ws, const sg_http_request_t *req) {
-  const sg_http_slice_t *f = req->forwarded.p ? &req->forwarded : &req->forwarded_for;
-  const char *name = req->forwarded.p ? "Forwarded" : "X-Forwarded-For";
-  if (f->p == NULL) return 0;
-  if (!ws->peer_trusted) {
-    sg_metrics_forwarded(0);
-    ws_refuse(ws, 400,
-              req->forwarded.p ? "Forwarded header from a peer that is not a trusted-proxy"
-                               : "X-Forwarded-For header from a peer that is not a trusted-proxy",
-              NULL);
-    return -1;
-  }
-  struct sockaddr_storage ss;
-  if (sg_forwarded_client(f->p, f->len, req->forwarded.p != NULL, ws->cfg->trusted_proxies,
-                          ws->cfg->ntrusted_proxies, &ss) != 0) {
-    sg_metrics_forwarded(0);
-    ws_refuse(ws, 400,
-              req->forwarded.p ? "Forwarded header does not name the client's IP address"
-                               : "X-Forwarded-For header does not name the client's IP address",
-              NULL);
-    return -1;
-  }
-  sg_metrics_forwarded(1);
-  char was[sizeof(ws->tr.peer)];
-  memcpy(was, ws->tr.peer, sizeof(was));
-  ws_set_peer(ws, &ss);
-  sg_log_debug("%s %s names the client %s", was, name, ws->tr.peer);
-  return 0;
-}
-
-static void ws_handshake(sg_ws_t *ws) {
-  sg_http_request_t req;
-  sg_http_upgrade_opts_t opts = {ws->cfg->ws_path, ws->cfg->max_head_size};
-  int r = sg_http_upgrade_parse(ws->in.base, ws->in.len, &opts, &req);
-  if (r == SG_ERR_AGAIN) return;
-  if (r < 0) {
-    ws_refuse(ws, 400, "Bad Request", NULL);
-    return;
-  }
-  if (ws_forwarded(ws, &req) != 0) return;
-  if (ws->cfg->sockjs && req.path.p != NULL && !head_malformed(&req)) {
-    char path[1100];
-    sg_sockjs_route_t rt = {0};
-    if (req.path.len < sizeof(path)) {
-      memcpy(path, req.path.p, req.path.len);
-      path[req.path.len] = '\0';
-      sg_sockjs_route(ws->cfg->sockjs_prefix, path, req.path.len, &rt);
-    }
-    if (rt.kind != SG_SOCKJS_NONE) {
-      /* The route's slices must point into the request, which stays put
-       * while this runs; path is only the NUL-terminated copy. */
-      sg_sockjs_route(ws->cfg->sockjs_prefix, req.path.p, req.path.len, &rt);
-      ws_sockjs(ws, &req, &rt, path);
-      return;
-    }
-  }
-  if (req.status != 101) {
-    if (ws->cfg->www_root && is_static_request(ws, &req)) {
-      ws_serve_static(ws, &req);
-      return;
-    }
-    ws_refuse(ws, req.status, req.reason, req.extra_header);
-    return;
-  }
-  ws_upgrade(ws, &req, 0);
 }
 
 static void ws_feed(sg_ws_t *ws) {
@@ -1144,7 +878,7 @@ static void ws_proxy_input(sg_ws_t *ws, char *base, size_t n) {
   if (!info.local) {
     char was[sizeof(ws->tr.peer)];
     memcpy(was, ws->tr.peer, sizeof(was));
-    ws_set_peer(ws, &info.src);
+    sg_ws_set_peer(ws, &info.src);
     sg_log_debug("%s PROXY v%d header names the client %s", was, info.version, ws->tr.peer);
   }
   size_t rest = ws->in.len - info.header_len;
@@ -1223,7 +957,7 @@ static void ws_input(sg_ws_t *ws, char *base, size_t n) {
     return;
   }
   if (ws->state == SG_WS_HANDSHAKE) {
-    ws_handshake(ws);
+    ws->on_head(ws);
     if (ws->state != SG_WS_OPEN) return;
   }
   ws_feed(ws);
@@ -1237,7 +971,7 @@ static void ws_input(sg_ws_t *ws, char *base, size_t n) {
 static void handshake_timeout_cb(uv_timer_t *t) {
   sg_ws_t *ws = container_of(t, sg_ws_t, timer);
   if (ws->proxy_wait) ws_proxy_refuse(ws, ws->in.len > 0 ? "truncated" : "no_header");
-  else if (ws->state == SG_WS_HANDSHAKE) ws_refuse(ws, 408, "Request Timeout", NULL);
+  else if (ws->state == SG_WS_HANDSHAKE) sg_ws_refuse(ws, 408, "Request Timeout", NULL);
 }
 
 static int tr_send(sg_transport_t *t, const void *data, size_t len, int binary) {
@@ -1253,7 +987,7 @@ static void tr_close(sg_transport_t *t, uint16_t code, const char *reason) {
 }
 static const sg_transport_ops_t ws_ops = {tr_send, tr_backlog, tr_pause, tr_resume, tr_close};
 
-int sg_ws_init(uv_loop_t *loop, sg_ws_t *ws, const sg_config_t *cfg, const sg_ws_cbs_t *cbs) {
+static int ws_init(uv_loop_t *loop, sg_ws_t *ws, const sg_config_t *cfg, const sg_ws_cbs_t *cbs) {
   memset(ws, 0, sizeof(*ws));
   ws->cfg = cfg;
   ws->tr.ops = &ws_ops;
@@ -1273,14 +1007,14 @@ int sg_ws_init(uv_loop_t *loop, sg_ws_t *ws, const sg_config_t *cfg, const sg_ws
   return 0;
 }
 
-void sg_ws_start(sg_ws_t *ws) {
+static void ws_start(sg_ws_t *ws) {
   ws->counted = 1;
   sg_metrics_connection(1);
   struct sockaddr_storage ss;
   int sl = sizeof(ss);
   memset(&ss, 0, sizeof(ss));
   if (uv_tcp_getpeername(&ws->tcp, (struct sockaddr *)&ss, &sl) != 0) ss.ss_family = AF_UNSPEC;
-  ws_set_peer(ws, &ss);
+  sg_ws_set_peer(ws, &ss);
   /* A trusted proxy must send the PROXY header; anyone else must not. */
   if (ws->cfg->proxy_protocol) {
     ws->proxy_wait = ws->peer_trusted;
@@ -1295,6 +1029,45 @@ void sg_ws_start(sg_ws_t *ws) {
   ws->tr.last_rx = ws->tr.last_tx = uv_now(ws->tcp.loop);
   uv_timer_start(&ws->timer, handshake_timeout_cb, ws->cfg->handshake_timeout_ms, 0);
   if (uv_read_start((uv_stream_t *)&ws->tcp, alloc_cb, read_cb) != 0) ws_close_handles(ws);
+}
+
+/* An accepted connection before its upgrade: nobody above it yet. The
+ * upgrade hands it to the open function, which replaces these. */
+static void http_open_cb(sg_transport_t *t, int stomp_version) {
+  sg_ws_t *ws = container_of(t, sg_ws_t, tr);
+  int r = ws->open_fn(t, ws->open_arg, stomp_version);
+  if (r != 0) {
+    sg_log_warn("%s cannot start a session: %s", t->peer, sg_strerror(r));
+    ws_close_handles(ws);
+  }
+}
+static void http_message_cb(sg_transport_t *t, const uint8_t *d, size_t n, int b) {
+  (void)t, (void)d, (void)n, (void)b;
+}
+static void http_noop_cb(sg_transport_t *t) { (void)t; }
+static const sg_transport_cbs_t http_cbs = {http_open_cb, http_message_cb, http_noop_cb,
+                                            http_noop_cb};
+
+int sg_ws_accept(uv_stream_t *server, const sg_config_t *cfg, sg_ws_head_fn on_head,
+                 sg_transport_open_fn open, void *arg) {
+  sg_ws_t *ws = malloc(sizeof(*ws));
+  if (ws == NULL) return SG_ERR_NOMEM;
+  /* libuv's tcp and timer initialisations cannot fail on an open loop. */
+  int r = ws_init(server->loop, ws, cfg, &http_cbs);
+  if (r) {
+    free(ws);
+    return r;
+  }
+  ws->heap = 1;
+  ws->on_head = on_head;
+  ws->open_fn = open;
+  ws->open_arg = arg;
+  if ((r = uv_accept(server, (uv_stream_t *)&ws->tcp)) != 0) {
+    ws_close_handles(ws);
+    return r;
+  }
+  ws_start(ws);
+  return 0;
 }
 
 int sg_ws_send(sg_ws_t *ws, const void *data, size_t len, int binary) {
@@ -1383,6 +1156,19 @@ void sg_ws_close(sg_ws_t *ws, uint16_t code, const char *reason) {
 
 void sg_ws_abort(sg_ws_t *ws) { ws_close_handles(ws); }
 
+uv_os_sock_t sg_ws_dup_fd(sg_ws_t *ws) {
+  uv_os_fd_t fd;
+  if (uv_fileno((uv_handle_t *)&ws->tcp, &fd) != 0) return -1;
+  return fcntl(fd, F_DUPFD_CLOEXEC, 0);
+}
+
+void sg_ws_handed_off(sg_ws_t *ws) {
+  ws->tls = NULL;
+  uv_read_stop((uv_stream_t *)&ws->tcp);
+  ws->state = SG_WS_CLOSING;
+  ws_close_handles(ws);
+}
+
 /* Reading goes on while paused, up to WS_PAUSED_MAX unhandled bytes, so
  * that a client leaving while it waits (a broker alarm can last minutes)
  * is closed at once rather than when the wait ends. */
@@ -1406,7 +1192,7 @@ void sg_ws_resume(sg_ws_t *ws) {
 
 int sg_ws_adopt(uv_loop_t *loop, sg_ws_t *ws, const sg_config_t *cfg, const sg_ws_cbs_t *cbs,
                 uv_os_sock_t fd, sg_tls_t *tls, const char *peer) {
-  int r = sg_ws_init(loop, ws, cfg, cbs);
+  int r = ws_init(loop, ws, cfg, cbs);
   if (r) {
     close(fd);
     sg_tls_free(tls);

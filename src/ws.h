@@ -26,6 +26,12 @@ typedef struct sg_ws sg_ws_t;
  * the peer went away or the socket failed; on_closed when every handle is
  * closed and the owner may free the memory holding ws. */
 typedef sg_transport_cbs_t sg_ws_cbs_t;
+/* The layer that routes the request (http.c): called while the connection
+ * waits for its request, each time more of it has been read (ws->in). It
+ * answers (sg_ws_respond, sg_ws_refuse), upgrades (sg_ws_upgrade), hands
+ * the connection over (sg_ws_dup_fd, sg_ws_handed_off), or returns to
+ * wait for more. */
+typedef void (*sg_ws_head_fn)(sg_ws_t *ws);
 
 enum sg_ws_state { SG_WS_HANDSHAKE = 0, SG_WS_OPEN, SG_WS_CLOSING, SG_WS_CLOSED };
 
@@ -79,6 +85,12 @@ struct sg_ws {
   uint64_t rx_left;       /* bytes of the current frame still to come */
   uint64_t last_busy;     /* uv_now of the last message other than a heart-beat */
   sg_ws_t *open_next, **open_pprev; /* this thread's open connections */
+  /* An accepted connection (sg_ws_accept): its own memory, freed once
+   * closed, and what its upgrade is handed to. */
+  unsigned heap : 1;
+  sg_ws_head_fn on_head;
+  sg_transport_open_fn open_fn;
+  void *open_arg;
 };
 
 /* Per-thread set-up: the check handle that flushes written messages once
@@ -88,10 +100,30 @@ int sg_ws_loop_init(uv_loop_t *loop);
  * state (the handles stay with the loop, as its sessions do). */
 void sg_ws_thread_done(void);
 
-/* Initialises ws's handles on loop; the listener then accepts into
- * &ws->tcp and calls sg_ws_start. */
-int sg_ws_init(uv_loop_t *loop, sg_ws_t *ws, const sg_config_t *cfg, const sg_ws_cbs_t *cbs);
-void sg_ws_start(sg_ws_t *ws);
+/* Accepts the connection pending on server: it reads a request, which
+ * on_head routes, and once upgraded it is handed to open (with arg) as an
+ * open transport. The connection frees itself once closed. 0 or an
+ * error. */
+int sg_ws_accept(uv_stream_t *server, const sg_config_t *cfg, sg_ws_head_fn on_head,
+                 sg_transport_open_fn open, void *arg);
+/* The answers to a request: a complete response built in ws->out, written
+ * before the connection closes; a refusal (an error response with status,
+ * reason and extra header lines, logged and counted). */
+void sg_ws_respond(sg_ws_t *ws);
+void sg_ws_refuse(sg_ws_t *ws, int status, const char *reason, const char *extra);
+/* Upgrades to a WebSocket (sockjs: with SockJS framing), answering req
+ * (ws->in holds it); bearer[0..bearer_len) is the request's bearer token
+ * (copied), or NULL. The transport then opens. */
+void sg_ws_upgrade(sg_ws_t *ws, const sg_http_request_t *req, int sockjs, const char *bearer,
+                   size_t bearer_len);
+/* The connection's name in logs and admission, from the client's address;
+ * also whether that address is a trusted proxy. */
+void sg_ws_set_peer(sg_ws_t *ws, const struct sockaddr_storage *ss);
+/* Handing the connection to another worker: a duplicate of the socket
+ * (-1 on failure), then, once the other worker took it and ws->tls,
+ * closing this handle without writing or freeing the TLS state. */
+uv_os_sock_t sg_ws_dup_fd(sg_ws_t *ws);
+void sg_ws_handed_off(sg_ws_t *ws);
 
 /* Queues one message (copied). Returns 0, or a negative error when the
  * socket is closing. The bytes go out at the end of this loop iteration. */
