@@ -30,7 +30,7 @@ static int head_malformed(const sg_http_request_t *req);
  * WebSocket; sockjs selects SockJS framing. */
 static void http_upgrade(sg_ws_t *ws, const sg_http_request_t *req, int sockjs) {
   sg_admit_refusal_t no;
-  if (sg_admit(ws->cfg, req, ws->tr.peer, sg_session_count(), uv_now(ws->tcp.loop), &no)) {
+  if (sg_admit(ws->cfg, req, ws->tr.peer, sg_session_count(), uv_now(ws->conn.tcp.loop), &no)) {
     sg_ws_refuse(ws, no.status, no.reason, no.extra);
     return;
   }
@@ -140,16 +140,16 @@ static void http_sockjs_xhr(sg_ws_t *ws, const sg_http_request_t *req, const sg_
     }
   }
   /* The worker that owns the SockJS session answers on its own copy of
-   * the socket, with the TLS state. */
-  uv_os_sock_t dfd = sg_ws_dup_fd(ws);
-  int r = dfd < 0 ? SG_ERR_NOMEM
-                  : sg_sockjs_dispatch(ws->tcp.loop, rt, bytes, total, dfd, ws->tls, ws->tr.peer);
+   * the connection. */
+  sg_conn_export_t x = {-1, NULL, NULL};
+  int r = sg_conn_export(&ws->conn, &x);
+  if (r == 0) r = sg_sockjs_dispatch(ws->conn.tcp.loop, rt, bytes, total, &x, ws->tr.peer);
   sg_buf_free(&whole);
   if (r == 0) {
     sg_ws_handed_off(ws);
     return;
   }
-  if (dfd >= 0) close(dfd);
+  sg_conn_export_drop(&x);
   if (r == 404) http_sockjs_status(ws, req, 404, "Session not found.\n", NULL);
   else if (r == 503) http_sockjs_status(ws, req, 503, "Too many SockJS sessions.\n", NULL);
   else http_sockjs_status(ws, req, 500, "Internal error.\n", NULL);
@@ -234,7 +234,7 @@ static int http_forwarded(sg_ws_t *ws, const sg_http_request_t *req) {
   const sg_http_slice_t *f = req->forwarded.p ? &req->forwarded : &req->forwarded_for;
   const char *name = req->forwarded.p ? "Forwarded" : "X-Forwarded-For";
   if (f->p == NULL) return 0;
-  if (!ws->peer_trusted) {
+  if (!ws->conn.peer_trusted) {
     sg_metrics_forwarded(0);
     sg_ws_refuse(ws, 400,
               req->forwarded.p ? "Forwarded header from a peer that is not a trusted-proxy"

@@ -27,8 +27,7 @@ typedef struct sj_sess sj_sess_t;
 /* A connection handed from one worker to another, with what was read. */
 typedef struct sj_handoff {
   struct sj_handoff *next;
-  uv_os_sock_t fd;
-  sg_tls_t *tls;
+  sg_conn_export_t conn;
   char peer[64];
   size_t len;
   char bytes[];
@@ -54,7 +53,7 @@ typedef struct sj_entry {
 
 enum { SJ_OPEN = 0, SJ_CLOSING, SJ_CLOSED };
 
-/* One receiving or sending request on a connection taken over from ws.c. */
+/* One receiving or sending request on a connection handed over by http.c. */
 typedef struct sj_conn {
   sg_ws_t ws;
   sj_sess_t *sess;  /* while it is the session's receiving request */
@@ -485,8 +484,8 @@ static void handle(sj_worker_t *w, sj_handoff_t *h) {
   const sg_config_t *cfg = w->ctx->cfg;
   sj_conn_t *c = calloc(1, sizeof(*c));
   if (c == NULL) {
-    close(h->fd);
-    sg_tls_free(h->tls);
+    sg_conn_export_drop(&h->conn);
+    if (h->conn.state) h->conn.type->free_state(h->conn.state);
     return;
   }
   sg_http_request_t req;
@@ -498,7 +497,7 @@ static void handle(sj_worker_t *w, sj_handoff_t *h) {
     memcpy(c->origin, req.origin.p, req.origin.len);
   c->streaming = rt.transport == SG_SOCKJS_T_XHR_STREAMING;
   sg_log_debug("%s SockJS %.*s on worker %d", h->peer, (int)req.path.len, req.path.p, w->id);
-  if (sg_ws_adopt(w->loop, &c->ws, cfg, &conn_cbs, h->fd, h->tls, h->peer) != 0) {
+  if (sg_ws_adopt(w->loop, &c->ws, cfg, &conn_cbs, &h->conn, h->peer) != 0) {
     free(c);
     return;
   }
@@ -548,7 +547,7 @@ int sg_sockjs_worker_init(uv_loop_t *loop, int id, sg_session_ctx_t *ctx) {
 }
 
 int sg_sockjs_dispatch(uv_loop_t *loop, const sg_sockjs_route_t *rt, const char *bytes,
-                       size_t len, uv_os_sock_t fd, sg_tls_t *tls, const char *peer) {
+                       size_t len, const sg_conn_export_t *x, const char *peer) {
   int self = -1;
   for (int i = 0; i < SJ_MAX_WORKERS && self < 0; i++)
     if (workers[i] && workers[i]->loop == loop) self = i;
@@ -565,8 +564,7 @@ int sg_sockjs_dispatch(uv_loop_t *loop, const sg_sockjs_route_t *rt, const char 
   sj_handoff_t *h = malloc(sizeof(*h) + len);
   if (h == NULL) return SG_ERR_NOMEM;
   h->next = NULL;
-  h->fd = fd;
-  h->tls = tls;
+  h->conn = *x;
   snprintf(h->peer, sizeof(h->peer), "%s", peer);
   h->len = len;
   memcpy(h->bytes, bytes, len);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* WebSocket termination: reads the HTTP upgrade, then hands bytes to
- * wslay's event API and writes what it produces. Writes are gathered per
+/* WebSocket termination: reads the request for the HTTP layer (http.c)
+ * to route, then hands bytes to wslay's event API and writes what it
+ * produces through the connection (conn.c). Writes are gathered per
  * loop iteration in a check handle, so a burst of messages becomes one
  * uv_write per socket. */
 #include "ws.h"
@@ -10,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <fcntl.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -20,7 +20,6 @@
 #include "stompgate/proxy_proto.h"
 #include "stompgate/sockjs.h"
 #include "stompgate/utf8.h"
-#include "tls.h"
 
 #define WS_READ_CHUNK 65536
 #define WS_WRITE_CHUNK (1u << 20)
@@ -177,8 +176,6 @@ static void ws_gone(sg_ws_t *ws) {
 static void handle_closed_cb(uv_handle_t *h) {
   sg_ws_t *ws = h->data;
   if (--ws->handles_open > 0) return;
-  if (ws->counted) sg_metrics_connection(-1);
-  ws->counted = 0;
   if (ws->parked) sg_metrics_ws_park(-1);
   ws->parked = 0;
   if (ws->open_pprev) {
@@ -188,8 +185,7 @@ static void handle_closed_cb(uv_handle_t *h) {
     ws->open_pprev = NULL;
   }
   ws_unqueue_flush(ws);
-  sg_tls_free(ws->tls);
-  ws->tls = NULL;
+  sg_conn_closed(&ws->conn);
   if (ws->ctx) wslay_event_context_free(ws->ctx);
   ws->ctx = NULL;
   sg_buf_free(&ws->in);
@@ -208,17 +204,14 @@ static void ws_close_handles(sg_ws_t *ws) {
   if (ws->state == SG_WS_CLOSED) return;
   ws->state = SG_WS_CLOSED;
   ws_gone(ws);
-  uv_close((uv_handle_t *)&ws->tcp, handle_closed_cb);
+  uv_close((uv_handle_t *)&ws->conn.tcp, handle_closed_cb);
   uv_close((uv_handle_t *)&ws->timer, handle_closed_cb);
 }
 
-static void write_cb(uv_write_t *req, int status) {
-  ws_write_t *w = container_of(req, ws_write_t, req);
-  sg_ws_t *ws = w->ws;
-  ws->inflight -= w->len;
-  if (status >= 0) sg_metrics_bytes_out(w->len);
-  free(w->base);
-  free(w);
+/* Bytes handed to the connection are written (or failed). */
+static void ws_written(sg_conn_t *c, size_t n, int status) {
+  (void)n;
+  sg_ws_t *ws = container_of(c, sg_ws_t, conn);
   if (ws->state == SG_WS_CLOSED) return;
   if (status < 0) {
     sg_log_debug("%s write failed: %s", ws->tr.peer, uv_strerror(status));
@@ -229,40 +222,11 @@ static void write_cb(uv_write_t *req, int status) {
   if (ws->ctx && wslay_event_want_write(ws->ctx)) ws_queue_flush(ws);
 }
 
-/* Hands bytes to uv_write as they are; takes *buf (left empty). */
-static int ws_write_raw(sg_ws_t *ws, sg_buf_t *buf) {
-  if (buf->len == 0) return 0;
-  ws_write_t *w = malloc(sizeof(*w));
-  if (w == NULL) return SG_ERR_NOMEM;
-  w->ws = ws;
-  w->base = buf->base;
-  w->len = buf->len;
-  sg_buf_init(buf);
-  uv_buf_t b = uv_buf_init(w->base, (unsigned)w->len);
-  int r = uv_write(&w->req, (uv_stream_t *)&ws->tcp, &b, 1, write_cb);
-  if (r < 0) {
-    free(w->base);
-    free(w);
-    return r;
-  }
-  ws->inflight += w->len;
-  return 0;
-}
-
-/* Hands ws->out to uv_write, encrypted first on a TLS connection. */
+/* Hands ws->out to the connection, which encrypts it on TLS. */
 static int ws_write_out(sg_ws_t *ws) {
   if (ws->out.len == 0) return 0;
-  if (ws->tls == NULL) return ws_write_raw(ws, &ws->out);
-  sg_buf_t enc;
-  sg_buf_init(&enc);
-  if (sg_tls_encrypt(ws->tls, ws->out.base, ws->out.len, &enc) != 0) {
-    sg_log_debug("%s TLS write failed: %s", ws->tr.peer, sg_tls_error(ws->tls));
-    sg_buf_free(&enc);
-    return SG_ERR_INVALID;
-  }
-  sg_buf_reset(&ws->out);
-  int r = ws_write_raw(ws, &enc);
-  sg_buf_free(&enc);
+  int r = sg_conn_write(&ws->conn, &ws->out);
+  if (r < 0) sg_log_debug("%s write failed: %s", ws->tr.peer, sg_conn_error(&ws->conn));
   return r;
 }
 
@@ -279,7 +243,7 @@ static void ws_flush(sg_ws_t *ws) {
   if (ws->ctx != NULL) {
     /* Keep at most one chunk in flight so a reader that stops reading
      * leaves its messages in wslay's queue, where they are counted. */
-    while (ws->inflight < WS_WRITE_CHUNK && wslay_event_want_write(ws->ctx)) {
+    while (ws->conn.inflight < WS_WRITE_CHUNK && wslay_event_want_write(ws->ctx)) {
       size_t before = ws->out.len;
       if (wslay_event_send(ws->ctx) != 0) {
         ws_close_handles(ws);
@@ -324,7 +288,7 @@ static void shutdown_cb(uv_shutdown_t *req, int status) {
    * refusal stopped it) discards what comes and ends the wait at the
    * peer's close, rather than holding the socket for the whole moment. */
   uv_timer_start(&ws->timer, linger_cb, WS_LINGER_MS, 0);
-  (void)uv_read_start((uv_stream_t *)&ws->tcp, alloc_cb, read_cb);
+  (void)uv_read_start((uv_stream_t *)&ws->conn.tcp, alloc_cb, read_cb);
 }
 
 static void ws_begin_shutdown(sg_ws_t *ws) {
@@ -332,20 +296,14 @@ static void ws_begin_shutdown(sg_ws_t *ws) {
   ws->shut = 1;
   ws->state = SG_WS_CLOSING;
   ws_gone(ws);
-  if (ws->tls) {
-    sg_buf_t net;
-    sg_buf_init(&net);
-    sg_tls_close_notify(ws->tls, &net);
-    ws_write_raw(ws, &net);
-    sg_buf_free(&net);
-  }
+  sg_conn_end(&ws->conn);
   uv_shutdown_t *req = malloc(sizeof(*req));
   if (req == NULL) {
     ws_close_handles(ws);
     return;
   }
   req->data = ws;
-  if (uv_shutdown(req, (uv_stream_t *)&ws->tcp, shutdown_cb) < 0) {
+  if (uv_shutdown(req, (uv_stream_t *)&ws->conn.tcp, shutdown_cb) < 0) {
     free(req);
     ws_close_handles(ws);
   }
@@ -589,7 +547,7 @@ static void on_msg_recv_callback(wslay_event_context_ptr ctx,
    * take a pointer to bytes, so that becomes an empty buffer. */
   const uint8_t *msg = arg->msg ? arg->msg : (const uint8_t *)"";
   size_t len = arg->msg_length;
-  if (!is_beat(msg, len)) ws->last_busy = uv_now(ws->tcp.loop);
+  if (!is_beat(msg, len)) ws->last_busy = uv_now(ws->conn.tcp.loop);
   /* wslay lets RSV1 through only when permessage-deflate was negotiated,
    * and only on the first frame of a data message. */
   if (wslay_get_rsv1(arg->rsv) &&
@@ -664,7 +622,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   (void)suggested;
   sg_ws_t *ws = h->data;
   ws_compact_in(ws);
-  if (ws->tls || ws->in.len == 0) {
+  if (!sg_conn_reads_in_place(&ws->conn) || ws->in.len == 0) {
     *buf = uv_buf_init(read_buf, sizeof(read_buf));
     return;
   }
@@ -678,7 +636,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 void sg_ws_refuse(sg_ws_t *ws, int status, const char *reason, const char *extra) {
   sg_log_info("%s handshake refused: %d %s", ws->tr.peer, status, reason);
   sg_metrics_http_refused(status);
-  uv_read_stop((uv_stream_t *)&ws->tcp);
+  uv_read_stop((uv_stream_t *)&ws->conn.tcp);
   ws->state = SG_WS_CLOSING;
   sg_http_response_error(&ws->out, status, reason, extra);
   if (ws_write_out(ws) < 0) {
@@ -689,7 +647,7 @@ void sg_ws_refuse(sg_ws_t *ws, int status, const char *reason, const char *extra
 }
 
 void sg_ws_respond(sg_ws_t *ws) {
-  uv_read_stop((uv_stream_t *)&ws->tcp);
+  uv_read_stop((uv_stream_t *)&ws->conn.tcp);
   ws->state = SG_WS_CLOSING;
   if (ws_write_out(ws) < 0) {
     ws_close_handles(ws);
@@ -743,7 +701,7 @@ void sg_ws_upgrade(sg_ws_t *ws, const sg_http_request_t *req, int sockjs, const 
   }
   ws->in_off = req->head_len;
   ws->state = SG_WS_OPEN;
-  ws->last_busy = uv_now(ws->tcp.loop);
+  ws->last_busy = uv_now(ws->conn.tcp.loop);
   ws->open_next = open_head;
   if (open_head) open_head->open_pprev = &ws->open_next;
   ws->open_pprev = &open_head;
@@ -768,18 +726,7 @@ void sg_ws_upgrade(sg_ws_t *ws, const sg_http_request_t *req, int sockjs, const 
 /* The client's address, "host:port", becomes the connection's name in logs,
  * admission and the broker connection's name. */
 void sg_ws_set_peer(sg_ws_t *ws, const struct sockaddr_storage *ss) {
-  char host[INET6_ADDRSTRLEN] = "?";
-  int port = 0;
-  if (ss->ss_family == AF_INET6) {
-    uv_ip6_name((const struct sockaddr_in6 *)ss, host, sizeof(host));
-    port = ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
-  } else if (ss->ss_family == AF_INET) {
-    uv_ip4_name((const struct sockaddr_in *)ss, host, sizeof(host));
-    port = ntohs(((const struct sockaddr_in *)ss)->sin_port);
-  }
-  snprintf(ws->tr.peer, sizeof(ws->tr.peer), "%s:%d", host, port);
-  ws->peer_trusted = sg_cidr_match(ws->cfg->trusted_proxies, ws->cfg->ntrusted_proxies,
-                                   (const struct sockaddr *)ss) != 0;
+  sg_conn_name_peer(&ws->conn, ws->cfg, ss, ws->tr.peer, sizeof(ws->tr.peer));
 }
 
 static void ws_feed(sg_ws_t *ws) {
@@ -884,7 +831,7 @@ static void ws_proxy_input(sg_ws_t *ws, char *base, size_t n) {
   size_t rest = ws->in.len - info.header_len;
   if (rest == 0) {
     sg_buf_free(&ws->in);
-  } else if (ws->tls) {
+  } else if (!sg_conn_reads_in_place(&ws->conn)) {
     /* TLS decrypts into ws->in: the ciphertext after the header moves out
      * first. */
     char *tmp = malloc(rest);
@@ -926,17 +873,16 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
  * in read_buf, at the end of ws->in where alloc_cb put them, or elsewhere
  * when TLS decrypts them. */
 static void ws_input(sg_ws_t *ws, char *base, size_t n) {
-  uv_stream_t *s = (uv_stream_t *)&ws->tcp;
-  if (ws->tls) {
+  uv_stream_t *s = (uv_stream_t *)&ws->conn.tcp;
+  if (!sg_conn_reads_in_place(&ws->conn)) {
+    /* What was read is not the plaintext (TLS): the connection's type
+     * turns it into the plaintext, appended to ws->in. */
     ws_compact_in(ws);
     size_t had = ws->in.len;
-    sg_buf_t net;
-    sg_buf_init(&net);
-    int r = sg_tls_feed(ws->tls, base, n, &ws->in, &net);
-    if (ws_write_raw(ws, &net) < 0) r = -1;
-    sg_buf_free(&net);
+    int r = sg_conn_feed(&ws->conn, base, n, &ws->in);
     if (r != 0) {
-      if (r < 0) sg_log_info("%s TLS failed: %s", ws->tr.peer, sg_tls_error(ws->tls));
+      if (r < 0)
+        sg_log_info("%s %s failed: %s", ws->tr.peer, ws->conn.type->name, sg_conn_error(&ws->conn));
       ws_close_handles(ws);
       return;
     }
@@ -993,42 +939,36 @@ static int ws_init(uv_loop_t *loop, sg_ws_t *ws, const sg_config_t *cfg, const s
   ws->tr.ops = &ws_ops;
   ws->tr.cbs = cbs;
   ws->tr.loop = loop;
-  int r = uv_tcp_init(loop, &ws->tcp);
+  int r = sg_conn_init(loop, &ws->conn);
   if (r) return r;
+  ws->conn.on_written = ws_written;
   r = uv_timer_init(loop, &ws->timer);
   if (r) {
     /* Nothing is allocated yet; the caller frees ws after this close. */
-    uv_close((uv_handle_t *)&ws->tcp, NULL);
+    uv_close((uv_handle_t *)&ws->conn.tcp, NULL);
     return r;
   }
-  ws->tcp.data = ws;
+  ws->conn.tcp.data = ws;
   ws->timer.data = ws;
   ws->handles_open = 2;
   return 0;
 }
 
 static void ws_start(sg_ws_t *ws) {
-  ws->counted = 1;
-  sg_metrics_connection(1);
-  struct sockaddr_storage ss;
-  int sl = sizeof(ss);
-  memset(&ss, 0, sizeof(ss));
-  if (uv_tcp_getpeername(&ws->tcp, (struct sockaddr *)&ss, &sl) != 0) ss.ss_family = AF_UNSPEC;
-  sg_ws_set_peer(ws, &ss);
+  sg_conn_name_socket_peer(&ws->conn, ws->cfg, ws->tr.peer, sizeof(ws->tr.peer));
   /* A trusted proxy must send the PROXY header; anyone else must not. */
   if (ws->cfg->proxy_protocol) {
-    ws->proxy_wait = ws->peer_trusted;
-    ws->proxy_check = !ws->peer_trusted;
+    ws->proxy_wait = ws->conn.peer_trusted;
+    ws->proxy_check = !ws->conn.peer_trusted;
   }
-  uv_tcp_nodelay(&ws->tcp, 1);
-  if (sg_tls_enabled() && (ws->tls = sg_tls_new()) == NULL) {
+  if (sg_conn_start(&ws->conn, ws->cfg, SG_CONN_HTTP) != 0) {
     ws_close_handles(ws);
     return;
   }
   ws->accepted_ns = uv_hrtime();
-  ws->tr.last_rx = ws->tr.last_tx = uv_now(ws->tcp.loop);
+  ws->tr.last_rx = ws->tr.last_tx = uv_now(ws->conn.tcp.loop);
   uv_timer_start(&ws->timer, handshake_timeout_cb, ws->cfg->handshake_timeout_ms, 0);
-  if (uv_read_start((uv_stream_t *)&ws->tcp, alloc_cb, read_cb) != 0) ws_close_handles(ws);
+  if (uv_read_start((uv_stream_t *)&ws->conn.tcp, alloc_cb, read_cb) != 0) ws_close_handles(ws);
 }
 
 /* An accepted connection before its upgrade: nobody above it yet. The
@@ -1062,7 +1002,7 @@ int sg_ws_accept(uv_stream_t *server, const sg_config_t *cfg, sg_ws_head_fn on_h
   ws->on_head = on_head;
   ws->open_fn = open;
   ws->open_arg = arg;
-  if ((r = uv_accept(server, (uv_stream_t *)&ws->tcp)) != 0) {
+  if ((r = uv_accept(server, (uv_stream_t *)&ws->conn.tcp)) != 0) {
     ws_close_handles(ws);
     return r;
   }
@@ -1072,7 +1012,7 @@ int sg_ws_accept(uv_stream_t *server, const sg_config_t *cfg, sg_ws_head_fn on_h
 
 int sg_ws_send(sg_ws_t *ws, const void *data, size_t len, int binary) {
   if (ws->state != SG_WS_OPEN || (ws->ctx == NULL && !ws->parked)) return UV_EPIPE;
-  if (!is_beat(data, len)) ws->last_busy = uv_now(ws->tcp.loop);
+  if (!is_beat(data, len)) ws->last_busy = uv_now(ws->conn.tcp.loop);
   if (ws->sockjs) {
     /* SockJS carries text only: bytes that are not UTF-8 are escaped. */
     sg_buf_reset(&sockjs_frame);
@@ -1110,7 +1050,7 @@ int sg_ws_send(sg_ws_t *ws, const void *data, size_t len, int binary) {
     return SG_ERR_NOMEM;
   }
   ws->fresh += len;
-  ws->tr.last_tx = uv_now(ws->tcp.loop);
+  ws->tr.last_tx = uv_now(ws->conn.tcp.loop);
   ws_queue_flush(ws);
   return 0;
 }
@@ -1121,7 +1061,7 @@ size_t sg_ws_backlog(const sg_ws_t *ws) {
 }
 
 size_t sg_ws_pending(const sg_ws_t *ws) {
-  return ws->inflight + ws->out.len + (ws->ctx ? wslay_event_get_queued_msg_length(ws->ctx) : 0);
+  return ws->conn.inflight + ws->out.len + (ws->ctx ? wslay_event_get_queued_msg_length(ws->ctx) : 0);
 }
 
 void sg_ws_close(sg_ws_t *ws, uint16_t code, const char *reason) {
@@ -1156,15 +1096,9 @@ void sg_ws_close(sg_ws_t *ws, uint16_t code, const char *reason) {
 
 void sg_ws_abort(sg_ws_t *ws) { ws_close_handles(ws); }
 
-uv_os_sock_t sg_ws_dup_fd(sg_ws_t *ws) {
-  uv_os_fd_t fd;
-  if (uv_fileno((uv_handle_t *)&ws->tcp, &fd) != 0) return -1;
-  return fcntl(fd, F_DUPFD_CLOEXEC, 0);
-}
-
 void sg_ws_handed_off(sg_ws_t *ws) {
-  ws->tls = NULL;
-  uv_read_stop((uv_stream_t *)&ws->tcp);
+  sg_conn_exported(&ws->conn);
+  uv_read_stop((uv_stream_t *)&ws->conn.tcp);
   ws->state = SG_WS_CLOSING;
   ws_close_handles(ws);
 }
@@ -1181,8 +1115,8 @@ void sg_ws_resume(sg_ws_t *ws) {
   if (!ws->tr.paused) return;
   ws->tr.paused = 0;
   if (ws->state != SG_WS_OPEN) return;
-  ws->tr.last_rx = uv_now(ws->tcp.loop);
-  int r = uv_read_start((uv_stream_t *)&ws->tcp, alloc_cb, read_cb);
+  ws->tr.last_rx = uv_now(ws->conn.tcp.loop);
+  int r = uv_read_start((uv_stream_t *)&ws->conn.tcp, alloc_cb, read_cb);
   if (r != 0 && r != UV_EALREADY) {
     ws_close_handles(ws);
     return;
@@ -1191,35 +1125,30 @@ void sg_ws_resume(sg_ws_t *ws) {
 }
 
 int sg_ws_adopt(uv_loop_t *loop, sg_ws_t *ws, const sg_config_t *cfg, const sg_ws_cbs_t *cbs,
-                uv_os_sock_t fd, sg_tls_t *tls, const char *peer) {
+                sg_conn_export_t *x, const char *peer) {
   int r = ws_init(loop, ws, cfg, cbs);
   if (r) {
-    close(fd);
-    sg_tls_free(tls);
+    sg_conn_export_drop(x);
+    if (x->state) x->type->free_state(x->state);
     return r;
   }
-  ws->tls = tls;
   ws->http = 1;
   ws->state = SG_WS_OPEN;
   snprintf(ws->tr.peer, sizeof(ws->tr.peer), "%s", peer);
   ws->accepted_ns = uv_hrtime();
   ws->tr.last_rx = ws->tr.last_tx = uv_now(loop);
-  if ((r = uv_tcp_open(&ws->tcp, fd)) != 0) {
-    close(fd);
+  if (sg_conn_import(&ws->conn, x) != 0) {
     ws_close_handles(ws);
     return 0;
   }
-  ws->counted = 1;
-  sg_metrics_connection(1);
-  uv_tcp_nodelay(&ws->tcp, 1);
-  if (uv_read_start((uv_stream_t *)&ws->tcp, alloc_cb, read_cb) != 0) ws_close_handles(ws);
+  if (uv_read_start((uv_stream_t *)&ws->conn.tcp, alloc_cb, read_cb) != 0) ws_close_handles(ws);
   return 0;
 }
 
 int sg_ws_write(sg_ws_t *ws, const void *data, size_t len) {
   if (ws->state != SG_WS_OPEN) return UV_EPIPE;
   if (sg_buf_append(&ws->out, data, len) != 0) return SG_ERR_NOMEM;
-  ws->tr.last_tx = uv_now(ws->tcp.loop);
+  ws->tr.last_tx = uv_now(ws->conn.tcp.loop);
   ws_queue_flush(ws);
   return 0;
 }

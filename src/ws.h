@@ -2,9 +2,12 @@
 #ifndef SG_WS_H
 #define SG_WS_H
 
-/* One accepted TCP connection: the HTTP upgrade, then WebSocket messages
- * through wslay's event API. The layer above is reached only through the
- * callback table it passes in. */
+/* A connection of the HTTP listener (its bytes cross an sg_conn_t, plain
+ * or TLS): it reads the request, which http.c routes, and once upgraded
+ * carries WebSocket messages through wslay's event API. Also the plain
+ * HTTP response of a SockJS request taken over from another worker
+ * (sg_ws_adopt). The layer above is reached only through the callback
+ * table it passes in. */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -15,7 +18,7 @@
 #include "stompgate/buf.h"
 #include "stompgate/http_upgrade.h"
 #include "stompgate/pmdeflate.h"
-#include "tls.h"
+#include "conn.h"
 #include "transport.h"
 
 typedef struct sg_ws sg_ws_t;
@@ -29,7 +32,7 @@ typedef sg_transport_cbs_t sg_ws_cbs_t;
 /* The layer that routes the request (http.c): called while the connection
  * waits for its request, each time more of it has been read (ws->in). It
  * answers (sg_ws_respond, sg_ws_refuse), upgrades (sg_ws_upgrade), hands
- * the connection over (sg_ws_dup_fd, sg_ws_handed_off), or returns to
+ * the connection over (sg_conn_export, sg_ws_handed_off), or returns to
  * wait for more. */
 typedef void (*sg_ws_head_fn)(sg_ws_t *ws);
 
@@ -37,15 +40,13 @@ enum sg_ws_state { SG_WS_HANDSHAKE = 0, SG_WS_OPEN, SG_WS_CLOSING, SG_WS_CLOSED 
 
 struct sg_ws {
   sg_transport_t tr;    /* what the session sees; peer, last_rx/tx live here */
-  uv_tcp_t tcp;
+  sg_conn_t conn;       /* the TCP connection, plain or TLS */
   uv_timer_t timer;
   const sg_config_t *cfg;
   wslay_event_context_ptr ctx;
-  sg_tls_t *tls;        /* NULL on a plain ws:// listener */
   sg_buf_t in;          /* unread input: handshake bytes, then WebSocket bytes */
   size_t in_off;        /* first unread byte of in */
   sg_buf_t out;         /* bytes produced by wslay, not yet handed to uv_write */
-  size_t inflight;      /* bytes handed to uv_write, not yet written */
   size_t fresh;         /* bytes queued since the last flush began */
   int state;
   int handles_open;
@@ -53,10 +54,8 @@ struct sg_ws {
   unsigned shut : 1;       /* uv_shutdown was requested */
   unsigned flush_queued : 1;
   unsigned close_pending : 1; /* close to queue once the messages before it are out */
-  unsigned counted : 1;       /* in the connections gauge */
   unsigned sockjs : 1;        /* SockJS framing: o, h, a[...], c[...] */
   unsigned http : 1;          /* a plain HTTP response written by sg_ws_write */
-  unsigned peer_trusted : 1;  /* tr.peer lies in --trusted-proxy */
   unsigned proxy_wait : 1;    /* a PROXY protocol header must come first */
   unsigned proxy_check : 1;   /* the first bytes must not be a PROXY header */
   uint16_t close_code;
@@ -119,10 +118,9 @@ void sg_ws_upgrade(sg_ws_t *ws, const sg_http_request_t *req, int sockjs, const 
 /* The connection's name in logs and admission, from the client's address;
  * also whether that address is a trusted proxy. */
 void sg_ws_set_peer(sg_ws_t *ws, const struct sockaddr_storage *ss);
-/* Handing the connection to another worker: a duplicate of the socket
- * (-1 on failure), then, once the other worker took it and ws->tls,
- * closing this handle without writing or freeing the TLS state. */
-uv_os_sock_t sg_ws_dup_fd(sg_ws_t *ws);
+/* Handing the connection to another worker: once the other worker took
+ * what sg_conn_export(&ws->conn) gave, closes this handle without writing
+ * or freeing the TLS state. */
 void sg_ws_handed_off(sg_ws_t *ws);
 
 /* Queues one message (copied). Returns 0, or a negative error when the
@@ -150,11 +148,11 @@ void sg_ws_abort(sg_ws_t *ws);
 
 /* A connection taken over from another sg_ws_t (maybe of another worker)
  * to answer one plain HTTP request: initialises ws on loop around the
- * socket fd (taken) and TLS state tls (taken, may be NULL), named peer.
- * Input is read only to notice the peer closing. 0 or a libuv error (fd
- * and tls are freed then, and ws needs no close). */
+ * exported connection x (taken), named peer. Input is read only to notice
+ * the peer closing. 0 or a libuv error (x is freed then, and ws needs no
+ * close). */
 int sg_ws_adopt(uv_loop_t *loop, sg_ws_t *ws, const sg_config_t *cfg, const sg_ws_cbs_t *cbs,
-                uv_os_sock_t fd, sg_tls_t *tls, const char *peer);
+                sg_conn_export_t *x, const char *peer);
 /* Queues raw response bytes (copied) on an adopted connection. */
 int sg_ws_write(sg_ws_t *ws, const void *data, size_t len);
 /* Ends an adopted connection once what is queued is written. */
