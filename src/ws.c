@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <unistd.h>
 
 #include "log.h"
 #include "metrics.h"
@@ -892,7 +891,7 @@ static void ws_input(sg_ws_t *ws, char *base, size_t n) {
     return;
   }
   ws->tr.last_rx = uv_now(s->loop);
-  if (ws->shut || ws->http) {
+  if (ws->shut) {
     ws->in.len = ws->in_off = 0; /* draining before close */
     return;
   }
@@ -1122,39 +1121,4 @@ void sg_ws_resume(sg_ws_t *ws) {
     return;
   }
   ws_feed(ws);
-}
-
-int sg_ws_adopt(uv_loop_t *loop, sg_ws_t *ws, const sg_config_t *cfg, const sg_ws_cbs_t *cbs,
-                sg_conn_export_t *x, const char *peer) {
-  int r = ws_init(loop, ws, cfg, cbs);
-  if (r) {
-    sg_conn_export_drop(x);
-    if (x->state) x->type->free_state(x->state);
-    return r;
-  }
-  ws->http = 1;
-  ws->state = SG_WS_OPEN;
-  snprintf(ws->tr.peer, sizeof(ws->tr.peer), "%s", peer);
-  ws->accepted_ns = uv_hrtime();
-  ws->tr.last_rx = ws->tr.last_tx = uv_now(loop);
-  if (sg_conn_import(&ws->conn, x) != 0) {
-    ws_close_handles(ws);
-    return 0;
-  }
-  if (uv_read_start((uv_stream_t *)&ws->conn.tcp, alloc_cb, read_cb) != 0) ws_close_handles(ws);
-  return 0;
-}
-
-int sg_ws_write(sg_ws_t *ws, const void *data, size_t len) {
-  if (ws->state != SG_WS_OPEN) return UV_EPIPE;
-  if (sg_buf_append(&ws->out, data, len) != 0) return SG_ERR_NOMEM;
-  ws->tr.last_tx = uv_now(ws->conn.tcp.loop);
-  ws_queue_flush(ws);
-  return 0;
-}
-
-void sg_ws_end(sg_ws_t *ws) {
-  if (ws->state != SG_WS_OPEN) return;
-  ws->state = SG_WS_CLOSING;
-  ws_queue_flush(ws);
 }

@@ -4,9 +4,7 @@
 
 /* A connection of the HTTP listener (its bytes cross an sg_conn_t, plain
  * or TLS): it reads the request, which http.c routes, and once upgraded
- * carries WebSocket messages through wslay's event API. Also the plain
- * HTTP response of a SockJS request taken over from another worker
- * (sg_ws_adopt). The layer above is reached only through the callback
+ * carries WebSocket messages through wslay's event API. The layer above is reached only through the callback
  * table it passes in. */
 
 #include <stddef.h>
@@ -55,7 +53,6 @@ struct sg_ws {
   unsigned flush_queued : 1;
   unsigned close_pending : 1; /* close to queue once the messages before it are out */
   unsigned sockjs : 1;        /* SockJS framing: o, h, a[...], c[...] */
-  unsigned http : 1;          /* a plain HTTP response written by sg_ws_write */
   unsigned proxy_wait : 1;    /* a PROXY protocol header must come first */
   unsigned proxy_check : 1;   /* the first bytes must not be a PROXY header */
   uint16_t close_code;
@@ -139,23 +136,10 @@ size_t sg_ws_backlog(const sg_ws_t *ws);
 void sg_ws_pause(sg_ws_t *ws);
 void sg_ws_resume(sg_ws_t *ws);
 
-
 /* Starts the close handshake with code and reason, after everything queued
  * has been written. */
 void sg_ws_close(sg_ws_t *ws, uint16_t code, const char *reason);
 /* Closes the socket now, dropping what is queued. */
 void sg_ws_abort(sg_ws_t *ws);
-
-/* A connection taken over from another sg_ws_t (maybe of another worker)
- * to answer one plain HTTP request: initialises ws on loop around the
- * exported connection x (taken), named peer. Input is read only to notice
- * the peer closing. 0 or a libuv error (x is freed then, and ws needs no
- * close). */
-int sg_ws_adopt(uv_loop_t *loop, sg_ws_t *ws, const sg_config_t *cfg, const sg_ws_cbs_t *cbs,
-                sg_conn_export_t *x, const char *peer);
-/* Queues raw response bytes (copied) on an adopted connection. */
-int sg_ws_write(sg_ws_t *ws, const void *data, size_t len);
-/* Ends an adopted connection once what is queued is written. */
-void sg_ws_end(sg_ws_t *ws);
 
 #endif

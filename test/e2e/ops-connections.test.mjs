@@ -13,8 +13,10 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import http from 'node:http';
+import https from 'node:https';
 import { connected, waitFor, rawHttp, freePort, parseFrame } from './lib/harness.mjs';
 import { spawnGateway, httpGet, parseMetrics } from './lib/ops.mjs';
+import { makeCerts } from './lib/certs.mjs';
 
 const mode = process.env.SG_MODE ?? 'per-session';
 const started = [];
@@ -24,8 +26,8 @@ after(async () => {
   for (const g of started) await g.stop('SIGKILL');
 });
 
-async function gateway(args) {
-  const g = await spawnGateway(['--mode', mode, '--workers', '1', ...args]);
+async function gateway(args, opts) {
+  const g = await spawnGateway(['--mode', mode, '--workers', '1', ...args], opts);
   started.push(g);
   return g;
 }
@@ -61,9 +63,10 @@ async function halfRequest(port) {
   return s;
 }
 
-function request(port, method, p, body) {
+function request(port, method, p, body, ca) {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, method, path: p, agent: false }, (res) => {
+    const mod = ca ? https : http;
+    const req = mod.request({ host: '127.0.0.1', port, method, path: p, agent: false, ca, servername: 'localhost' }, (res) => {
       let data = '';
       res.setEncoding('utf8');
       res.on('data', (d) => { data += d; });
@@ -166,5 +169,36 @@ test('--max-sessions counts STOMP sessions only', async () => {
   assert.match(await rawHttp(gw.port, 'GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n'), /^HTTP\/1.1 200 /);
   await ws.deactivate();
   for (const s of half) s.destroy();
+  await expectCounts(gw, 0, 0, 'everything closed');
+});
+
+test('SockJS xhr requests over TLS handed between workers: one session, connections closed', async () => {
+  const C = makeCerts(fs.mkdtempSync(path.join(process.env.SG_TMP ?? os.tmpdir(), 'conns-tls-')));
+  const ca = fs.readFileSync(C.ca);
+  const gw = await gateway(['--workers', '2', '--tls-cert', C.a[0], '--tls-key', C.a[1], '--log-level', 'debug'],
+    { tls: true });
+  const sid = `t${process.pid}${Date.now()}`;
+  const post = (what, body = '') => request(gw.port, 'POST', `/stomp/000/${sid}/${what}`, body, ca);
+  let r = await post('xhr');
+  assert.equal(r.body, 'o\n');
+  const connect = 'CONNECT\naccept-version:1.2\nhost:/\nlogin:guest\npasscode:guest\n\n\0';
+  r = await post('xhr_send', JSON.stringify([connect]));
+  assert.equal(r.status, 204);
+  r = await post('xhr');
+  assert.equal(xhrFrames(r.body)[0]?.command, 'CONNECTED', r.body);
+  // Each request is a new TLS connection, which the kernel gives to either
+  // worker: those reaching the other one are handed to the session's owner
+  // with their TLS state, which answers on them.
+  for (let i = 0; i < 16; i++) {
+    r = await post('xhr_send', JSON.stringify([`SEND\ndestination:/queue/conns-${sid}\nreceipt:r${i}\n\nx\0`]));
+    assert.equal(r.status, 204, r.body);
+    r = await post('xhr');
+    assert.equal(xhrFrames(r.body)[0]?.command, 'RECEIPT', r.body);
+    assert.equal(xhrFrames(r.body)[0]?.headers['receipt-id'], `r${i}`);
+  }
+  assert.match(gw.log(), /SockJS request handed from worker \d to \d/, 'some request reached the other worker');
+  await expectCounts(gw, 0, 1, 'the xhr connections closed, the SockJS session open');
+  r = await post('xhr_send', JSON.stringify(['DISCONNECT\n\n\0']));
+  assert.equal(r.status, 204);
   await expectCounts(gw, 0, 0, 'everything closed');
 });
