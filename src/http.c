@@ -26,6 +26,12 @@ static void http_sockjs(sg_ws_t *ws, const sg_http_request_t *req, const sg_sock
                         const char *path);
 static int head_malformed(const sg_http_request_t *req);
 
+/* SockJS over WebSocket: o, h, a[...] and c[...] around the messages. */
+static const sg_ws_framing_t sockjs_framing = {
+    "SockJS", "o", "h", sg_sockjs_frame_message, sg_sockjs_decode, sg_sockjs_next,
+    sg_sockjs_frame_close,
+};
+
 /* A valid upgrade request: admission, the bearer token, then the
  * WebSocket; sockjs selects SockJS framing. */
 static void http_upgrade(sg_ws_t *ws, const sg_http_request_t *req, int sockjs) {
@@ -42,7 +48,8 @@ static void http_upgrade(sg_ws_t *ws, const sg_http_request_t *req, int sockjs) 
     sg_ws_refuse(ws, 400, "Invalid Authorization header (expected Bearer and a token of at most 8192 bytes)", NULL);
     return;
   }
-  sg_ws_upgrade(ws, req, sockjs, br > 0 ? tok.p : NULL, br > 0 ? tok.len : 0);
+  sg_ws_upgrade(ws, req, sockjs ? &sockjs_framing : NULL, ws->cfg->sockjs_heartbeat_ms,
+                br > 0 ? tok.p : NULL, br > 0 ? tok.len : 0);
 }
 
 /* With --www, a GET or HEAD for another path than the WebSocket endpoint

@@ -17,7 +17,6 @@
 #include "stompgate/container.h"
 #include "stompgate/err.h"
 #include "stompgate/proxy_proto.h"
-#include "stompgate/sockjs.h"
 #include "stompgate/utf8.h"
 
 #define WS_READ_CHUNK 65536
@@ -59,8 +58,8 @@ static __thread uv_timer_t park_sweep;
 static __thread sg_ws_t *open_head;
 static __thread size_t parked_untrimmed; /* parks since the last malloc_trim */
 
-/* A SockJS frame being built, one per thread. */
-static __thread sg_buf_t sockjs_frame;
+/* A framed message being built (sg_ws_framing_t), one per thread. */
+static __thread sg_buf_t framed;
 
 /* permessage-deflate, per thread: every message sent is compressed on its
  * own (the gateway answers server_no_context_takeover), so one encoder
@@ -127,7 +126,7 @@ int sg_ws_loop_init(uv_loop_t *loop) {
 }
 
 void sg_ws_thread_done(void) {
-  sg_buf_free(&sockjs_frame);
+  sg_buf_free(&framed);
   sg_pmd_encoder_free(pmd_encoder);
   pmd_encoder = NULL;
   sg_pmd_inflater_free(pmd_inflater);
@@ -491,23 +490,23 @@ static ssize_t send_callback(wslay_event_context_ptr ctx, const uint8_t *data, s
   return (ssize_t)len;
 }
 
-/* SockJS over WebSocket: each text message is a JSON array of strings,
- * each string one message for the session. */
-static void ws_sockjs_input(sg_ws_t *ws, const uint8_t *data, size_t len) {
+/* A framed text message (SockJS: a JSON array of strings) holds messages
+ * for the layer above. */
+static void ws_framed_input(sg_ws_t *ws, const uint8_t *data, size_t len) {
   if (len == 0) return;
   sg_buf_t dec;
   sg_buf_init(&dec);
-  int n = sg_sockjs_decode((const char *)data, len, &dec);
+  int n = ws->framing->unwrap((const char *)data, len, &dec);
   if (n < 0) {
     sg_buf_free(&dec);
-    sg_log_info("%s closing: broken SockJS framing", ws->tr.peer);
+    sg_log_info("%s closing: broken %s framing", ws->tr.peer, ws->framing->name);
     sg_ws_close(ws, 1002, "Broken framing.");
     ws_gone(ws);
     return;
   }
   size_t off = 0, m;
   const char *p;
-  while (ws->state == SG_WS_OPEN && sg_sockjs_next(&dec, &off, &p, &m))
+  while (ws->state == SG_WS_OPEN && ws->framing->next(&dec, &off, &p, &m))
     ws->tr.cbs->on_message_cb(&ws->tr, (const uint8_t *)p, m, 0);
   sg_buf_free(&dec);
 }
@@ -578,11 +577,11 @@ static void on_msg_recv_callback(wslay_event_context_ptr ctx,
       ws_fail_message(ws, WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA, "Invalid UTF-8 in text message");
       break;
     }
-    if (ws->sockjs) ws_sockjs_input(ws, msg, len);
+    if (ws->framing) ws_framed_input(ws, msg, len);
     else ws->tr.cbs->on_message_cb(&ws->tr, msg, len, 0);
     break;
   case WSLAY_BINARY_FRAME:
-    if (!ws->sockjs) ws->tr.cbs->on_message_cb(&ws->tr, msg, len, 1);
+    if (!ws->framing) ws->tr.cbs->on_message_cb(&ws->tr, msg, len, 1);
     break;
   case WSLAY_CONNECTION_CLOSE:
     if (arg->msg_length == 1) {
@@ -655,19 +654,21 @@ void sg_ws_respond(sg_ws_t *ws) {
   ws_begin_shutdown(ws);
 }
 
-static void sockjs_heartbeat_cb(uv_timer_t *t) {
+static void framing_beat_cb(uv_timer_t *t) {
   sg_ws_t *ws = container_of(t, sg_ws_t, timer);
   if (ws->state != SG_WS_OPEN) return;
+  const char *beat = ws->framing->beat;
+  size_t n = strlen(beat);
   if (ws->parked) {
-    if (ws_parked_send(ws, WSLAY_TEXT_FRAME, "h", 1) == 0) ws_queue_flush(ws);
+    if (ws_parked_send(ws, WSLAY_TEXT_FRAME, beat, n) == 0) ws_queue_flush(ws);
     return;
   }
-  struct wslay_event_msg msg = {WSLAY_TEXT_FRAME, (const uint8_t *)"h", 1};
+  struct wslay_event_msg msg = {WSLAY_TEXT_FRAME, (const uint8_t *)beat, n};
   if (wslay_event_queue_msg(ws->ctx, &msg) == 0) ws_queue_flush(ws);
 }
 
-void sg_ws_upgrade(sg_ws_t *ws, const sg_http_request_t *req, int sockjs, const char *bearer,
-                   size_t bearer_len) {
+void sg_ws_upgrade(sg_ws_t *ws, const sg_http_request_t *req, const sg_ws_framing_t *framing,
+                   uint64_t beat_ms, const char *bearer, size_t bearer_len) {
   if (bearer != NULL) {
     if ((ws->bearer = strndup(bearer, bearer_len)) == NULL) {
       ws_close_handles(ws);
@@ -707,16 +708,16 @@ void sg_ws_upgrade(sg_ws_t *ws, const sg_http_request_t *req, int sockjs, const 
   open_head = ws;
   sg_metrics_upgraded((double)(uv_hrtime() - ws->accepted_ns) / 1e9);
   uv_timer_stop(&ws->timer);
-  if (sockjs) {
-    /* The open frame, then heartbeats while the socket is open. */
-    struct wslay_event_msg msg = {WSLAY_TEXT_FRAME, (const uint8_t *)"o", 1};
-    ws->sockjs = 1;
+  if (framing) {
+    /* The framing's open message, then its heart-beats while open. */
+    struct wslay_event_msg msg = {WSLAY_TEXT_FRAME, (const uint8_t *)framing->open,
+                                  strlen(framing->open)};
+    ws->framing = framing;
     if (wslay_event_queue_msg(ws->ctx, &msg) != 0) {
       ws_close_handles(ws);
       return;
     }
-    uint64_t hb = ws->cfg->sockjs_heartbeat_ms;
-    uv_timer_start(&ws->timer, sockjs_heartbeat_cb, hb, hb);
+    uv_timer_start(&ws->timer, framing_beat_cb, beat_ms, beat_ms);
   }
   ws_queue_flush(ws);
   ws->tr.cbs->on_open_cb(&ws->tr, req->stomp_version);
@@ -1012,12 +1013,13 @@ int sg_ws_accept(uv_stream_t *server, const sg_config_t *cfg, sg_ws_head_fn on_h
 int sg_ws_send(sg_ws_t *ws, const void *data, size_t len, int binary) {
   if (ws->state != SG_WS_OPEN || (ws->ctx == NULL && !ws->parked)) return UV_EPIPE;
   if (!is_beat(data, len)) ws->last_busy = uv_now(ws->conn.tcp.loop);
-  if (ws->sockjs) {
-    /* SockJS carries text only: bytes that are not UTF-8 are escaped. */
-    sg_buf_reset(&sockjs_frame);
-    if (sg_sockjs_frame_message(&sockjs_frame, data, len) != 0) return SG_ERR_NOMEM;
-    data = sockjs_frame.base;
-    len = sockjs_frame.len;
+  if (ws->framing) {
+    /* Framed messages are text (SockJS escapes bytes that are not
+     * UTF-8). */
+    sg_buf_reset(&framed);
+    if (ws->framing->wrap(&framed, data, len) != 0) return SG_ERR_NOMEM;
+    data = framed.base;
+    len = framed.len;
     binary = 0;
   }
   uint8_t rsv = WSLAY_RSV_NONE;
@@ -1073,12 +1075,12 @@ void sg_ws_close(sg_ws_t *ws, uint16_t code, const char *reason) {
     ws_close_handles(ws);
     return;
   }
-  if (ws->state == SG_WS_OPEN && ws->sockjs) {
-    /* SockJS clients learn the code and reason from a close frame. */
-    sg_buf_reset(&sockjs_frame);
-    if (sg_sockjs_frame_close(&sockjs_frame, code, reason) == 0) {
-      struct wslay_event_msg msg = {WSLAY_TEXT_FRAME, (const uint8_t *)sockjs_frame.base,
-                                    sockjs_frame.len};
+  if (ws->state == SG_WS_OPEN && ws->framing) {
+    /* Clients of a framing learn the code and reason from its close
+     * message (SockJS's c[...]). */
+    sg_buf_reset(&framed);
+    if (ws->framing->close(&framed, code, reason) == 0) {
+      struct wslay_event_msg msg = {WSLAY_TEXT_FRAME, (const uint8_t *)framed.base, framed.len};
       wslay_event_queue_msg(ws->ctx, &msg);
     }
   }

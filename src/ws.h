@@ -27,6 +27,24 @@ typedef struct sg_ws sg_ws_t;
  * the peer went away or the socket failed; on_closed when every handle is
  * closed and the owner may free the memory holding ws. */
 typedef sg_transport_cbs_t sg_ws_cbs_t;
+/* A subprotocol's own framing of messages inside WebSocket text messages
+ * (SockJS's o, h, a[...], c[...]; http.c chooses it): the layer above
+ * sends and receives the messages inside, and binary messages are not
+ * taken. */
+typedef struct sg_ws_framing {
+  const char *name;  /* for the log */
+  const char *open;  /* sent at once on upgrade */
+  const char *beat;  /* sent every beat interval while open */
+  /* Appends the text message that carries data[0..len) to out. 0 or an
+   * error. */
+  int (*wrap)(sg_buf_t *out, const void *data, size_t len);
+  /* Decodes a text message into out, whose messages next steps through.
+   * Negative when it is not valid framing. */
+  int (*unwrap)(const char *data, size_t len, sg_buf_t *out);
+  int (*next)(const sg_buf_t *decoded, size_t *off, const char **p, size_t *n);
+  /* Appends the text message announcing a close. 0 or an error. */
+  int (*close)(sg_buf_t *out, unsigned code, const char *reason);
+} sg_ws_framing_t;
 /* The layer that routes the request (http.c): called while the connection
  * waits for its request, each time more of it has been read (ws->in). It
  * answers (sg_ws_respond, sg_ws_refuse), upgrades (sg_ws_upgrade), hands
@@ -52,7 +70,6 @@ struct sg_ws {
   unsigned shut : 1;       /* uv_shutdown was requested */
   unsigned flush_queued : 1;
   unsigned close_pending : 1; /* close to queue once the messages before it are out */
-  unsigned sockjs : 1;        /* SockJS framing: o, h, a[...], c[...] */
   unsigned proxy_wait : 1;    /* a PROXY protocol header must come first */
   unsigned proxy_check : 1;   /* the first bytes must not be a PROXY header */
   uint16_t close_code;
@@ -85,6 +102,7 @@ struct sg_ws {
    * closed, and what its upgrade is handed to. */
   unsigned heap : 1;
   sg_ws_head_fn on_head;
+  const sg_ws_framing_t *framing; /* NULL: messages are WebSocket messages */
   sg_transport_open_fn open_fn;
   void *open_arg;
 };
@@ -107,11 +125,11 @@ int sg_ws_accept(uv_stream_t *server, const sg_config_t *cfg, sg_ws_head_fn on_h
  * reason and extra header lines, logged and counted). */
 void sg_ws_respond(sg_ws_t *ws);
 void sg_ws_refuse(sg_ws_t *ws, int status, const char *reason, const char *extra);
-/* Upgrades to a WebSocket (sockjs: with SockJS framing), answering req
- * (ws->in holds it); bearer[0..bearer_len) is the request's bearer token
+/* Upgrades to a WebSocket, answering req (ws->in holds it); framing (NULL
+ * for none) frames the messages inside, with its heart-beat every beat_ms; bearer[0..bearer_len) is the request's bearer token
  * (copied), or NULL. The transport then opens. */
-void sg_ws_upgrade(sg_ws_t *ws, const sg_http_request_t *req, int sockjs, const char *bearer,
-                   size_t bearer_len);
+void sg_ws_upgrade(sg_ws_t *ws, const sg_http_request_t *req, const sg_ws_framing_t *framing,
+                   uint64_t beat_ms, const char *bearer, size_t bearer_len);
 /* The connection's name in logs and admission, from the client's address;
  * also whether that address is a trusted proxy. */
 void sg_ws_set_peer(sg_ws_t *ws, const struct sockaddr_storage *ss);
