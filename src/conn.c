@@ -35,7 +35,8 @@ static void write_cb(uv_write_t *req, int status) {
   if (c->on_written) c->on_written(c, n, status);
 }
 
-int sg_conn_write_raw(sg_conn_t *c, sg_buf_t *buf) {
+/* Writes raw bytes as they are; takes *buf. 0 or negative. */
+static int conn_write_raw(sg_conn_t *c, sg_buf_t *buf) {
   if (buf->len == 0) return 0;
   conn_write_t *w = malloc(sizeof(*w));
   if (w == NULL) return SG_ERR_NOMEM;
@@ -61,7 +62,7 @@ static int plain_feed(sg_conn_t *c, const char *data, size_t n, sg_buf_t *plain)
   return sg_buf_append(plain, data, n) != 0 ? SG_ERR_NOMEM : 0;
 }
 
-static int plain_write(sg_conn_t *c, sg_buf_t *out) { return sg_conn_write_raw(c, out); }
+static int plain_write(sg_conn_t *c, sg_buf_t *out) { return conn_write_raw(c, out); }
 
 static void plain_end(sg_conn_t *c) { (void)c; }
 
@@ -78,7 +79,7 @@ static int tls_feed(sg_conn_t *c, const char *data, size_t n, sg_buf_t *plain) {
   sg_buf_t net;
   sg_buf_init(&net);
   int r = sg_tls_feed(c->state, data, n, plain, &net);
-  if (sg_conn_write_raw(c, &net) < 0 && r == 0) r = SG_ERR_INVALID;
+  if (conn_write_raw(c, &net) < 0 && r == 0) r = SG_ERR_INVALID;
   sg_buf_free(&net);
   return r;
 }
@@ -93,7 +94,7 @@ static int tls_write(sg_conn_t *c, sg_buf_t *out) {
   }
   /* As on a plain connection, an idle one keeps no output buffer. */
   sg_buf_free(out);
-  int r = sg_conn_write_raw(c, &enc);
+  int r = conn_write_raw(c, &enc);
   sg_buf_free(&enc);
   return r;
 }
@@ -102,7 +103,7 @@ static void tls_end(sg_conn_t *c) {
   sg_buf_t net;
   sg_buf_init(&net);
   sg_tls_close_notify(c->state, &net);
-  sg_conn_write_raw(c, &net);
+  conn_write_raw(c, &net);
   sg_buf_free(&net);
 }
 

@@ -75,9 +75,6 @@ int sg_conn_start(sg_conn_t *c, const sg_config_t *cfg, int kind);
  * gauge. Call from the close callback. */
 void sg_conn_closed(sg_conn_t *c);
 
-/* Writes raw bytes as they are (the type's write calls it; a refusal
- * before any TLS record, too); takes *buf. 0 or negative. */
-int sg_conn_write_raw(sg_conn_t *c, sg_buf_t *buf);
 static inline int sg_conn_feed(sg_conn_t *c, const char *data, size_t n, sg_buf_t *plain) {
   return c->type->feed(c, data, n, plain);
 }

@@ -2,9 +2,10 @@
 #ifndef SG_TRANSPORT_H
 #define SG_TRANSPORT_H
 
-/* What a STOMP session runs over: a WebSocket (ws.c), or a SockJS session
- * whose HTTP requests come and go (sockjs.c). The session sees whole
- * messages both ways and never the connection underneath. */
+/* What a STOMP session runs over: a WebSocket (ws.c), a SockJS session
+ * whose HTTP requests come and go (sockjs.c), or STOMP over TCP
+ * (stomp_tcp.c). The session sees whole messages both ways and never the
+ * connection underneath. */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -24,7 +25,7 @@ typedef struct sg_transport_cbs {
   void (*on_closed_cb)(sg_transport_t *t);
 } sg_transport_cbs_t;
 
-/* The transport's own functions; see the sg_ws_* ones for their meaning. */
+/* The transport's own functions; ws.c's say what each means. */
 typedef struct sg_transport_ops {
   int (*send)(sg_transport_t *t, const void *data, size_t len, int binary); /* copies */
   size_t (*backlog)(const sg_transport_t *t);

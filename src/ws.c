@@ -80,6 +80,12 @@ static __thread sg_buf_t pmd_in, pmd_out;
 #define WS_PMD_KEEP (256u << 10)
 
 static void ws_flush(sg_ws_t *ws);
+static void ws_close(sg_ws_t *ws, uint16_t code, const char *reason);
+static int ws_send(sg_ws_t *ws, const void *data, size_t len, int binary);
+static size_t ws_backlog(const sg_ws_t *ws);
+static size_t ws_pending(const sg_ws_t *ws);
+static void ws_pause(sg_ws_t *ws);
+static void ws_resume(sg_ws_t *ws);
 static void ws_begin_shutdown(sg_ws_t *ws);
 static void ws_close_handles(sg_ws_t *ws);
 static void ws_gone(sg_ws_t *ws);
@@ -500,7 +506,7 @@ static void ws_framed_input(sg_ws_t *ws, const uint8_t *data, size_t len) {
   if (n < 0) {
     sg_buf_free(&dec);
     sg_log_info("%s closing: broken %s framing", ws->tr.peer, ws->framing->name);
-    sg_ws_close(ws, 1002, "Broken framing.");
+    ws_close(ws, 1002, "Broken framing.");
     ws_gone(ws);
     return;
   }
@@ -897,7 +903,7 @@ static void ws_input(sg_ws_t *ws, char *base, size_t n) {
     return;
   }
   if (ws->tr.paused && ws->state == SG_WS_OPEN) {
-    /* Held for sg_ws_resume; past a bound the peer's writes back up in
+    /* Held for ws_resume; past a bound the peer's writes back up in
      * TCP. */
     if (ws->in.len - ws->in_off >= WS_PAUSED_MAX) uv_read_stop(s);
     return;
@@ -921,15 +927,15 @@ static void handshake_timeout_cb(uv_timer_t *t) {
 }
 
 static int tr_send(sg_transport_t *t, const void *data, size_t len, int binary) {
-  return sg_ws_send(container_of(t, sg_ws_t, tr), data, len, binary);
+  return ws_send(container_of(t, sg_ws_t, tr), data, len, binary);
 }
 static size_t tr_backlog(const sg_transport_t *t) {
-  return sg_ws_backlog(container_of(t, const sg_ws_t, tr));
+  return ws_backlog(container_of(t, const sg_ws_t, tr));
 }
-static void tr_pause(sg_transport_t *t) { sg_ws_pause(container_of(t, sg_ws_t, tr)); }
-static void tr_resume(sg_transport_t *t) { sg_ws_resume(container_of(t, sg_ws_t, tr)); }
+static void tr_pause(sg_transport_t *t) { ws_pause(container_of(t, sg_ws_t, tr)); }
+static void tr_resume(sg_transport_t *t) { ws_resume(container_of(t, sg_ws_t, tr)); }
 static void tr_close(sg_transport_t *t, uint16_t code, const char *reason) {
-  sg_ws_close(container_of(t, sg_ws_t, tr), code, reason);
+  ws_close(container_of(t, sg_ws_t, tr), code, reason);
 }
 static const sg_transport_ops_t ws_ops = {tr_send, tr_backlog, tr_pause, tr_resume, tr_close};
 
@@ -1010,7 +1016,9 @@ int sg_ws_accept(uv_stream_t *server, const sg_config_t *cfg, sg_ws_head_fn on_h
   return 0;
 }
 
-int sg_ws_send(sg_ws_t *ws, const void *data, size_t len, int binary) {
+/* Queues one message (copied). Returns 0, or a negative error when the
+ * socket is closing. The bytes go out at the end of this loop iteration. */
+static int ws_send(sg_ws_t *ws, const void *data, size_t len, int binary) {
   if (ws->state != SG_WS_OPEN || (ws->ctx == NULL && !ws->parked)) return UV_EPIPE;
   if (!is_beat(data, len)) ws->last_busy = uv_now(ws->conn.tcp.loop);
   if (ws->framing) {
@@ -1056,16 +1064,23 @@ int sg_ws_send(sg_ws_t *ws, const void *data, size_t len, int binary) {
   return 0;
 }
 
-size_t sg_ws_backlog(const sg_ws_t *ws) {
-  size_t p = sg_ws_pending(ws);
+/* Of the bytes not yet on the wire, the ones that were already waiting
+ * when the last write of this connection started: what a client that
+ * reads is never far behind on, whatever burst the current loop iteration
+ * queued. */
+static size_t ws_backlog(const sg_ws_t *ws) {
+  size_t p = ws_pending(ws);
   return p > ws->fresh ? p - ws->fresh : 0;
 }
 
-size_t sg_ws_pending(const sg_ws_t *ws) {
+/* Bytes queued or being written but not yet on the wire. */
+static size_t ws_pending(const sg_ws_t *ws) {
   return ws->conn.inflight + ws->out.len + (ws->ctx ? wslay_event_get_queued_msg_length(ws->ctx) : 0);
 }
 
-void sg_ws_close(sg_ws_t *ws, uint16_t code, const char *reason) {
+/* Starts the close handshake with code and reason, after everything queued
+ * has been written. */
+static void ws_close(sg_ws_t *ws, uint16_t code, const char *reason) {
   if (ws->state == SG_WS_CLOSED) return;
   if (ws_unpark(ws) != 0) {
     ws_close_handles(ws);
@@ -1107,12 +1122,12 @@ void sg_ws_handed_off(sg_ws_t *ws) {
 /* Reading goes on while paused, up to WS_PAUSED_MAX unhandled bytes, so
  * that a client leaving while it waits (a broker alarm can last minutes)
  * is closed at once rather than when the wait ends. */
-void sg_ws_pause(sg_ws_t *ws) {
+static void ws_pause(sg_ws_t *ws) {
   if (ws->tr.paused || ws->state != SG_WS_OPEN) return;
   ws->tr.paused = 1;
 }
 
-void sg_ws_resume(sg_ws_t *ws) {
+static void ws_resume(sg_ws_t *ws) {
   if (!ws->tr.paused) return;
   ws->tr.paused = 0;
   if (ws->state != SG_WS_OPEN) return;

@@ -4,8 +4,9 @@
 
 /* A connection of the HTTP listener (its bytes cross an sg_conn_t, plain
  * or TLS): it reads the request, which http.c routes, and once upgraded
- * carries WebSocket messages through wslay's event API. The layer above is reached only through the callback
- * table it passes in. */
+ * carries WebSocket messages through wslay's event API. The layer above
+ * reaches it as a transport (ws->tr, transport.h) and is reached only
+ * through the callback table it passes in. */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -138,25 +139,6 @@ void sg_ws_set_peer(sg_ws_t *ws, const struct sockaddr_storage *ss);
  * or freeing the TLS state. */
 void sg_ws_handed_off(sg_ws_t *ws);
 
-/* Queues one message (copied). Returns 0, or a negative error when the
- * socket is closing. The bytes go out at the end of this loop iteration. */
-int sg_ws_send(sg_ws_t *ws, const void *data, size_t len, int binary);
-/* Bytes queued or being written but not yet on the wire. */
-size_t sg_ws_pending(const sg_ws_t *ws);
-/* Of those, the ones that were already waiting when the last write of
- * this connection started: what a client that reads is never far behind
- * on, whatever burst the current loop iteration queued. */
-size_t sg_ws_backlog(const sg_ws_t *ws);
-
-/* Stops handing messages up (the peer's writes back up in TCP once a
- * bound is read, and a peer that leaves is noticed), and starts again.
- * Paused time does not count as silence for heart-beats. */
-void sg_ws_pause(sg_ws_t *ws);
-void sg_ws_resume(sg_ws_t *ws);
-
-/* Starts the close handshake with code and reason, after everything queued
- * has been written. */
-void sg_ws_close(sg_ws_t *ws, uint16_t code, const char *reason);
 /* Closes the socket now, dropping what is queued. */
 void sg_ws_abort(sg_ws_t *ws);
 
