@@ -55,6 +55,67 @@ static int conn_write_raw(sg_conn_t *c, sg_buf_t *buf) {
   return 0;
 }
 
+/* ---------- the flush at the end of a loop iteration ---------- */
+
+static __thread uv_check_t flush_check;
+/* Active while a flush is due, so the loop does not block in poll before
+ * the check phase: output queued from a timer goes out at once. */
+static __thread uv_idle_t flush_idle;
+static __thread sg_conn_t *flush_head;
+static __thread int flush_ready;
+
+static void flush_check_cb(uv_check_t *h) {
+  (void)h;
+  /* Flushing may queue more connections (a close reply); take the list
+   * first. */
+  while (flush_head != NULL) {
+    sg_conn_t *c = flush_head;
+    flush_head = c->flush_next;
+    c->flush_next = NULL;
+    c->flush_queued = 0;
+    c->on_flush(c);
+  }
+  uv_check_stop(&flush_check);
+  uv_idle_stop(&flush_idle);
+}
+
+static void flush_idle_cb(uv_idle_t *h) { (void)h; }
+
+int sg_conn_loop_init(uv_loop_t *loop) {
+  if (flush_ready) return 0;
+  int r = uv_check_init(loop, &flush_check);
+  if (r) return r;
+  uv_unref((uv_handle_t *)&flush_check);
+  if ((r = uv_idle_init(loop, &flush_idle)) != 0) {
+    uv_close((uv_handle_t *)&flush_check, NULL);
+    return r;
+  }
+  uv_unref((uv_handle_t *)&flush_idle);
+  flush_ready = 1;
+  return 0;
+}
+
+void sg_conn_queue_flush(sg_conn_t *c) {
+  if (c->flush_queued) return;
+  c->flush_queued = 1;
+  c->flush_next = flush_head;
+  flush_head = c;
+  uv_check_start(&flush_check, flush_check_cb);
+  uv_idle_start(&flush_idle, flush_idle_cb);
+}
+
+void sg_conn_unqueue_flush(sg_conn_t *c) {
+  if (!c->flush_queued) return;
+  for (sg_conn_t **p = &flush_head; *p != NULL; p = &(*p)->flush_next) {
+    if (*p == c) {
+      *p = c->flush_next;
+      break;
+    }
+  }
+  c->flush_queued = 0;
+  c->flush_next = NULL;
+}
+
 /* ---------- plain TCP ---------- */
 
 static int plain_feed(sg_conn_t *c, const char *data, size_t n, sg_buf_t *plain) {
@@ -124,6 +185,8 @@ int sg_conn_init(uv_loop_t *loop, sg_conn_t *c) {
   c->state = NULL;
   c->inflight = 0;
   c->counted = 0;
+  c->flush_next = NULL;
+  c->flush_queued = 0;
   return uv_tcp_init(loop, &c->tcp);
 }
 

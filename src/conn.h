@@ -43,13 +43,18 @@ extern const sg_conn_type_t sg_conn_tls;
 
 /* Bytes handed to uv_write are done: n of them, status from libuv. */
 typedef void (*sg_conn_written_fn)(sg_conn_t *c, size_t n, int status);
+/* The end of a loop iteration for a connection that asked for it. */
+typedef void (*sg_conn_flush_fn)(sg_conn_t *c);
 
 struct sg_conn {
   uv_tcp_t tcp;
   const sg_conn_type_t *type;
   void *state;                  /* the type's own (TLS: an sg_tls_t) */
   sg_conn_written_fn on_written; /* may be NULL */
+  sg_conn_flush_fn on_flush;    /* for sg_conn_queue_flush */
   size_t inflight;              /* handed to uv_write, not yet written */
+  sg_conn_t *flush_next;
+  unsigned flush_queued : 1;
   unsigned counted : 1;         /* in the connections gauge */
   unsigned peer_trusted : 1;    /* the peer lies in --trusted-proxy */
 };
@@ -60,6 +65,15 @@ typedef struct sg_conn_export {
   const sg_conn_type_t *type;
   void *state;
 } sg_conn_export_t;
+
+/* Per-thread set-up of the flush at the end of each loop iteration; a
+ * second call on the same thread does nothing. 0 or a libuv error. */
+int sg_conn_loop_init(uv_loop_t *loop);
+/* Output is gathered over a loop iteration and written once: c's on_flush
+ * runs at the end of this iteration (once however often it is queued).
+ * Take it off before c's memory goes. */
+void sg_conn_queue_flush(sg_conn_t *c);
+void sg_conn_unqueue_flush(sg_conn_t *c);
 
 /* Initialises c's handle on loop (the listener then accepts into &c->tcp),
  * plain until sg_conn_start says otherwise. 0 or a libuv error. */

@@ -50,20 +50,13 @@ struct st_conn {
   int handles_open;
   unsigned gone : 1;         /* on_gone_cb was called */
   unsigned shut : 1;         /* uv_shutdown was requested */
-  unsigned flush_queued : 1;
   unsigned opened : 1;       /* a session runs on tr */
   unsigned reading : 1;      /* uv_read_start is in force */
   unsigned delivering : 1;   /* handing input up: no nested delivery */
   unsigned proxy_wait : 1;   /* a PROXY header is due before anything else */
   unsigned proxy_check : 1;  /* the first bytes must not be a PROXY header */
-  st_conn_t *flush_next;
 };
 
-static __thread uv_check_t flush_check;
-/* Active while a flush is due, so the loop does not block in poll before
- * the check phase. */
-static __thread uv_idle_t flush_idle;
-static __thread st_conn_t *flush_head;
 /* Every read lands here first; only what is not handed up at once (a
  * paused session, TLS plaintext) is copied into the connection. */
 static __thread char read_buf[ST_READ_CHUNK];
@@ -72,52 +65,10 @@ static void st_close_handles(st_conn_t *c);
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
-static void flush_check_cb(uv_check_t *h) {
-  (void)h;
-  while (flush_head != NULL) {
-    st_conn_t *c = flush_head;
-    flush_head = c->flush_next;
-    c->flush_next = NULL;
-    c->flush_queued = 0;
-    st_flush(c);
-  }
-  uv_check_stop(&flush_check);
-  uv_idle_stop(&flush_idle);
-}
-
-static void flush_idle_cb(uv_idle_t *h) { (void)h; }
-
-int sg_stomp_tcp_loop_init(uv_loop_t *loop) {
-  int r = uv_check_init(loop, &flush_check);
-  if (r) return r;
-  uv_unref((uv_handle_t *)&flush_check);
-  if ((r = uv_idle_init(loop, &flush_idle)) != 0) {
-    uv_close((uv_handle_t *)&flush_check, NULL);
-    return r;
-  }
-  uv_unref((uv_handle_t *)&flush_idle);
-  return 0;
-}
+int sg_stomp_tcp_loop_init(uv_loop_t *loop) { return sg_conn_loop_init(loop); }
 
 static void queue_flush(st_conn_t *c) {
-  if (c->flush_queued || c->state == ST_CLOSED) return;
-  c->flush_queued = 1;
-  c->flush_next = flush_head;
-  flush_head = c;
-  uv_check_start(&flush_check, flush_check_cb);
-  uv_idle_start(&flush_idle, flush_idle_cb);
-}
-
-static void unqueue_flush(st_conn_t *c) {
-  if (!c->flush_queued) return;
-  for (st_conn_t **p = &flush_head; *p != NULL; p = &(*p)->flush_next) {
-    if (*p == c) {
-      *p = c->flush_next;
-      break;
-    }
-  }
-  c->flush_queued = 0;
-  c->flush_next = NULL;
+  if (c->state != ST_CLOSED) sg_conn_queue_flush(&c->conn);
 }
 
 static void st_gone(st_conn_t *c) {
@@ -129,7 +80,7 @@ static void st_gone(st_conn_t *c) {
 static void handle_closed_cb(uv_handle_t *h) {
   st_conn_t *c = h->data;
   if (--c->handles_open > 0) return;
-  unqueue_flush(c);
+  sg_conn_unqueue_flush(&c->conn);
   sg_conn_closed(&c->conn);
   sg_buf_free(&c->in);
   sg_buf_free(&c->out);
@@ -146,6 +97,8 @@ static void st_close_handles(st_conn_t *c) {
 }
 
 /* Writing */
+
+static void st_flush_cb(sg_conn_t *cn) { st_flush(container_of(cn, st_conn_t, conn)); }
 
 static void st_written(sg_conn_t *cn, size_t n, int status) {
   (void)n;
@@ -521,6 +474,7 @@ int sg_stomp_tcp_accept(uv_stream_t *server, sg_session_ctx_t *ctx) {
     return r;
   }
   c->conn.on_written = st_written;
+  c->conn.on_flush = st_flush_cb;
   c->conn.tcp.data = c;
   c->handles_open = 1;
   if ((r = uv_timer_init(loop, &c->timer)) != 0) {

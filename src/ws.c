@@ -33,13 +33,6 @@ typedef struct ws_write {
   size_t len;
 } ws_write_t;
 
-/* Sockets with bytes to flush this iteration. */
-static __thread uv_check_t flush_check;
-/* Active while a flush is due, so the loop does not block in poll before
- * the check phase: messages queued from a timer go out at once. */
-static __thread uv_idle_t flush_idle;
-static __thread sg_ws_t *flush_head;
-static __thread int flush_ready;
 /* Every read lands here first: TLS ciphertext is decrypted into ws->in, and
  * plain bytes are copied there only when a read leaves a partial frame or
  * a handshake behind. Each read is consumed before the next, so one buffer
@@ -93,41 +86,14 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void ws_input(sg_ws_t *ws, char *base, size_t n);
 
-static void flush_check_cb(uv_check_t *h) {
-  (void)h;
-  /* Flushing may queue more sockets (a close reply); take the list first. */
-  while (flush_head != NULL) {
-    sg_ws_t *ws = flush_head;
-    flush_head = ws->flush_next;
-    ws->flush_next = NULL;
-    ws->flush_queued = 0;
-    ws_flush(ws);
-  }
-  uv_check_stop(&flush_check);
-  uv_idle_stop(&flush_idle);
-}
-
-static void flush_idle_cb(uv_idle_t *h) { (void)h; }
-
 static void park_sweep_cb(uv_timer_t *t);
 
 int sg_ws_loop_init(uv_loop_t *loop) {
-  int r = uv_check_init(loop, &flush_check);
+  int r = sg_conn_loop_init(loop);
   if (r) return r;
-  uv_unref((uv_handle_t *)&flush_check);
-  if ((r = uv_idle_init(loop, &flush_idle)) != 0) {
-    uv_close((uv_handle_t *)&flush_check, NULL);
-    return r;
-  }
-  uv_unref((uv_handle_t *)&flush_idle);
-  if ((r = uv_timer_init(loop, &park_sweep)) != 0) {
-    uv_close((uv_handle_t *)&flush_check, NULL);
-    uv_close((uv_handle_t *)&flush_idle, NULL);
-    return r;
-  }
+  if ((r = uv_timer_init(loop, &park_sweep)) != 0) return r;
   uv_unref((uv_handle_t *)&park_sweep);
   uv_timer_start(&park_sweep, park_sweep_cb, WS_PARK_SWEEP_MS, WS_PARK_SWEEP_MS);
-  flush_ready = 1;
   return 0;
 }
 
@@ -151,24 +117,7 @@ static void pmd_trim(sg_buf_t *b) {
 }
 
 static void ws_queue_flush(sg_ws_t *ws) {
-  if (ws->flush_queued || ws->state == SG_WS_CLOSED) return;
-  ws->flush_queued = 1;
-  ws->flush_next = flush_head;
-  flush_head = ws;
-  uv_check_start(&flush_check, flush_check_cb);
-  uv_idle_start(&flush_idle, flush_idle_cb);
-}
-
-static void ws_unqueue_flush(sg_ws_t *ws) {
-  if (!ws->flush_queued) return;
-  for (sg_ws_t **p = &flush_head; *p != NULL; p = &(*p)->flush_next) {
-    if (*p == ws) {
-      *p = ws->flush_next;
-      break;
-    }
-  }
-  ws->flush_queued = 0;
-  ws->flush_next = NULL;
+  if (ws->state != SG_WS_CLOSED) sg_conn_queue_flush(&ws->conn);
 }
 
 static void ws_gone(sg_ws_t *ws) {
@@ -188,7 +137,7 @@ static void handle_closed_cb(uv_handle_t *h) {
     ws->open_next = NULL;
     ws->open_pprev = NULL;
   }
-  ws_unqueue_flush(ws);
+  sg_conn_unqueue_flush(&ws->conn);
   sg_conn_closed(&ws->conn);
   if (ws->ctx) wslay_event_context_free(ws->ctx);
   ws->ctx = NULL;
@@ -211,6 +160,8 @@ static void ws_close_handles(sg_ws_t *ws) {
   uv_close((uv_handle_t *)&ws->conn.tcp, handle_closed_cb);
   uv_close((uv_handle_t *)&ws->timer, handle_closed_cb);
 }
+
+static void ws_flush_cb(sg_conn_t *c) { ws_flush(container_of(c, sg_ws_t, conn)); }
 
 /* Bytes handed to the connection are written (or failed). */
 static void ws_written(sg_conn_t *c, size_t n, int status) {
@@ -435,7 +386,7 @@ static int ws_parked_send(sg_ws_t *ws, int opcode, const void *data, size_t len)
 
 static int ws_parkable(const sg_ws_t *ws, uint64_t now) {
   if (ws->parked || ws->ctx == NULL || ws->state != SG_WS_OPEN || ws->tr.paused ||
-      ws->close_pending || ws->flush_queued || ws->out.len > 0)
+      ws->close_pending || ws->conn.flush_queued || ws->out.len > 0)
     return 0;
   if (ws->rx_left > 0 || ws->rx_hlen > 0 || ws->rx_frag || ws->in_off < ws->in.len) return 0;
   if (wslay_event_want_write(ws->ctx) || wslay_event_get_queued_msg_count(ws->ctx) > 0) return 0;
@@ -948,6 +899,7 @@ static int ws_init(uv_loop_t *loop, sg_ws_t *ws, const sg_config_t *cfg, const s
   int r = sg_conn_init(loop, &ws->conn);
   if (r) return r;
   ws->conn.on_written = ws_written;
+  ws->conn.on_flush = ws_flush_cb;
   r = uv_timer_init(loop, &ws->timer);
   if (r) {
     /* Nothing is allocated yet; the caller frees ws after this close. */

@@ -69,13 +69,11 @@ struct sg_ws {
   int handles_open;
   unsigned gone : 1;       /* on_gone_cb was called */
   unsigned shut : 1;       /* uv_shutdown was requested */
-  unsigned flush_queued : 1;
   unsigned close_pending : 1; /* close to queue once the messages before it are out */
   unsigned proxy_wait : 1;    /* a PROXY protocol header must come first */
   unsigned proxy_check : 1;   /* the first bytes must not be a PROXY header */
   uint16_t close_code;
   char close_reason[124];
-  sg_ws_t *flush_next;
   uint64_t accepted_ns; /* uv_hrtime at accept, for the handshake histogram */
   char *bearer;         /* Authorization: Bearer token of the upgrade, or NULL */
   /* permessage-deflate: the window messages are sent with (0: the
