@@ -236,6 +236,30 @@ void sg_conn_name_socket_peer(sg_conn_t *c, const sg_config_t *cfg, char *peer, 
   sg_conn_name_peer(c, cfg, &ss, peer, n);
 }
 
+/* ---------- PROXY protocol ---------- */
+
+static const char *proxy_cause(const char *why) {
+  if (strcmp(why, "no_header") == 0) return "no PROXY protocol header from a trusted-proxy";
+  if (strcmp(why, "too_long") == 0) return "PROXY protocol header too long";
+  if (strcmp(why, "bad_length") == 0) return "PROXY protocol v2 header with a bad length";
+  if (strcmp(why, "truncated") == 0) return "PROXY protocol header cut short";
+  if (strcmp(why, "untrusted") == 0)
+    return "PROXY protocol header from a peer that is not a trusted-proxy";
+  return "malformed PROXY protocol header";
+}
+
+int sg_conn_proxy_unexpected(const char *data, size_t n) {
+  sg_proxy_info_t info;
+  int r = sg_proxy_parse((const uint8_t *)data, n, &info);
+  return r == 0 || (r == SG_ERR_AGAIN && n >= 4) ||
+         (r == SG_ERR_INVALID && strcmp(info.why, "no_header") != 0);
+}
+
+void sg_conn_proxy_refused(const char *peer, const char *why) {
+  sg_log_info("%s closing: %s", peer, proxy_cause(why));
+  sg_metrics_proxy_refused(why);
+}
+
 /* ---------- hand-over ---------- */
 
 int sg_conn_export(sg_conn_t *c, sg_conn_export_t *x) {

@@ -106,6 +106,14 @@ void sg_conn_name_peer(sg_conn_t *c, const sg_config_t *cfg, const struct sockad
 /* The peer address of the socket, as sg_conn_name_peer names it. */
 void sg_conn_name_socket_peer(sg_conn_t *c, const sg_config_t *cfg, char *peer, size_t n);
 
+/* The PROXY protocol (--proxy-protocol), before TLS: whether the first
+ * bytes of a peer that is not a trusted proxy begin a header (a partial
+ * signature of four bytes or more counts), which is refused; and the log
+ * line and count of a connection closed for its header (why as
+ * sg_proxy_parse says, or "untrusted"). */
+int sg_conn_proxy_unexpected(const char *data, size_t n);
+void sg_conn_proxy_refused(const char *peer, const char *why);
+
 /* Hands the connection over: x gets a duplicate of the socket and the
  * type and its state, which c keeps until sg_conn_exported. 0 or
  * negative. */

@@ -271,16 +271,13 @@ static void st_input(st_conn_t *c, const char *data, size_t len) {
   }
 }
 
-static const char *proxy_cause(const char *why);
-
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   st_conn_t *c = s->data;
   if (nread == 0) return;
   if (nread < 0) {
     if (c->proxy_wait && c->state != ST_CLOSED) {
       const char *why = c->in.len > 0 ? "truncated" : "no_header";
-      sg_log_info("%s closing: %s", c->tr.peer, proxy_cause(why));
-      sg_metrics_proxy_refused(why);
+      sg_conn_proxy_refused(c->tr.peer, why);
     } else if (nread != UV_EOF) {
       sg_log_debug("%s read failed: %s", c->tr.peer, uv_strerror((int)nread));
     }
@@ -393,19 +390,8 @@ static int admit_and_open(st_conn_t *c) {
  * trusted proxy's connection begins with a header naming the client,
  * before TLS or STOMP; from any other peer a header is refused. There is
  * no one to answer: such a connection is logged, counted and closed. */
-static const char *proxy_cause(const char *why) {
-  if (strcmp(why, "no_header") == 0) return "no PROXY protocol header from a trusted-proxy";
-  if (strcmp(why, "too_long") == 0) return "PROXY protocol header too long";
-  if (strcmp(why, "bad_length") == 0) return "PROXY protocol v2 header with a bad length";
-  if (strcmp(why, "truncated") == 0) return "PROXY protocol header cut short";
-  if (strcmp(why, "untrusted") == 0)
-    return "PROXY protocol header from a peer that is not a trusted-proxy";
-  return "malformed PROXY protocol header";
-}
-
 static void proxy_refuse(st_conn_t *c, const char *why) {
-  sg_log_info("%s closing: %s", c->tr.peer, proxy_cause(why));
-  sg_metrics_proxy_refused(why);
+  sg_conn_proxy_refused(c->tr.peer, why);
   c->proxy_wait = c->proxy_check = 0;
   st_close_handles(c);
 }
@@ -421,9 +407,7 @@ static void proxy_input(st_conn_t *c, const char *data, size_t len) {
     /* From another peer: the first bytes must not begin a header (a
      * partial signature of four bytes or more counts). */
     c->proxy_check = 0;
-    int r = sg_proxy_parse((const uint8_t *)data, len, &info);
-    if (r == 0 || (r == SG_ERR_AGAIN && len >= 4) ||
-        (r == SG_ERR_INVALID && strcmp(info.why, "no_header") != 0)) {
+    if (sg_conn_proxy_unexpected(data, len)) {
       proxy_refuse(c, "untrusted");
       return;
     }

@@ -725,19 +725,8 @@ static void ws_feed(sg_ws_t *ws) {
  * begins with a header naming the client, before the TLS handshake or the
  * HTTP request. There is no one to answer: a connection whose header is
  * missing or bad is logged, counted and closed. */
-static const char *proxy_cause(const char *why) {
-  if (strcmp(why, "no_header") == 0) return "no PROXY protocol header from a trusted-proxy";
-  if (strcmp(why, "too_long") == 0) return "PROXY protocol header too long";
-  if (strcmp(why, "bad_length") == 0) return "PROXY protocol v2 header with a bad length";
-  if (strcmp(why, "truncated") == 0) return "PROXY protocol header cut short";
-  if (strcmp(why, "untrusted") == 0)
-    return "PROXY protocol header from a peer that is not a trusted-proxy";
-  return "malformed PROXY protocol header";
-}
-
 static void ws_proxy_refuse(sg_ws_t *ws, const char *why) {
-  sg_log_info("%s closing: %s", ws->tr.peer, proxy_cause(why));
-  sg_metrics_proxy_refused(why);
+  sg_conn_proxy_refused(ws->tr.peer, why);
   ws->proxy_wait = ws->proxy_check = 0;
   ws_close_handles(ws);
 }
@@ -758,9 +747,7 @@ static void ws_proxy_input(sg_ws_t *ws, char *base, size_t n) {
     /* From another peer: the first bytes must not begin a header (a
      * partial signature of four bytes or more counts). */
     ws->proxy_check = 0;
-    int r = sg_proxy_parse((const uint8_t *)base, n, &info);
-    if (r == 0 || (r == SG_ERR_AGAIN && n >= 4) ||
-        (r == SG_ERR_INVALID && strcmp(info.why, "no_header") != 0)) {
+    if (sg_conn_proxy_unexpected(base, n)) {
       ws_proxy_refuse(ws, "untrusted");
       return;
     }
