@@ -1125,6 +1125,4 @@ void sg_fanout_leave(sg_fanout_member_t *m) {
   b_empty(fs);
 }
 
-size_t sg_fanout_queues(const sg_fanout_t *f) { return f->queues.n; }
-
 size_t sg_fanout_bindings(const sg_fanout_t *f) { return f->subs.n; }

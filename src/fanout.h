@@ -122,7 +122,6 @@ int sg_fanout_join(sg_fanout_t *f, const char *exchange, const char *key, sg_fan
 void sg_fanout_leave(sg_fanout_member_t *m);
 
 /* Broker queues and bindings now. */
-size_t sg_fanout_queues(const sg_fanout_t *f);
 size_t sg_fanout_bindings(const sg_fanout_t *f);
 
 #endif

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "http.h"
 #include "log.h"
 
 static void connection_cb(uv_stream_t *server, int status) {
@@ -16,13 +17,22 @@ static void connection_cb(uv_stream_t *server, int status) {
     return;
   }
   int r = l->accept(server, l->ctx);
-  if (r < 0) sg_log_warn("cannot start a session: %s", uv_strerror(r));
+  if (r < 0) sg_log_warn("cannot take a connection: %s", uv_strerror(r));
+}
+
+/* A WebSocket upgraded on the listener becomes a STOMP session. */
+static int open_session(sg_transport_t *tr, void *ctx, int stomp_version) {
+  return sg_session_open(tr, ctx, stomp_version);
+}
+
+static int accept_http(uv_stream_t *server, sg_session_ctx_t *ctx) {
+  return sg_http_accept(server, ctx->cfg, open_session, ctx);
 }
 
 int sg_listener_start(sg_listener_t *l, uv_loop_t *loop, sg_session_ctx_t *ctx, int port) {
   const sg_config_t *cfg = ctx->cfg;
   return sg_listener_bind(l, loop, ctx, cfg->listen_host, port ? port : cfg->listen_port,
-                          sg_session_accept);
+                          accept_http);
 }
 
 int sg_listener_bind(sg_listener_t *l, uv_loop_t *loop, sg_session_ctx_t *ctx, const char *host,

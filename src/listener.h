@@ -7,8 +7,8 @@
 #include "config.h"
 #include "session.h"
 
-/* Takes the connection pending on server (sg_session_accept for the
- * WebSocket listener, sg_stomp_tcp_accept for the STOMP one). */
+/* Takes the connection pending on server (an HTTP connection, sg_http_accept,
+ * on the WebSocket listener; sg_stomp_tcp_accept on the STOMP one). */
 typedef int (*sg_listener_accept_fn)(uv_stream_t *server, sg_session_ctx_t *ctx);
 
 typedef struct sg_listener {

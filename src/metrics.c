@@ -82,6 +82,7 @@ typedef struct metrics {
   int64_t shared_queues, shared_keys, shared_exact; /* this thread's fan-out */
   int64_t ws_parked; /* this thread's parks minus unparks */
   uint64_t stomp_tcp, stomp_tcp_refused;
+  int64_t conns_open; /* this thread's accepted connections minus closed ones */
   int64_t links_held; /* this thread's holds minus releases */
   histogram_t handshake, login;
   histogram_t delivery[2]; /* by relay mode: per-session, shared */
@@ -186,6 +187,7 @@ static void aggregate(metrics_t *t) {
     t->ws_parked += b->ws_parked;
     t->stomp_tcp += b->stomp_tcp;
     t->stomp_tcp_refused += b->stomp_tcp_refused;
+    t->conns_open += b->conns_open;
     t->links_held += b->links_held;
     hist_add(&t->handshake, &b->handshake);
     hist_add(&t->login, &b->login);
@@ -387,6 +389,8 @@ void sg_metrics_session_link(int joined) {
     cur()->session_links_opened++;
 }
 
+void sg_metrics_connection(int delta) { cur()->conns_open += delta; }
+
 void sg_metrics_stomp_tcp(int accepted) {
   if (accepted) cur()->stomp_tcp++;
   else cur()->stomp_tcp_refused++;
@@ -439,8 +443,11 @@ int sg_metrics_render(sg_buf_t *o, const sg_metrics_gauges_t *g) {
   int r = 0;
   static metrics_t t;
   aggregate(&t);
+  r |= single(o, "stompgate_connections_open", "gauge",
+              "Accepted TCP connections currently open (HTTP, WebSocket, SockJS, STOMP over TCP).",
+              (t.conns_open > 0 ? t.conns_open : 0));
   r |= single(o, "stompgate_sessions_open", "gauge",
-              "STOMP sessions currently open.",
+              "STOMP sessions currently open (over WebSocket, SockJS or STOMP over TCP).",
               g->sessions_open);
   r |= single(o, "stompgate_sessions_total", "counter",
               "WebSocket sessions opened (upgrades).",

@@ -89,6 +89,9 @@ void sg_metrics_session_held(void);
 /* A connection on the STOMP listener (--stomp-listen) became a session
  * (accepted 1), or was refused by admission (0). */
 void sg_metrics_stomp_tcp(int accepted);
+/* An accepted TCP connection (HTTP, WebSocket, SockJS request, STOMP over
+ * TCP) opened (1) or closed (-1) on this thread. */
+void sg_metrics_connection(int delta);
 
 typedef struct sg_metrics_gauges {
   size_t sessions_open;

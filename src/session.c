@@ -32,7 +32,6 @@
 #include "stompgate/stomp_codec.h"
 #include "stompgate/user_dest.h"
 #include "stompgate/utf8.h"
-#include "ws.h"
 
 static const sg_relay_cbs_t relay_cbs;
 static void run_pending(sg_session_t *s);
@@ -280,7 +279,7 @@ static void do_connect(sg_session_t *s, sg_stomp_frame_t *f) {
                         login,
                         pass,
                         vhost,
-                        s->tr == &s->ws.tr ? s->ws.bearer : NULL,
+                        s->tr->bearer,
                         name};
   const char *why = NULL;
   int r = sg_relay_login(s->relay, &l, &why);
@@ -473,7 +472,6 @@ static void on_frame(sg_session_t *s, sg_stomp_frame_t *f) {
 
 static void ws_open_cb(sg_transport_t *ws, int stomp_version) {
   sg_session_t *s = ws->owner;
-  s->ws_version = stomp_version;
   s->state = S_WAIT_CONNECT;
   s->open_ns = uv_hrtime();
   sg_log_info("session-%" PRIu64 " open from %s (subprotocol %s)", s->id, ws->peer,
@@ -532,7 +530,8 @@ static void ws_closed_cb(sg_transport_t *ws) {
   maybe_free(s);
 }
 
-const sg_ws_cbs_t sg_session_transport_cbs = {ws_open_cb, ws_message_cb, ws_gone_cb, ws_closed_cb};
+static const sg_transport_cbs_t session_transport_cbs = {ws_open_cb, ws_message_cb, ws_gone_cb,
+                                                       ws_closed_cb};
 
 /* ---------- relay callbacks ---------- */
 
@@ -730,33 +729,28 @@ void sg_session_event(sg_session_t *s, int kind, const sg_sub_t *sub) {
 void sg_session_teardown(sg_session_t *s) {
   if (s->torn_down) return;
   s->torn_down = 1;
-  /* A connection that never became a session (a static file, a refused
-   * upgrade, one SockJS xhr request) is not worth a line at info. */
-  int never_open = s->state == S_WAIT_UPGRADE;
-  sg_metrics_session_closed(never_open ? NULL : s->close_reason);
+  sg_metrics_session_closed(s->close_reason);
   if (s->announced) sg_session_event(s, SG_EVENT_DISCONNECTED, NULL);
   s->state = S_CLOSING;
-  if (never_open) {
-    sg_log_debug("session-%" PRIu64 " closed (%s): %s", s->id, s->tr->peer,
-                 s->close_reason ? s->close_reason : "closed");
-  } else {
-    double secs = (double)(uv_hrtime() - s->open_ns) / 1e9;
-    sg_metrics_session_duration(secs);
-    sg_log_access_t a = {s->id, s->tr->peer, s->login, s->vhost,
-                         s->close_reason ? s->close_reason : "closed", secs, s->frames_in,
-                         s->frames_out, s->bytes_in, s->bytes_out};
-    sg_log_access(SG_LOG_INFO, &a);
-  }
+  double secs = (double)(uv_hrtime() - s->open_ns) / 1e9;
+  sg_metrics_session_duration(secs);
+  sg_log_access_t a = {s->id, s->tr->peer, s->login, s->vhost,
+                       s->close_reason ? s->close_reason : "closed", secs, s->frames_in,
+                       s->frames_out, s->bytes_in, s->bytes_out};
+  sg_log_access(SG_LOG_INFO, &a);
   uv_close((uv_handle_t *)&s->timer, sg_session_timer_closed_cb);
   sg_grant_release(s->grant);
   s->grant = NULL;
   if (sg_relay_close(s->relay)) s->relay_closed = 1;
 }
 
-sg_session_t *sg_session_new(sg_session_ctx_t *ctx) {
+/* A session comes into being only over an open transport: the upgrade of
+ * a WebSocket, a new SockJS session, an admitted STOMP connection. From
+ * here until it frees itself it counts in sg_session_count. */
+int sg_session_open(sg_transport_t *tr, sg_session_ctx_t *ctx, int stomp_version) {
   const sg_config_t *cfg = ctx->cfg;
   sg_session_t *s = calloc(1, sizeof(*s));
-  if (s == NULL) return NULL;
+  if (s == NULL) return SG_ERR_NOMEM;
   s->cfg = cfg;
   s->ctx = ctx;
   s->id = atomic_fetch_add(&next_session_id, 1);
@@ -764,30 +758,20 @@ sg_session_t *sg_session_new(sg_session_ctx_t *ctx) {
   s->rc_tail = &s->rc_head;
   if ((s->relay = ctx->relay->create(ctx, &relay_cbs, s)) == NULL) {
     free(s);
-    return NULL;
+    return SG_ERR_NOMEM;
   }
   sg_stomp_limits_t lim = {cfg->max_frame_size, cfg->max_headers, cfg->max_header_size};
   sg_stomp_parser_init(&s->parser, &lim);
-  return s;
-}
-
-void sg_session_link(sg_session_t *s, uv_loop_t *loop) {
-  uv_timer_init(loop, &s->timer);
+  s->tr = tr;
+  tr->owner = s;
+  tr->cbs = &session_transport_cbs;
+  uv_timer_init(tr->loop, &s->timer);
   s->timer.data = s;
   live_sessions++;
   if ((s->live_next = live_head) != NULL) live_head->live_prev = &s->live_next;
   live_head = s;
   s->live_prev = &live_head;
-}
-
-int sg_session_open(sg_transport_t *tr, sg_session_ctx_t *ctx) {
-  sg_session_t *s = sg_session_new(ctx);
-  if (s == NULL) return SG_ERR_NOMEM;
-  s->tr = tr;
-  tr->owner = s;
-  tr->cbs = &sg_session_transport_cbs;
-  sg_session_link(s, tr->loop);
-  ws_open_cb(tr, 0);
+  ws_open_cb(tr, stomp_version);
   return 0;
 }
 

@@ -4,8 +4,7 @@
 
 /* What the session's files share (session.c, session_receipt.c,
  * session_sub.c, session_tx.c, session_send.c, session_subscribe.c,
- * session_deliver.c, session_accept.c); nothing outside them includes
- * this. */
+ * session_deliver.c); nothing outside them includes this. */
 
 #include <amqp.h>
 #include <stdint.h>
@@ -21,7 +20,7 @@
 #include "stompgate/destination.h"
 #include "stompgate/err.h"
 #include "stompgate/stomp_codec.h"
-#include "ws.h"
+#include "transport.h"
 
 /* WebSocket close codes chosen for each way a session ends. */
 #define CLOSE_NORMAL 1000
@@ -32,7 +31,7 @@
 #define CLOSE_INTERNAL 1011
 
 enum { ACK_AUTO = 0, ACK_CLIENT, ACK_CLIENT_INDIVIDUAL };
-enum { S_WAIT_UPGRADE = 0, S_WAIT_CONNECT, S_LOGIN, S_CONNECTED, S_CLOSING };
+enum { S_WAIT_CONNECT = 0, S_LOGIN, S_CONNECTED, S_CLOSING };
 
 typedef struct sg_sub {
   struct sg_sub *next;
@@ -66,8 +65,7 @@ typedef struct sg_receipt {
 } sg_receipt_t;
 
 struct sg_session {
-  sg_ws_t ws;          /* the connection of a session accepted here */
-  sg_transport_t *tr;  /* what it runs over: &ws.tr, or a SockJS session */
+  sg_transport_t *tr;  /* what it runs over: a WebSocket, a SockJS session, a STOMP connection */
   sg_transport_t closed_tr; /* stands in for tr once that is closed */
   sg_relay_t *relay;        /* everything the session asks of the broker */
   uv_timer_t timer; /* CONNECT timeout, then heart-beats */
@@ -78,7 +76,6 @@ struct sg_session {
   uint64_t id;
   int state;
   int version; /* 10, 11, 12 */
-  int ws_version;
   unsigned ws_closed : 1, relay_closed : 1, timer_closed : 1;
   unsigned torn_down : 1;
   unsigned draining : 1; /* shutting down once its receipts are out */
@@ -131,9 +128,6 @@ typedef struct queue_args {
 
 /* ---------- session.c: life cycle, failure, dispatch ---------- */
 
-extern const sg_transport_cbs_t sg_session_transport_cbs;
-sg_session_t *sg_session_new(sg_session_ctx_t *ctx);
-void sg_session_link(sg_session_t *s, uv_loop_t *loop);
 void sg_session_timer_closed_cb(uv_handle_t *h);
 void sg_session_teardown(sg_session_t *s);
 /* Every way a session ends from its own side (see session.c). */

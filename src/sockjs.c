@@ -7,16 +7,16 @@
 
 #include <openssl/rand.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "admission.h"
 #include "log.h"
-#include "stomp_tcp.h"
+#include "metrics.h"
 #include "stompgate/container.h"
 #include "stompgate/err.h"
-#include "ws.h"
 
 #define SJ_MAX_WORKERS 64
 #define SJ_BUCKETS 1024
@@ -28,8 +28,7 @@ typedef struct sj_sess sj_sess_t;
 /* A connection handed from one worker to another, with what was read. */
 typedef struct sj_handoff {
   struct sj_handoff *next;
-  uv_os_sock_t fd;
-  sg_tls_t *tls;
+  sg_conn_export_t conn;
   char peer[64];
   size_t len;
   char bytes[];
@@ -55,9 +54,18 @@ typedef struct sj_entry {
 
 enum { SJ_OPEN = 0, SJ_CLOSING, SJ_CLOSED };
 
-/* One receiving or sending request on a connection taken over from ws.c. */
+/* One receiving or sending request on a connection handed over by http.c:
+ * the response is written as it comes, then the connection ends (a FIN,
+ * and a moment for the client's). Input is read only to notice the client
+ * leaving. */
+enum { SJC_OPEN = 0, SJC_ENDING, SJC_CLOSED };
 typedef struct sj_conn {
-  sg_ws_t ws;
+  sg_conn_t conn;
+  uv_timer_t linger;
+  const sg_config_t *cfg;
+  int state;
+  int handles;
+  char peer[64];
   sj_sess_t *sess;  /* while it is the session's receiving request */
   int streaming;    /* xhr_streaming (chunked) rather than xhr polling */
   size_t written;   /* frame bytes of this response */
@@ -86,8 +94,6 @@ static uv_once_t reg_once = UV_ONCE_INIT;
 static uv_mutex_t reg_lock;
 static sj_entry_t *buckets[SJ_BUCKETS];
 static atomic_size_t nsessions;
-
-size_t sg_sockjs_session_count(void) { return nsessions; }
 
 uint32_t sg_sockjs_entropy(void) {
   uint32_t v = 0;
@@ -136,6 +142,127 @@ static void reg_remove(sj_entry_t *e) {
   free(e);
 }
 
+/* ---------- the request's connection ---------- */
+
+#define SJC_LINGER_MS 2000
+
+static __thread char sjc_read_buf[4096];
+
+static void sjc_gone(sj_conn_t *c);
+
+static void sjc_handle_closed(uv_handle_t *h) {
+  sj_conn_t *c = h->data;
+  if (--c->handles > 0) return;
+  sg_conn_closed(&c->conn);
+  free(c);
+}
+
+static void sjc_close(sj_conn_t *c) {
+  if (c->state == SJC_CLOSED) return;
+  c->state = SJC_CLOSED;
+  sjc_gone(c);
+  uv_close((uv_handle_t *)&c->conn.tcp, sjc_handle_closed);
+  uv_close((uv_handle_t *)&c->linger, sjc_handle_closed);
+}
+
+static void sjc_written(sg_conn_t *cn, size_t n, int status) {
+  (void)n;
+  sj_conn_t *c = container_of(cn, sj_conn_t, conn);
+  if (status < 0 && c->state != SJC_CLOSED) {
+    sg_log_debug("%s write failed: %s", c->peer, uv_strerror(status));
+    sjc_close(c);
+  }
+}
+
+static void sjc_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  (void)h, (void)suggested;
+  *buf = uv_buf_init(sjc_read_buf, sizeof(sjc_read_buf));
+}
+
+/* What the client sends after its request is dropped (through the
+ * connection's type, which answers TLS alerts); its end ends this. */
+static void sjc_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
+  sj_conn_t *c = st->data;
+  if (nread == 0 || c->state == SJC_CLOSED) return;
+  if (nread < 0) {
+    sjc_close(c);
+    return;
+  }
+  sg_metrics_bytes_in((size_t)nread);
+  sg_buf_t plain;
+  sg_buf_init(&plain);
+  int r = sg_conn_feed(&c->conn, buf->base, (size_t)nread, &plain);
+  sg_buf_free(&plain);
+  if (r != 0) sjc_close(c);
+}
+
+/* Queues bytes (copied) of the response. */
+static void sjc_write(sj_conn_t *c, const void *data, size_t len) {
+  if (c->state != SJC_OPEN || len == 0) return;
+  sg_buf_t b;
+  sg_buf_init(&b);
+  if (sg_buf_append(&b, data, len) != 0 || sg_conn_write(&c->conn, &b) != 0) {
+    sg_buf_free(&b);
+    sjc_close(c);
+  }
+}
+
+static void sjc_linger_cb(uv_timer_t *t) { sjc_close(t->data); }
+
+static void sjc_shutdown_cb(uv_shutdown_t *req, int status) {
+  sj_conn_t *c = req->data;
+  free(req);
+  if (c->state == SJC_CLOSED) return;
+  if (status < 0) {
+    sjc_close(c);
+    return;
+  }
+  uv_timer_start(&c->linger, sjc_linger_cb, SJC_LINGER_MS, 0);
+}
+
+/* The response is complete: a FIN once it is written. */
+static void sjc_end(sj_conn_t *c) {
+  if (c->state != SJC_OPEN) return;
+  c->state = SJC_ENDING;
+  sg_conn_end(&c->conn);
+  uv_shutdown_t *req = malloc(sizeof(*req));
+  if (req == NULL) {
+    sjc_close(c);
+    return;
+  }
+  req->data = c;
+  if (uv_shutdown(req, (uv_stream_t *)&c->conn.tcp, sjc_shutdown_cb) < 0) {
+    free(req);
+    sjc_close(c);
+  }
+}
+
+/* Takes the connection of a request handed over (x, taken) on loop. NULL
+ * when nothing could be made (x is freed then). */
+static sj_conn_t *sjc_import(uv_loop_t *loop, const sg_config_t *cfg, sg_conn_export_t *x,
+                             const char *peer) {
+  sj_conn_t *c = calloc(1, sizeof(*c));
+  if (c == NULL || sg_conn_init(loop, &c->conn) != 0) {
+    free(c);
+    sg_conn_export_drop(x);
+    if (x->state) x->type->free_state(x->state);
+    return NULL;
+  }
+  uv_timer_init(loop, &c->linger);
+  c->conn.tcp.data = c->linger.data = c;
+  c->conn.on_written = sjc_written;
+  c->handles = 2;
+  c->cfg = cfg;
+  snprintf(c->peer, sizeof(c->peer), "%s", peer);
+  if (sg_conn_import(&c->conn, x) != 0 ||
+      uv_read_start((uv_stream_t *)&c->conn.tcp, sjc_alloc, sjc_read) != 0) {
+    c->state = SJC_OPEN;
+    sjc_close(c);
+    return NULL;
+  }
+  return c;
+}
+
 /* ---------- responses ---------- */
 
 static sg_http_slice_t conn_origin(const sj_conn_t *c) {
@@ -148,9 +275,9 @@ static void conn_respond(sj_conn_t *c, int status, const char *ctype, const char
   sg_buf_t b;
   sg_buf_init(&b);
   if (sg_sockjs_response(&b, status, conn_origin(c), ctype, body, len) == 0)
-    sg_ws_write(&c->ws, b.base, b.len);
+    sjc_write(c, b.base, b.len);
   sg_buf_free(&b);
-  sg_ws_end(&c->ws);
+  sjc_end(c);
 }
 
 static void conn_text(sj_conn_t *c, int status, const char *body) {
@@ -178,9 +305,9 @@ static int conn_stream_start(sj_conn_t *c) {
   } else {
     r = SG_ERR_NOMEM;
   }
-  if (r == 0) r = sg_ws_write(&c->ws, b.base, b.len);
+  if (r == 0) sjc_write(c, b.base, b.len);
   sg_buf_free(&b);
-  return r;
+  return r != 0 || c->state != SJC_OPEN ? SG_ERR_NOMEM : 0;
 }
 
 /* Sends one frame (without its newline) on the receiving request. Returns
@@ -194,7 +321,7 @@ static int conn_frame(sj_conn_t *c, const char *f, size_t len) {
     if (sg_buf_append(&body, f, len) == 0 && sg_buf_append(&body, "\n", 1) == 0)
       conn_respond(c, 200, "application/javascript; charset=UTF-8", body.base, body.len);
     else
-      sg_ws_end(&c->ws);
+      sjc_end(c);
     sg_buf_free(&body);
     return 1;
   }
@@ -202,14 +329,14 @@ static int conn_frame(sj_conn_t *c, const char *f, size_t len) {
   sg_buf_init(&b);
   if (sg_buf_printf(&b, "%zx\r\n", len + 1) == 0 && sg_buf_append(&b, f, len) == 0 &&
       sg_buf_append(&b, "\n\r\n", 3) == 0)
-    sg_ws_write(&c->ws, b.base, b.len);
+    sjc_write(c, b.base, b.len);
   sg_buf_free(&b);
-  return c->written >= c->ws.cfg->sockjs_response_limit;
+  return c->written >= c->cfg->sockjs_response_limit;
 }
 
 static void conn_end(sj_conn_t *c) {
-  if (c->streaming && c->ws.state == SG_WS_OPEN) sg_ws_write(&c->ws, "0\r\n\r\n", 5);
-  sg_ws_end(&c->ws);
+  if (c->streaming) sjc_write(c, "0\r\n\r\n", 5);
+  sjc_end(c);
 }
 
 /* ---------- sessions ---------- */
@@ -308,7 +435,7 @@ static int tr_send(sg_transport_t *t, const void *data, size_t len, int binary) 
 
 static size_t tr_backlog(const sg_transport_t *t) {
   const sj_sess_t *s = container_of(t, const sj_sess_t, tr);
-  return s->queue.len + (s->recv ? sg_ws_pending(&s->recv->ws) : 0);
+  return s->queue.len + (s->recv ? s->recv->conn.inflight : 0);
 }
 
 static void tr_pause(sg_transport_t *t) { t->paused = 1; }
@@ -355,8 +482,9 @@ static sj_sess_t *sess_new(sj_worker_t *w, sj_entry_t *e, const char *peer) {
 
 /* ---------- requests on the owning worker ---------- */
 
-static void conn_gone_cb(sg_transport_t *t) {
-  sj_conn_t *c = container_of(t, sj_conn_t, ws.tr);
+/* The client went away: a receiving request lets its session wait for the
+ * next. */
+static void sjc_gone(sj_conn_t *c) {
   sj_sess_t *s = c->sess;
   if (s == NULL || s->recv != c) return;
   /* The client went away mid-response: what was written may be lost, as
@@ -365,16 +493,6 @@ static void conn_gone_cb(sg_transport_t *t) {
   c->sess = NULL;
   sess_wait(s);
 }
-
-static void conn_closed_cb(sg_transport_t *t) { free(container_of(t, sj_conn_t, ws.tr)); }
-
-static void conn_open_cb(sg_transport_t *t, int v) { (void)t, (void)v; }
-static void conn_message_cb(sg_transport_t *t, const uint8_t *d, size_t n, int b) {
-  (void)t, (void)d, (void)n, (void)b;
-}
-
-static const sg_transport_cbs_t conn_cbs = {conn_open_cb, conn_message_cb, conn_gone_cb,
-                                            conn_closed_cb};
 
 /* The session id names a session of this worker: its sj_sess_t, or NULL. */
 static sj_sess_t *local_sess(sj_worker_t *w, sg_http_slice_t id) {
@@ -438,13 +556,12 @@ static void do_xhr_recv(sj_worker_t *w, sj_conn_t *c, const sg_http_request_t *r
   uv_mutex_unlock(&reg_lock);
   if (s == NULL) {
     sg_admit_refusal_t no;
-    size_t open = sg_ws_open_count() + nsessions - 1 + sg_stomp_tcp_open_count();
-    if (sg_admit(cfg, req, c->ws.tr.peer, open, uv_now(w->loop), &no)) {
+    if (sg_admit(cfg, req, c->peer, sg_session_count(), uv_now(w->loop), &no)) {
       reg_remove(e);
       conn_text(c, no.status, no.reason);
       return;
     }
-    if ((s = sess_new(w, e, c->ws.tr.peer)) == NULL) {
+    if ((s = sess_new(w, e, c->peer)) == NULL) {
       reg_remove(e);
       conn_text(c, 500, "Internal error.\n");
       return;
@@ -453,7 +570,7 @@ static void do_xhr_recv(sj_worker_t *w, sj_conn_t *c, const sg_http_request_t *r
     e->sess = s;
     uv_mutex_unlock(&reg_lock);
     fresh = 1;
-    if (sg_session_open(&s->tr, w->ctx) == 0) {
+    if (sg_session_open(&s->tr, w->ctx, 0) == 0) {
       s->opened = 1;
     } else {
       s->state = SJ_CLOSED;
@@ -462,7 +579,7 @@ static void do_xhr_recv(sj_worker_t *w, sj_conn_t *c, const sg_http_request_t *r
     }
   }
   if (c->streaming && conn_stream_start(c) != 0) {
-    sg_ws_end(&c->ws);
+    sjc_end(c);
     return;
   }
   if (fresh && conn_frame(c, "o", 1)) {
@@ -487,26 +604,17 @@ static void do_xhr_recv(sj_worker_t *w, sj_conn_t *c, const sg_http_request_t *r
 
 static void handle(sj_worker_t *w, sj_handoff_t *h) {
   const sg_config_t *cfg = w->ctx->cfg;
-  sj_conn_t *c = calloc(1, sizeof(*c));
-  if (c == NULL) {
-    close(h->fd);
-    sg_tls_free(h->tls);
-    return;
-  }
   sg_http_request_t req;
   sg_http_upgrade_opts_t opts = {"/", cfg->max_head_size};
   sg_sockjs_route_t rt;
   sg_http_upgrade_parse(h->bytes, h->len, &opts, &req);
   sg_sockjs_route(cfg->sockjs_prefix, req.path.p, req.path.len, &rt);
+  sg_log_debug("%s SockJS %.*s on worker %d", h->peer, (int)req.path.len, req.path.p, w->id);
+  sj_conn_t *c = sjc_import(w->loop, cfg, &h->conn, h->peer);
+  if (c == NULL) return;
   if (req.origin.len > 0 && req.origin.len < sizeof(c->origin))
     memcpy(c->origin, req.origin.p, req.origin.len);
   c->streaming = rt.transport == SG_SOCKJS_T_XHR_STREAMING;
-  sg_log_debug("%s SockJS %.*s on worker %d", h->peer, (int)req.path.len, req.path.p, w->id);
-  if (sg_ws_adopt(w->loop, &c->ws, cfg, &conn_cbs, h->fd, h->tls, h->peer) != 0) {
-    free(c);
-    return;
-  }
-  if (c->ws.state != SG_WS_OPEN) return;
   if (rt.transport == SG_SOCKJS_T_XHR_SEND)
     do_xhr_send(w, c, rt.session, h->bytes + req.head_len, h->len - req.head_len);
   else
@@ -552,7 +660,7 @@ int sg_sockjs_worker_init(uv_loop_t *loop, int id, sg_session_ctx_t *ctx) {
 }
 
 int sg_sockjs_dispatch(uv_loop_t *loop, const sg_sockjs_route_t *rt, const char *bytes,
-                       size_t len, uv_os_sock_t fd, sg_tls_t *tls, const char *peer) {
+                       size_t len, const sg_conn_export_t *x, const char *peer) {
   int self = -1;
   for (int i = 0; i < SJ_MAX_WORKERS && self < 0; i++)
     if (workers[i] && workers[i]->loop == loop) self = i;
@@ -569,8 +677,7 @@ int sg_sockjs_dispatch(uv_loop_t *loop, const sg_sockjs_route_t *rt, const char 
   sj_handoff_t *h = malloc(sizeof(*h) + len);
   if (h == NULL) return SG_ERR_NOMEM;
   h->next = NULL;
-  h->fd = fd;
-  h->tls = tls;
+  h->conn = *x;
   snprintf(h->peer, sizeof(h->peer), "%s", peer);
   h->len = len;
   memcpy(h->bytes, bytes, len);

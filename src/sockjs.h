@@ -12,7 +12,7 @@
 #include <uv.h>
 
 #include "session.h"
-#include "tls.h"
+#include "conn.h"
 #include "stompgate/sockjs.h"
 
 /* Sets up worker id's inbox on loop. Call from the main thread for each
@@ -21,17 +21,14 @@ int sg_sockjs_worker_init(uv_loop_t *loop, int id, sg_session_ctx_t *ctx);
 
 /* Hands a whole request (bytes[0..len): head and body, copied) for the
  * xhr transport route rt, read on loop, to the worker owning the session,
- * with the connection's socket fd and TLS state tls (both taken on
- * success; the caller then closes its handle without writing). Returns 0;
- * 404 for an xhr_send to no session; 503 when sessions are at the cap;
- * or a negative error. */
+ * with the exported connection x (taken on success; the caller then
+ * closes its handle without writing). Returns 0; 404 for an xhr_send to
+ * no session; or a negative error. */
 int sg_sockjs_dispatch(uv_loop_t *loop, const sg_sockjs_route_t *rt, const char *bytes,
-                       size_t len, uv_os_sock_t fd, sg_tls_t *tls, const char *peer);
+                       size_t len, const sg_conn_export_t *x, const char *peer);
 
 /* A random value for /info. */
 uint32_t sg_sockjs_entropy(void);
 
-/* SockJS xhr sessions open in the process. */
-size_t sg_sockjs_session_count(void);
 
 #endif

@@ -356,6 +356,12 @@ static const char *status_text(int status) {
 
 int sg_sockjs_response(sg_buf_t *out, int status, sg_http_slice_t origin, const char *content_type,
                        const char *body, size_t len) {
+  return sg_sockjs_response_extra(out, status, origin, content_type, NULL, body, len);
+}
+
+int sg_sockjs_response_extra(sg_buf_t *out, int status, sg_http_slice_t origin,
+                             const char *content_type, const char *extra, const char *body,
+                             size_t len) {
   sg_http_slice_t none = {0};
   if (sg_buf_printf(out, "HTTP/1.1 %d %s\r\n", status, status_text(status)) != 0 ||
       sg_sockjs_cors(out, origin, none) != 0 ||
@@ -366,6 +372,7 @@ int sg_sockjs_response(sg_buf_t *out, int status, sg_http_slice_t origin, const 
     return SG_ERR_NOMEM;
   if (status != 204 && sg_buf_printf(out, "Content-Length: %zu\r\n", len) != 0)
     return SG_ERR_NOMEM;
+  if (extra && sg_buf_appendz(out, extra) != 0) return SG_ERR_NOMEM;
   if (sg_buf_append(out, "\r\n", 2) != 0) return SG_ERR_NOMEM;
   return len ? sg_buf_append(out, body, len) : 0;
 }

@@ -6,7 +6,6 @@
  * iteration in a check handle and written with one uv_write per socket. */
 #include "stomp_tcp.h"
 
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,16 +13,14 @@
 #include "admission.h"
 #include "log.h"
 #include "metrics.h"
-#include "sockjs.h"
 #include "stompgate/buf.h"
 #include "stompgate/container.h"
 #include "stompgate/err.h"
 #include "stompgate/proxy_proto.h"
 #include "stompgate/stomp_codec.h"
 #include "stompgate/stomp_stream.h"
-#include "tls.h"
+#include "conn.h"
 #include "transport.h"
-#include "ws.h"
 
 #define ST_READ_CHUNK 65536
 /* At most this much in uv_write at once: a client that stops reading
@@ -40,103 +37,38 @@ enum { ST_OPEN = 0, ST_CLOSING, ST_CLOSED };
 typedef struct st_conn st_conn_t;
 struct st_conn {
   sg_transport_t tr; /* what the session sees */
-  uv_tcp_t tcp;
+  sg_conn_t conn;    /* the TCP connection, plain or TLS (--stomp-tls) */
   uv_timer_t timer;  /* close timeout, then the linger after our FIN */
   const sg_config_t *cfg;
   sg_session_ctx_t *ctx;
-  sg_tls_t *tls;     /* NULL without --stomp-tls */
   sg_stomp_stream_t framer;
   sg_buf_t in;       /* read but not handed up: while paused, or TLS plaintext */
   size_t in_off;     /* first byte of in not handed up */
   sg_buf_t out;      /* queued plaintext not yet handed to uv_write */
-  size_t inflight;   /* bytes in uv_write, not yet written */
   size_t fresh;      /* bytes queued since the last flush began */
   int state;
   int handles_open;
   unsigned gone : 1;         /* on_gone_cb was called */
   unsigned shut : 1;         /* uv_shutdown was requested */
-  unsigned flush_queued : 1;
   unsigned opened : 1;       /* a session runs on tr */
-  unsigned counted : 1;      /* counted in open_count */
   unsigned reading : 1;      /* uv_read_start is in force */
   unsigned delivering : 1;   /* handing input up: no nested delivery */
-  unsigned peer_trusted : 1; /* tr.peer lies in --trusted-proxy */
   unsigned proxy_wait : 1;   /* a PROXY header is due before anything else */
   unsigned proxy_check : 1;  /* the first bytes must not be a PROXY header */
-  st_conn_t *flush_next;
 };
 
-typedef struct st_write {
-  uv_write_t req;
-  st_conn_t *c;
-  char *base;
-  size_t len;
-} st_write_t;
-
-static __thread uv_check_t flush_check;
-/* Active while a flush is due, so the loop does not block in poll before
- * the check phase. */
-static __thread uv_idle_t flush_idle;
-static __thread st_conn_t *flush_head;
 /* Every read lands here first; only what is not handed up at once (a
  * paused session, TLS plaintext) is copied into the connection. */
 static __thread char read_buf[ST_READ_CHUNK];
-/* Over all workers: --max-sessions is for the process. */
-static atomic_size_t open_count;
-
-size_t sg_stomp_tcp_open_count(void) { return open_count; }
-
 static void st_flush(st_conn_t *c);
 static void st_close_handles(st_conn_t *c);
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
-static void flush_check_cb(uv_check_t *h) {
-  (void)h;
-  while (flush_head != NULL) {
-    st_conn_t *c = flush_head;
-    flush_head = c->flush_next;
-    c->flush_next = NULL;
-    c->flush_queued = 0;
-    st_flush(c);
-  }
-  uv_check_stop(&flush_check);
-  uv_idle_stop(&flush_idle);
-}
-
-static void flush_idle_cb(uv_idle_t *h) { (void)h; }
-
-int sg_stomp_tcp_loop_init(uv_loop_t *loop) {
-  int r = uv_check_init(loop, &flush_check);
-  if (r) return r;
-  uv_unref((uv_handle_t *)&flush_check);
-  if ((r = uv_idle_init(loop, &flush_idle)) != 0) {
-    uv_close((uv_handle_t *)&flush_check, NULL);
-    return r;
-  }
-  uv_unref((uv_handle_t *)&flush_idle);
-  return 0;
-}
+int sg_stomp_tcp_loop_init(uv_loop_t *loop) { return sg_conn_loop_init(loop); }
 
 static void queue_flush(st_conn_t *c) {
-  if (c->flush_queued || c->state == ST_CLOSED) return;
-  c->flush_queued = 1;
-  c->flush_next = flush_head;
-  flush_head = c;
-  uv_check_start(&flush_check, flush_check_cb);
-  uv_idle_start(&flush_idle, flush_idle_cb);
-}
-
-static void unqueue_flush(st_conn_t *c) {
-  if (!c->flush_queued) return;
-  for (st_conn_t **p = &flush_head; *p != NULL; p = &(*p)->flush_next) {
-    if (*p == c) {
-      *p = c->flush_next;
-      break;
-    }
-  }
-  c->flush_queued = 0;
-  c->flush_next = NULL;
+  if (c->state != ST_CLOSED) sg_conn_queue_flush(&c->conn);
 }
 
 static void st_gone(st_conn_t *c) {
@@ -148,9 +80,8 @@ static void st_gone(st_conn_t *c) {
 static void handle_closed_cb(uv_handle_t *h) {
   st_conn_t *c = h->data;
   if (--c->handles_open > 0) return;
-  if (c->counted) open_count--;
-  unqueue_flush(c);
-  sg_tls_free(c->tls);
+  sg_conn_unqueue_flush(&c->conn);
+  sg_conn_closed(&c->conn);
   sg_buf_free(&c->in);
   sg_buf_free(&c->out);
   if (c->opened) c->tr.cbs->on_closed_cb(&c->tr);
@@ -161,19 +92,17 @@ static void st_close_handles(st_conn_t *c) {
   if (c->state == ST_CLOSED) return;
   c->state = ST_CLOSED;
   st_gone(c);
-  uv_close((uv_handle_t *)&c->tcp, handle_closed_cb);
+  uv_close((uv_handle_t *)&c->conn.tcp, handle_closed_cb);
   uv_close((uv_handle_t *)&c->timer, handle_closed_cb);
 }
 
 /* Writing */
 
-static void write_cb(uv_write_t *req, int status) {
-  st_write_t *w = container_of(req, st_write_t, req);
-  st_conn_t *c = w->c;
-  c->inflight -= w->len;
-  if (status >= 0) sg_metrics_bytes_out(w->len);
-  free(w->base);
-  free(w);
+static void st_flush_cb(sg_conn_t *cn) { st_flush(container_of(cn, st_conn_t, conn)); }
+
+static void st_written(sg_conn_t *cn, size_t n, int status) {
+  (void)n;
+  st_conn_t *c = container_of(cn, st_conn_t, conn);
   if (c->state == ST_CLOSED) return;
   if (status < 0) {
     sg_log_debug("%s write failed: %s", c->tr.peer, uv_strerror(status));
@@ -184,40 +113,11 @@ static void write_cb(uv_write_t *req, int status) {
   if (c->out.len > 0 || c->state == ST_CLOSING) queue_flush(c);
 }
 
-/* Hands buf's bytes to uv_write; takes them (buf is left empty). */
-static int write_raw(st_conn_t *c, sg_buf_t *buf) {
-  if (buf->len == 0) return 0;
-  st_write_t *w = malloc(sizeof(*w));
-  if (w == NULL) return SG_ERR_NOMEM;
-  w->c = c;
-  w->base = buf->base;
-  w->len = buf->len;
-  sg_buf_init(buf);
-  uv_buf_t b = uv_buf_init(w->base, (unsigned)w->len);
-  int r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, write_cb);
-  if (r < 0) {
-    free(w->base);
-    free(w);
-    return r;
-  }
-  c->inflight += w->len;
-  return 0;
-}
-
-/* Hands c->out to uv_write, encrypted first on a TLS connection. */
+/* Hands c->out to the connection, which encrypts it on TLS. */
 static int write_out(st_conn_t *c) {
   if (c->out.len == 0) return 0;
-  if (c->tls == NULL) return write_raw(c, &c->out);
-  sg_buf_t enc;
-  sg_buf_init(&enc);
-  if (sg_tls_encrypt(c->tls, c->out.base, c->out.len, &enc) != 0) {
-    sg_log_debug("%s TLS write failed: %s", c->tr.peer, sg_tls_error(c->tls));
-    sg_buf_free(&enc);
-    return SG_ERR_INVALID;
-  }
-  sg_buf_free(&c->out);
-  int r = write_raw(c, &enc);
-  sg_buf_free(&enc);
+  int r = sg_conn_write(&c->conn, &c->out);
+  if (r < 0) sg_log_debug("%s write failed: %s", c->tr.peer, sg_conn_error(&c->conn));
   return r;
 }
 
@@ -235,7 +135,7 @@ static void shutdown_cb(uv_shutdown_t *req, int status) {
    * that unread input does not turn the close into a reset that could
    * overtake the ERROR frame. What it still sends is read and dropped. */
   uv_timer_start(&c->timer, linger_cb, ST_LINGER_MS, 0);
-  if (!c->reading && uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) == 0) c->reading = 1;
+  if (!c->reading && uv_read_start((uv_stream_t *)&c->conn.tcp, alloc_cb, read_cb) == 0) c->reading = 1;
 }
 
 static void begin_shutdown(st_conn_t *c) {
@@ -243,20 +143,14 @@ static void begin_shutdown(st_conn_t *c) {
   c->shut = 1;
   c->state = ST_CLOSING;
   st_gone(c);
-  if (c->tls) {
-    sg_buf_t net;
-    sg_buf_init(&net);
-    sg_tls_close_notify(c->tls, &net);
-    write_raw(c, &net);
-    sg_buf_free(&net);
-  }
+  sg_conn_end(&c->conn);
   uv_shutdown_t *req = malloc(sizeof(*req));
   if (req == NULL) {
     st_close_handles(c);
     return;
   }
   req->data = c;
-  if (uv_shutdown(req, (uv_stream_t *)&c->tcp, shutdown_cb) < 0) {
+  if (uv_shutdown(req, (uv_stream_t *)&c->conn.tcp, shutdown_cb) < 0) {
     free(req);
     st_close_handles(c);
   }
@@ -266,9 +160,9 @@ static void st_flush(st_conn_t *c) {
   if (c->state == ST_CLOSED || c->shut) return;
   /* Plaintext waits for the TLS handshake; the read that completes it
    * queues the flush again. */
-  if (c->tls && !sg_tls_handshake_done(c->tls)) return;
+  if (!sg_conn_ready(&c->conn)) return;
   c->fresh = 0;
-  if (c->inflight < ST_WRITE_CHUNK && write_out(c) < 0) {
+  if (c->conn.inflight < ST_WRITE_CHUNK && write_out(c) < 0) {
     st_close_handles(c);
     return;
   }
@@ -278,7 +172,7 @@ static void st_flush(st_conn_t *c) {
 static void close_timeout_cb(uv_timer_t *t) {
   st_conn_t *c = container_of(t, st_conn_t, timer);
   sg_log_debug("%s close timed out with %zu bytes unwritten", c->tr.peer,
-               c->inflight + c->out.len);
+               c->conn.inflight + c->out.len);
   st_close_handles(c);
 }
 
@@ -326,16 +220,14 @@ static void proxy_input(st_conn_t *c, const char *data, size_t len);
 
 /* Bytes from the client (data is borrowed; not c->in). */
 static void st_input(st_conn_t *c, const char *data, size_t len) {
-  uv_stream_t *s = (uv_stream_t *)&c->tcp;
-  if (c->tls && !c->shut) {
+  uv_stream_t *s = (uv_stream_t *)&c->conn.tcp;
+  if (!sg_conn_reads_in_place(&c->conn) && !c->shut) {
+    /* What was read is not the plaintext (TLS): the connection's type
+     * turns it into the plaintext, appended to c->in. */
     compact_in(c);
-    sg_buf_t net;
-    sg_buf_init(&net);
-    int r = sg_tls_feed(c->tls, data, len, &c->in, &net);
-    if (write_raw(c, &net) < 0) r = -1;
-    sg_buf_free(&net);
+    int r = sg_conn_feed(&c->conn, data, len, &c->in);
     if (r < 0) {
-      sg_log_info("%s TLS failed: %s", c->tr.peer, sg_tls_error(c->tls));
+      sg_log_info("%s %s failed: %s", c->tr.peer, c->conn.type->name, sg_conn_error(&c->conn));
       st_close_handles(c);
       return;
     }
@@ -379,16 +271,13 @@ static void st_input(st_conn_t *c, const char *data, size_t len) {
   }
 }
 
-static const char *proxy_cause(const char *why);
-
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   st_conn_t *c = s->data;
   if (nread == 0) return;
   if (nread < 0) {
     if (c->proxy_wait && c->state != ST_CLOSED) {
       const char *why = c->in.len > 0 ? "truncated" : "no_header";
-      sg_log_info("%s closing: %s", c->tr.peer, proxy_cause(why));
-      sg_metrics_proxy_refused(why);
+      sg_conn_proxy_refused(c->tr.peer, why);
     } else if (nread != UV_EOF) {
       sg_log_debug("%s read failed: %s", c->tr.peer, uv_strerror((int)nread));
     }
@@ -410,14 +299,14 @@ static int tr_send(sg_transport_t *t, const void *data, size_t len, int binary) 
   if (c->state != ST_OPEN) return UV_EPIPE;
   if (sg_buf_append(&c->out, data, len) != 0) return SG_ERR_NOMEM;
   c->fresh += len;
-  c->tr.last_tx = uv_now(c->tcp.loop);
+  c->tr.last_tx = uv_now(c->conn.tcp.loop);
   queue_flush(c);
   return 0;
 }
 
 static size_t tr_backlog(const sg_transport_t *t) {
   const st_conn_t *c = container_of(t, const st_conn_t, tr);
-  size_t p = c->inflight + c->out.len;
+  size_t p = c->conn.inflight + c->out.len;
   return p > c->fresh ? p - c->fresh : 0;
 }
 
@@ -434,9 +323,9 @@ static void tr_resume(sg_transport_t *t) {
   if (!c->tr.paused) return;
   c->tr.paused = 0;
   if (c->state != ST_OPEN) return;
-  c->tr.last_rx = uv_now(c->tcp.loop);
+  c->tr.last_rx = uv_now(c->conn.tcp.loop);
   if (!c->reading) {
-    int r = uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+    int r = uv_read_start((uv_stream_t *)&c->conn.tcp, alloc_cb, read_cb);
     if (r != 0 && r != UV_EALREADY) {
       st_close_handles(c);
       return;
@@ -462,23 +351,6 @@ static const sg_transport_ops_t st_ops = {tr_send, tr_backlog, tr_pause, tr_resu
 
 /* Accepting */
 
-/* The client's address, "host:port", names the connection in logs and
- * admission (the per-address rate) and the broker connection. */
-static void set_peer(st_conn_t *c, const struct sockaddr_storage *ss) {
-  char host[INET6_ADDRSTRLEN] = "?";
-  int port = 0;
-  if (ss->ss_family == AF_INET6) {
-    uv_ip6_name((const struct sockaddr_in6 *)ss, host, sizeof(host));
-    port = ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
-  } else if (ss->ss_family == AF_INET) {
-    uv_ip4_name((const struct sockaddr_in *)ss, host, sizeof(host));
-    port = ntohs(((const struct sockaddr_in *)ss)->sin_port);
-  }
-  snprintf(c->tr.peer, sizeof(c->tr.peer), "%s:%d", host, port);
-  c->peer_trusted = sg_cidr_match(c->cfg->trusted_proxies, c->cfg->ntrusted_proxies,
-                                  (const struct sockaddr *)ss) != 0;
-}
-
 /* An admission refusal: an ERROR frame (headers without escapes, since
  * no version was agreed), then close. */
 static void refuse(st_conn_t *c, const char *reason) {
@@ -495,20 +367,17 @@ static void refuse(st_conn_t *c, const char *reason) {
 /* Admission (by the client's address), then the session. 0 or an error;
  * a refusal is not one. */
 static int admit_and_open(st_conn_t *c) {
-  uv_loop_t *loop = c->tcp.loop;
+  uv_loop_t *loop = c->conn.tcp.loop;
   sg_http_request_t none; /* no HTTP request: no Origin to check */
   memset(&none, 0, sizeof(none));
   sg_admit_refusal_t no;
-  size_t open = sg_ws_open_count() + sg_sockjs_session_count() + open_count;
-  if (sg_admit(c->cfg, &none, c->tr.peer, open, uv_now(loop), &no)) {
+  if (sg_admit(c->cfg, &none, c->tr.peer, sg_session_count(), uv_now(loop), &no)) {
     sg_metrics_stomp_tcp(0);
     refuse(c, no.reason);
     return 0;
   }
   sg_metrics_stomp_tcp(1);
-  c->counted = 1;
-  open_count++;
-  int r = sg_session_open(&c->tr, c->ctx);
+  int r = sg_session_open(&c->tr, c->ctx, 0);
   if (r != 0) {
     st_close_handles(c);
     return r;
@@ -521,19 +390,8 @@ static int admit_and_open(st_conn_t *c) {
  * trusted proxy's connection begins with a header naming the client,
  * before TLS or STOMP; from any other peer a header is refused. There is
  * no one to answer: such a connection is logged, counted and closed. */
-static const char *proxy_cause(const char *why) {
-  if (strcmp(why, "no_header") == 0) return "no PROXY protocol header from a trusted-proxy";
-  if (strcmp(why, "too_long") == 0) return "PROXY protocol header too long";
-  if (strcmp(why, "bad_length") == 0) return "PROXY protocol v2 header with a bad length";
-  if (strcmp(why, "truncated") == 0) return "PROXY protocol header cut short";
-  if (strcmp(why, "untrusted") == 0)
-    return "PROXY protocol header from a peer that is not a trusted-proxy";
-  return "malformed PROXY protocol header";
-}
-
 static void proxy_refuse(st_conn_t *c, const char *why) {
-  sg_log_info("%s closing: %s", c->tr.peer, proxy_cause(why));
-  sg_metrics_proxy_refused(why);
+  sg_conn_proxy_refused(c->tr.peer, why);
   c->proxy_wait = c->proxy_check = 0;
   st_close_handles(c);
 }
@@ -549,9 +407,7 @@ static void proxy_input(st_conn_t *c, const char *data, size_t len) {
     /* From another peer: the first bytes must not begin a header (a
      * partial signature of four bytes or more counts). */
     c->proxy_check = 0;
-    int r = sg_proxy_parse((const uint8_t *)data, len, &info);
-    if (r == 0 || (r == SG_ERR_AGAIN && len >= 4) ||
-        (r == SG_ERR_INVALID && strcmp(info.why, "no_header") != 0)) {
+    if (sg_conn_proxy_unexpected(data, len)) {
       proxy_refuse(c, "untrusted");
       return;
     }
@@ -574,7 +430,7 @@ static void proxy_input(st_conn_t *c, const char *data, size_t len) {
   if (!info.local) {
     char was[sizeof(c->tr.peer)];
     memcpy(was, c->tr.peer, sizeof(was));
-    set_peer(c, &info.src);
+    sg_conn_name_peer(&c->conn, c->cfg, &info.src, c->tr.peer, sizeof(c->tr.peer));
     sg_log_debug("%s PROXY v%d header names the client %s", was, info.version, c->tr.peer);
   }
   /* The client's bytes after the header go through the usual path, which
@@ -596,36 +452,33 @@ int sg_stomp_tcp_accept(uv_stream_t *server, sg_session_ctx_t *ctx) {
   c->tr.ops = &st_ops;
   c->tr.loop = loop;
   sg_stomp_stream_init(&c->framer);
-  int r = uv_tcp_init(loop, &c->tcp);
+  int r = sg_conn_init(loop, &c->conn);
   if (r) {
     free(c);
     return r;
   }
-  c->tcp.data = c;
+  c->conn.on_written = st_written;
+  c->conn.on_flush = st_flush_cb;
+  c->conn.tcp.data = c;
   c->handles_open = 1;
   if ((r = uv_timer_init(loop, &c->timer)) != 0) {
     c->state = ST_CLOSED;
-    uv_close((uv_handle_t *)&c->tcp, handle_closed_cb);
+    uv_close((uv_handle_t *)&c->conn.tcp, handle_closed_cb);
     return r;
   }
   c->timer.data = c;
   c->handles_open = 2;
-  if ((r = uv_accept(server, (uv_stream_t *)&c->tcp)) != 0) {
+  if ((r = uv_accept(server, (uv_stream_t *)&c->conn.tcp)) != 0) {
     st_close_handles(c);
     return r;
   }
-  struct sockaddr_storage ss;
-  int sl = sizeof(ss);
-  memset(&ss, 0, sizeof(ss));
-  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) != 0) ss.ss_family = AF_UNSPEC;
-  set_peer(c, &ss);
-  uv_tcp_nodelay(&c->tcp, 1);
+  sg_conn_name_socket_peer(&c->conn, c->cfg, c->tr.peer, sizeof(c->tr.peer));
   c->tr.last_rx = c->tr.last_tx = uv_now(loop);
-  if (c->cfg->stomp_tls && (c->tls = sg_tls_new_stream()) == NULL) {
+  if ((r = sg_conn_start(&c->conn, c->cfg, SG_CONN_STOMP)) != 0) {
     st_close_handles(c);
-    return SG_ERR_NOMEM;
+    return r;
   }
-  if ((r = uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb)) != 0) {
+  if ((r = uv_read_start((uv_stream_t *)&c->conn.tcp, alloc_cb, read_cb)) != 0) {
     st_close_handles(c);
     return r;
   }
@@ -634,8 +487,8 @@ int sg_stomp_tcp_accept(uv_stream_t *server, sg_session_ctx_t *ctx) {
    * session (and admission, by the client's address) waits for the
    * header, at most the handshake timeout. */
   if (c->cfg->proxy_protocol) {
-    c->proxy_wait = c->peer_trusted;
-    c->proxy_check = !c->peer_trusted;
+    c->proxy_wait = c->conn.peer_trusted;
+    c->proxy_check = !c->conn.peer_trusted;
   }
   if (c->proxy_wait) {
     uv_timer_start(&c->timer, proxy_timeout_cb, c->cfg->handshake_timeout_ms, 0);

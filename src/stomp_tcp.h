@@ -21,8 +21,5 @@ int sg_stomp_tcp_loop_init(uv_loop_t *loop);
  * itself once closed. 0 or an error. */
 int sg_stomp_tcp_accept(uv_stream_t *server, sg_session_ctx_t *ctx);
 
-/* STOMP connections of the process with a session on them, not yet
- * closed. */
-size_t sg_stomp_tcp_open_count(void);
 
 #endif

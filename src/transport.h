@@ -2,9 +2,10 @@
 #ifndef SG_TRANSPORT_H
 #define SG_TRANSPORT_H
 
-/* What a STOMP session runs over: a WebSocket (ws.c), or a SockJS session
- * whose HTTP requests come and go (sockjs.c). The session sees whole
- * messages both ways and never the connection underneath. */
+/* What a STOMP session runs over: a WebSocket (ws.c), a SockJS session
+ * whose HTTP requests come and go (sockjs.c), or STOMP over TCP
+ * (stomp_tcp.c). The session sees whole messages both ways and never the
+ * connection underneath. */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -24,7 +25,7 @@ typedef struct sg_transport_cbs {
   void (*on_closed_cb)(sg_transport_t *t);
 } sg_transport_cbs_t;
 
-/* The transport's own functions; see the sg_ws_* ones for their meaning. */
+/* The transport's own functions; ws.c's say what each means. */
 typedef struct sg_transport_ops {
   int (*send)(sg_transport_t *t, const void *data, size_t len, int binary); /* copies */
   size_t (*backlog)(const sg_transport_t *t);
@@ -32,6 +33,12 @@ typedef struct sg_transport_ops {
   void (*resume)(sg_transport_t *t);
   void (*close)(sg_transport_t *t, uint16_t code, const char *reason);
 } sg_transport_ops_t;
+
+/* Hands a transport that has just opened to the layer above, which sets
+ * tr->cbs and tr->owner (sg_session_open does): arg is what the listener
+ * was given, stomp_version the WebSocket subprotocol chosen (0: none). 0, or
+ * an error after which the transport closes. */
+typedef int (*sg_transport_open_fn)(sg_transport_t *tr, void *arg, int stomp_version);
 
 struct sg_transport {
   const sg_transport_ops_t *ops;
@@ -41,6 +48,9 @@ struct sg_transport {
   uint64_t last_rx;  /* uv_now of the last input */
   uint64_t last_tx;  /* uv_now of the last message queued */
   unsigned paused : 1;
+  /* The Authorization: Bearer token of a WebSocket upgrade (owned by the
+   * transport, NULL once it is closed), or NULL. */
+  const char *bearer;
   char peer[64];
 };
 

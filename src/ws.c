@@ -1,32 +1,23 @@
 /* SPDX-License-Identifier: MIT */
-/* WebSocket termination: reads the HTTP upgrade, then hands bytes to
- * wslay's event API and writes what it produces. Writes are gathered per
+/* WebSocket termination: reads the request for the HTTP layer (http.c)
+ * to route, then hands bytes to wslay's event API and writes what it
+ * produces through the connection (conn.c). Writes are gathered per
  * loop iteration in a check handle, so a burst of messages becomes one
  * uv_write per socket. */
 #include "ws.h"
 
 #include <malloc.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
-#include <fcntl.h>
-#include <unistd.h>
 
-#include "admission.h"
 #include "log.h"
 #include "metrics.h"
-#include "sockjs.h"
-#include "stomp_tcp.h"
 #include "stompgate/container.h"
 #include "stompgate/err.h"
 #include "stompgate/proxy_proto.h"
-#include "stompgate/sockjs.h"
 #include "stompgate/utf8.h"
-#include "tls.h"
-#include "www_serve.h"
 
 #define WS_READ_CHUNK 65536
 #define WS_WRITE_CHUNK (1u << 20)
@@ -42,23 +33,12 @@ typedef struct ws_write {
   size_t len;
 } ws_write_t;
 
-/* Sockets with bytes to flush this iteration. */
-static __thread uv_check_t flush_check;
-/* Active while a flush is due, so the loop does not block in poll before
- * the check phase: messages queued from a timer go out at once. */
-static __thread uv_idle_t flush_idle;
-static __thread sg_ws_t *flush_head;
-static __thread int flush_ready;
-/* Over all workers: --max-sessions is for the process. */
-static atomic_size_t open_count;
 /* Every read lands here first: TLS ciphertext is decrypted into ws->in, and
  * plain bytes are copied there only when a read leaves a partial frame or
  * a handshake behind. Each read is consumed before the next, so one buffer
  * per thread serves every connection and an idle one holds no input
  * buffer at all. */
 static __thread char read_buf[WS_READ_CHUNK];
-
-size_t sg_ws_open_count(void) { return open_count; }
 
 /* Quiet connections park: they free their wslay context, most of an idle
  * session's memory, and make a new one when a byte comes or goes. A
@@ -71,8 +51,8 @@ static __thread uv_timer_t park_sweep;
 static __thread sg_ws_t *open_head;
 static __thread size_t parked_untrimmed; /* parks since the last malloc_trim */
 
-/* A SockJS frame being built, one per thread. */
-static __thread sg_buf_t sockjs_frame;
+/* A framed message being built (sg_ws_framing_t), one per thread. */
+static __thread sg_buf_t framed;
 
 /* permessage-deflate, per thread: every message sent is compressed on its
  * own (the gateway answers server_no_context_takeover), so one encoder
@@ -87,12 +67,18 @@ static __thread sg_pmd_inflater_t *pmd_inflater;
 static __thread sg_buf_t pmd_in, pmd_out;
 /* Frames of a fan-out share their tail (headers and body); from this
  * length on it is compressed once for all of them (see pmdeflate.h).
- * The README (Compression) has the figures. */
+ * docs/operations.md (Compression) has the figures. */
 #define WS_PMD_SHARED_MIN 1024
 /* A scratch buffer grown past this by one big message is given back. */
 #define WS_PMD_KEEP (256u << 10)
 
 static void ws_flush(sg_ws_t *ws);
+static void ws_close(sg_ws_t *ws, uint16_t code, const char *reason);
+static int ws_send(sg_ws_t *ws, const void *data, size_t len, int binary);
+static size_t ws_backlog(const sg_ws_t *ws);
+static size_t ws_pending(const sg_ws_t *ws);
+static void ws_pause(sg_ws_t *ws);
+static void ws_resume(sg_ws_t *ws);
 static void ws_begin_shutdown(sg_ws_t *ws);
 static void ws_close_handles(sg_ws_t *ws);
 static void ws_gone(sg_ws_t *ws);
@@ -100,46 +86,19 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void ws_input(sg_ws_t *ws, char *base, size_t n);
 
-static void flush_check_cb(uv_check_t *h) {
-  (void)h;
-  /* Flushing may queue more sockets (a close reply); take the list first. */
-  while (flush_head != NULL) {
-    sg_ws_t *ws = flush_head;
-    flush_head = ws->flush_next;
-    ws->flush_next = NULL;
-    ws->flush_queued = 0;
-    ws_flush(ws);
-  }
-  uv_check_stop(&flush_check);
-  uv_idle_stop(&flush_idle);
-}
-
-static void flush_idle_cb(uv_idle_t *h) { (void)h; }
-
 static void park_sweep_cb(uv_timer_t *t);
 
 int sg_ws_loop_init(uv_loop_t *loop) {
-  int r = uv_check_init(loop, &flush_check);
+  int r = sg_conn_loop_init(loop);
   if (r) return r;
-  uv_unref((uv_handle_t *)&flush_check);
-  if ((r = uv_idle_init(loop, &flush_idle)) != 0) {
-    uv_close((uv_handle_t *)&flush_check, NULL);
-    return r;
-  }
-  uv_unref((uv_handle_t *)&flush_idle);
-  if ((r = uv_timer_init(loop, &park_sweep)) != 0) {
-    uv_close((uv_handle_t *)&flush_check, NULL);
-    uv_close((uv_handle_t *)&flush_idle, NULL);
-    return r;
-  }
+  if ((r = uv_timer_init(loop, &park_sweep)) != 0) return r;
   uv_unref((uv_handle_t *)&park_sweep);
   uv_timer_start(&park_sweep, park_sweep_cb, WS_PARK_SWEEP_MS, WS_PARK_SWEEP_MS);
-  flush_ready = 1;
   return 0;
 }
 
 void sg_ws_thread_done(void) {
-  sg_buf_free(&sockjs_frame);
+  sg_buf_free(&framed);
   sg_pmd_encoder_free(pmd_encoder);
   pmd_encoder = NULL;
   sg_pmd_inflater_free(pmd_inflater);
@@ -158,24 +117,7 @@ static void pmd_trim(sg_buf_t *b) {
 }
 
 static void ws_queue_flush(sg_ws_t *ws) {
-  if (ws->flush_queued || ws->state == SG_WS_CLOSED) return;
-  ws->flush_queued = 1;
-  ws->flush_next = flush_head;
-  flush_head = ws;
-  uv_check_start(&flush_check, flush_check_cb);
-  uv_idle_start(&flush_idle, flush_idle_cb);
-}
-
-static void ws_unqueue_flush(sg_ws_t *ws) {
-  if (!ws->flush_queued) return;
-  for (sg_ws_t **p = &flush_head; *p != NULL; p = &(*p)->flush_next) {
-    if (*p == ws) {
-      *p = ws->flush_next;
-      break;
-    }
-  }
-  ws->flush_queued = 0;
-  ws->flush_next = NULL;
+  if (ws->state != SG_WS_CLOSED) sg_conn_queue_flush(&ws->conn);
 }
 
 static void ws_gone(sg_ws_t *ws) {
@@ -187,8 +129,6 @@ static void ws_gone(sg_ws_t *ws) {
 static void handle_closed_cb(uv_handle_t *h) {
   sg_ws_t *ws = h->data;
   if (--ws->handles_open > 0) return;
-  if (ws->upgraded) open_count--;
-  ws->upgraded = 0;
   if (ws->parked) sg_metrics_ws_park(-1);
   ws->parked = 0;
   if (ws->open_pprev) {
@@ -197,35 +137,36 @@ static void handle_closed_cb(uv_handle_t *h) {
     ws->open_next = NULL;
     ws->open_pprev = NULL;
   }
-  ws_unqueue_flush(ws);
-  sg_tls_free(ws->tls);
-  ws->tls = NULL;
+  sg_conn_unqueue_flush(&ws->conn);
+  sg_conn_closed(&ws->conn);
   if (ws->ctx) wslay_event_context_free(ws->ctx);
   ws->ctx = NULL;
   sg_buf_free(&ws->in);
   sg_buf_free(&ws->out);
   free(ws->bearer);
   ws->bearer = NULL;
+  ws->tr.bearer = NULL;
   sg_pmd_inflater_free(ws->inflater);
   ws->inflater = NULL;
+  int heap = ws->heap;
   ws->tr.cbs->on_closed_cb(&ws->tr);
+  if (heap) free(ws);
 }
 
 static void ws_close_handles(sg_ws_t *ws) {
   if (ws->state == SG_WS_CLOSED) return;
   ws->state = SG_WS_CLOSED;
   ws_gone(ws);
-  uv_close((uv_handle_t *)&ws->tcp, handle_closed_cb);
+  uv_close((uv_handle_t *)&ws->conn.tcp, handle_closed_cb);
   uv_close((uv_handle_t *)&ws->timer, handle_closed_cb);
 }
 
-static void write_cb(uv_write_t *req, int status) {
-  ws_write_t *w = container_of(req, ws_write_t, req);
-  sg_ws_t *ws = w->ws;
-  ws->inflight -= w->len;
-  if (status >= 0) sg_metrics_bytes_out(w->len);
-  free(w->base);
-  free(w);
+static void ws_flush_cb(sg_conn_t *c) { ws_flush(container_of(c, sg_ws_t, conn)); }
+
+/* Bytes handed to the connection are written (or failed). */
+static void ws_written(sg_conn_t *c, size_t n, int status) {
+  (void)n;
+  sg_ws_t *ws = container_of(c, sg_ws_t, conn);
   if (ws->state == SG_WS_CLOSED) return;
   if (status < 0) {
     sg_log_debug("%s write failed: %s", ws->tr.peer, uv_strerror(status));
@@ -236,40 +177,11 @@ static void write_cb(uv_write_t *req, int status) {
   if (ws->ctx && wslay_event_want_write(ws->ctx)) ws_queue_flush(ws);
 }
 
-/* Hands bytes to uv_write as they are; takes *buf (left empty). */
-static int ws_write_raw(sg_ws_t *ws, sg_buf_t *buf) {
-  if (buf->len == 0) return 0;
-  ws_write_t *w = malloc(sizeof(*w));
-  if (w == NULL) return SG_ERR_NOMEM;
-  w->ws = ws;
-  w->base = buf->base;
-  w->len = buf->len;
-  sg_buf_init(buf);
-  uv_buf_t b = uv_buf_init(w->base, (unsigned)w->len);
-  int r = uv_write(&w->req, (uv_stream_t *)&ws->tcp, &b, 1, write_cb);
-  if (r < 0) {
-    free(w->base);
-    free(w);
-    return r;
-  }
-  ws->inflight += w->len;
-  return 0;
-}
-
-/* Hands ws->out to uv_write, encrypted first on a TLS connection. */
+/* Hands ws->out to the connection, which encrypts it on TLS. */
 static int ws_write_out(sg_ws_t *ws) {
   if (ws->out.len == 0) return 0;
-  if (ws->tls == NULL) return ws_write_raw(ws, &ws->out);
-  sg_buf_t enc;
-  sg_buf_init(&enc);
-  if (sg_tls_encrypt(ws->tls, ws->out.base, ws->out.len, &enc) != 0) {
-    sg_log_debug("%s TLS write failed: %s", ws->tr.peer, sg_tls_error(ws->tls));
-    sg_buf_free(&enc);
-    return SG_ERR_INVALID;
-  }
-  sg_buf_reset(&ws->out);
-  int r = ws_write_raw(ws, &enc);
-  sg_buf_free(&enc);
+  int r = sg_conn_write(&ws->conn, &ws->out);
+  if (r < 0) sg_log_debug("%s write failed: %s", ws->tr.peer, sg_conn_error(&ws->conn));
   return r;
 }
 
@@ -286,7 +198,7 @@ static void ws_flush(sg_ws_t *ws) {
   if (ws->ctx != NULL) {
     /* Keep at most one chunk in flight so a reader that stops reading
      * leaves its messages in wslay's queue, where they are counted. */
-    while (ws->inflight < WS_WRITE_CHUNK && wslay_event_want_write(ws->ctx)) {
+    while (ws->conn.inflight < WS_WRITE_CHUNK && wslay_event_want_write(ws->ctx)) {
       size_t before = ws->out.len;
       if (wslay_event_send(ws->ctx) != 0) {
         ws_close_handles(ws);
@@ -331,7 +243,7 @@ static void shutdown_cb(uv_shutdown_t *req, int status) {
    * refusal stopped it) discards what comes and ends the wait at the
    * peer's close, rather than holding the socket for the whole moment. */
   uv_timer_start(&ws->timer, linger_cb, WS_LINGER_MS, 0);
-  (void)uv_read_start((uv_stream_t *)&ws->tcp, alloc_cb, read_cb);
+  (void)uv_read_start((uv_stream_t *)&ws->conn.tcp, alloc_cb, read_cb);
 }
 
 static void ws_begin_shutdown(sg_ws_t *ws) {
@@ -339,20 +251,14 @@ static void ws_begin_shutdown(sg_ws_t *ws) {
   ws->shut = 1;
   ws->state = SG_WS_CLOSING;
   ws_gone(ws);
-  if (ws->tls) {
-    sg_buf_t net;
-    sg_buf_init(&net);
-    sg_tls_close_notify(ws->tls, &net);
-    ws_write_raw(ws, &net);
-    sg_buf_free(&net);
-  }
+  sg_conn_end(&ws->conn);
   uv_shutdown_t *req = malloc(sizeof(*req));
   if (req == NULL) {
     ws_close_handles(ws);
     return;
   }
   req->data = ws;
-  if (uv_shutdown(req, (uv_stream_t *)&ws->tcp, shutdown_cb) < 0) {
+  if (uv_shutdown(req, (uv_stream_t *)&ws->conn.tcp, shutdown_cb) < 0) {
     free(req);
     ws_close_handles(ws);
   }
@@ -480,7 +386,7 @@ static int ws_parked_send(sg_ws_t *ws, int opcode, const void *data, size_t len)
 
 static int ws_parkable(const sg_ws_t *ws, uint64_t now) {
   if (ws->parked || ws->ctx == NULL || ws->state != SG_WS_OPEN || ws->tr.paused ||
-      ws->close_pending || ws->flush_queued || ws->out.len > 0)
+      ws->close_pending || ws->conn.flush_queued || ws->out.len > 0)
     return 0;
   if (ws->rx_left > 0 || ws->rx_hlen > 0 || ws->rx_frag || ws->in_off < ws->in.len) return 0;
   if (wslay_event_want_write(ws->ctx) || wslay_event_get_queued_msg_count(ws->ctx) > 0) return 0;
@@ -541,23 +447,23 @@ static ssize_t send_callback(wslay_event_context_ptr ctx, const uint8_t *data, s
   return (ssize_t)len;
 }
 
-/* SockJS over WebSocket: each text message is a JSON array of strings,
- * each string one message for the session. */
-static void ws_sockjs_input(sg_ws_t *ws, const uint8_t *data, size_t len) {
+/* A framed text message (SockJS: a JSON array of strings) holds messages
+ * for the layer above. */
+static void ws_framed_input(sg_ws_t *ws, const uint8_t *data, size_t len) {
   if (len == 0) return;
   sg_buf_t dec;
   sg_buf_init(&dec);
-  int n = sg_sockjs_decode((const char *)data, len, &dec);
+  int n = ws->framing->unwrap((const char *)data, len, &dec);
   if (n < 0) {
     sg_buf_free(&dec);
-    sg_log_info("%s closing: broken SockJS framing", ws->tr.peer);
-    sg_ws_close(ws, 1002, "Broken framing.");
+    sg_log_info("%s closing: broken %s framing", ws->tr.peer, ws->framing->name);
+    ws_close(ws, 1002, "Broken framing.");
     ws_gone(ws);
     return;
   }
   size_t off = 0, m;
   const char *p;
-  while (ws->state == SG_WS_OPEN && sg_sockjs_next(&dec, &off, &p, &m))
+  while (ws->state == SG_WS_OPEN && ws->framing->next(&dec, &off, &p, &m))
     ws->tr.cbs->on_message_cb(&ws->tr, (const uint8_t *)p, m, 0);
   sg_buf_free(&dec);
 }
@@ -596,7 +502,7 @@ static void on_msg_recv_callback(wslay_event_context_ptr ctx,
    * take a pointer to bytes, so that becomes an empty buffer. */
   const uint8_t *msg = arg->msg ? arg->msg : (const uint8_t *)"";
   size_t len = arg->msg_length;
-  if (!is_beat(msg, len)) ws->last_busy = uv_now(ws->tcp.loop);
+  if (!is_beat(msg, len)) ws->last_busy = uv_now(ws->conn.tcp.loop);
   /* wslay lets RSV1 through only when permessage-deflate was negotiated,
    * and only on the first frame of a data message. */
   if (wslay_get_rsv1(arg->rsv) &&
@@ -628,11 +534,11 @@ static void on_msg_recv_callback(wslay_event_context_ptr ctx,
       ws_fail_message(ws, WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA, "Invalid UTF-8 in text message");
       break;
     }
-    if (ws->sockjs) ws_sockjs_input(ws, msg, len);
+    if (ws->framing) ws_framed_input(ws, msg, len);
     else ws->tr.cbs->on_message_cb(&ws->tr, msg, len, 0);
     break;
   case WSLAY_BINARY_FRAME:
-    if (!ws->sockjs) ws->tr.cbs->on_message_cb(&ws->tr, msg, len, 1);
+    if (!ws->framing) ws->tr.cbs->on_message_cb(&ws->tr, msg, len, 1);
     break;
   case WSLAY_CONNECTION_CLOSE:
     if (arg->msg_length == 1) {
@@ -671,7 +577,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   (void)suggested;
   sg_ws_t *ws = h->data;
   ws_compact_in(ws);
-  if (ws->tls || ws->in.len == 0) {
+  if (!sg_conn_reads_in_place(&ws->conn) || ws->in.len == 0) {
     *buf = uv_buf_init(read_buf, sizeof(read_buf));
     return;
   }
@@ -682,10 +588,10 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   *buf = uv_buf_init(ws->in.base + ws->in.len, (unsigned)(ws->in.cap - ws->in.len - 1));
 }
 
-static void ws_refuse(sg_ws_t *ws, int status, const char *reason, const char *extra) {
+void sg_ws_refuse(sg_ws_t *ws, int status, const char *reason, const char *extra) {
   sg_log_info("%s handshake refused: %d %s", ws->tr.peer, status, reason);
   sg_metrics_http_refused(status);
-  uv_read_stop((uv_stream_t *)&ws->tcp);
+  uv_read_stop((uv_stream_t *)&ws->conn.tcp);
   ws->state = SG_WS_CLOSING;
   sg_http_response_error(&ws->out, status, reason, extra);
   if (ws_write_out(ws) < 0) {
@@ -695,61 +601,37 @@ static void ws_refuse(sg_ws_t *ws, int status, const char *reason, const char *e
   ws_begin_shutdown(ws);
 }
 
-/* With --www, a GET or HEAD for another path than the WebSocket endpoint
- * is a request for a static file. */
-static int is_static_request(const sg_ws_t *ws, const sg_http_request_t *req) {
-  int get = req->method.len == 3 && memcmp(req->method.p, "GET", 3) == 0;
-  int head = req->method.len == 4 && memcmp(req->method.p, "HEAD", 4) == 0;
-  size_t wl = strlen(ws->cfg->ws_path);
-  int ws_path = req->path.len == wl && memcmp(req->path.p, ws->cfg->ws_path, wl) == 0;
-  /* The parser answers 404 for a GET of another path, and 405 for any
-   * method but GET before it looks at the path. */
-  return !ws_path && ((req->status == 404 && get) || (req->status == 405 && head));
-}
-
-static void ws_serve_static(sg_ws_t *ws, const sg_http_request_t *req) {
-  uv_read_stop((uv_stream_t *)&ws->tcp);
+void sg_ws_respond(sg_ws_t *ws) {
+  uv_read_stop((uv_stream_t *)&ws->conn.tcp);
   ws->state = SG_WS_CLOSING;
-  int status = sg_www_respond(ws->cfg->www_root, req, &ws->out);
-  sg_log_debug("%s %.*s %.*s -> %d", ws->tr.peer, (int)req->method.len, req->method.p,
-               (int)req->path.len, req->path.p, status);
-  if (status < 0 || ws_write_out(ws) < 0) {
+  if (ws_write_out(ws) < 0) {
     ws_close_handles(ws);
     return;
   }
   ws_begin_shutdown(ws);
 }
 
-static void sockjs_heartbeat_cb(uv_timer_t *t) {
+static void framing_beat_cb(uv_timer_t *t) {
   sg_ws_t *ws = container_of(t, sg_ws_t, timer);
   if (ws->state != SG_WS_OPEN) return;
+  const char *beat = ws->framing->beat;
+  size_t n = strlen(beat);
   if (ws->parked) {
-    if (ws_parked_send(ws, WSLAY_TEXT_FRAME, "h", 1) == 0) ws_queue_flush(ws);
+    if (ws_parked_send(ws, WSLAY_TEXT_FRAME, beat, n) == 0) ws_queue_flush(ws);
     return;
   }
-  struct wslay_event_msg msg = {WSLAY_TEXT_FRAME, (const uint8_t *)"h", 1};
+  struct wslay_event_msg msg = {WSLAY_TEXT_FRAME, (const uint8_t *)beat, n};
   if (wslay_event_queue_msg(ws->ctx, &msg) == 0) ws_queue_flush(ws);
 }
 
-/* Accepts a valid upgrade request; sockjs selects SockJS framing. */
-static void ws_upgrade(sg_ws_t *ws, const sg_http_request_t *req, int sockjs) {
-  sg_admit_refusal_t no;
-  size_t open = open_count + sg_sockjs_session_count() + sg_stomp_tcp_open_count();
-  if (sg_admit(ws->cfg, req, ws->tr.peer, open, uv_now(ws->tcp.loop), &no)) {
-    ws_refuse(ws, no.status, no.reason, no.extra);
-    return;
-  }
-  /* A bearer token is the session's credential when the gateway checks
-   * JWTs; it is kept until CONNECT. */
-  sg_http_slice_t tok;
-  int br = ws->cfg->auth == SG_AUTH_JWT ? sg_http_bearer(req, &tok) : 0;
-  if (br < 0) {
-    ws_refuse(ws, 400, "Invalid Authorization header (expected Bearer and a token of at most 8192 bytes)", NULL);
-    return;
-  }
-  if (br > 0 && (ws->bearer = strndup(tok.p, tok.len)) == NULL) {
-    ws_close_handles(ws);
-    return;
+void sg_ws_upgrade(sg_ws_t *ws, const sg_http_request_t *req, const sg_ws_framing_t *framing,
+                   uint64_t beat_ms, const char *bearer, size_t bearer_len) {
+  if (bearer != NULL) {
+    if ((ws->bearer = strndup(bearer, bearer_len)) == NULL) {
+      ws_close_handles(ws);
+      return;
+    }
+    ws->tr.bearer = ws->bearer;
   }
   if (wslay_event_context_server_init(&ws->ctx, &wslay_cbs, ws) != 0) {
     ws_close_handles(ws);
@@ -776,293 +658,32 @@ static void ws_upgrade(sg_ws_t *ws, const sg_http_request_t *req, int sockjs) {
   }
   ws->in_off = req->head_len;
   ws->state = SG_WS_OPEN;
-  ws->upgraded = 1;
-  ws->last_busy = uv_now(ws->tcp.loop);
-  open_count++;
+  ws->last_busy = uv_now(ws->conn.tcp.loop);
   ws->open_next = open_head;
   if (open_head) open_head->open_pprev = &ws->open_next;
   ws->open_pprev = &open_head;
   open_head = ws;
   sg_metrics_upgraded((double)(uv_hrtime() - ws->accepted_ns) / 1e9);
   uv_timer_stop(&ws->timer);
-  if (sockjs) {
-    /* The open frame, then heartbeats while the socket is open. */
-    struct wslay_event_msg msg = {WSLAY_TEXT_FRAME, (const uint8_t *)"o", 1};
-    ws->sockjs = 1;
+  if (framing) {
+    /* The framing's open message, then its heart-beats while open. */
+    struct wslay_event_msg msg = {WSLAY_TEXT_FRAME, (const uint8_t *)framing->open,
+                                  strlen(framing->open)};
+    ws->framing = framing;
     if (wslay_event_queue_msg(ws->ctx, &msg) != 0) {
       ws_close_handles(ws);
       return;
     }
-    uint64_t hb = ws->cfg->sockjs_heartbeat_ms;
-    uv_timer_start(&ws->timer, sockjs_heartbeat_cb, hb, hb);
+    uv_timer_start(&ws->timer, framing_beat_cb, beat_ms, beat_ms);
   }
   ws_queue_flush(ws);
   ws->tr.cbs->on_open_cb(&ws->tr, req->stomp_version);
 }
 
-/* Writes a complete response built in ws->out, then closes. */
-static void ws_reply(sg_ws_t *ws, int status, const sg_http_slice_t *path) {
-  sg_log_debug("%s SockJS %.*s -> %d", ws->tr.peer, (int)path->len, path->p, status);
-  if (status >= 400) sg_metrics_http_refused(status);
-  uv_read_stop((uv_stream_t *)&ws->tcp);
-  ws->state = SG_WS_CLOSING;
-  if (ws_write_out(ws) < 0) {
-    ws_close_handles(ws);
-    return;
-  }
-  ws_begin_shutdown(ws);
-}
-
-static void ws_sockjs_status(sg_ws_t *ws, const sg_http_request_t *req, int status,
-                             const char *body, const char *extra) {
-  sg_buf_reset(&ws->out);
-  int r = sg_sockjs_response(&ws->out, status, req->origin, "text/plain; charset=UTF-8", body,
-                             strlen(body));
-  /* The only extra header is Allow, on 405: it goes before the blank line. */
-  if (r == 0 && extra) {
-    char *end = strstr(ws->out.base, "\r\n\r\n");
-    size_t at = (size_t)(end - ws->out.base) + 2, el = strlen(extra);
-    if (sg_buf_reserve(&ws->out, el) == 0) {
-      memmove(ws->out.base + at + el, ws->out.base + at, ws->out.len - at + 1);
-      memcpy(ws->out.base + at, extra, el);
-      ws->out.len += el;
-    }
-  }
-  if (r != 0) {
-    ws_close_handles(ws);
-    return;
-  }
-  ws_reply(ws, status, &req->path);
-}
-
-/* An xhr, xhr_streaming or xhr_send POST: waits for the whole body, then
- * hands the connection to the worker that owns the SockJS session. */
-static void ws_sockjs_xhr(sg_ws_t *ws, const sg_http_request_t *req, const sg_sockjs_route_t *rt) {
-  size_t total = req->head_len;
-  sg_http_slice_t v;
-  const char *bytes = ws->in.base;
-  sg_buf_t whole; /* head and de-chunked body */
-  sg_buf_init(&whole);
-  if (rt->transport == SG_SOCKJS_T_XHR_SEND) {
-    size_t max = ws->cfg->sockjs_max_body;
-    if (sg_sockjs_header(ws->in.base, req->head_len, "Transfer-Encoding", &v)) {
-      /* Node's http client sends bodies chunked. */
-      if (sg_buf_append(&whole, ws->in.base, req->head_len) != 0) {
-        ws_close_handles(ws);
-        return;
-      }
-      long used = v.len == 7 && strncasecmp(v.p, "chunked", 7) == 0
-                      ? sg_sockjs_dechunk(ws->in.base + req->head_len,
-                                          ws->in.len - req->head_len, max, &whole)
-                      : SG_ERR_INVALID;
-      if (used == SG_ERR_AGAIN) {
-        sg_buf_free(&whole);
-        return; /* the rest of the body follows */
-      }
-      if (used < 0) {
-        sg_buf_free(&whole);
-        if (used == SG_ERR_FRAME_TOO_LARGE) ws_sockjs_status(ws, req, 413, "Payload too large.\n", NULL);
-        else ws_sockjs_status(ws, req, 400, "Bad chunked body.\n", NULL);
-        return;
-      }
-      bytes = whole.base;
-      total = whole.len;
-    } else {
-      unsigned long long n = 0;
-      if (sg_sockjs_header(ws->in.base, req->head_len, "Content-Length", &v)) {
-        if (v.len == 0 || v.len > 12) n = ~0ull;
-        for (size_t i = 0; i < v.len && n != ~0ull; i++)
-          n = v.p[i] >= '0' && v.p[i] <= '9' ? n * 10 + (unsigned)(v.p[i] - '0') : ~0ull;
-        if (n == ~0ull) {
-          ws_sockjs_status(ws, req, 400, "Bad Content-Length.\n", NULL);
-          return;
-        }
-      }
-      if (n > max) {
-        ws_sockjs_status(ws, req, 413, "Payload too large.\n", NULL);
-        return;
-      }
-      if (ws->in.len < req->head_len + n) return; /* the rest of the body follows */
-      total += (size_t)n;
-    }
-  }
-  uv_os_fd_t fd;
-  int dfd = -1;
-  if (uv_fileno((uv_handle_t *)&ws->tcp, &fd) == 0) dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-  int r = dfd < 0 ? SG_ERR_NOMEM
-                  : sg_sockjs_dispatch(ws->tcp.loop, rt, bytes, total, dfd, ws->tls, ws->tr.peer);
-  sg_buf_free(&whole);
-  if (r == 0) {
-    /* The other worker writes the answer on its copy of the socket. */
-    ws->tls = NULL;
-    uv_read_stop((uv_stream_t *)&ws->tcp);
-    ws->state = SG_WS_CLOSING;
-    ws_close_handles(ws);
-    return;
-  }
-  if (dfd >= 0) close(dfd);
-  if (r == 404) ws_sockjs_status(ws, req, 404, "Session not found.\n", NULL);
-  else if (r == 503) ws_sockjs_status(ws, req, 503, "Too many SockJS sessions.\n", NULL);
-  else ws_sockjs_status(ws, req, 500, "Internal error.\n", NULL);
-}
-
-static int head_malformed(const sg_http_request_t *req) {
-  return req->status == 431 ||
-         (req->status == 400 && (strncmp(req->reason, "Malformed", 9) == 0 ||
-                                 strcmp(req->reason, "HTTP/1.1 required") == 0));
-}
-
-static int method_is(const sg_http_request_t *req, const char *m) {
-  size_t n = strlen(m);
-  return req->method.len == n && memcmp(req->method.p, m, n) == 0;
-}
-
-/* A request under the SockJS prefix. */
-static void ws_sockjs(sg_ws_t *ws, const sg_http_request_t *req, const sg_sockjs_route_t *rt,
-                      const char *path) {
-  sg_http_slice_t acrh = {0};
-  sg_sockjs_header(ws->in.base, req->head_len, "Access-Control-Request-Headers", &acrh);
-  int get = method_is(req, "GET"), options = method_is(req, "OPTIONS");
-  int r = 0;
-  switch (rt->kind) {
-  case SG_SOCKJS_ROOT:
-    if (!get) break;
-    sg_buf_reset(&ws->out);
-    r = sg_sockjs_response(&ws->out, 200, req->origin, "text/plain; charset=UTF-8",
-                           "Welcome to SockJS!\n", 19);
-    goto reply;
-  case SG_SOCKJS_INFO:
-    if (!get && !options) {
-      ws_sockjs_status(ws, req, 405, "Method not allowed.\n", "Allow: OPTIONS, GET\r\n");
-      return;
-    }
-    sg_buf_reset(&ws->out);
-    r = get ? sg_sockjs_info(&ws->out, req->origin, sg_sockjs_entropy())
-            : sg_sockjs_preflight(&ws->out, req->origin, acrh, "OPTIONS, GET");
-    goto reply;
-  case SG_SOCKJS_RAW_WS:
-  case SG_SOCKJS_SESSION:
-    if (rt->kind == SG_SOCKJS_RAW_WS || rt->transport == SG_SOCKJS_T_WEBSOCKET) {
-      sg_http_request_t up;
-      sg_http_upgrade_opts_t opts = {path, ws->cfg->max_head_size};
-      sg_http_upgrade_parse(ws->in.base, ws->in.len, &opts, &up);
-      if (up.status != 101) {
-        ws_refuse(ws, up.status, up.reason, up.extra_header);
-        return;
-      }
-      ws_upgrade(ws, &up, rt->kind == SG_SOCKJS_SESSION);
-      return;
-    }
-    if (rt->transport == SG_SOCKJS_T_UNKNOWN) break;
-    if (options) {
-      sg_buf_reset(&ws->out);
-      r = sg_sockjs_preflight(&ws->out, req->origin, acrh, "OPTIONS, POST");
-      goto reply;
-    }
-    if (!method_is(req, "POST")) {
-      ws_sockjs_status(ws, req, 405, "Method not allowed.\n", "Allow: OPTIONS, POST\r\n");
-      return;
-    }
-    ws_sockjs_xhr(ws, req, rt);
-    return;
-  default:
-    break;
-  }
-  ws_sockjs_status(ws, req, 404, "Not found.\n", NULL);
-  return;
-reply:
-  if (r != 0) {
-    ws_close_handles(ws);
-    return;
-  }
-  ws_reply(ws, get ? 200 : 204, &req->path);
-}
-
 /* The client's address, "host:port", becomes the connection's name in logs,
  * admission and the broker connection's name. */
-static void ws_set_peer(sg_ws_t *ws, const struct sockaddr_storage *ss) {
-  char host[INET6_ADDRSTRLEN] = "?";
-  int port = 0;
-  if (ss->ss_family == AF_INET6) {
-    uv_ip6_name((const struct sockaddr_in6 *)ss, host, sizeof(host));
-    port = ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
-  } else if (ss->ss_family == AF_INET) {
-    uv_ip4_name((const struct sockaddr_in *)ss, host, sizeof(host));
-    port = ntohs(((const struct sockaddr_in *)ss)->sin_port);
-  }
-  snprintf(ws->tr.peer, sizeof(ws->tr.peer), "%s:%d", host, port);
-  ws->peer_trusted = sg_cidr_match(ws->cfg->trusted_proxies, ws->cfg->ntrusted_proxies,
-                                   (const struct sockaddr *)ss) != 0;
-}
-
-/* X-Forwarded-For and Forwarded name the client only when a trusted proxy
- * sent them; from anyone else they would let a client choose the address
- * its limits and logs go by. Returns 0 to go on, -1 once refused. */
-static int ws_forwarded(sg_ws_t *ws, const sg_http_request_t *req) {
-  const sg_http_slice_t *f = req->forwarded.p ? &req->forwarded : &req->forwarded_for;
-  const char *name = req->forwarded.p ? "Forwarded" : "X-Forwarded-For";
-  if (f->p == NULL) return 0;
-  if (!ws->peer_trusted) {
-    sg_metrics_forwarded(0);
-    ws_refuse(ws, 400,
-              req->forwarded.p ? "Forwarded header from a peer that is not a trusted-proxy"
-                               : "X-Forwarded-For header from a peer that is not a trusted-proxy",
-              NULL);
-    return -1;
-  }
-  struct sockaddr_storage ss;
-  if (sg_forwarded_client(f->p, f->len, req->forwarded.p != NULL, ws->cfg->trusted_proxies,
-                          ws->cfg->ntrusted_proxies, &ss) != 0) {
-    sg_metrics_forwarded(0);
-    ws_refuse(ws, 400,
-              req->forwarded.p ? "Forwarded header does not name the client's IP address"
-                               : "X-Forwarded-For header does not name the client's IP address",
-              NULL);
-    return -1;
-  }
-  sg_metrics_forwarded(1);
-  char was[sizeof(ws->tr.peer)];
-  memcpy(was, ws->tr.peer, sizeof(was));
-  ws_set_peer(ws, &ss);
-  sg_log_debug("%s %s names the client %s", was, name, ws->tr.peer);
-  return 0;
-}
-
-static void ws_handshake(sg_ws_t *ws) {
-  sg_http_request_t req;
-  sg_http_upgrade_opts_t opts = {ws->cfg->ws_path, ws->cfg->max_head_size};
-  int r = sg_http_upgrade_parse(ws->in.base, ws->in.len, &opts, &req);
-  if (r == SG_ERR_AGAIN) return;
-  if (r < 0) {
-    ws_refuse(ws, 400, "Bad Request", NULL);
-    return;
-  }
-  if (ws_forwarded(ws, &req) != 0) return;
-  if (ws->cfg->sockjs && req.path.p != NULL && !head_malformed(&req)) {
-    char path[1100];
-    sg_sockjs_route_t rt = {0};
-    if (req.path.len < sizeof(path)) {
-      memcpy(path, req.path.p, req.path.len);
-      path[req.path.len] = '\0';
-      sg_sockjs_route(ws->cfg->sockjs_prefix, path, req.path.len, &rt);
-    }
-    if (rt.kind != SG_SOCKJS_NONE) {
-      /* The route's slices must point into the request, which stays put
-       * while this runs; path is only the NUL-terminated copy. */
-      sg_sockjs_route(ws->cfg->sockjs_prefix, req.path.p, req.path.len, &rt);
-      ws_sockjs(ws, &req, &rt, path);
-      return;
-    }
-  }
-  if (req.status != 101) {
-    if (ws->cfg->www_root && is_static_request(ws, &req)) {
-      ws_serve_static(ws, &req);
-      return;
-    }
-    ws_refuse(ws, req.status, req.reason, req.extra_header);
-    return;
-  }
-  ws_upgrade(ws, &req, 0);
+void sg_ws_set_peer(sg_ws_t *ws, const struct sockaddr_storage *ss) {
+  sg_conn_name_peer(&ws->conn, ws->cfg, ss, ws->tr.peer, sizeof(ws->tr.peer));
 }
 
 static void ws_feed(sg_ws_t *ws) {
@@ -1104,19 +725,8 @@ static void ws_feed(sg_ws_t *ws) {
  * begins with a header naming the client, before the TLS handshake or the
  * HTTP request. There is no one to answer: a connection whose header is
  * missing or bad is logged, counted and closed. */
-static const char *proxy_cause(const char *why) {
-  if (strcmp(why, "no_header") == 0) return "no PROXY protocol header from a trusted-proxy";
-  if (strcmp(why, "too_long") == 0) return "PROXY protocol header too long";
-  if (strcmp(why, "bad_length") == 0) return "PROXY protocol v2 header with a bad length";
-  if (strcmp(why, "truncated") == 0) return "PROXY protocol header cut short";
-  if (strcmp(why, "untrusted") == 0)
-    return "PROXY protocol header from a peer that is not a trusted-proxy";
-  return "malformed PROXY protocol header";
-}
-
 static void ws_proxy_refuse(sg_ws_t *ws, const char *why) {
-  sg_log_info("%s closing: %s", ws->tr.peer, proxy_cause(why));
-  sg_metrics_proxy_refused(why);
+  sg_conn_proxy_refused(ws->tr.peer, why);
   ws->proxy_wait = ws->proxy_check = 0;
   ws_close_handles(ws);
 }
@@ -1137,9 +747,7 @@ static void ws_proxy_input(sg_ws_t *ws, char *base, size_t n) {
     /* From another peer: the first bytes must not begin a header (a
      * partial signature of four bytes or more counts). */
     ws->proxy_check = 0;
-    int r = sg_proxy_parse((const uint8_t *)base, n, &info);
-    if (r == 0 || (r == SG_ERR_AGAIN && n >= 4) ||
-        (r == SG_ERR_INVALID && strcmp(info.why, "no_header") != 0)) {
+    if (sg_conn_proxy_unexpected(base, n)) {
       ws_proxy_refuse(ws, "untrusted");
       return;
     }
@@ -1161,13 +769,13 @@ static void ws_proxy_input(sg_ws_t *ws, char *base, size_t n) {
   if (!info.local) {
     char was[sizeof(ws->tr.peer)];
     memcpy(was, ws->tr.peer, sizeof(was));
-    ws_set_peer(ws, &info.src);
+    sg_ws_set_peer(ws, &info.src);
     sg_log_debug("%s PROXY v%d header names the client %s", was, info.version, ws->tr.peer);
   }
   size_t rest = ws->in.len - info.header_len;
   if (rest == 0) {
     sg_buf_free(&ws->in);
-  } else if (ws->tls) {
+  } else if (!sg_conn_reads_in_place(&ws->conn)) {
     /* TLS decrypts into ws->in: the ciphertext after the header moves out
      * first. */
     char *tmp = malloc(rest);
@@ -1209,17 +817,16 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
  * in read_buf, at the end of ws->in where alloc_cb put them, or elsewhere
  * when TLS decrypts them. */
 static void ws_input(sg_ws_t *ws, char *base, size_t n) {
-  uv_stream_t *s = (uv_stream_t *)&ws->tcp;
-  if (ws->tls) {
+  uv_stream_t *s = (uv_stream_t *)&ws->conn.tcp;
+  if (!sg_conn_reads_in_place(&ws->conn)) {
+    /* What was read is not the plaintext (TLS): the connection's type
+     * turns it into the plaintext, appended to ws->in. */
     ws_compact_in(ws);
     size_t had = ws->in.len;
-    sg_buf_t net;
-    sg_buf_init(&net);
-    int r = sg_tls_feed(ws->tls, base, n, &ws->in, &net);
-    if (ws_write_raw(ws, &net) < 0) r = -1;
-    sg_buf_free(&net);
+    int r = sg_conn_feed(&ws->conn, base, n, &ws->in);
     if (r != 0) {
-      if (r < 0) sg_log_info("%s TLS failed: %s", ws->tr.peer, sg_tls_error(ws->tls));
+      if (r < 0)
+        sg_log_info("%s %s failed: %s", ws->tr.peer, ws->conn.type->name, sg_conn_error(&ws->conn));
       ws_close_handles(ws);
       return;
     }
@@ -1229,18 +836,18 @@ static void ws_input(sg_ws_t *ws, char *base, size_t n) {
     return;
   }
   ws->tr.last_rx = uv_now(s->loop);
-  if (ws->shut || ws->http) {
+  if (ws->shut) {
     ws->in.len = ws->in_off = 0; /* draining before close */
     return;
   }
   if (ws->tr.paused && ws->state == SG_WS_OPEN) {
-    /* Held for sg_ws_resume; past a bound the peer's writes back up in
+    /* Held for ws_resume; past a bound the peer's writes back up in
      * TCP. */
     if (ws->in.len - ws->in_off >= WS_PAUSED_MAX) uv_read_stop(s);
     return;
   }
   if (ws->state == SG_WS_HANDSHAKE) {
-    ws_handshake(ws);
+    ws->on_head(ws);
     if (ws->state != SG_WS_OPEN) return;
   }
   ws_feed(ws);
@@ -1254,73 +861,112 @@ static void ws_input(sg_ws_t *ws, char *base, size_t n) {
 static void handshake_timeout_cb(uv_timer_t *t) {
   sg_ws_t *ws = container_of(t, sg_ws_t, timer);
   if (ws->proxy_wait) ws_proxy_refuse(ws, ws->in.len > 0 ? "truncated" : "no_header");
-  else if (ws->state == SG_WS_HANDSHAKE) ws_refuse(ws, 408, "Request Timeout", NULL);
+  else if (ws->state == SG_WS_HANDSHAKE) sg_ws_refuse(ws, 408, "Request Timeout", NULL);
 }
 
 static int tr_send(sg_transport_t *t, const void *data, size_t len, int binary) {
-  return sg_ws_send(container_of(t, sg_ws_t, tr), data, len, binary);
+  return ws_send(container_of(t, sg_ws_t, tr), data, len, binary);
 }
 static size_t tr_backlog(const sg_transport_t *t) {
-  return sg_ws_backlog(container_of(t, const sg_ws_t, tr));
+  return ws_backlog(container_of(t, const sg_ws_t, tr));
 }
-static void tr_pause(sg_transport_t *t) { sg_ws_pause(container_of(t, sg_ws_t, tr)); }
-static void tr_resume(sg_transport_t *t) { sg_ws_resume(container_of(t, sg_ws_t, tr)); }
+static void tr_pause(sg_transport_t *t) { ws_pause(container_of(t, sg_ws_t, tr)); }
+static void tr_resume(sg_transport_t *t) { ws_resume(container_of(t, sg_ws_t, tr)); }
 static void tr_close(sg_transport_t *t, uint16_t code, const char *reason) {
-  sg_ws_close(container_of(t, sg_ws_t, tr), code, reason);
+  ws_close(container_of(t, sg_ws_t, tr), code, reason);
 }
 static const sg_transport_ops_t ws_ops = {tr_send, tr_backlog, tr_pause, tr_resume, tr_close};
 
-int sg_ws_init(uv_loop_t *loop, sg_ws_t *ws, const sg_config_t *cfg, const sg_ws_cbs_t *cbs) {
+static int ws_init(uv_loop_t *loop, sg_ws_t *ws, const sg_config_t *cfg, const sg_ws_cbs_t *cbs) {
   memset(ws, 0, sizeof(*ws));
   ws->cfg = cfg;
   ws->tr.ops = &ws_ops;
   ws->tr.cbs = cbs;
   ws->tr.loop = loop;
-  int r = uv_tcp_init(loop, &ws->tcp);
+  int r = sg_conn_init(loop, &ws->conn);
   if (r) return r;
+  ws->conn.on_written = ws_written;
+  ws->conn.on_flush = ws_flush_cb;
   r = uv_timer_init(loop, &ws->timer);
   if (r) {
     /* Nothing is allocated yet; the caller frees ws after this close. */
-    uv_close((uv_handle_t *)&ws->tcp, NULL);
+    uv_close((uv_handle_t *)&ws->conn.tcp, NULL);
     return r;
   }
-  ws->tcp.data = ws;
+  ws->conn.tcp.data = ws;
   ws->timer.data = ws;
   ws->handles_open = 2;
   return 0;
 }
 
-void sg_ws_start(sg_ws_t *ws) {
-  struct sockaddr_storage ss;
-  int sl = sizeof(ss);
-  memset(&ss, 0, sizeof(ss));
-  if (uv_tcp_getpeername(&ws->tcp, (struct sockaddr *)&ss, &sl) != 0) ss.ss_family = AF_UNSPEC;
-  ws_set_peer(ws, &ss);
+static void ws_start(sg_ws_t *ws) {
+  sg_conn_name_socket_peer(&ws->conn, ws->cfg, ws->tr.peer, sizeof(ws->tr.peer));
   /* A trusted proxy must send the PROXY header; anyone else must not. */
   if (ws->cfg->proxy_protocol) {
-    ws->proxy_wait = ws->peer_trusted;
-    ws->proxy_check = !ws->peer_trusted;
+    ws->proxy_wait = ws->conn.peer_trusted;
+    ws->proxy_check = !ws->conn.peer_trusted;
   }
-  uv_tcp_nodelay(&ws->tcp, 1);
-  if (sg_tls_enabled() && (ws->tls = sg_tls_new()) == NULL) {
+  if (sg_conn_start(&ws->conn, ws->cfg, SG_CONN_HTTP) != 0) {
     ws_close_handles(ws);
     return;
   }
   ws->accepted_ns = uv_hrtime();
-  ws->tr.last_rx = ws->tr.last_tx = uv_now(ws->tcp.loop);
+  ws->tr.last_rx = ws->tr.last_tx = uv_now(ws->conn.tcp.loop);
   uv_timer_start(&ws->timer, handshake_timeout_cb, ws->cfg->handshake_timeout_ms, 0);
-  if (uv_read_start((uv_stream_t *)&ws->tcp, alloc_cb, read_cb) != 0) ws_close_handles(ws);
+  if (uv_read_start((uv_stream_t *)&ws->conn.tcp, alloc_cb, read_cb) != 0) ws_close_handles(ws);
 }
 
-int sg_ws_send(sg_ws_t *ws, const void *data, size_t len, int binary) {
+/* An accepted connection before its upgrade: nobody above it yet. The
+ * upgrade hands it to the open function, which replaces these. */
+static void http_open_cb(sg_transport_t *t, int stomp_version) {
+  sg_ws_t *ws = container_of(t, sg_ws_t, tr);
+  int r = ws->open_fn(t, ws->open_arg, stomp_version);
+  if (r != 0) {
+    sg_log_warn("%s cannot start a session: %s", t->peer, sg_strerror(r));
+    ws_close_handles(ws);
+  }
+}
+static void http_message_cb(sg_transport_t *t, const uint8_t *d, size_t n, int b) {
+  (void)t, (void)d, (void)n, (void)b;
+}
+static void http_noop_cb(sg_transport_t *t) { (void)t; }
+static const sg_transport_cbs_t http_cbs = {http_open_cb, http_message_cb, http_noop_cb,
+                                            http_noop_cb};
+
+int sg_ws_accept(uv_stream_t *server, const sg_config_t *cfg, sg_ws_head_fn on_head,
+                 sg_transport_open_fn open, void *arg) {
+  sg_ws_t *ws = malloc(sizeof(*ws));
+  if (ws == NULL) return SG_ERR_NOMEM;
+  /* libuv's tcp and timer initialisations cannot fail on an open loop. */
+  int r = ws_init(server->loop, ws, cfg, &http_cbs);
+  if (r) {
+    free(ws);
+    return r;
+  }
+  ws->heap = 1;
+  ws->on_head = on_head;
+  ws->open_fn = open;
+  ws->open_arg = arg;
+  if ((r = uv_accept(server, (uv_stream_t *)&ws->conn.tcp)) != 0) {
+    ws_close_handles(ws);
+    return r;
+  }
+  ws_start(ws);
+  return 0;
+}
+
+/* Queues one message (copied). Returns 0, or a negative error when the
+ * socket is closing. The bytes go out at the end of this loop iteration. */
+static int ws_send(sg_ws_t *ws, const void *data, size_t len, int binary) {
   if (ws->state != SG_WS_OPEN || (ws->ctx == NULL && !ws->parked)) return UV_EPIPE;
-  if (!is_beat(data, len)) ws->last_busy = uv_now(ws->tcp.loop);
-  if (ws->sockjs) {
-    /* SockJS carries text only: bytes that are not UTF-8 are escaped. */
-    sg_buf_reset(&sockjs_frame);
-    if (sg_sockjs_frame_message(&sockjs_frame, data, len) != 0) return SG_ERR_NOMEM;
-    data = sockjs_frame.base;
-    len = sockjs_frame.len;
+  if (!is_beat(data, len)) ws->last_busy = uv_now(ws->conn.tcp.loop);
+  if (ws->framing) {
+    /* Framed messages are text (SockJS escapes bytes that are not
+     * UTF-8). */
+    sg_buf_reset(&framed);
+    if (ws->framing->wrap(&framed, data, len) != 0) return SG_ERR_NOMEM;
+    data = framed.base;
+    len = framed.len;
     binary = 0;
   }
   uint8_t rsv = WSLAY_RSV_NONE;
@@ -1352,21 +998,28 @@ int sg_ws_send(sg_ws_t *ws, const void *data, size_t len, int binary) {
     return SG_ERR_NOMEM;
   }
   ws->fresh += len;
-  ws->tr.last_tx = uv_now(ws->tcp.loop);
+  ws->tr.last_tx = uv_now(ws->conn.tcp.loop);
   ws_queue_flush(ws);
   return 0;
 }
 
-size_t sg_ws_backlog(const sg_ws_t *ws) {
-  size_t p = sg_ws_pending(ws);
+/* Of the bytes not yet on the wire, the ones that were already waiting
+ * when the last write of this connection started: what a client that
+ * reads is never far behind on, whatever burst the current loop iteration
+ * queued. */
+static size_t ws_backlog(const sg_ws_t *ws) {
+  size_t p = ws_pending(ws);
   return p > ws->fresh ? p - ws->fresh : 0;
 }
 
-size_t sg_ws_pending(const sg_ws_t *ws) {
-  return ws->inflight + ws->out.len + (ws->ctx ? wslay_event_get_queued_msg_length(ws->ctx) : 0);
+/* Bytes queued or being written but not yet on the wire. */
+static size_t ws_pending(const sg_ws_t *ws) {
+  return ws->conn.inflight + ws->out.len + (ws->ctx ? wslay_event_get_queued_msg_length(ws->ctx) : 0);
 }
 
-void sg_ws_close(sg_ws_t *ws, uint16_t code, const char *reason) {
+/* Starts the close handshake with code and reason, after everything queued
+ * has been written. */
+static void ws_close(sg_ws_t *ws, uint16_t code, const char *reason) {
   if (ws->state == SG_WS_CLOSED) return;
   if (ws_unpark(ws) != 0) {
     ws_close_handles(ws);
@@ -1376,12 +1029,12 @@ void sg_ws_close(sg_ws_t *ws, uint16_t code, const char *reason) {
     ws_close_handles(ws);
     return;
   }
-  if (ws->state == SG_WS_OPEN && ws->sockjs) {
-    /* SockJS clients learn the code and reason from a close frame. */
-    sg_buf_reset(&sockjs_frame);
-    if (sg_sockjs_frame_close(&sockjs_frame, code, reason) == 0) {
-      struct wslay_event_msg msg = {WSLAY_TEXT_FRAME, (const uint8_t *)sockjs_frame.base,
-                                    sockjs_frame.len};
+  if (ws->state == SG_WS_OPEN && ws->framing) {
+    /* Clients of a framing learn the code and reason from its close
+     * message (SockJS's c[...]). */
+    sg_buf_reset(&framed);
+    if (ws->framing->close(&framed, code, reason) == 0) {
+      struct wslay_event_msg msg = {WSLAY_TEXT_FRAME, (const uint8_t *)framed.base, framed.len};
       wslay_event_queue_msg(ws->ctx, &msg);
     }
   }
@@ -1398,61 +1051,30 @@ void sg_ws_close(sg_ws_t *ws, uint16_t code, const char *reason) {
 
 void sg_ws_abort(sg_ws_t *ws) { ws_close_handles(ws); }
 
+void sg_ws_handed_off(sg_ws_t *ws) {
+  sg_conn_exported(&ws->conn);
+  uv_read_stop((uv_stream_t *)&ws->conn.tcp);
+  ws->state = SG_WS_CLOSING;
+  ws_close_handles(ws);
+}
+
 /* Reading goes on while paused, up to WS_PAUSED_MAX unhandled bytes, so
  * that a client leaving while it waits (a broker alarm can last minutes)
  * is closed at once rather than when the wait ends. */
-void sg_ws_pause(sg_ws_t *ws) {
+static void ws_pause(sg_ws_t *ws) {
   if (ws->tr.paused || ws->state != SG_WS_OPEN) return;
   ws->tr.paused = 1;
 }
 
-void sg_ws_resume(sg_ws_t *ws) {
+static void ws_resume(sg_ws_t *ws) {
   if (!ws->tr.paused) return;
   ws->tr.paused = 0;
   if (ws->state != SG_WS_OPEN) return;
-  ws->tr.last_rx = uv_now(ws->tcp.loop);
-  int r = uv_read_start((uv_stream_t *)&ws->tcp, alloc_cb, read_cb);
+  ws->tr.last_rx = uv_now(ws->conn.tcp.loop);
+  int r = uv_read_start((uv_stream_t *)&ws->conn.tcp, alloc_cb, read_cb);
   if (r != 0 && r != UV_EALREADY) {
     ws_close_handles(ws);
     return;
   }
   ws_feed(ws);
-}
-
-int sg_ws_adopt(uv_loop_t *loop, sg_ws_t *ws, const sg_config_t *cfg, const sg_ws_cbs_t *cbs,
-                uv_os_sock_t fd, sg_tls_t *tls, const char *peer) {
-  int r = sg_ws_init(loop, ws, cfg, cbs);
-  if (r) {
-    close(fd);
-    sg_tls_free(tls);
-    return r;
-  }
-  ws->tls = tls;
-  ws->http = 1;
-  ws->state = SG_WS_OPEN;
-  snprintf(ws->tr.peer, sizeof(ws->tr.peer), "%s", peer);
-  ws->accepted_ns = uv_hrtime();
-  ws->tr.last_rx = ws->tr.last_tx = uv_now(loop);
-  if ((r = uv_tcp_open(&ws->tcp, fd)) != 0) {
-    close(fd);
-    ws_close_handles(ws);
-    return 0;
-  }
-  uv_tcp_nodelay(&ws->tcp, 1);
-  if (uv_read_start((uv_stream_t *)&ws->tcp, alloc_cb, read_cb) != 0) ws_close_handles(ws);
-  return 0;
-}
-
-int sg_ws_write(sg_ws_t *ws, const void *data, size_t len) {
-  if (ws->state != SG_WS_OPEN) return UV_EPIPE;
-  if (sg_buf_append(&ws->out, data, len) != 0) return SG_ERR_NOMEM;
-  ws->tr.last_tx = uv_now(ws->tcp.loop);
-  ws_queue_flush(ws);
-  return 0;
-}
-
-void sg_ws_end(sg_ws_t *ws) {
-  if (ws->state != SG_WS_OPEN) return;
-  ws->state = SG_WS_CLOSING;
-  ws_queue_flush(ws);
 }

@@ -91,6 +91,11 @@ int sg_sockjs_cors(sg_buf_t *out, sg_http_slice_t origin, sg_http_slice_t req_he
  * none, with an empty body). */
 int sg_sockjs_response(sg_buf_t *out, int status, sg_http_slice_t origin, const char *content_type,
                        const char *body, size_t len);
+/* The same with extra header lines (each ending in CRLF, e.g. "Allow: GET\r\n"),
+ * written with the others before the blank line; NULL for none. */
+int sg_sockjs_response_extra(sg_buf_t *out, int status, sg_http_slice_t origin,
+                             const char *content_type, const char *extra, const char *body,
+                             size_t len);
 
 /* Appends the response to GET <prefix>/info. */
 int sg_sockjs_info(sg_buf_t *out, sg_http_slice_t origin, uint32_t entropy);

@@ -256,7 +256,7 @@ static int setup(void **state) {
   sg_stomp_limits_t lim = {65536, 64, 4096};
   sg_stomp_parser_init(&parser, &lim);
   got = NULL;
-  assert_int_equal(sg_session_open(&ft.tr, &ctx), 0);
+  assert_int_equal(sg_session_open(&ft.tr, &ctx, 0), 0);
   return 0;
 }
 

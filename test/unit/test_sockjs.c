@@ -180,6 +180,19 @@ static void http(void **state) {
   assert_int_equal(sg_sockjs_response(&b, 404, evil, "text/plain", "x", 1), 0);
   assert_null(strstr(b.base, "Set-Cookie"));
   assert_non_null(strstr(b.base, "Content-Length: 1\r\n"));
+  /* Extra header lines go with the others, before the blank line and the
+   * body. */
+  sg_buf_reset(&b);
+  assert_int_equal(sg_sockjs_response_extra(&b, 405, none, "text/plain", "Allow: OPTIONS, GET\r\n",
+                                            "no\n", 3),
+                   0);
+  const char *allow = strstr(b.base, "\r\nAllow: OPTIONS, GET\r\n");
+  const char *blank = strstr(b.base, "\r\n\r\n");
+  assert_non_null(allow);
+  assert_non_null(blank);
+  assert_true(allow < blank);
+  assert_string_equal(blank, "\r\n\r\nno\n");
+  assert_int_equal(b.len, strlen(b.base));
   sg_buf_free(&b);
 }
 
