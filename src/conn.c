@@ -174,6 +174,18 @@ static void tls_free(void *state) { sg_tls_free(state); }
 
 const sg_conn_type_t sg_conn_tls = {"TLS", tls_feed, tls_write, tls_end, tls_ready, tls_free, 0};
 
+static void conn_shut_cb(uv_shutdown_t *req, int status) {
+  sg_conn_t *c = req->data;
+  c->on_shut(c, status);
+}
+
+int sg_conn_shutdown(sg_conn_t *c, sg_conn_shut_fn done) {
+  sg_conn_end(c);
+  c->on_shut = done;
+  c->shut_req.data = c;
+  return uv_shutdown(&c->shut_req, (uv_stream_t *)&c->tcp, conn_shut_cb);
+}
+
 const char *sg_conn_error(const sg_conn_t *c) {
   return c->type == &sg_conn_tls && c->state ? sg_tls_error(c->state) : "connection failed";
 }

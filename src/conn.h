@@ -45,6 +45,10 @@ extern const sg_conn_type_t sg_conn_tls;
 typedef void (*sg_conn_written_fn)(sg_conn_t *c, size_t n, int status);
 /* The end of a loop iteration for a connection that asked for it. */
 typedef void (*sg_conn_flush_fn)(sg_conn_t *c);
+/* Our side of the connection is closed (sg_conn_shutdown): status 0 once
+ * the peer has every byte, negative when that failed or the handle
+ * closed first. */
+typedef void (*sg_conn_shut_fn)(sg_conn_t *c, int status);
 
 struct sg_conn {
   uv_tcp_t tcp;
@@ -54,6 +58,8 @@ struct sg_conn {
   sg_conn_flush_fn on_flush;    /* for sg_conn_queue_flush */
   size_t inflight;              /* handed to uv_write, not yet written */
   sg_conn_t *flush_next;
+  uv_shutdown_t shut_req;       /* sg_conn_shutdown's */
+  sg_conn_shut_fn on_shut;
   unsigned flush_queued : 1;
   unsigned counted : 1;         /* in the connections gauge */
   unsigned peer_trusted : 1;    /* the peer lies in --trusted-proxy */
@@ -94,6 +100,11 @@ static inline int sg_conn_feed(sg_conn_t *c, const char *data, size_t n, sg_buf_
 }
 static inline int sg_conn_write(sg_conn_t *c, sg_buf_t *out) { return c->type->write(c, out); }
 static inline void sg_conn_end(sg_conn_t *c) { c->type->end(c); }
+/* Closes our side once what is written is out: what must precede the
+ * FIN (sg_conn_end), then the FIN itself; done hears how it went. At
+ * most once per connection. 0, or negative when it could not start (done
+ * is not called then). */
+int sg_conn_shutdown(sg_conn_t *c, sg_conn_shut_fn done);
 static inline int sg_conn_reads_in_place(const sg_conn_t *c) { return c->type->reads_in_place; }
 static inline int sg_conn_ready(const sg_conn_t *c) { return c->type->ready(c); }
 /* The last failure of the type's state, for the log. */

@@ -201,7 +201,13 @@ static sg_fanout_sub_t *find_sub(sg_fanout_t *f, sg_fanout_queue_t *q, const cha
 
 /* ---------- exchange kinds ---------- */
 
-int sg_fanout_exchange_kind(const sg_fanout_t *f, const char *exchange) {
+/* How deliveries through exchange are routed here: an sg_match_kind_t
+ * (SG_MATCH_TOPIC, _DIRECT, _FANOUT) for the built-in amq.topic,
+ * amq.direct and amq.fanout and for the topic exchanges the gateway
+ * declares itself on --broker's vhost (the application and user
+ * exchanges), or 0 when the gateway does not know its type: AMQP gives no
+ * way to ask, so such an exchange keeps a queue per binding key. */
+static int exchange_kind(const sg_fanout_t *f, const char *exchange) {
   if (strcmp(exchange, "amq.topic") == 0) return SG_MATCH_TOPIC;
   if (strcmp(exchange, "amq.direct") == 0) return SG_MATCH_DIRECT;
   if (strcmp(exchange, "amq.fanout") == 0) return SG_MATCH_FANOUT;
@@ -1082,7 +1088,7 @@ int sg_fanout_join(sg_fanout_t *f, const char *exchange, const char *key, sg_fan
   size_t len = strlen(key);
   m->ready = 0;
   if (len > SG_MATCH_KEY_MAX) return SG_ERR_INVALID;
-  int kind = sg_fanout_exchange_kind(f, exchange);
+  int kind = exchange_kind(f, exchange);
   const char *qkey = kind ? NULL : key;
   sg_fanout_queue_t *q = find_queue(f, exchange, qkey);
   int new_q = q == NULL;
@@ -1125,4 +1131,3 @@ void sg_fanout_leave(sg_fanout_member_t *m) {
   b_empty(fs);
 }
 
-size_t sg_fanout_bindings(const sg_fanout_t *f) { return f->subs.n; }

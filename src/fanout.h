@@ -5,7 +5,7 @@
 /* Shared subscriptions (shared relay mode), per worker and vhost, with
  * routing in the gateway. The worker consumes from one exclusive
  * auto-delete queue per exchange whose routing it reproduces (topic, direct
- * and fanout exchanges whose type it knows, sg_fanout_exchange_kind). Each
+ * and fanout exchanges whose type it knows, exchange_kind in fanout.c). Each
  * distinct binding key its subscriptions use is one binding on that queue,
  * counted by subscription and unbound two seconds after the last leaves
  * (unless one joins again). A delivery's routing key and CC keys are
@@ -104,14 +104,6 @@ struct sg_fanout {
 /* Makes an empty fan-out for pool's vhost. 0 or a negative error. */
 int sg_fanout_init(sg_fanout_t *f, sg_pool_t *pool, const sg_fanout_cbs_t *cbs, int worker);
 
-/* How deliveries through exchange are routed here: an sg_match_kind_t
- * (SG_MATCH_TOPIC, _DIRECT, _FANOUT) for the built-in amq.topic,
- * amq.direct and amq.fanout and for the topic exchanges the gateway
- * declares itself on --broker's vhost (the application and user
- * exchanges), or 0 when the gateway does not know its type: AMQP gives no
- * way to ask, so such an exchange keeps a queue per binding key. */
-int sg_fanout_exchange_kind(const sg_fanout_t *f, const char *exchange);
-
 /* Joins m to the binding (exchange, key), creating it (and its queue) if
  * needed. Returns 1 when ready at once, 0 when on_ready_cb will follow, or
  * a negative error (m not joined): SG_ERR_INVALID for a key over 255
@@ -120,8 +112,5 @@ int sg_fanout_join(sg_fanout_t *f, const char *exchange, const char *key, sg_fan
 
 /* Leaves; safe from inside this member's callbacks, and when not joined. */
 void sg_fanout_leave(sg_fanout_member_t *m);
-
-/* Broker queues and bindings now. */
-size_t sg_fanout_bindings(const sg_fanout_t *f);
 
 #endif

@@ -209,9 +209,8 @@ static void sjc_write(sj_conn_t *c, const void *data, size_t len) {
 
 static void sjc_linger_cb(uv_timer_t *t) { sjc_close(t->data); }
 
-static void sjc_shutdown_cb(uv_shutdown_t *req, int status) {
-  sj_conn_t *c = req->data;
-  free(req);
+static void sjc_shutdown_cb(sg_conn_t *conn, int status) {
+  sj_conn_t *c = container_of(conn, sj_conn_t, conn);
   if (c->state == SJC_CLOSED) return;
   if (status < 0) {
     sjc_close(c);
@@ -224,17 +223,7 @@ static void sjc_shutdown_cb(uv_shutdown_t *req, int status) {
 static void sjc_end(sj_conn_t *c) {
   if (c->state != SJC_OPEN) return;
   c->state = SJC_ENDING;
-  sg_conn_end(&c->conn);
-  uv_shutdown_t *req = malloc(sizeof(*req));
-  if (req == NULL) {
-    sjc_close(c);
-    return;
-  }
-  req->data = c;
-  if (uv_shutdown(req, (uv_stream_t *)&c->conn.tcp, sjc_shutdown_cb) < 0) {
-    free(req);
-    sjc_close(c);
-  }
+  if (sg_conn_shutdown(&c->conn, sjc_shutdown_cb) < 0) sjc_close(c);
 }
 
 /* Takes the connection of a request handed over (x, taken) on loop. NULL

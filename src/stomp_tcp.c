@@ -123,9 +123,8 @@ static int write_out(st_conn_t *c) {
 
 static void linger_cb(uv_timer_t *t) { st_close_handles(container_of(t, st_conn_t, timer)); }
 
-static void shutdown_cb(uv_shutdown_t *req, int status) {
-  st_conn_t *c = req->data;
-  free(req);
+static void shutdown_cb(sg_conn_t *conn, int status) {
+  st_conn_t *c = container_of(conn, st_conn_t, conn);
   if (c->state == ST_CLOSED) return;
   if (status < 0) {
     st_close_handles(c);
@@ -143,17 +142,7 @@ static void begin_shutdown(st_conn_t *c) {
   c->shut = 1;
   c->state = ST_CLOSING;
   st_gone(c);
-  sg_conn_end(&c->conn);
-  uv_shutdown_t *req = malloc(sizeof(*req));
-  if (req == NULL) {
-    st_close_handles(c);
-    return;
-  }
-  req->data = c;
-  if (uv_shutdown(req, (uv_stream_t *)&c->conn.tcp, shutdown_cb) < 0) {
-    free(req);
-    st_close_handles(c);
-  }
+  if (sg_conn_shutdown(&c->conn, shutdown_cb) < 0) st_close_handles(c);
 }
 
 static void st_flush(st_conn_t *c) {

@@ -126,11 +126,6 @@ int sg_tls_reload(const sg_config_t *cfg) {
 
 int sg_tls_enabled(void) { return ctx != NULL; }
 
-void sg_tls_shutdown(void) {
-  SSL_CTX_free(ctx);
-  ctx = NULL;
-}
-
 static sg_tls_t *tls_new(int stream) {
   sg_tls_t *t = calloc(1, sizeof(*t));
   if (t == NULL) return NULL;

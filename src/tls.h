@@ -22,7 +22,6 @@ int sg_tls_init(const sg_config_t *cfg);
  * ones keep theirs. On failure the old context stays. 0 or -1. */
 int sg_tls_reload(const sg_config_t *cfg);
 int sg_tls_enabled(void);
-void sg_tls_shutdown(void);
 
 /* A server-side connection on the current context, or NULL. */
 sg_tls_t *sg_tls_new(void);

@@ -230,9 +230,8 @@ static void linger_cb(uv_timer_t *t) {
   ws_close_handles(ws);
 }
 
-static void shutdown_cb(uv_shutdown_t *req, int status) {
-  sg_ws_t *ws = req->data;
-  free(req);
+static void shutdown_cb(sg_conn_t *c, int status) {
+  sg_ws_t *ws = container_of(c, sg_ws_t, conn);
   if (ws->state == SG_WS_CLOSED) return;
   if (status < 0) {
     ws_close_handles(ws);
@@ -251,17 +250,7 @@ static void ws_begin_shutdown(sg_ws_t *ws) {
   ws->shut = 1;
   ws->state = SG_WS_CLOSING;
   ws_gone(ws);
-  sg_conn_end(&ws->conn);
-  uv_shutdown_t *req = malloc(sizeof(*req));
-  if (req == NULL) {
-    ws_close_handles(ws);
-    return;
-  }
-  req->data = ws;
-  if (uv_shutdown(req, (uv_stream_t *)&ws->conn.tcp, shutdown_cb) < 0) {
-    free(req);
-    ws_close_handles(ws);
-  }
+  if (sg_conn_shutdown(&ws->conn, shutdown_cb) < 0) ws_close_handles(ws);
 }
 
 static void close_timeout_cb(uv_timer_t *t) {
