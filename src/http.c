@@ -237,28 +237,24 @@ reply:
 /* X-Forwarded-For and Forwarded name the client only when a trusted proxy
  * sent them; from anyone else they would let a client choose the address
  * its limits and logs go by. Returns 0 to go on, -1 once refused. */
+static int forwarded_refuse(sg_ws_t *ws, const char *name, const char *why) {
+  char reason[96];
+  snprintf(reason, sizeof(reason), "%s header %s", name, why);
+  sg_metrics_forwarded(0);
+  sg_ws_refuse(ws, 400, reason, NULL);
+  return -1;
+}
+
 static int http_forwarded(sg_ws_t *ws, const sg_http_request_t *req) {
   const sg_http_slice_t *f = req->forwarded.p ? &req->forwarded : &req->forwarded_for;
   const char *name = req->forwarded.p ? "Forwarded" : "X-Forwarded-For";
   if (f->p == NULL) return 0;
-  if (!ws->conn.peer_trusted) {
-    sg_metrics_forwarded(0);
-    sg_ws_refuse(ws, 400,
-              req->forwarded.p ? "Forwarded header from a peer that is not a trusted-proxy"
-                               : "X-Forwarded-For header from a peer that is not a trusted-proxy",
-              NULL);
-    return -1;
-  }
+  if (!ws->conn.peer_trusted)
+    return forwarded_refuse(ws, name, "from a peer that is not a trusted-proxy");
   struct sockaddr_storage ss;
   if (sg_forwarded_client(f->p, f->len, req->forwarded.p != NULL, ws->cfg->trusted_proxies,
-                          ws->cfg->ntrusted_proxies, &ss) != 0) {
-    sg_metrics_forwarded(0);
-    sg_ws_refuse(ws, 400,
-              req->forwarded.p ? "Forwarded header does not name the client's IP address"
-                               : "X-Forwarded-For header does not name the client's IP address",
-              NULL);
-    return -1;
-  }
+                          ws->cfg->ntrusted_proxies, &ss) != 0)
+    return forwarded_refuse(ws, name, "does not name the client's IP address");
   sg_metrics_forwarded(1);
   char was[sizeof(ws->tr.peer)];
   memcpy(was, ws->tr.peer, sizeof(was));

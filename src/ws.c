@@ -577,19 +577,6 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   *buf = uv_buf_init(ws->in.base + ws->in.len, (unsigned)(ws->in.cap - ws->in.len - 1));
 }
 
-void sg_ws_refuse(sg_ws_t *ws, int status, const char *reason, const char *extra) {
-  sg_log_info("%s handshake refused: %d %s", ws->tr.peer, status, reason);
-  sg_metrics_http_refused(status);
-  uv_read_stop((uv_stream_t *)&ws->conn.tcp);
-  ws->state = SG_WS_CLOSING;
-  sg_http_response_error(&ws->out, status, reason, extra);
-  if (ws_write_out(ws) < 0) {
-    ws_close_handles(ws);
-    return;
-  }
-  ws_begin_shutdown(ws);
-}
-
 void sg_ws_respond(sg_ws_t *ws) {
   uv_read_stop((uv_stream_t *)&ws->conn.tcp);
   ws->state = SG_WS_CLOSING;
@@ -598,6 +585,13 @@ void sg_ws_respond(sg_ws_t *ws) {
     return;
   }
   ws_begin_shutdown(ws);
+}
+
+void sg_ws_refuse(sg_ws_t *ws, int status, const char *reason, const char *extra) {
+  sg_log_info("%s handshake refused: %d %s", ws->tr.peer, status, reason);
+  sg_metrics_http_refused(status);
+  sg_http_response_error(&ws->out, status, reason, extra);
+  sg_ws_respond(ws);
 }
 
 static void framing_beat_cb(uv_timer_t *t) {
