@@ -1281,6 +1281,11 @@ static int scenario_rooms(void) {
            "{\"sessions\":%d,\"ready\":%d,\"failed\":%d,\"publisher_ready\":%d,\"start_ms\":%.3f,"
            "\"ready_ms\":%.3f,\"connect_s\":%.3f,\"bench_rss_kb\":%ld,\"errors\":%" PRIu64 "}",
            N, users + roomers, N - ready, pub_ok, start_ms, ready_ms, b.t - a.t, self_rss, B.errors);
+  /* Every subscribed session expects exactly one message: its own for a
+   * user, the room's (published once, by one process) for a room. Counted
+   * from now: another process may publish before this one sees its go. */
+  B.rooms_check = true;
+  rooms_expected = users + roomers;
   if (o.ready_file) {
     if (write_ready_file(rj) != 0) note_error("cannot write %s: %s", o.ready_file, strerror(errno));
     /* The driver sends SIGUSR1 once every process is ready. */
@@ -1288,10 +1293,6 @@ static int scenario_rooms(void) {
   } else {
     run_until(settle_done, o.settle);
   }
-  /* Every subscribed session expects exactly one message: its own for a
-   * user, the room's (published once, by one process) for a room. */
-  B.rooms_check = true;
-  rooms_expected = users + roomers;
   double go_ms = epoch_ms();
   uint64_t go_t = uv_hrtime();
   mark_t c = mark();
