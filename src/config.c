@@ -56,6 +56,13 @@ static int set_str(char **field, const char *v) {
   return 0;
 }
 
+/* An empty value turns a string setting off. Always 0. */
+static int clear_str(char **field) {
+  free(*field);
+  *field = NULL;
+  return 0;
+}
+
 static int parse_hostport(const setting_t *st, const char *s, const char *where, char **host,
                           int *port) {
   const char *colon = strrchr(s, ':');
@@ -185,11 +192,7 @@ static int apply_app_exchange(sg_config_t *cfg, const setting_t *st, const char 
 static int apply_user_exchange(sg_config_t *cfg, const setting_t *st, const char *v, int level,
                                const char *where) {
   (void)level;
-  if (*v == '\0') {
-    free(cfg->user_exchange);
-    cfg->user_exchange = NULL;
-    return 0;
-  }
+  if (*v == '\0') return clear_str(&cfg->user_exchange);
   if (strlen(v) > 255) return bad(st, v, where, "an exchange name of 1..255 bytes");
   return set_str(&cfg->user_exchange, v);
 }
@@ -197,11 +200,7 @@ static int apply_user_exchange(sg_config_t *cfg, const setting_t *st, const char
 static int apply_exact_exchange(sg_config_t *cfg, const setting_t *st, const char *v, int level,
                                 const char *where) {
   (void)level;
-  if (*v == '\0') {
-    free(cfg->exact_exchange_prefix);
-    cfg->exact_exchange_prefix = NULL;
-    return 0;
-  }
+  if (*v == '\0') return clear_str(&cfg->exact_exchange_prefix);
   if (strlen(v) > 200 || strncmp(v, "amq.", 4) == 0)
     return bad(st, v, where, "an exchange name prefix of 0..200 bytes, not amq.*");
   return set_str(&cfg->exact_exchange_prefix, v);
@@ -210,11 +209,7 @@ static int apply_exact_exchange(sg_config_t *cfg, const setting_t *st, const cha
 static int apply_www(sg_config_t *cfg, const setting_t *st, const char *v, int level,
                      const char *where) {
   (void)level;
-  if (*v == '\0') {
-    free(cfg->www_root);
-    cfg->www_root = NULL;
-    return 0;
-  }
+  if (*v == '\0') return clear_str(&cfg->www_root);
   struct stat sb;
   char *real = realpath(v, NULL);
   if (real == NULL || stat(real, &sb) != 0 || !S_ISDIR(sb.st_mode) || strcmp(real, "/") == 0) {
@@ -657,11 +652,7 @@ static int apply(sg_config_t *cfg, const setting_t *st, const char *v, int level
   }
   case T_STR:
   case T_PATH:
-    if (*v == '\0') {
-      free(*(char **)(base + st->off));
-      *(char **)(base + st->off) = NULL;
-      return 0;
-    }
+    if (*v == '\0') return clear_str((char **)(base + st->off));
     return set_str((char **)(base + st->off), v);
   case T_CUSTOM:
     return st->apply(cfg, st, v, level, where);

@@ -34,6 +34,7 @@ enum { B_WAIT = 0, B_BINDING, B_BOUND };
  * of an exact key on a topic exchange, the declaration of the exchange's
  * exact-key companion and its binding to the exchange. */
 enum { OP_BIND = 0, OP_UNBIND, OP_X_DECLARE, OP_X_BIND };
+#define OP_IS_X(kind) ((kind) == OP_X_DECLARE || (kind) == OP_X_BIND)
 
 struct sg_fanout_queue {
   sg_fanout_t *f;
@@ -261,6 +262,12 @@ static void b_set_via(sg_fanout_sub_t *fs, int via_exact) {
   sg_metrics_shared_gauges(0, 0, via_exact ? 1 : -1);
 }
 
+/* fs is to be bound (again): it waits on the to-bind list. */
+static void b_requeue(sg_fanout_sub_t *fs) {
+  fs->state = B_WAIT;
+  if (!dl_linked(&fs->bind_link)) dl_push(&fs->q->f->to_bind, &fs->bind_link);
+}
+
 static sg_fanout_sub_t *b_new(sg_fanout_queue_t *q, const char *key, size_t len) {
   sg_fanout_t *f = q->f;
   sg_fanout_sub_t *fs = calloc(1, sizeof(*fs));
@@ -280,8 +287,7 @@ static sg_fanout_sub_t *b_new(sg_fanout_queue_t *q, const char *key, size_t len)
   dl_push(&q->subs, &fs->q_link);
   q->nsubs++;
   sg_metrics_shared_gauges(0, 1, 0);
-  fs->state = B_WAIT;
-  dl_push(&f->to_bind, &fs->bind_link);
+  b_requeue(fs);
   return fs;
 }
 
@@ -393,7 +399,18 @@ static void op_append(sg_fanout_t *f, sg_fanout_op_t *op) {
  * would do. A message reaches the queue once, however many of its
  * bindings match. */
 static int b_via_exact(const sg_fanout_sub_t *fs) {
-  return fs->exact && fs->q->exact_x != NULL && !fs->q->exact_refused;
+  return fs->exact && !fs->q->exact_refused; /* exact implies q->exact_x */
+}
+
+/* Exact keys of q bind on its exchange itself from now on, as they would
+ * without a companion: correct, only heavier for the broker. what says
+ * why, once per queue. */
+static void x_give_up(sg_fanout_queue_t *q, const char *what) {
+  if (!q->exact_refused)
+    sg_log_warn("worker %d: exact keys of exchange '%s' bind on it: %s", q->f->worker, q->exchange,
+                what);
+  q->exact_refused = 1;
+  q->exact_sent = 0;
 }
 
 /* Sends op on the bind channel. A failure means the link went: its lost
@@ -466,10 +483,9 @@ static void ops_clear(sg_fanout_t *f) {
     sg_fanout_sub_t *fs = op->fs;
     if (fs) {
       fs->op = NULL;
-      fs->state = B_WAIT;
-      if (!dl_linked(&fs->bind_link)) dl_push(&f->to_bind, &fs->bind_link);
+      b_requeue(fs);
     }
-    if (op->kind == OP_X_DECLARE || op->kind == OP_X_BIND) q->exact_sent = 0;
+    if (OP_IS_X(op->kind)) q->exact_sent = 0;
     q->ops--;
     free(op);
     if (q->dead) q_maybe_free(q);
@@ -720,10 +736,9 @@ static void q_move(sg_fanout_queue_t *q, void *arg) {
     if (fs->nmembers == 0 && !fs->iterating) {
       b_free(fs);
     } else {
-      fs->state = B_WAIT;
       b_set_via(fs, 0);
       dl_del(&fs->idle_link);
-      if (!dl_linked(&fs->bind_link)) dl_push(&f->to_bind, &fs->bind_link);
+      b_requeue(fs);
     }
     n = next;
   }
@@ -781,8 +796,7 @@ static void bind_open_cb(sg_amqp_t *a, int status, const char *message) {
    * the broker refused meanwhile is not asked for again. */
   for (sg_fanout_op_t **p = &f->ops; *p;) {
     sg_fanout_op_t *op = *p;
-    if (op->seq == 0 && (op->kind == OP_X_DECLARE || op->kind == OP_X_BIND) &&
-        op->q->exact_refused) {
+    if (op->seq == 0 && OP_IS_X(op->kind) && op->q->exact_refused) {
       *p = op->next;
       if (*p == NULL) f->ops_tail = p;
       sg_fanout_queue_t *q = op->q;
@@ -809,33 +823,25 @@ static void op_answered(sg_fanout_t *f, int refused, int code, const char *text)
   int kind = op->kind, via_exact = op->via_exact;
   q->ops--;
   free(op);
-  if (kind == OP_X_DECLARE || kind == OP_X_BIND) {
-    if (refused && !q->exact_refused) {
-      /* Exact keys bind on the exchange itself, as they would without
-       * a companion: correct, only heavier for the broker. */
-      sg_log_warn("worker %d: exact keys of exchange '%s' bind on it: the broker refused their "
-                  "direct exchange '%s' (%d %s)",
-                  f->worker, q->exchange, q->exact_x, code, text ? text : "");
-      q->exact_refused = 1;
-      q->exact_sent = 0;
+  char what[400];
+  if (OP_IS_X(kind)) {
+    if (refused) {
+      snprintf(what, sizeof(what), "the broker refused their direct exchange '%s' (%d %s)",
+               q->exact_x, code, text ? text : "");
+      x_give_up(q, what);
     }
     q_check(q);
     return;
   }
   if (refused && via_exact && code == 404) {
     /* The companion was deleted under the gateway: the bindings it held
-     * went with it. This one, and exact keys from now on, bind on the
-     * exchange itself. */
-    if (!q->exact_refused)
-      sg_log_warn("worker %d: exact keys of exchange '%s' bind on it: their direct exchange '%s' "
-                  "is gone (%s)",
-                  f->worker, q->exchange, q->exact_x, text ? text : "");
-    q->exact_refused = 1;
-    q->exact_sent = 0;
+     * went with it. This one binds again, on the exchange itself. */
+    snprintf(what, sizeof(what), "their direct exchange '%s' is gone (%s)", q->exact_x,
+             text ? text : "");
+    x_give_up(q, what);
     if (fs) {
       fs->op = NULL;
-      fs->state = B_WAIT;
-      if (!dl_linked(&fs->bind_link)) dl_push(&f->to_bind, &fs->bind_link);
+      b_requeue(fs);
     }
     q_check(q);
     return;
