@@ -336,6 +336,38 @@ static int apply_app_prefix(sg_config_t *cfg, const setting_t *st, const char *v
   return strlist_push(l, v, n);
 }
 
+/* Repeatable: PATTERN[:RETENTION]; a higher source replaces the list of a
+ * lower one, and an empty value empties it. */
+static int apply_history(sg_config_t *cfg, const setting_t *st, const char *v, int level,
+                         const char *where) {
+  if (level > cfg->history_level) {
+    for (size_t i = 0; i < cfg->nhistory; i++) sg_history_free(&cfg->history[i]);
+    cfg->nhistory = 0;
+    cfg->history_level = level;
+  }
+  if (*v == '\0') return 0;
+  sg_history_t h;
+  const char *why = NULL;
+  if (sg_history_parse(v, &h, &why) != 0) return bad(st, v, where, why);
+  if (cfg->nhistory == SG_HISTORY_MAX) {
+    sg_history_free(&h);
+    return bad(st, v, where, "at most 64 history patterns");
+  }
+  for (size_t i = 0; i < cfg->nhistory; i++)
+    if (strcmp(cfg->history[i].pattern, h.pattern) == 0) {
+      sg_history_free(&h);
+      return bad(st, v, where, "each pattern once");
+    }
+  sg_history_t *nv = realloc(cfg->history, (cfg->nhistory + 1) * sizeof(*nv));
+  if (nv == NULL) {
+    sg_history_free(&h);
+    return -1;
+  }
+  cfg->history = nv;
+  cfg->history[cfg->nhistory++] = h;
+  return 0;
+}
+
 /* Repeatable: PEM files of public keys, each optionally named KID=FILE.
  * A higher source replaces the list of a lower one. */
 static int apply_key_file(sg_config_t *cfg, const setting_t *st, const char *v, int level,
@@ -517,6 +549,12 @@ static const setting_t settings[] = {
      "shared mode: a binding key without wildcards on\na topic exchange X is bound on the direct\n"
      "exchange PREFIX+X, which the gateway declares and\nbinds to X with '#': it costs the broker "
      "less than\nhalf as much (default stompgate.exact.; '' binds\non X itself)"},
+    {"history", "PATTERN[:RETENTION]", T_CUSTOM, 0, 0, 0, apply_history,
+     "keep /topic messages whose key PATTERN matches in\na RabbitMQ stream for RETENTION (x-max-age: 30m,\n"
+     "1h, 7D; default 1D), repeatable: their MESSAGEs\ncarry x-stream-offset, and a SUBSCRIBE with\n"
+     "x-stream-offset resumes from it (default: none)"},
+    {"history-segment-size", "BYTES", T_SIZE, F(history_segment_bytes), 4096, (size_t)1 << 31, NULL,
+     "segment size of the history streams: retention\ndrops whole segments (default 16777216)"},
     {"www", "DIR", T_CUSTOM, 0, 0, 0, apply_www,
      "serve the files under DIR for GET and HEAD on\nother paths than ws-path (no listings; for\n"
      "small pages such as the example app)"},
@@ -769,6 +807,7 @@ static void set_defaults(sg_config_t *cfg) {
   cfg->user_exchange = strdup("stompgate.user");
   cfg->exact_exchange_prefix = strdup("stompgate.exact.");
   cfg->events_buffer = 10000;
+  cfg->history_segment_bytes = 16u << 20;
   cfg->app_prefixes.v = calloc(1, sizeof(char *));
   if (cfg->app_prefixes.v && (cfg->app_prefixes.v[0] = strdup("/app")) != NULL)
     cfg->app_prefixes.n = 1;
@@ -1076,6 +1115,8 @@ void sg_config_free(sg_config_t *cfg) {
   strlist_clear(&cfg->jwt_key_files);
   strlist_clear(&cfg->allowed_origins);
   strlist_clear(&cfg->app_prefixes);
+  for (size_t i = 0; i < cfg->nhistory; i++) sg_history_free(&cfg->history[i]);
+  free(cfg->history);
   free(cfg->trusted_proxies);
   for (size_t i = 0; i < cfg->nbrokers; i++) broker_addr_free(&cfg->brokers[i]);
   free(cfg->brokers);

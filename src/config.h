@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "stompgate/history.h"
 #include "stompgate/proxy_proto.h"
 
 typedef struct sg_broker_addr {
@@ -59,6 +60,10 @@ typedef struct sg_config {
   char *app_exchange;            /* topic exchange they are published to */
   char *user_exchange;           /* shared mode: /user/ destinations; NULL: off */
   char *exact_exchange_prefix;   /* shared mode: exact keys' direct exchanges; NULL: off */
+  sg_history_t *history;         /* topics with history: streams bound to amq.topic */
+  size_t nhistory;
+  int history_level;
+  size_t history_segment_bytes;  /* their streams' x-stream-max-segment-size-bytes */
   char *events_exchange;         /* session events' topic exchange; NULL: off */
   size_t events_buffer;          /* events waiting per worker before drops */
   char *instance_id;             /* names this gateway in events (hostname:pid) */

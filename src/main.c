@@ -209,6 +209,8 @@ int main(int argc, char **argv) {
     }
     sg_probe_start(loop, &cfg);
   }
+  r = sg_app_setup_start(loop, &cfg);
+  if (r) sg_log_warn("cannot start declaring the application exchange: %s", uv_strerror(r));
   int port, stomp_port;
   r = sg_workers_start(&workers, &cfg, &port, &stomp_port);
   if (r && stomp_port < 0) {
@@ -222,8 +224,6 @@ int main(int argc, char **argv) {
     sg_config_free(&cfg);
     return 1;
   }
-  r = sg_app_setup_start(loop, &cfg);
-  if (r) sg_log_warn("cannot start declaring the application exchange: %s", uv_strerror(r));
   uv_signal_init(loop, &sig_term);
   uv_signal_init(loop, &sig_int);
   uv_signal_init(loop, &sig_hup);

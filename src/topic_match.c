@@ -219,6 +219,72 @@ int sg_topic_key_exact(const char *key, size_t len) {
   return 1;
 }
 
+/* Splits a topic key into its words: at most SG_MATCH_KEY_MAX + 1. */
+typedef struct {
+  const char *w[SG_MATCH_KEY_MAX + 1];
+  size_t len[SG_MATCH_KEY_MAX + 1];
+  size_t n;
+} words_t;
+
+static void split_words(const char *key, size_t len, words_t *out) {
+  out->n = 0;
+  if (len == 0) return;
+  size_t start = 0;
+  for (size_t i = 0; i <= len; i++) {
+    if (i < len && key[i] != '.') continue;
+    out->w[out->n] = key + start;
+    out->len[out->n++] = i - start;
+    start = i + 1;
+  }
+}
+
+static int word_is(const words_t *x, size_t i, char c) { return x->len[i] == 1 && x->w[i][0] == c; }
+
+int sg_topic_covers(const char *pat, size_t plen, const char *key, size_t klen) {
+  if (plen > SG_MATCH_KEY_MAX || klen > SG_MATCH_KEY_MAX) return 0;
+  words_t *p = malloc(sizeof(*p)), *k = malloc(sizeof(*k));
+  size_t np = 0, nk = 0;
+  unsigned char *cov = NULL;
+  int r = 0;
+  if (p == NULL || k == NULL) goto out;
+  split_words(pat, plen, p);
+  split_words(key, klen, k);
+  np = p->n;
+  nk = k->n;
+  /* cov[i][j]: pattern words i.. cover key words j.., filled backwards. */
+  cov = calloc((np + 1) * (nk + 1), 1);
+  if (cov == NULL) goto out;
+#define COV(i, j) cov[(i) * (nk + 1) + (j)]
+  COV(np, nk) = 1;
+  for (size_t i = np + 1; i-- > 0;) {
+    for (size_t j = nk + 1; j-- > 0;) {
+      if (i == np) {
+        COV(i, j) = j == nk;
+      } else if (word_is(p, i, '#')) {
+        /* '#' takes none of the key's words, or its next one, whatever
+         * that is (a literal, '*' or '#'). */
+        COV(i, j) = COV(i + 1, j) || (j < nk && COV(i, j + 1));
+      } else if (j == nk || word_is(k, j, '#')) {
+        COV(i, j) = 0; /* one word cannot cover none, nor any number */
+      } else if (word_is(p, i, '*')) {
+        COV(i, j) = COV(i + 1, j + 1);
+      } else if (word_is(k, j, '*')) {
+        COV(i, j) = 0;
+      } else {
+        COV(i, j) = p->len[i] == k->len[j] && memcmp(p->w[i], k->w[j], p->len[i]) == 0 &&
+                    COV(i + 1, j + 1);
+      }
+    }
+  }
+  r = COV(0, 0);
+#undef COV
+out:
+  free(cov);
+  free(p);
+  free(k);
+  return r;
+}
+
 int sg_matcher_init(sg_matcher_t *m, sg_match_kind_t kind, const uint64_t seed[2]) {
   memset(m, 0, sizeof(*m));
   if (kind != SG_MATCH_TOPIC && kind != SG_MATCH_DIRECT && kind != SG_MATCH_FANOUT)

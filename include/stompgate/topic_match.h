@@ -54,6 +54,13 @@ int sg_match_kind_of(const char *exchange_type);
  * as a direct exchange's binding would. 0 otherwise. */
 int sg_topic_key_exact(const char *key, size_t len);
 
+/* 1 when the topic binding key pat[0..plen) covers key[0..klen): every
+ * routing key that key matches, pat matches too ("chat.#" covers "chat.a",
+ * "chat.*" and "chat.#"; "chat.*" does not cover "chat.#"). Sound, not
+ * complete: 1 is always right, and a 0 means the gateway cannot tell. Keys
+ * longer than SG_MATCH_KEY_MAX are never covered. */
+int sg_topic_covers(const char *pat, size_t plen, const char *key, size_t klen);
+
 typedef struct sg_match_node sg_match_node_t;
 typedef struct sg_match_binding sg_match_binding_t;
 

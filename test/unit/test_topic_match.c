@@ -535,9 +535,79 @@ static void exact_keys(void **state) {
   sg_matcher_free(&m);
 }
 
+/* Whether binding key pat matches routing key rk, by the matcher. */
+static int matches(const char *pat, const char *rk) {
+  sg_matcher_t m;
+  assert_int_equal(sg_matcher_init(&m, SG_MATCH_TOPIC, seed), 0);
+  sub_t s;
+  memset(&s, 0, sizeof(s));
+  add(&m, &s, "x", pat);
+  int r = strcmp(matched1(&m, rk), "x") == 0;
+  sg_matcher_free(&m);
+  return r;
+}
+
+static int covers(const char *pat, const char *key) {
+  return sg_topic_covers(pat, strlen(pat), key, strlen(key));
+}
+
+/* Which history pattern covers a subscription's key. */
+static void covering(void **state) {
+  (void)state;
+  static const struct {
+    const char *pat, *key;
+    int covers;
+  } cases[] = {
+      {"chat.#", "chat.a", 1},      {"chat.#", "chat.*", 1},     {"chat.#", "chat.#", 1},
+      {"chat.#", "chat", 1},        {"chat.#", "chat.a.#.b", 1}, {"chat.#", "news.a", 0},
+      {"chat.#", "#", 0},           {"chat.#", "*.a", 0},        {"chat.*", "chat.a", 1},
+      {"chat.*", "chat.*", 1},      {"chat.*", "chat.#", 0},     {"chat.*", "chat", 0},
+      {"chat.*", "chat.a.b", 0},    {"#", "", 1},                {"#", "#", 1},
+      {"#", "a.*.#", 1},            {"*.#", "#", 0},             {"*.#", "a.#", 1},
+      {"#.#", "#", 1},              {"a.#.z", "a.*.z", 1},       {"a.#.z", "a.#.z", 1},
+      {"a.#.z", "a.#", 0},          {"", "", 1},                 {"", "a", 0},
+      {"a", "a", 1},                {"a", "*", 0},               {"a..b", "a..b", 1},
+      {"a.*.b", "a..b", 1},         {"*", "", 0},                {"a.#", "a.b*", 1},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    if (covers(cases[i].pat, cases[i].key) != cases[i].covers)
+      fail_msg("covers(%s, %s) != %d", cases[i].pat, cases[i].key, cases[i].covers);
+  }
+  /* Soundness over every pair of short keys: when pat covers key, each
+   * routing key key matches, pat matches. */
+  static const char *words[] = {"a", "b", "*", "#"};
+  static const char *routing[] = {"", "a", "b", "c", "a.a", "a.b", "b.a", "a.c", "a.b.a",
+                                  "a.a.a", "b.b.b", "c.a.b", "a.b.c.a", "a..b", "."};
+  char pats[85][8];
+  size_t np = 0;
+  pats[np++][0] = '\0';
+  for (int len = 1; len <= 3; len++) {
+    int total = 1;
+    for (int i = 0; i < len; i++) total *= 4;
+    for (int c = 0; c < total; c++) {
+      char *o = pats[np++];
+      o[0] = '\0';
+      for (int i = 0, x = c; i < len; i++, x /= 4) {
+        if (i) strcat(o, ".");
+        strcat(o, words[x % 4]);
+      }
+    }
+  }
+  size_t checked = 0;
+  for (size_t i = 0; i < np; i++)
+    for (size_t j = 0; j < np; j++) {
+      if (!covers(pats[i], pats[j])) continue;
+      checked++;
+      for (size_t r = 0; r < sizeof(routing) / sizeof(routing[0]); r++)
+        if (matches(pats[j], routing[r]) && !matches(pats[i], routing[r]))
+          fail_msg("%s covers %s, but %s matches only the latter", pats[i], pats[j], routing[r]);
+    }
+  assert_true(checked > np); /* each covers itself, and more */
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test(exact_keys),
+    cmocka_unit_test(exact_keys), cmocka_unit_test(covering),
     cmocka_unit_test(topic_one_by_one), cmocka_unit_test(topic_overlapping),
     cmocka_unit_test(star_positions),   cmocka_unit_test(hash_alone),
     cmocka_unit_test(many_words),       cmocka_unit_test(thousand_keys),
