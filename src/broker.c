@@ -1663,3 +1663,43 @@ void sg_amqp_close(sg_amqp_t *a) {
     return;
   }
 }
+
+/* ---------- deliveries ---------- */
+
+size_t sg_amqp_delivery_keys(const sg_amqp_delivery_t *d, sg_match_key_t *keys, size_t cap) {
+  size_t n = 0;
+  keys[n++] = (sg_match_key_t){d->routing_key.bytes, d->routing_key.len};
+  const amqp_basic_properties_t *p = d->props;
+  if (p == NULL || !(p->_flags & AMQP_BASIC_HEADERS_FLAG)) return n;
+  for (int i = 0; i < p->headers.num_entries; i++) {
+    const amqp_table_entry_t *e = &p->headers.entries[i];
+    if (e->key.len != 2 || memcmp(e->key.bytes, "CC", 2) != 0) continue;
+    if (e->value.kind != AMQP_FIELD_KIND_ARRAY) break;
+    const amqp_array_t *arr = &e->value.value.array;
+    for (int j = 0; j < arr->num_entries; j++) {
+      const amqp_field_value_t *v = &arr->entries[j];
+      if (v->kind != AMQP_FIELD_KIND_UTF8 && v->kind != AMQP_FIELD_KIND_BYTES) continue;
+      if (n < cap) keys[n] = (sg_match_key_t){v->value.bytes.bytes, v->value.bytes.len};
+      n++;
+    }
+    break;
+  }
+  return n;
+}
+
+int sg_amqp_delivery_offset(const sg_amqp_delivery_t *d, int64_t *offset) {
+  const amqp_basic_properties_t *p = d->props;
+  if (p == NULL || !(p->_flags & AMQP_BASIC_HEADERS_FLAG)) return -1;
+  for (int i = 0; i < p->headers.num_entries; i++) {
+    const amqp_table_entry_t *e = &p->headers.entries[i];
+    if (e->key.len != 15 || memcmp(e->key.bytes, "x-stream-offset", 15) != 0) continue;
+    switch (e->value.kind) {
+    case AMQP_FIELD_KIND_I64: *offset = e->value.value.i64; return 0;
+    case AMQP_FIELD_KIND_U64: *offset = (int64_t)e->value.value.u64; return 0;
+    case AMQP_FIELD_KIND_I32: *offset = e->value.value.i32; return 0;
+    case AMQP_FIELD_KIND_U32: *offset = e->value.value.u32; return 0;
+    default: return -1;
+    }
+  }
+  return -1;
+}

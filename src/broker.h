@@ -27,6 +27,7 @@
 
 #include "config.h"
 #include "stompgate/buf.h"
+#include "stompgate/topic_match.h"
 
 typedef struct sg_amqp sg_amqp_t;
 typedef struct sg_amqp_conn sg_amqp_conn_t;
@@ -43,6 +44,15 @@ typedef struct sg_amqp_delivery {
   size_t body_len;
   uint64_t arrived_ns; /* uv_hrtime when its last frame was read */
 } sg_amqp_delivery_t;
+
+/* The stream offset a stream consumer's delivery carries (its
+ * x-stream-offset header): 0 and *offset, or -1 when it has none. */
+int sg_amqp_delivery_offset(const sg_amqp_delivery_t *d, int64_t *offset);
+
+/* The keys d was routed by: its routing key, then its CC header's (BCC
+ * is stripped by the broker). Fills keys[0..cap) and returns how many
+ * there are, which may be more than cap. */
+size_t sg_amqp_delivery_keys(const sg_amqp_delivery_t *d, sg_match_key_t *keys, size_t cap);
 
 /* What a channel reports to its owner. */
 typedef struct sg_amqp_cbs {

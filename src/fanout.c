@@ -956,30 +956,6 @@ static void deliver_cb(sg_matcher_sub_t *s, void *arg) {
   b_after_walk(fs);
 }
 
-/* The keys a delivery was routed by: its routing key, then the CC
- * header's (BCC is stripped by the broker, so a message that reached the
- * queue only through a BCC key matches nothing here). */
-static size_t delivery_keys(const sg_amqp_delivery_t *d, sg_match_key_t *keys, size_t cap) {
-  size_t n = 0;
-  keys[n++] = (sg_match_key_t){d->routing_key.bytes, d->routing_key.len};
-  const amqp_basic_properties_t *p = d->props;
-  if (p == NULL || !(p->_flags & AMQP_BASIC_HEADERS_FLAG)) return n;
-  for (int i = 0; i < p->headers.num_entries; i++) {
-    const amqp_table_entry_t *e = &p->headers.entries[i];
-    if (e->key.len != 2 || memcmp(e->key.bytes, "CC", 2) != 0) continue;
-    if (e->value.kind != AMQP_FIELD_KIND_ARRAY) break;
-    const amqp_array_t *arr = &e->value.value.array;
-    for (int j = 0; j < arr->num_entries; j++) {
-      const amqp_field_value_t *v = &arr->entries[j];
-      if (v->kind != AMQP_FIELD_KIND_UTF8 && v->kind != AMQP_FIELD_KIND_BYTES) continue;
-      if (n < cap) keys[n] = (sg_match_key_t){v->value.bytes.bytes, v->value.bytes.len};
-      n++;
-    }
-    break;
-  }
-  return n;
-}
-
 static void chan_delivery_cb(sg_amqp_t *a, const sg_amqp_delivery_t *d) {
   sg_fanout_t *f = container_of(a, sg_fanout_t, chan);
   sg_fanout_queue_t *q = find_tag(f, d->consumer_tag);
@@ -987,11 +963,11 @@ static void chan_delivery_cb(sg_amqp_t *a, const sg_amqp_delivery_t *d) {
   sg_match_key_t local[16], *keys = local;
   size_t n = 1;
   if (q->key == NULL) {
-    n = delivery_keys(d, local, 16);
+    n = sg_amqp_delivery_keys(d, local, 16);
     if (n > 16) {
       keys = malloc(n * sizeof(*keys));
       if (keys == NULL) return;
-      delivery_keys(d, keys, n);
+      sg_amqp_delivery_keys(d, keys, n);
     }
   } else {
     local[0] = (sg_match_key_t){d->routing_key.bytes, d->routing_key.len};

@@ -75,6 +75,7 @@ typedef struct metrics {
   uint64_t broker_hb_timeouts;
   uint64_t links_held_total;
   uint64_t shared_moves;
+  uint64_t history_resumes, history_switches, history_catchup_msgs, history_incomplete;
   uint64_t sessions_moved;
   uint64_t sessions_held;
   uint64_t session_links_opened, session_links_joined;
@@ -176,6 +177,10 @@ static void aggregate(metrics_t *t) {
     t->broker_hb_timeouts += b->broker_hb_timeouts;
     t->links_held_total += b->links_held_total;
     t->shared_moves += b->shared_moves;
+    t->history_resumes += b->history_resumes;
+    t->history_switches += b->history_switches;
+    t->history_catchup_msgs += b->history_catchup_msgs;
+    t->history_incomplete += b->history_incomplete;
     t->sessions_moved += b->sessions_moved;
     t->sessions_held += b->sessions_held;
     t->session_links_opened += b->session_links_opened;
@@ -366,6 +371,10 @@ void sg_metrics_broker_failover(void) { cur()->broker_failovers++; }
 void sg_metrics_broker_heartbeat_timeout(void) { cur()->broker_hb_timeouts++; }
 
 void sg_metrics_shared_moved(void) { cur()->shared_moves++; }
+void sg_metrics_history_resume(void) { cur()->history_resumes++; }
+void sg_metrics_history_switch(void) { cur()->history_switches++; }
+void sg_metrics_history_catchup_msg(void) { cur()->history_catchup_msgs++; }
+void sg_metrics_history_incomplete(void) { cur()->history_incomplete++; }
 
 void sg_metrics_session_moved(void) { cur()->sessions_moved++; }
 
@@ -581,6 +590,22 @@ int sg_metrics_render(sg_buf_t *o, const sg_metrics_gauges_t *g) {
               "Shared subscription queues set up again on a live node after their broker "
               "connection was lost (their sessions stayed open).",
               t.shared_moves);
+  r |= single(o, "stompgate_history_resumes_total", "counter",
+              "Subscriptions to a topic with history that named an x-stream-offset to resume "
+              "from.",
+              t.history_resumes);
+  r |= single(o, "stompgate_history_switches_total", "counter",
+              "Shared mode: resumed subscriptions whose catch-up read of the stream reached the "
+              "worker's live feed and moved onto it.",
+              t.history_switches);
+  r |= single(o, "stompgate_history_catchup_messages_total", "counter",
+              "Messages delivered from catch-up reads of history streams (shared mode) or from "
+              "a session's own stream consumer (per-session mode).",
+              t.history_catchup_msgs);
+  r |= single(o, "stompgate_history_incomplete_total", "counter",
+              "Resumes whose offset the stream no longer held (past the retention): their first "
+              "message carried x-history-incomplete.",
+              t.history_incomplete);
   r |= single(o, "stompgate_sessions_moved_total", "counter",
               "Shared-mode sessions that kept their WebSocket when their broker channel's "
               "connection was lost (nothing was owed on it).",

@@ -80,6 +80,13 @@ void sg_metrics_session_link(int joined);
 /* A shared subscription queue moved to a live node after its connection
  * was lost. */
 void sg_metrics_shared_moved(void);
+/* Topics with history: a SUBSCRIBE named an offset to resume from; a
+ * catch-up moved onto the live feed; a message came from a stream read of
+ * a session's own; a resume found its offset past the retention. */
+void sg_metrics_history_resume(void);
+void sg_metrics_history_switch(void);
+void sg_metrics_history_catchup_msg(void);
+void sg_metrics_history_incomplete(void);
 /* A shared-mode session's channel was lost with its connection while it
  * held nothing the broker owed: the session stays open. */
 void sg_metrics_session_moved(void);

@@ -82,6 +82,15 @@ struct sg_relay_sub {
   unsigned cancelled : 1; /* unsubscribed: no more deliveries go up */
   unsigned linked : 1;
   void *impl;      /* the implementation's, e.g. a fan-out membership */
+  /* A topic with history (--history): queue is its stream, consumed from
+   * an offset. The relay acks every delivery (a stream consumer's credit)
+   * and hands up only those at offset from or later whose routing key (or
+   * a CC key) filter matches. The session fills these. */
+  char *filter;    /* the subscription's binding key (the session's) */
+  int64_t from;    /* offset=N asked for; -1 when none */
+  int64_t read;    /* the last offset the consumer read, -1 before the first */
+  unsigned history : 1;
+  unsigned incomplete : 1; /* the stream began after from: the next message says so */
 };
 
 /* What to set up for a subscription. */
@@ -104,6 +113,8 @@ typedef struct sg_relay_subreq {
   int no_ack;
   amqp_table_t cargs;        /* consumer arguments, borrowed */
   int own_queue;             /* the queue is this subscription's (UNSUBSCRIBE durable deletes it) */
+  const struct sg_history *history; /* a topic with history: its stream (sub->history is set) */
+  int resume;                /* history: SUBSCRIBE named an x-stream-offset */
 } sg_relay_subreq_t;
 
 /* One delivery for a subscription, borrowed for the callback. When tail is
@@ -116,6 +127,7 @@ typedef struct sg_relay_msg {
   uint64_t seq;
   sg_buf_t *tail;
   int *tail_utf8;
+  int incomplete; /* history: messages before this one are past the retention */
 } sg_relay_msg_t;
 
 /* What the login needs. Borrowed for the call. */

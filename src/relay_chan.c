@@ -63,11 +63,59 @@ static void chan_open_cb(sg_amqp_t *a, int status, const char *message) {
   ch->opened(ch, status, message);
 }
 
+/* Whether sub's key matches a key d was routed by. */
+static int history_matches(const sg_relay_sub_t *sub, const sg_amqp_delivery_t *d) {
+  sg_match_key_t local[16], *keys = local;
+  size_t n = sg_amqp_delivery_keys(d, local, 16);
+  if (n > 16) {
+    if ((keys = malloc(n * sizeof(*keys))) == NULL) return 0;
+    sg_amqp_delivery_keys(d, keys, n);
+  }
+  size_t fl = strlen(sub->filter);
+  int hit = 0;
+  for (size_t i = 0; i < n && !hit; i++)
+    hit = sg_topic_match_one(sub->filter, fl, keys[i].base, keys[i].len);
+  if (keys != local) free(keys);
+  return hit;
+}
+
+/* A delivery from a topic's history stream: acked at once (the credit of
+ * a stream consumer; it settles nothing), then handed up when it is at or
+ * after the offset asked for and its keys match the subscription's. The
+ * first offset read tells whether the stream still held the one asked
+ * for: a later one means the retention dropped what lay between. */
+static void history_delivery(sg_relay_chan_t *ch, sg_relay_sub_t *sub,
+                             const sg_amqp_delivery_t *d) {
+  amqp_basic_ack_t ack = {d->delivery_tag, 0};
+  if (sg_amqp_send(&ch->amqp, AMQP_BASIC_ACK_METHOD, &ack) != 0 || sub->cancelled) return;
+  int64_t off;
+  int has = sg_amqp_delivery_offset(d, &off) == 0;
+  if (has && sub->from >= 0 && off < sub->from) return; /* the chunk began before it */
+  if (has) {
+    if (sub->read < 0 && sub->from >= 0 && off > sub->from) {
+      sub->incomplete = 1;
+      sg_metrics_history_incomplete();
+    }
+    sub->read = off;
+  }
+  int hit = history_matches(sub, d);
+  if (ch->history_cb && !ch->history_cb(ch, sub, has ? off : -1, hit)) return;
+  if (!hit) return;
+  sg_relay_msg_t m = {d, d->delivery_tag, NULL, NULL, sub->incomplete};
+  sub->incomplete = 0;
+  sg_metrics_history_catchup_msg();
+  ch->base.cbs->on_delivery_cb(&ch->base, sub, &m);
+}
+
 static void chan_delivery_cb(sg_amqp_t *a, const sg_amqp_delivery_t *d) {
   sg_relay_chan_t *ch = chan_of_amqp(a);
   if (ch->closing) return;
   sg_relay_sub_t *sub = sub_by_tag(ch, d->consumer_tag);
   if (sub == NULL) return;
+  if (sub->history) {
+    history_delivery(ch, sub, d);
+    return;
+  }
   if (sub->cancelled) {
     /* Already in flight when the cancel went out: give it back. */
     if (!sub->no_ack) {
@@ -76,7 +124,7 @@ static void chan_delivery_cb(sg_amqp_t *a, const sg_amqp_delivery_t *d) {
     }
     return;
   }
-  sg_relay_msg_t m = {d, d->delivery_tag, NULL, NULL};
+  sg_relay_msg_t m = {d, d->delivery_tag, NULL, NULL, 0};
   ch->base.cbs->on_delivery_cb(&ch->base, sub, &m);
 }
 
@@ -264,11 +312,37 @@ int sg_relay_chan_publish(sg_relay_t *r, const char *exchange, const char *rk,
                          (amqp_bytes_t){len, (void *)body}, &seq);
 }
 
+/* A topic with history: its stream consumed from the offset the
+ * SUBSCRIBE named (or next), with a prefetch, and acked here. */
+static int history_consume(sg_relay_chan_t *ch, sg_relay_sub_t *sub, const sg_relay_subreq_t *q) {
+  sub->no_ack = 0;
+  sub->read = -1;
+  int prefetch = q->prefetch > 0 ? q->prefetch : SG_RELAY_HISTORY_PREFETCH;
+  amqp_basic_qos_t qos = {0, (uint16_t)prefetch, 0};
+  if (sg_amqp_rpc(&ch->amqp, AMQP_BASIC_QOS_METHOD, &qos, AMQP_BASIC_QOS_OK_METHOD) < 0) return -1;
+  sub_link(ch, sub);
+  amqp_table_entry_t next;
+  amqp_basic_consume_t m;
+  memset(&m, 0, sizeof(m));
+  m.queue = bytes_of(sub->queue);
+  m.consumer_tag = amqp_cstring_bytes(sub->tag);
+  m.arguments = q->cargs;
+  if (q->cargs.num_entries == 0) {
+    next.key = amqp_cstring_bytes("x-stream-offset");
+    next.value.kind = AMQP_FIELD_KIND_UTF8;
+    next.value.value.bytes = amqp_cstring_bytes("next");
+    m.arguments = (amqp_table_t){1, &next};
+  }
+  int64_t x = sg_amqp_rpc(&ch->amqp, AMQP_BASIC_CONSUME_METHOD, &m, AMQP_BASIC_CONSUME_OK_METHOD);
+  return x < 0 ? (int)x : 0;
+}
+
 int sg_relay_chan_subscribe(sg_relay_t *r, sg_relay_sub_t *sub, const sg_relay_subreq_t *q,
                             sg_relay_fault_t *why) {
   sg_relay_chan_t *ch = chan_of(r);
   (void)why; /* a failing method has reported the lost channel already */
   int rc = 0;
+  if (q->history) return history_consume(ch, sub, q);
   sub->no_ack = q->no_ack != 0;
   sub->own_queue = q->own_queue != 0;
   if (q->declare == SG_RELAY_DECLARE)

@@ -9,6 +9,9 @@
 
 #include "relay.h"
 
+/* The prefetch of a history stream's consumer when SUBSCRIBE names none. */
+#define SG_RELAY_HISTORY_PREFETCH 256
+
 typedef struct sg_relay_name {
   struct sg_relay_name *next;
   char *name;
@@ -28,6 +31,11 @@ struct sg_relay_chan {
    * next frame that needs one opens it again, wherever the implementation
    * finds a live connection. */
   int (*movable)(sg_relay_chan_t *ch);
+  /* Optional: a delivery of sub's history stream at offset (-1: none
+   * given) was read, whose keys match sub's when matches; 1 hands it up
+   * (when it matches), 0 keeps it back. The shared relay uses it to move
+   * a catching-up subscription onto the worker's live feed. */
+  int (*history_cb)(sg_relay_chan_t *ch, sg_relay_sub_t *sub, int64_t offset, int matches);
   sg_relay_sub_t *subs;      /* consumers on the channel */
   sg_relay_name_t *declared; /* queues declared already */
   uint64_t confirmed;        /* every publish up to this tag is confirmed */

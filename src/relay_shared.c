@@ -207,7 +207,7 @@ static int sh_admit(sg_relay_t *r, const sg_stomp_frame_t *f, int behind, sg_rel
  * queue for the user exchange reaches exactly that user's sessions. */
 static int shareable(const sg_relay_subreq_t *q) {
   const sg_stomp_frame_t *f = q->f;
-  if (f == NULL || !q->no_ack || q->bind_exchange == NULL) return 0;
+  if (f == NULL || !q->no_ack || q->bind_exchange == NULL || q->history) return 0;
   if (q->d->kind != SG_DEST_TOPIC && q->d->kind != SG_DEST_EXCHANGE) return 0;
   for (size_t i = 0; i < f->nheaders; i++) {
     const char *n = f->headers[i].name, *v = f->headers[i].value;
@@ -255,7 +255,7 @@ static void fan_message_cb(sg_fanout_member_t *fm, sg_fanout_msg_t *msg) {
   member_t *m = fm->owner;
   relay_shared_t *x = m->x;
   if (x->ch.closing) return;
-  sg_relay_msg_t rm = {msg->d, msg->seq, msg->tail, msg->tail_utf8};
+  sg_relay_msg_t rm = {msg->d, msg->seq, msg->tail, msg->tail_utf8, 0};
   x->ch.base.cbs->on_delivery_cb(&x->ch.base, m->sub, &rm);
 }
 

@@ -152,6 +152,12 @@ void sg_session_delivery_cb(sg_relay_t *r, sg_relay_sub_t *rs, sg_relay_msg_t *m
   snprintf(mid, sizeof(mid), "%s@@session-%" PRIu64 "@@%" PRIu64, sub->rs.tag, s->id, m->seq);
   sg_stomp_encode_headerz(b, v, SG_STOMP_MESSAGE, "message-id", mid);
   if (v >= 12 && sub->ack_mode != ACK_AUTO) sg_stomp_encode_headerz(b, v, SG_STOMP_MESSAGE, "ack", mid);
+  if (m->incomplete) {
+    /* The stream no longer held every message from the offset asked for. */
+    sg_stomp_encode_headerz(b, v, SG_STOMP_MESSAGE, "x-history-incomplete", "true");
+    sg_log_info("session-%" PRIu64 " resumed subscription %s past the history's retention",
+                s->id, sub->id);
+  }
   if (m->tail == NULL || dest != NULL) {
     encode_message_tail(b, v, d, dest);
     if (outbound_room(s, sub, b->len)) {

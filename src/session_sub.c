@@ -18,6 +18,7 @@ void sg_session_sub_free(sg_sub_t *sub) {
   free(sub->rs.tag);
   free(sub->temp_name);
   free(sub->rs.queue);
+  free(sub->rs.filter);
   free(sub->unacked);
   free(sub->user_dest);
   free(sub->dest);

@@ -12,6 +12,7 @@
 #include "events.h"
 #include "log.h"
 #include "metrics.h"
+#include "stompgate/history.h"
 #include "stompgate/user_dest.h"
 
 /* ---------- SUBSCRIBE / UNSUBSCRIBE ---------- */
@@ -110,6 +111,7 @@ int sg_session_subscribe(sg_session_t *s, sg_stomp_frame_t *f) {
     return 0;
   }
   sg_dest_t d;
+  const sg_history_t *hist = NULL;
   int user = sg_session_user_dest(s, dst);
   if (user && (xqn || durable)) {
     /* A named or durable queue could be found again by another user. */
@@ -149,6 +151,25 @@ int sg_session_subscribe(sg_session_t *s, sg_stomp_frame_t *f) {
   if (!user && sg_session_refused(s, f, SG_PERM_READ, (int)d.kind, d.name, d.key, dst)) {
     sg_dest_free(&d);
     return 0;
+  }
+  /* A topic with history (--history): a non-durable auto-ack subscription
+   * reads its stream, with offsets; others are as without history. An
+   * offset on a /topic/ destination asks for history, which must be had. */
+  if (d.kind == SG_DEST_TOPIC) {
+    const sg_history_t *h = sg_history_find(s->cfg->history, s->cfg->nhistory, d.name);
+    const char *no = NULL;
+    if (h && !durable && xqn == NULL && qa.table.num_entries == 0 && mode == ACK_AUTO)
+      hist = h;
+    else if (h)
+      no = "a topic's history is read by a subscription with ack:auto, not durable, without "
+           "x-queue-name or queue arguments";
+    else
+      no = "no --history pattern of the gateway covers this topic";
+    if (so && hist == NULL) {
+      sg_dest_free(&d);
+      sg_session_error_close(s, CLOSE_PROTOCOL, "No history for this subscription", f, no);
+      return 0;
+    }
   }
   /* A topic subscription that names its queue, or a durable one, may meet
    * another's queue by that name: declaring it needs configure on it. */
@@ -213,6 +234,27 @@ int sg_session_subscribe(sg_session_t *s, sg_stomp_frame_t *f) {
     q.bind_exchange = d.kind == SG_DEST_TOPIC ? "amq.topic" : d.name;
     q.bind_key = d.kind == SG_DEST_TOPIC ? d.name : d.key;
     if (q.bind_key == NULL) q.bind_key = "";
+    if (hist) {
+      /* Its stream is consumed (here or in the worker's fan-out), from the
+       * offset asked for or the next message. */
+      free(sub->rs.queue);
+      sub->rs.queue = NULL;
+      if ((sub->rs.queue = strdup(hist->queue)) == NULL || (sub->rs.filter = strdup(d.name)) == NULL)
+        goto nomem;
+      sub->rs.history = 1;
+      sub->rs.from = -1;
+      sub->rs.read = -1;
+      q.history = hist;
+      q.resume = so != NULL;
+      q.own_queue = 0;
+      q.declare = SG_RELAY_DECLARE_NONE;
+      if (so) {
+        sg_stream_offset_t off;
+        sg_dest_parse_stream_offset(so, &off);
+        if (off.kind == SG_STREAM_OFFSET) sub->rs.from = off.value;
+        sg_metrics_history_resume();
+      }
+    }
     /* AMQP carries a binding key in a short string. */
     if (strlen(q.bind_key) > 255) {
       sg_dest_free(&d);

@@ -240,20 +240,16 @@ static void split_words(const char *key, size_t len, words_t *out) {
 
 static int word_is(const words_t *x, size_t i, char c) { return x->len[i] == 1 && x->w[i][0] == c; }
 
-int sg_topic_covers(const char *pat, size_t plen, const char *key, size_t klen) {
-  if (plen > SG_MATCH_KEY_MAX || klen > SG_MATCH_KEY_MAX) return 0;
-  words_t *p = malloc(sizeof(*p)), *k = malloc(sizeof(*k));
-  size_t np = 0, nk = 0;
-  unsigned char *cov = NULL;
-  int r = 0;
-  if (p == NULL || k == NULL) goto out;
+/* Pattern words against key words; the key's '*' and '#' are wildcards
+ * when wild, plain words otherwise. */
+static int topic_cover(const char *pat, size_t plen, const char *key, size_t klen, int wild) {
+  words_t pw, kw, *p = &pw, *k = &kw;
   split_words(pat, plen, p);
   split_words(key, klen, k);
-  np = p->n;
-  nk = k->n;
+  size_t np = p->n, nk = k->n;
   /* cov[i][j]: pattern words i.. cover key words j.., filled backwards. */
-  cov = calloc((np + 1) * (nk + 1), 1);
-  if (cov == NULL) goto out;
+  unsigned char small[256], *cov = small;
+  if ((np + 1) * (nk + 1) > sizeof(small) && (cov = malloc((np + 1) * (nk + 1))) == NULL) return 0;
 #define COV(i, j) cov[(i) * (nk + 1) + (j)]
   COV(np, nk) = 1;
   for (size_t i = np + 1; i-- > 0;) {
@@ -264,11 +260,11 @@ int sg_topic_covers(const char *pat, size_t plen, const char *key, size_t klen) 
         /* '#' takes none of the key's words, or its next one, whatever
          * that is (a literal, '*' or '#'). */
         COV(i, j) = COV(i + 1, j) || (j < nk && COV(i, j + 1));
-      } else if (j == nk || word_is(k, j, '#')) {
+      } else if (j == nk || (wild && word_is(k, j, '#'))) {
         COV(i, j) = 0; /* one word cannot cover none, nor any number */
       } else if (word_is(p, i, '*')) {
         COV(i, j) = COV(i + 1, j + 1);
-      } else if (word_is(k, j, '*')) {
+      } else if (wild && word_is(k, j, '*')) {
         COV(i, j) = 0;
       } else {
         COV(i, j) = p->len[i] == k->len[j] && memcmp(p->w[i], k->w[j], p->len[i]) == 0 &&
@@ -276,13 +272,20 @@ int sg_topic_covers(const char *pat, size_t plen, const char *key, size_t klen) 
       }
     }
   }
-  r = COV(0, 0);
+  int r = COV(0, 0);
 #undef COV
-out:
-  free(cov);
-  free(p);
-  free(k);
+  if (cov != small) free(cov);
   return r;
+}
+
+int sg_topic_covers(const char *pat, size_t plen, const char *key, size_t klen) {
+  if (plen > SG_MATCH_KEY_MAX || klen > SG_MATCH_KEY_MAX) return 0;
+  return topic_cover(pat, plen, key, klen, 1);
+}
+
+int sg_topic_match_one(const char *pat, size_t plen, const char *rk, size_t rklen) {
+  if (plen > SG_MATCH_KEY_MAX || rklen > SG_MATCH_KEY_MAX) return 0;
+  return topic_cover(pat, plen, rk, rklen, 0);
 }
 
 int sg_matcher_init(sg_matcher_t *m, sg_match_kind_t kind, const uint64_t seed[2]) {

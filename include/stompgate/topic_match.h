@@ -61,6 +61,11 @@ int sg_topic_key_exact(const char *key, size_t len);
  * longer than SG_MATCH_KEY_MAX are never covered. */
 int sg_topic_covers(const char *pat, size_t plen, const char *key, size_t klen);
 
+/* 1 when the topic binding key pat[0..plen) matches the routing key
+ * rk[0..rklen) (whose words are plain text), as a matcher holding pat alone
+ * would say. */
+int sg_topic_match_one(const char *pat, size_t plen, const char *rk, size_t rklen);
+
 typedef struct sg_match_node sg_match_node_t;
 typedef struct sg_match_binding sg_match_binding_t;
 

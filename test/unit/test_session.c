@@ -191,7 +191,7 @@ static void relay_delivers(int sub, uint64_t tag, const char *body) {
   d.routing_key = amqp_cstring_bytes("q1");
   d.body = body;
   d.body_len = strlen(body);
-  sg_relay_msg_t m = {&d, tag, NULL, NULL};
+  sg_relay_msg_t m = {&d, tag, NULL, NULL, 0};
   fr->base.cbs->on_delivery_cb(&fr->base, fr->subs[sub], &m);
 }
 

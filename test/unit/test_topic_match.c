@@ -603,6 +603,17 @@ static void covering(void **state) {
           fail_msg("%s covers %s, but %s matches only the latter", pats[i], pats[j], routing[r]);
     }
   assert_true(checked > np); /* each covers itself, and more */
+  /* One pattern against one routing key says what the matcher says, also
+   * for routing keys whose words look like wildcards. */
+  static const char *more[] = {"*", "#", "a.*", "a.#", "#.a"};
+  for (size_t i = 0; i < np; i++) {
+    for (size_t r = 0; r < sizeof(routing) / sizeof(routing[0]); r++)
+      assert_int_equal(sg_topic_match_one(pats[i], strlen(pats[i]), routing[r], strlen(routing[r])),
+                       matches(pats[i], routing[r]));
+    for (size_t r = 0; r < sizeof(more) / sizeof(more[0]); r++)
+      assert_int_equal(sg_topic_match_one(pats[i], strlen(pats[i]), more[r], strlen(more[r])),
+                       matches(pats[i], more[r]));
+  }
 }
 
 int main(void) {
