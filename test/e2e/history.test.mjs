@@ -278,6 +278,43 @@ test('shared mode: the stream is read once per worker however many sessions subs
   }
 });
 
+test('shared mode: when the live feed loses its connection it goes on from the last offset it read, so live subscribers miss nothing', { skip: !shared && 'the shared fan-out only' }, async () => {
+  const fanouts = async () => {
+    const out = await rmqctl('list_connections', '-q', '--no-table-headers', 'pid', 'client_properties');
+    return out.split('\n').filter((l) => l.includes('fan-out')).map((l) => l.split('\t')[0]);
+  };
+  const others = new Set(await fanouts());
+  const g = await startGateway(['--workers', '1', ...historyArgs]);
+  try {
+    const key = `${CHAT}.move${run}`;
+    const marker = uniq('m');
+    const c = await open(g);
+    const msgs = await subscribe(c, `/topic/${key}`, { id: 'live' });
+    let n = 0;
+    let stop = false;
+    const pub = (async () => {
+      while (!stop) {
+        for (let i = 0; i < 10; i++) ch.publish('amq.topic', key, Buffer.from(`${marker}|${n++}`));
+        await ch.waitForConfirms();
+        await sleep(10);
+      }
+    })();
+    await waitFor(() => bodiesOf(msgs, marker).length > 100, 10000, 'live messages');
+    const mine = (await fanouts()).filter((p) => !others.has(p));
+    assert.equal(mine.length, 1, `the gateway's fan-out connection: ${mine}`);
+    await rmqctl('close_connection', mine[0], 'history test');
+    await waitFor(() => /shared subscriptions move to broker/.test(g.log()), 15000, 'the feed moved');
+    await sleep(500);
+    stop = true;
+    await pub;
+    await waitFor(() => bodiesOf(msgs, marker).length >= n, 15000, `all ${n}`);
+    await sleep(200);
+    inOrder(msgs, marker, range(0, n), 'across the move');
+  } finally {
+    await g.stop();
+  }
+});
+
 test('the history metrics count resumes and incomplete ones', async () => {
   const m = parseMetrics((await httpGet(adminPort, '/metrics')).body);
   assert.ok(m.get("stompgate_history_resumes_total") >= 10, `resumes ${m.get("stompgate_history_resumes_total")}`);
