@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "access.h"
+#include "log.h"
 #include "fanout.h"
 #include "metrics.h"
 #include "pool.h"
@@ -271,6 +272,8 @@ static void catch_up_done(member_t *m, int64_t upto) {
     sg_relay_chan_release(&x->ch.base, sub);
   }
   sg_metrics_history_switch();
+  sg_log_debug("a resumed subscription caught up at stream offset %lld: the live feed goes on",
+               (long long)upto);
 }
 
 /* A delivery of a catch-up read (relay_chan.c hands up what this allows):
