@@ -158,30 +158,33 @@ test('two subscriptions with overlapping patterns each resume their own messages
 test('publishes racing the move from the catch-up read to the live feed: no gap, no duplicate', async () => {
   const key = `${CHAT}.race${run}`;
   const marker = uniq('m');
-  await publish(key, marker, 0, 2000);
+  await publish(key, marker, 0, 1000);
   const c0 = await open();
   const probe = await subscribe(c0, `/topic/${key}`, { id: 'p', 'x-stream-offset': 'first' });
-  await waitFor(() => bodiesOf(probe, marker).length === 2000, 20000, 'probe');
+  await waitFor(() => bodiesOf(probe, marker).length === 1000, 20000, 'probe');
   const start = offsetOf(probe[0]);
   // A steady publisher keeps going while each resume catches up.
-  let n = 2000;
+  let n = 1000;
   let stop = false;
   const pub = (async () => {
     while (!stop) {
-      for (let i = 0; i < 20; i++) ch.publish('amq.topic', key, Buffer.from(`${marker}|${n++}`));
+      for (let i = 0; i < 10; i++) ch.publish('amq.topic', key, Buffer.from(`${marker}|${n++}`));
       await ch.waitForConfirms();
-      await sleep(5);
+      await sleep(10);
     }
   })();
   const resumed = [];
-  for (let r = 0; r < 5; r++) {
-    const c = await open();
-    resumed.push(await subscribe(c, `/topic/${key}`, { id: `x${r}`, 'x-stream-offset': `offset=${start}` }));
-    await sleep(100);
+  try {
+    for (let r = 0; r < 4; r++) {
+      const c = await open();
+      resumed.push(await subscribe(c, `/topic/${key}`, { id: `x${r}`, 'x-stream-offset': `offset=${start}` }));
+      await sleep(150);
+    }
+    await sleep(500);
+  } finally {
+    stop = true;
+    await pub;
   }
-  await sleep(500);
-  stop = true;
-  await pub;
   for (const [r, msgs] of resumed.entries()) {
     await waitFor(() => bodiesOf(msgs, marker).length >= n, 20000, `resume ${r}: ${n} messages`);
     await sleep(200);
@@ -299,14 +302,17 @@ test('shared mode: when the live feed loses its connection it goes on from the l
         await sleep(10);
       }
     })();
-    await waitFor(() => bodiesOf(msgs, marker).length > 100, 10000, 'live messages');
-    const mine = (await fanouts()).filter((p) => !others.has(p));
-    assert.equal(mine.length, 1, `the gateway's fan-out connection: ${mine}`);
-    await rmqctl('close_connection', mine[0], 'history test');
-    await waitFor(() => /shared subscriptions move to broker/.test(g.log()), 15000, 'the feed moved');
-    await sleep(500);
-    stop = true;
-    await pub;
+    try {
+      await waitFor(() => bodiesOf(msgs, marker).length > 100, 10000, 'live messages');
+      const mine = (await fanouts()).filter((p) => !others.has(p));
+      assert.equal(mine.length, 1, `the gateway's fan-out connection: ${mine}`);
+      await rmqctl('close_connection', mine[0], 'history test');
+      await waitFor(() => /shared subscriptions move to broker/.test(g.log()), 15000, 'the feed moved');
+      await sleep(500);
+    } finally {
+      stop = true;
+      await pub;
+    }
     await waitFor(() => bodiesOf(msgs, marker).length >= n, 15000, `all ${n}`);
     await sleep(200);
     inOrder(msgs, marker, range(0, n), 'across the move');
