@@ -682,6 +682,23 @@ static void q_check(sg_fanout_queue_t *q) {
   q_maybe_free(q);
 }
 
+/* Consumes q on the fan-out channel; it is ready at the consume-ok. */
+static void q_consume(sg_fanout_queue_t *q, int no_ack, amqp_table_t args) {
+  sg_fanout_t *f = q->f;
+  amqp_basic_consume_t c;
+  memset(&c, 0, sizeof(c));
+  c.queue = amqp_cstring_bytes(q->queue);
+  c.consumer_tag = amqp_cstring_bytes(q->tag);
+  c.no_ack = no_ack != 0;
+  c.arguments = args;
+  int64_t r = sg_amqp_rpc(&f->chan, AMQP_BASIC_CONSUME_METHOD, &c, AMQP_BASIC_CONSUME_OK_METHOD);
+  if (r < 0) return; /* the channel was lost: its callback moved or failed q */
+  q->ready_seq = (uint64_t)r;
+  q->pend_next = f->pending;
+  f->pending = q;
+  q->in_pending = 1;
+}
+
 /* A history stream's deliveries in flight per worker: its consumer's
  * prefetch (a stream consumer must have one; each delivery is acked). */
 #define FANOUT_STREAM_PREFETCH 1000
@@ -704,17 +721,7 @@ static void q_consume_stream(sg_fanout_queue_t *q) {
     e.value.kind = AMQP_FIELD_KIND_UTF8;
     e.value.value.bytes = amqp_cstring_bytes("next");
   }
-  amqp_basic_consume_t c;
-  memset(&c, 0, sizeof(c));
-  c.queue = amqp_cstring_bytes(q->queue);
-  c.consumer_tag = amqp_cstring_bytes(q->tag);
-  c.arguments = (amqp_table_t){1, &e};
-  int64_t r = sg_amqp_rpc(&f->chan, AMQP_BASIC_CONSUME_METHOD, &c, AMQP_BASIC_CONSUME_OK_METHOD);
-  if (r < 0) return;
-  q->ready_seq = (uint64_t)r;
-  q->pend_next = f->pending;
-  f->pending = q;
-  q->in_pending = 1;
+  q_consume(q, 0, (amqp_table_t){1, &e});
 }
 
 /* Declares and consumes the queue on the fan-out channel, pipelined. */
@@ -730,21 +737,10 @@ static void q_declare(sg_fanout_queue_t *q) {
   d.exclusive = 1;
   d.auto_delete = 1;
   d.arguments = amqp_empty_table;
-  amqp_basic_consume_t c;
-  memset(&c, 0, sizeof(c));
-  c.queue = d.queue;
-  c.consumer_tag = amqp_cstring_bytes(q->tag);
-  c.no_ack = 1;
-  c.arguments = amqp_empty_table;
   q->state = Q_DECLARING;
   if (sg_amqp_rpc(&f->chan, AMQP_QUEUE_DECLARE_METHOD, &d, AMQP_QUEUE_DECLARE_OK_METHOD) < 0)
     return; /* the channel was lost: its callback moved or failed q */
-  int64_t r = sg_amqp_rpc(&f->chan, AMQP_BASIC_CONSUME_METHOD, &c, AMQP_BASIC_CONSUME_OK_METHOD);
-  if (r < 0) return;
-  q->ready_seq = (uint64_t)r;
-  q->pend_next = f->pending;
-  f->pending = q;
-  q->in_pending = 1;
+  q_consume(q, 1, amqp_empty_table);
 }
 
 /* Calls fn for every queue, on a copy of the list: fn may run callbacks

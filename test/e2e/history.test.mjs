@@ -56,6 +56,17 @@ function inOrder(msgs, marker, want, what) {
 
 const range = (a, b) => Array.from({ length: b - a }, (_, i) => a + i);
 
+// Publishes n messages to key, then reads them back from the stream's
+// start on a new session: the subscription, for its offsets.
+async function publishedAndReadFromFirst(key, marker, n, id) {
+  await publish(key, marker, 0, n);
+  const c = await open();
+  const msgs = await subscribe(c, `/topic/${key}`, { id, 'x-stream-offset': 'first' });
+  await waitFor(() => bodiesOf(msgs, marker).length === n, 20000, `${n} from first`);
+  inOrder(msgs, marker, range(0, n), 'from first');
+  return { c, msgs };
+}
+
 test('messages of a topic with history carry their stream offset; SEND and AMQP publishes alike', async () => {
   const c = await open();
   const key = `${CHAT}.live`;
@@ -114,11 +125,7 @@ test('a reconnect through another gateway resumes from the same offset', async (
 test('first, last and timestamp offsets', async () => {
   const key = `${CHAT}.kinds${run}`;
   const marker = uniq('m');
-  await publish(key, marker, 0, 5);
-  const c = await open();
-  const all = await subscribe(c, `/topic/${key}`, { id: 'first', 'x-stream-offset': 'first' });
-  await waitFor(() => bodiesOf(all, marker).length === 5, 10000, 'from first');
-  inOrder(all, marker, range(0, 5), 'first');
+  const { c } = await publishedAndReadFromFirst(key, marker, 5, 'first');
   const lastOne = await subscribe(c, `/topic/${key}`, { id: 'last', 'x-stream-offset': 'last' });
   await publish(key, marker, 5, 6);
   await waitFor(() => bodiesOf(lastOne, marker).includes('5'), 10000, 'from last');
@@ -158,10 +165,7 @@ test('two subscriptions with overlapping patterns each resume their own messages
 test('publishes racing the move from the catch-up read to the live feed: no gap, no duplicate', async () => {
   const key = `${CHAT}.race${run}`;
   const marker = uniq('m');
-  await publish(key, marker, 0, 1000);
-  const c0 = await open();
-  const probe = await subscribe(c0, `/topic/${key}`, { id: 'p', 'x-stream-offset': 'first' });
-  await waitFor(() => bodiesOf(probe, marker).length === 1000, 20000, 'probe');
+  const { msgs: probe } = await publishedAndReadFromFirst(key, marker, 1000, 'p');
   const start = offsetOf(probe[0]);
   // A steady publisher keeps going while each resume catches up.
   let n = 1000;
