@@ -90,14 +90,17 @@ static void history_delivery(sg_relay_chan_t *ch, sg_relay_sub_t *sub,
   if (sg_amqp_send(&ch->amqp, AMQP_BASIC_ACK_METHOD, &ack) != 0 || sub->cancelled) return;
   int64_t off;
   int has = sg_amqp_delivery_offset(d, &off) == 0;
-  if (has && sub->from >= 0 && off < sub->from) return; /* the chunk began before it */
   if (has) {
-    if (sub->read < 0 && sub->from >= 0 && off > sub->from) {
+    /* The read starts one before from (the client's last message; offsets
+     * are not contiguous: a segment may begin with an entry that is no
+     * message), so a first offset past that says the retention dropped it. */
+    if (sub->read < 0 && sub->from >= 0 && off > (sub->from > 0 ? sub->from - 1 : 0)) {
       sub->incomplete = 1;
       sg_metrics_history_incomplete();
     }
     sub->read = off;
   }
+  if (has && sub->from >= 0 && off < sub->from) return; /* before the offset asked for */
   int hit = history_matches(sub, d);
   if (ch->history_cb && !ch->history_cb(ch, sub, has ? off : -1, hit)) return;
   if (!hit) return;

@@ -256,7 +256,13 @@ int sg_session_subscribe(sg_session_t *s, sg_stomp_frame_t *f) {
       if (so) {
         sg_stream_offset_t off;
         sg_dest_parse_stream_offset(so, &off);
-        if (off.kind == SG_STREAM_OFFSET) sub->rs.from = off.value;
+        if (off.kind == SG_STREAM_OFFSET) {
+          /* Read from the message before it, the client's last one: the
+           * relay drops it, and tells by it whether the stream still held
+           * what was asked for. */
+          sub->rs.from = off.value;
+          if (off.value > 0) ce.value.value.i64 = off.value - 1;
+        }
         sg_metrics_history_resume();
         sg_log_debug("session-%" PRIu64 " resumes %s from %s in stream '%s'", s->id, dst, so,
                      hist->queue);
