@@ -217,10 +217,16 @@ test('with --history a page that lost its gateway shows every missed message onc
       await fromAmqp(`missed amqp${i}`);
       missed.push(`amqp|missed amqp${i}`);
     }
+    // And a burst, in order on one channel.
+    for (let i = 0; i < 100; i++) ch.publish('amq.topic', `chat.${room}`, Buffer.from(`burst ${i}`), { headers: { 'x-chat-name': 'amqp' } });
+    await ch.waitForConfirms();
+    for (let i = 0; i < 100; i++) missed.push(`amqp|burst ${i}`);
+    await fromAmqp('missed last');
+    missed.push('amqp|missed last');
     // A keeps trying every 500 ms; the gateway comes back on the same port.
     g1 = await startGateway(hist, undefined, { port: port1 });
     await a.waitForSelector('body[data-connected="yes"]', { timeout: 15000 });
-    await a.waitForSelector('#messages li:has-text("missed amqp4")', { timeout: 15000 });
+    await a.waitForSelector('#messages li:has-text("missed last")', { timeout: 15000 });
     await fromB('live again');
     await a.waitForSelector('#messages li:has-text("live again")', { timeout: 10000 });
     await sleep(300);
@@ -288,6 +294,9 @@ test('with --history an offset older than the retention shows a notice, then wha
     const got = await lines(page);
     assert.match(got[0], /^notice\|Older messages are no longer kept/);
     assert.equal(got.filter((l) => l.startsWith('notice|')).length, 1, 'one notice');
+    fs.mkdirSync(artifacts, { recursive: true });
+    await page.$eval('#messages', (ol) => { ol.scrollTop = 0; }); // the notice in view
+    await page.screenshot({ path: path.join(artifacts, 'chat-history-incomplete.png') });
     const nums = got.slice(1).map((l) => Number(l.split(' ')[1]));
     assert.ok(nums[0] > 0, `the oldest are gone (first left: ${nums[0]})`);
     assert.deepEqual(nums, Array.from({ length: 400 - nums[0] }, (_, i) => nums[0] + i), 'what is left, once, in order');
