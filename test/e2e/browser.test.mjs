@@ -338,3 +338,44 @@ test('an offset kept from a gateway with history is dropped by one without', { s
     await g.stop();
   }
 });
+
+// Offsets are kept per room: a page that goes to another room and comes
+// back shows what the first room said meanwhile.
+test('with --history a page back from another room shows what the first room said meanwhile', { skip }, async () => {
+  const g = await startGateway(['--www', root, '--history', 'chat.#:1h']);
+  const amqp = await amqpConnect();
+  const ch = await amqp.createConfirmChannel();
+  const [x, y] = [uniq('rx'), uniq('ry')];
+  const post = async (room, text) => {
+    ch.publish('amq.topic', `chat.${room}`, Buffer.from(text), { headers: { 'x-chat-name': 'amqp' } });
+    await ch.waitForConfirms();
+  };
+  const go = async (room) => {
+    await page.fill('#room', room);
+    await page.dispatchEvent('#room', 'change');
+    await joined(page, room);
+  };
+  let page;
+  try {
+    page = await openChat(`http://127.0.0.1:${g.port}`, 'frank', x);
+    await joined(page, x);
+    await say(page, 'in x');
+    await page.waitForSelector('#messages li:has-text("in x")', { timeout: 10000 });
+    await go(y);
+    await post(x, 'x meanwhile 1');
+    await post(x, 'x meanwhile 2');
+    await post(y, 'in y');
+    await page.waitForSelector('#messages li:has-text("in y")', { timeout: 10000 });
+    await go(x);
+    await page.waitForSelector('#messages li:has-text("x meanwhile 2")', { timeout: 10000 });
+    await sleep(300);
+    assert.deepEqual(await lines(page), ['frank|in x', 'amqp|in y', 'amqp|x meanwhile 1', 'amqp|x meanwhile 2']);
+    const kept = await page.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith('stompgate-chat offset ')).length);
+    assert.equal(kept, 2, 'an offset per room in localStorage');
+    assert.deepEqual(page.errors, []);
+  } finally {
+    await page?.close();
+    await amqp.close().catch(() => {});
+    await g.stop();
+  }
+});
