@@ -165,6 +165,22 @@ test('a resume just after a segment boundary, where offsets skip one, is complet
   assert.equal(again.some((m) => 'x-history-incomplete' in m.headers), false, 'nothing was dropped');
 });
 
+test('an offset the stream has not reached (it was deleted and declared again): read from its start, the first message marked', async () => {
+  const key = `${CHAT}.reset${run}`;
+  const marker = uniq('m');
+  await publish(key, marker, 0, 3);
+  const c = await open();
+  const msgs = await subscribe(c, `/topic/${key}`, { id: 'reset', 'x-stream-offset': 'offset=1000000000' });
+  await waitFor(() => bodiesOf(msgs, marker).length === 3, 10000, 'the stream from its start');
+  await publish(key, marker, 3, 5);
+  await waitFor(() => bodiesOf(msgs, marker).length === 5, 10000, 'then live');
+  await sleep(200);
+  inOrder(msgs, marker, range(0, 5), 'after the reset');
+  assert.equal(msgs[0].headers['x-history-incomplete'], 'true');
+  assert.equal(msgs.filter((m) => 'x-history-incomplete' in m.headers).length, 1);
+  assert.match(gw.log(), /stream 'stompgate\.history\..*' ends at offset \d+, before the offset 1000000000/);
+});
+
 test('two subscriptions with overlapping patterns each resume their own messages once', async () => {
   const room = `${CHAT}.ov${run}`;
   const marker = uniq('m');
