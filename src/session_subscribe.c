@@ -263,9 +263,6 @@ int sg_session_subscribe(sg_session_t *s, sg_stomp_frame_t *f) {
           sub->rs.from = off.value;
           if (off.value > 0) ce.value.value.i64 = off.value - 1;
         }
-        sg_metrics_history_resume();
-        sg_log_debug("session-%" PRIu64 " resumes %s from %s in stream '%s'", s->id, dst, so,
-                     hist->queue);
       }
     }
     /* AMQP carries a binding key in a short string. */
@@ -308,6 +305,11 @@ int sg_session_subscribe(sg_session_t *s, sg_stomp_frame_t *f) {
   s->subs = sub;
   s->nsubs++;
   if (r < 0) return 0; /* the link is lost; on_fault_cb closed the session */
+  if (hist && so) {
+    sg_metrics_history_resume();
+    sg_log_debug("session-%" PRIu64 " resumes %s from %s in stream '%s'", s->id, dst, so,
+                 hist->queue);
+  }
   sg_session_event(s, SG_EVENT_SUBSCRIBED, sub);
   sg_session_add_receipt(s, f, 0);
   return 0;
