@@ -45,6 +45,9 @@
 #                            through Web-STOMP reading the stream queue.
 #   BENCH_HISTORY_MESSAGES   history: messages in the stream (default 100000)
 #   BENCH_HISTORY_SIZE       history: body bytes (default 100)
+#   BENCH_HISTORY_KEYS       history: keys the messages go to in turn (default
+#                            1); stompgate catches up on the first key only,
+#                            Web-STOMP reads the whole stream queue
 #   BENCH_HISTORY_PREFETCH   history: Web-STOMP's prefetch-count (default 1000)
 #   BENCH_HISTORY_ACK_EVERY  history: Web-STOMP acks (ack: client, so
 #                            cumulative) every this many messages (default 100)
@@ -72,6 +75,7 @@ WIRE_SUBS=${BENCH_WIRE_SUBSCRIBERS:-100}
 WIRE_MSGS=${BENCH_WIRE_MESSAGES:-50}
 HIST_MSGS=${BENCH_HISTORY_MESSAGES:-100000}
 HIST_SIZE=${BENCH_HISTORY_SIZE:-100}
+HIST_KEYS=${BENCH_HISTORY_KEYS:-1}
 HIST_PREFETCH=${BENCH_HISTORY_PREFETCH:-1000}
 HIST_ACK_EVERY=${BENCH_HISTORY_ACK_EVERY:-100}
 REPEAT=${BENCH_REPEAT:-1}
@@ -234,6 +238,7 @@ const ratio = (a, b) => (ok(a) && ok(b) && b !== 0) ? `${(a / b).toFixed(2)}x` :
 const med = (t, f) => median((runs[t] ?? []).map(f));
 const rows = [
   ['catch-up messages/s to one session (higher)', (x) => x.messages_per_s],
+  ['catch-up time, s (lower)', (x) => x.seconds],
   ['first message after SUBSCRIBE, ms (lower)', (x) => x.first_message_ms],
   ['CPU s per million messages, gateway + broker (lower)', (x) => x.cpu_s_per_million],
   ['CPU s per million messages, gateway process (lower; Web-STOMP has none)', (x) => ok(x.gateway_cpu_s) ? x.gateway_cpu_s / x.delivered * 1e6 : undefined],
@@ -255,8 +260,11 @@ for (const [label, f] of rows) {
 }
 const w = r.webstomp ?? {};
 console.log('');
-console.log(`Stream: ${fill.messages ?? '?'} messages of ${fill.size ?? '?'} bytes published to amq.topic (${fmt(fill.publish_per_s)}/s with confirms); ` +
-  `broker disk ${fmt(fill.disk_bytes_per_message)} bytes per message (${fill.stream_bytes_after ?? '?'} bytes of segments and indexes; one stream, read by every target). ` +
+console.log(`Stream: ${fill.messages ?? '?'} messages of ${fill.size ?? '?'} bytes published to amq.topic ` +
+  `${fill.keys > 1 ? `over ${fill.keys} keys in turn ` : ''}(${fmt(fill.publish_per_s)}/s with confirms); ` +
+  `${fill.keys > 1 ? `stompgate catches up on one key (${Math.ceil(fill.messages / fill.keys)} messages), Web-STOMP reads them all; ` : ''}` +
+  `broker disk ${fmt(fill.disk_bytes_per_message)} bytes per message (du of the stream's directory: ${fill.stream_bytes_after ?? '?'} bytes, ` +
+  `${fill.segment_bytes ?? '?'} in segments and ${fill.index_bytes ?? '?'} in indexes; one stream, read by every target). ` +
   `stompgate: SUBSCRIBE /topic/KEY with x-stream-offset: first (ack: auto); Web-STOMP: SUBSCRIBE ${w.dest ?? '/amq/queue/STREAM'} with x-stream-offset: first, ack: client, ` +
   `prefetch-count ${w.prefetch ?? '?'}, an ACK every ${process.env.HIST_ACK_EVERY ?? '?'} messages. ` +
   `Median of ${Math.max(0, ...targets.map((t) => runs[t].length))} run(s) each.`);
@@ -437,7 +445,7 @@ run_history() {
   [ -n "$sdir" ] || { log "history: no stream directory under $dir/broker/mnesia"; stop_gateway; return 1; }
   log "history: filling the stream ($HIST_MSGS messages of $HIST_SIZE bytes, $sdir)"
   node tools/history-bench.mjs fill --amqp-port "$RMQ_AMQP_PORT" --key "$HIST_KEY" \
-    --messages "$HIST_MSGS" --size "$HIST_SIZE" --stream-dir "$sdir" >"$out/history-fill.json" 2>>"$out/bench.log" ||
+    --messages "$HIST_MSGS" --keys "$HIST_KEYS" --size "$HIST_SIZE" --stream-dir "$sdir" >"$out/history-fill.json" 2>>"$out/bench.log" ||
     log "history: fill failed"
   stop_gateway
   for n in $(seq 1 "$REPEAT"); do
@@ -450,8 +458,8 @@ run_history() {
           >"$out/history-$t-$n.json" 2>>"$out/bench.log" || log "history against $t: not clean"
       else
         start_gateway "$t" --history "$HIST_PATTERN:1D" || return 1
-        timeout 600 node tools/history-bench.mjs catchup --url "$GW_URL" --dest "/topic/$HIST_KEY" \
-          --messages "$HIST_MSGS" --pid "$gw_pid" --broker-pid "$beam" \
+        timeout 600 node tools/history-bench.mjs catchup --url "$GW_URL" --dest "/topic/$HIST_KEY.0" \
+          --messages $(((HIST_MSGS + HIST_KEYS - 1) / HIST_KEYS)) --pid "$gw_pid" --broker-pid "$beam" \
           >"$out/history-$t-$n.json" 2>>"$out/bench.log" || log "history against $t: not clean"
         stop_gateway
       fi

@@ -5,11 +5,12 @@
 // and the gateways; prints one JSON line.
 //
 //   node tools/history-bench.mjs fill --amqp-port P --key K --messages N
-//        [--size 100] [--stream-dir DIR]
-//     publishes N messages of SIZE bytes to amq.topic with key K (the
-//     gateway's --history pattern must cover it, so that they land in its
-//     stream), with publisher confirms; with --stream-dir, the bytes of
-//     that directory (the stream's segments and indexes) before and after.
+//        [--keys 1] [--size 100] [--stream-dir DIR]
+//     publishes N messages of SIZE bytes to amq.topic, in turn with keys
+//     K.0 .. K.<keys-1> (the gateway's --history pattern must cover them,
+//     so that they land in its stream), with publisher confirms; with
+//     --stream-dir, the bytes of that directory (the stream's segments and
+//     indexes) before and after.
 //
 //   node tools/history-bench.mjs catchup --url WS --dest D --messages N
 //        [--ack client --prefetch 1000 --ack-every 100] [--pid P] [--broker-pid B]
@@ -37,9 +38,13 @@ const cpuOf = (p) => {
 };
 const status = (p, field) => +new RegExp(`${field}:\\s+(\\d+)`).exec(fs.readFileSync(`/proc/${p}/status`, 'utf8'))[1];
 const dirBytes = (d) => +execFileSync('du', ['-sb', d]).toString().split('\t')[0];
+// Bytes of the files in d whose names end in ext (.segment, .index).
+const filesBytes = (d, ext) => fs.readdirSync(d).filter((f) => f.endsWith(ext))
+  .reduce((n, f) => n + fs.statSync(`${d}/${f}`).size, 0);
 
 async function fill() {
   const size = +(args.size ?? 100);
+  const keys = +(args.keys ?? 1);
   const before = args['stream-dir'] ? dirBytes(args['stream-dir']) : undefined;
   const conn = await amqp.connect(`amqp://guest:guest@127.0.0.1:${args['amqp-port']}`);
   const ch = await conn.createConfirmChannel();
@@ -47,7 +52,7 @@ async function fill() {
   for (let i = 0; i < N; i++) {
     // A numbered body of SIZE bytes.
     const head = `${i}|`;
-    ch.publish('amq.topic', args.key, Buffer.from(head + 'x'.repeat(Math.max(0, size - head.length))));
+    ch.publish('amq.topic', `${args.key}.${i % keys}`, Buffer.from(head + 'x'.repeat(Math.max(0, size - head.length))));
     if (i % 1000 === 999) await ch.waitForConfirms();
   }
   await ch.waitForConfirms();
@@ -55,11 +60,13 @@ async function fill() {
   await conn.close();
   // The stream writes and flushes its segments on its own schedule.
   await sleep(2000);
-  const after = args['stream-dir'] ? dirBytes(args['stream-dir']) : undefined;
+  const dir = args['stream-dir'];
+  const after = dir ? dirBytes(dir) : undefined;
   console.log(JSON.stringify({
-    scenario: 'history-fill', messages: N, size, publish_s: seconds, publish_per_s: Math.round(N / seconds),
+    scenario: 'history-fill', messages: N, size, keys, publish_s: seconds, publish_per_s: Math.round(N / seconds),
     stream_dir: args['stream-dir'], stream_bytes_before: before, stream_bytes_after: after,
     disk_bytes_per_message: after !== undefined ? (after - before) / N : undefined,
+    segment_bytes: dir ? filesBytes(dir, '.segment') : undefined, index_bytes: dir ? filesBytes(dir, '.index') : undefined,
   }));
 }
 

@@ -470,6 +470,10 @@ async function runMode(mode, conn) {
   }
   diag(`${mode}: metrics of both gateways: resumes ${m.resumes}, switches ${m.switches}, catch-up messages ${m.catchup}, incomplete ${m.incomplete}`);
   const resumes = sessions - clients.length;
+  // A SUBSCRIBE the relay must first set something up for is handled twice
+  // (the first pass returns "again"), so a count above the resumes made
+  // is reported, not failed.
+  if (m.resumes !== resumes) diag(`${mode}: stompgate_history_resumes_total ${m.resumes} for ${resumes} resumes made`);
   check(m.resumes >= resumes && m.incomplete === 0, `${mode}: the gateways counted the ${resumes} resumes and no incomplete one`,
     [`stompgate_history_resumes_total ${m.resumes}, stompgate_history_incomplete_total ${m.incomplete}`]);
   check(gws.every((g) => g.alive()), `${mode}: both gateways still up`, gws.map((g) => `${g.name}: exit ${JSON.stringify(g.exit)}`));
