@@ -416,13 +416,15 @@ async function runMode(mode, conn) {
     [`${lostByBroker} published bodies not in the stream; ${stream.size} entries for ${total} published`]);
   const ordered = [...stream.keys()].sort((a, b) => a - b);
 
-  // Every client catches up to the stream's last message of its keys.
+  // What each client must get: every message of its keys in the stream
+  // from its first delivery on. Every client catches up to the last one.
   const wantOf = (c) => {
     if (!c.got.length) return [];
-    const from = Math.min(...c.got);
+    const from = c.got.reduce((a, b) => Math.min(a, b), Infinity);
     return ordered.filter((o) => o >= from && c.matches(stream.get(o).key));
   };
-  await waitFor(() => clients.every((c) => { const w = wantOf(c); return c.ws && (w.length === 0 || c.got.includes(w[w.length - 1])); }), 30000);
+  const lastWanted = new Map(clients.map((c) => { const w = wantOf(c); return [c, w[w.length - 1]]; }));
+  await waitFor(() => clients.every((c) => c.ws && (lastWanted.get(c) === undefined || c.last >= lastWanted.get(c))), 30000);
   await sleep(1000); // anything late (a duplicate) comes in too
   for (const c of clients) c.close();
 
