@@ -33,6 +33,9 @@ const MODES = (process.env.HISTORY_SOAK_MODES ?? 'per-session,shared').split(','
 const RATE = +(process.env.HISTORY_SOAK_RATE ?? 200);
 const NCLIENTS = +(process.env.HISTORY_SOAK_CLIENTS ?? 8);
 const PLANT = process.env.HISTORY_SOAK_PLANT ?? '';
+// Small segments, so that resumes land on segment boundaries (the stream's
+// offsets skip the entry that begins each segment) many times a run.
+const SEGMENT = +(process.env.HISTORY_SOAK_SEGMENT_SIZE ?? 65536);
 const KEYS = 4;
 // Every STOMP_EVERY-th message goes as a STOMP SEND through a gateway.
 const STOMP_EVERY = 5;
@@ -165,6 +168,7 @@ class Gateway {
       '--listen', `127.0.0.1:${this.port}`, '--admin', `127.0.0.1:${this.adminPort}`,
       '--broker', `amqp://guest:guest@127.0.0.1:${AMQP_PORT}/`, '--mode', this.mode,
       '--workers', String(this.workers), '--log-level', 'info', '--history', this.history,
+      '--history-segment-size', String(SEGMENT),
     ], { env: cleanEnv(), stdio: ['ignore', 'ignore', logFd] });
     fs.closeSync(logFd);
     fs.appendFileSync(`${TMP}/pids`, `${this.child.pid}\n`);
