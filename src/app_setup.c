@@ -29,6 +29,7 @@ typedef struct app_setup {
 
 static app_setup_t setup;
 
+/* The code and text of a channel.close r carries; *code 0 when none. */
 static amqp_rpc_reply_t closed_with(amqp_rpc_reply_t r, int *code, char *text, size_t cap) {
   *code = 0;
   if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION && r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
@@ -106,13 +107,13 @@ static void declare_work_cb(uv_work_t *w) {
                         sizeof(a->notes));
     a->kept[i] = strlen(a->notes) != before;
   }
+  int code;
+  char text[200];
+  closed_with(r, &code, text, sizeof(text));
   if (r.reply_type == AMQP_RESPONSE_NORMAL) {
     a->ok = 1;
-  } else if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
-             r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-    amqp_channel_close_t *m = r.reply.decoded;
-    snprintf(a->error, sizeof(a->error), "%u %.*s", m->reply_code, (int)m->reply_text.len,
-             (const char *)m->reply_text.bytes);
+  } else if (code) {
+    snprintf(a->error, sizeof(a->error), "%d %s", code, text);
   } else {
     snprintf(a->error, sizeof(a->error), "the broker refused the declaration");
   }

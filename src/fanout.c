@@ -54,6 +54,8 @@ struct sg_fanout_queue {
   int iterating;          /* held by a walk; freed after it */
   uint64_t delivered;
   unsigned in_tables : 1, in_pending : 1, dead : 1;
+  unsigned stream : 1;        /* a history stream (queue): consumed from an offset, acked */
+  int64_t read;               /* stream: the last offset read, -1 none */
   unsigned exact_sent : 1;    /* companion declared and bound on this connection */
   unsigned exact_refused : 1; /* the broker refused it: exact keys bind on exchange */
 };
@@ -167,11 +169,12 @@ static sg_fanout_hnode_t *ht_chain(const sg_fanout_table_t *t, uint64_t hash) {
   return t->n ? t->buckets[hash & (t->nbuckets - 1)] : NULL;
 }
 
-static sg_fanout_queue_t *find_queue(sg_fanout_t *f, const char *exchange, const char *key) {
+static sg_fanout_queue_t *find_queue(sg_fanout_t *f, const char *exchange, const char *key,
+                                      int stream) {
   uint64_t h = queue_hash(f, exchange, key);
   for (sg_fanout_hnode_t *n = ht_chain(&f->queues, h); n; n = n->next) {
     sg_fanout_queue_t *q = container_of(n, sg_fanout_queue_t, by_name);
-    if (n->hash == h && strcmp(q->exchange, exchange) == 0 &&
+    if (n->hash == h && strcmp(q->exchange, exchange) == 0 && q->stream == (unsigned)(stream != 0) &&
         (key == NULL ? q->key == NULL : q->key != NULL && strcmp(q->key, key) == 0))
       return q;
   }
@@ -493,8 +496,28 @@ static void ops_clear(sg_fanout_t *f) {
   }
 }
 
-/* Sends the binds of every binding whose queue is consumed. */
+/* Sends the binds of every binding whose queue is consumed. A history
+ * stream's bindings need none (the stream is bound to the exchange with
+ * its pattern): they are ready once the stream is consumed. */
 static void flush_binds(sg_fanout_t *f) {
+  sg_fanout_dl_t ready;
+  dl_init(&ready);
+  for (sg_fanout_dl_t *n = f->to_bind.next; n != &f->to_bind;) {
+    sg_fanout_dl_t *next = n->next;
+    sg_fanout_sub_t *fs = container_of(n, sg_fanout_sub_t, bind_link);
+    if (fs->q->stream && fs->q->state == Q_READY) {
+      dl_del(n);
+      dl_push(&ready, n);
+    }
+    n = next;
+  }
+  /* One at a time, each off the list before its members hear: they may
+   * make others leave. */
+  while (!dl_empty(&ready)) {
+    sg_fanout_sub_t *fs = container_of(ready.next, sg_fanout_sub_t, bind_link);
+    dl_del(&fs->bind_link);
+    b_bound(fs);
+  }
   if (f->bind_state != CHAN_OPEN) {
     if (f->bind_state == CHAN_NONE && f->chan_state == CHAN_OPEN && !dl_empty(&f->to_bind))
       open_bind(f);
@@ -504,7 +527,7 @@ static void flush_binds(sg_fanout_t *f) {
   while (n != &f->to_bind) {
     sg_fanout_dl_t *next = n->next;
     sg_fanout_sub_t *fs = container_of(n, sg_fanout_sub_t, bind_link);
-    if (fs->q->state == Q_READY) {
+    if (fs->q->state == Q_READY && !fs->q->stream) {
       if (b_via_exact(fs) && !fs->q->exact_sent && x_prepare(f, fs->q) != 0) return;
       sg_fanout_op_t *op = calloc(1, sizeof(*op));
       if (op == NULL) return; /* left waiting for the next flush */
@@ -528,7 +551,7 @@ static void flush_binds(sg_fanout_t *f) {
 static void b_unbind(sg_fanout_sub_t *fs) {
   sg_fanout_queue_t *q = fs->q;
   sg_fanout_t *f = q->f;
-  if (q->nsubs > 1 && q->state == Q_READY && chan_usable(f->chan_state)) {
+  if (q->nsubs > 1 && !q->stream && q->state == Q_READY && chan_usable(f->chan_state)) {
     size_t len;
     const char *key = sg_matcher_sub_key(&fs->ms, &len);
     sg_fanout_op_t *op = calloc(1, sizeof(*op) + len + 1);
@@ -574,22 +597,26 @@ static void q_name(sg_fanout_queue_t *q, uint64_t id) {
            (uint64_t)uv_hrtime(), id);
 }
 
-static sg_fanout_queue_t *q_new(sg_fanout_t *f, const char *exchange, const char *key, int kind) {
+static sg_fanout_queue_t *q_new(sg_fanout_t *f, const char *exchange, const char *key, int kind,
+                                 int stream) {
   sg_fanout_queue_t *q = calloc(1, sizeof(*q));
   if (q == NULL) return NULL;
   q->f = f;
+  q->stream = stream != 0;
+  q->read = -1;
   dl_init(&q->subs);
   q->exchange = strdup(exchange);
   q->key = key ? strdup(key) : NULL;
   const char *prefix = f->pool->cfg->exact_exchange_prefix;
-  if (kind == SG_MATCH_TOPIC && key == NULL && prefix && strlen(prefix) + strlen(exchange) <= 255 &&
+  if (kind == SG_MATCH_TOPIC && key == NULL && !stream && prefix && strlen(prefix) + strlen(exchange) <= 255 &&
       (q->exact_x = malloc(strlen(prefix) + strlen(exchange) + 1)) != NULL) {
     strcpy(q->exact_x, prefix);
     strcat(q->exact_x, exchange);
   }
   uint64_t id = ++f->next_id;
   snprintf(q->tag, sizeof(q->tag), "fanout-%d-%" PRIu64, f->worker, id);
-  q_name(q, id);
+  if (stream) snprintf(q->queue, sizeof(q->queue), "%s", exchange);
+  else q_name(q, id);
   if (q->exchange == NULL || (key && q->key == NULL) ||
       sg_matcher_init(&q->matcher, (sg_match_kind_t)kind, f->seed) != 0)
     goto fail;
@@ -655,30 +682,65 @@ static void q_check(sg_fanout_queue_t *q) {
   q_maybe_free(q);
 }
 
+/* Consumes q on the fan-out channel; it is ready at the consume-ok. */
+static void q_consume(sg_fanout_queue_t *q, int no_ack, amqp_table_t args) {
+  sg_fanout_t *f = q->f;
+  amqp_basic_consume_t c;
+  memset(&c, 0, sizeof(c));
+  c.queue = amqp_cstring_bytes(q->queue);
+  c.consumer_tag = amqp_cstring_bytes(q->tag);
+  c.no_ack = no_ack != 0;
+  c.arguments = args;
+  int64_t r = sg_amqp_rpc(&f->chan, AMQP_BASIC_CONSUME_METHOD, &c, AMQP_BASIC_CONSUME_OK_METHOD);
+  if (r < 0) return; /* the channel was lost: its callback moved or failed q */
+  q->ready_seq = (uint64_t)r;
+  q->pend_next = f->pending;
+  f->pending = q;
+  q->in_pending = 1;
+}
+
+/* A history stream's deliveries in flight per worker: its consumer's
+ * prefetch (a stream consumer must have one; each delivery is acked). */
+#define FANOUT_STREAM_PREFETCH 1000
+
+/* Consumes a history stream on the fan-out channel: from the next
+ * message, or after a move from just after the last offset read, so
+ * that the live feed has no gap. The stream is the gateway's, declared
+ * and bound at start-up. */
+static void q_consume_stream(sg_fanout_queue_t *q) {
+  sg_fanout_t *f = q->f;
+  amqp_basic_qos_t qos = {0, FANOUT_STREAM_PREFETCH, 0};
+  q->state = Q_DECLARING;
+  if (sg_amqp_rpc(&f->chan, AMQP_BASIC_QOS_METHOD, &qos, AMQP_BASIC_QOS_OK_METHOD) < 0) return;
+  amqp_table_entry_t e;
+  e.key = amqp_cstring_bytes("x-stream-offset");
+  if (q->read >= 0) {
+    e.value.kind = AMQP_FIELD_KIND_I64;
+    e.value.value.i64 = q->read + 1;
+  } else {
+    e.value.kind = AMQP_FIELD_KIND_UTF8;
+    e.value.value.bytes = amqp_cstring_bytes("next");
+  }
+  q_consume(q, 0, (amqp_table_t){1, &e});
+}
+
 /* Declares and consumes the queue on the fan-out channel, pipelined. */
 static void q_declare(sg_fanout_queue_t *q) {
   sg_fanout_t *f = q->f;
+  if (q->stream) {
+    q_consume_stream(q);
+    return;
+  }
   amqp_queue_declare_t d;
   memset(&d, 0, sizeof(d));
   d.queue = amqp_cstring_bytes(q->queue);
   d.exclusive = 1;
   d.auto_delete = 1;
   d.arguments = amqp_empty_table;
-  amqp_basic_consume_t c;
-  memset(&c, 0, sizeof(c));
-  c.queue = d.queue;
-  c.consumer_tag = amqp_cstring_bytes(q->tag);
-  c.no_ack = 1;
-  c.arguments = amqp_empty_table;
   q->state = Q_DECLARING;
   if (sg_amqp_rpc(&f->chan, AMQP_QUEUE_DECLARE_METHOD, &d, AMQP_QUEUE_DECLARE_OK_METHOD) < 0)
     return; /* the channel was lost: its callback moved or failed q */
-  int64_t r = sg_amqp_rpc(&f->chan, AMQP_BASIC_CONSUME_METHOD, &c, AMQP_BASIC_CONSUME_OK_METHOD);
-  if (r < 0) return;
-  q->ready_seq = (uint64_t)r;
-  q->pend_next = f->pending;
-  f->pending = q;
-  q->in_pending = 1;
+  q_consume(q, 1, amqp_empty_table);
 }
 
 /* Calls fn for every queue, on a copy of the list: fn may run callbacks
@@ -753,7 +815,7 @@ static void q_move(sg_fanout_queue_t *q, void *arg) {
   q->state = Q_WAIT_CHANNEL;
   q->ready_seq = 0;
   q->exact_sent = 0;
-  q_name(q, ++f->next_id);
+  if (!q->stream) q_name(q, ++f->next_id);
   f->moving++;
   sg_metrics_shared_moved();
 }
@@ -959,7 +1021,18 @@ static void deliver_cb(sg_matcher_sub_t *s, void *arg) {
 static void chan_delivery_cb(sg_amqp_t *a, const sg_amqp_delivery_t *d) {
   sg_fanout_t *f = container_of(a, sg_fanout_t, chan);
   sg_fanout_queue_t *q = find_tag(f, d->consumer_tag);
+  if (q != NULL && q->stream) {
+    /* A stream consumer's credit: each delivery is acked, one by one (a
+     * multiple ack could reach a tag another stream's ack settled). */
+    amqp_basic_ack_t ack = {d->delivery_tag, 0};
+    if (sg_amqp_send(a, AMQP_BASIC_ACK_METHOD, &ack) != 0) return;
+  }
   if (q == NULL || q->state != Q_READY) return;
+  int64_t offset = -1;
+  if (q->stream && sg_amqp_delivery_offset(d, &offset) == 0) {
+    if (offset <= q->read) return; /* a chunk's start, read already */
+    q->read = offset;
+  }
   sg_match_key_t local[16], *keys = local;
   size_t n = 1;
   if (q->key == NULL) {
@@ -976,6 +1049,7 @@ static void chan_delivery_cb(sg_amqp_t *a, const sg_amqp_delivery_t *d) {
   memset(&msg, 0, sizeof(msg));
   msg.d = d;
   msg.seq = ++q->delivered;
+  msg.offset = offset;
   msg.tail_utf8[0] = msg.tail_utf8[1] = msg.tail_utf8[2] = -1;
   f->deliveries++;
   deliver_arg_t x = {f, &msg};
@@ -1066,15 +1140,16 @@ int sg_fanout_init(sg_fanout_t *f, sg_pool_t *pool, const sg_fanout_cbs_t *cbs, 
   return uv_random(NULL, NULL, f->seed, sizeof(f->seed), 0, NULL);
 }
 
-int sg_fanout_join(sg_fanout_t *f, const char *exchange, const char *key, sg_fanout_member_t *m) {
+static int join(sg_fanout_t *f, const char *exchange, const char *key, sg_fanout_member_t *m,
+                int stream) {
   size_t len = strlen(key);
   m->ready = 0;
   if (len > SG_MATCH_KEY_MAX) return SG_ERR_INVALID;
-  int kind = exchange_kind(f, exchange);
+  int kind = stream ? SG_MATCH_TOPIC : exchange_kind(f, exchange);
   const char *qkey = kind ? NULL : key;
-  sg_fanout_queue_t *q = find_queue(f, exchange, qkey);
+  sg_fanout_queue_t *q = find_queue(f, exchange, qkey, stream);
   int new_q = q == NULL;
-  if (new_q && (q = q_new(f, exchange, qkey, kind ? kind : SG_MATCH_FANOUT)) == NULL)
+  if (new_q && (q = q_new(f, exchange, qkey, kind ? kind : SG_MATCH_FANOUT, stream)) == NULL)
     return SG_ERR_NOMEM;
   sg_fanout_sub_t *fs = find_sub(f, q, key, len);
   if (fs == NULL && (fs = b_new(q, key, len)) == NULL) {
@@ -1096,6 +1171,19 @@ int sg_fanout_join(sg_fanout_t *f, const char *exchange, const char *key, sg_fan
   else if (f->chan_state == CHAN_OPEN) q_declare(q);
   else if (f->chan_state == CHAN_NONE) open_channel(f);
   return 0;
+}
+
+int sg_fanout_join(sg_fanout_t *f, const char *exchange, const char *key, sg_fanout_member_t *m) {
+  return join(f, exchange, key, m, 0);
+}
+
+int sg_fanout_join_history(sg_fanout_t *f, const char *queue, const char *key,
+                           sg_fanout_member_t *m) {
+  return join(f, queue, key, m, 1);
+}
+
+int64_t sg_fanout_feed_read(const sg_fanout_member_t *m) {
+  return m->fs && m->fs->q->stream ? m->fs->q->read : -1;
 }
 
 void sg_fanout_leave(sg_fanout_member_t *m) {

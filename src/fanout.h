@@ -44,6 +44,7 @@ typedef struct sg_fanout_member {
 typedef struct sg_fanout_msg {
   const sg_amqp_delivery_t *d;
   uint64_t seq;
+  int64_t offset;       /* a history stream's: the delivery's offset; -1 otherwise */
   sg_buf_t tail[3];     /* STOMP 1.0, 1.1, 1.2 */
   int tail_utf8[3];     /* 1 valid, 0 not, -1 not computed */
 } sg_fanout_msg_t;
@@ -109,6 +110,19 @@ int sg_fanout_init(sg_fanout_t *f, sg_pool_t *pool, const sg_fanout_cbs_t *cbs, 
  * a negative error (m not joined): SG_ERR_INVALID for a key over 255
  * bytes. Copies exchange and key. */
 int sg_fanout_join(sg_fanout_t *f, const char *exchange, const char *key, sg_fanout_member_t *m);
+
+/* Joins m to the live feed of a topic with history: the worker's consumer
+ * of the stream (queue names it), which starts at the next message (or,
+ * after its connection was lost, just after the last offset it read), acks
+ * each delivery as credit and routes by key as for amq.topic. No broker
+ * binding is made per key: the stream is bound already. Returns as
+ * sg_fanout_join. */
+int sg_fanout_join_history(sg_fanout_t *f, const char *queue, const char *key,
+                           sg_fanout_member_t *m);
+
+/* The last stream offset the live feed m is joined to has read, or -1
+ * when it has read none (or m is not joined to a history feed). */
+int64_t sg_fanout_feed_read(const sg_fanout_member_t *m);
 
 /* Leaves; safe from inside this member's callbacks, and when not joined. */
 void sg_fanout_leave(sg_fanout_member_t *m);

@@ -91,6 +91,8 @@ struct sg_relay_sub {
   int64_t read;    /* the last offset the consumer read, -1 before the first */
   unsigned history : 1;
   unsigned incomplete : 1; /* the stream began after from: the next message says so */
+  unsigned probe : 1;      /* the relay's own: a read at "last" that finds the end (impl: its sub) */
+  sg_relay_sub_t *end_probe; /* history with from: that read, until its first delivery */
 };
 
 /* What to set up for a subscription. */

@@ -6,9 +6,11 @@
 #include "relay_chan.h"
 
 #include <amqp_framing.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "metrics.h"
 #include "stompgate/container.h"
 #include "stompgate/err.h"
@@ -41,8 +43,30 @@ static void sub_link(sg_relay_chan_t *ch, sg_relay_sub_t *sub) {
   sub->linked = 1;
 }
 
+static void unlink_sub(sg_relay_chan_t *ch, sg_relay_sub_t *sub);
+
+/* Ends sub's end probe (history_consume): cancelled when the channel is
+ * usable, forgotten at once (what it still had in flight is dropped). */
+static void probe_drop(sg_relay_chan_t *ch, sg_relay_sub_t *sub) {
+  sg_relay_sub_t *p = sub->end_probe;
+  if (p == NULL) return;
+  sub->end_probe = NULL;
+  if (ch->amqp.state == SG_AMQP_OPEN && !ch->closing) {
+    amqp_basic_cancel_t c = {amqp_cstring_bytes(p->tag), 0};
+    sg_amqp_rpc(&ch->amqp, AMQP_BASIC_CANCEL_METHOD, &c, AMQP_BASIC_CANCEL_OK_METHOD);
+  }
+  unlink_sub(ch, p);
+  free(p->tag);
+  free(p);
+}
+
 void sg_relay_chan_release(sg_relay_t *r, sg_relay_sub_t *sub) {
   sg_relay_chan_t *ch = chan_of(r);
+  probe_drop(ch, sub);
+  unlink_sub(ch, sub);
+}
+
+static void unlink_sub(sg_relay_chan_t *ch, sg_relay_sub_t *sub) {
   if (!sub->linked) return;
   if (sub->prev) sub->prev->next = sub->next;
   else ch->subs = sub->next;
@@ -90,14 +114,17 @@ static void history_delivery(sg_relay_chan_t *ch, sg_relay_sub_t *sub,
   if (sg_amqp_send(&ch->amqp, AMQP_BASIC_ACK_METHOD, &ack) != 0 || sub->cancelled) return;
   int64_t off;
   int has = sg_amqp_delivery_offset(d, &off) == 0;
-  if (has && sub->from >= 0 && off < sub->from) return; /* the chunk began before it */
   if (has) {
-    if (sub->read < 0 && sub->from >= 0 && off > sub->from) {
+    /* The read starts one before from (the client's last message; offsets
+     * are not contiguous: a segment may begin with an entry that is no
+     * message), so a first offset past that says the retention dropped it. */
+    if (sub->read < 0 && sub->from >= 0 && off > (sub->from > 0 ? sub->from - 1 : 0)) {
       sub->incomplete = 1;
       sg_metrics_history_incomplete();
     }
     sub->read = off;
   }
+  if (has && sub->from >= 0 && off < sub->from) return; /* before the offset asked for */
   int hit = history_matches(sub, d);
   if (ch->history_cb && !ch->history_cb(ch, sub, has ? off : -1, hit)) return;
   if (!hit) return;
@@ -107,11 +134,56 @@ static void history_delivery(sg_relay_chan_t *ch, sg_relay_sub_t *sub,
   ch->base.cbs->on_delivery_cb(&ch->base, sub, &m);
 }
 
+/* Reads the stream from offset spec (a string such as "first") on sub's
+ * consumer tag. */
+static int64_t history_read_from(sg_relay_chan_t *ch, sg_relay_sub_t *sub, const char *spec) {
+  amqp_table_entry_t e;
+  e.key = amqp_cstring_bytes("x-stream-offset");
+  e.value.kind = AMQP_FIELD_KIND_UTF8;
+  e.value.value.bytes = amqp_cstring_bytes(spec);
+  amqp_basic_consume_t m;
+  memset(&m, 0, sizeof(m));
+  m.queue = bytes_of(sub->queue);
+  m.consumer_tag = amqp_cstring_bytes(sub->tag);
+  m.arguments = (amqp_table_t){1, &e};
+  return sg_amqp_rpc(&ch->amqp, AMQP_BASIC_CONSUME_METHOD, &m, AMQP_BASIC_CONSUME_OK_METHOD);
+}
+
+/* The first delivery of sub's end probe: the stream's last chunk. When
+ * the stream ends before the client's last message (from - 1) and sub has
+ * read nothing, the stream is not the one the offset came from (deleted
+ * and declared again, a broker reset): RabbitMQ would hold sub back until
+ * the stream's offsets reach from. sub reads it from its start instead,
+ * and its first message says that what lay between is unknown. */
+static void probe_delivery(sg_relay_chan_t *ch, sg_relay_sub_t *p, const sg_amqp_delivery_t *d) {
+  amqp_basic_ack_t ack = {d->delivery_tag, 0};
+  if (sg_amqp_send(&ch->amqp, AMQP_BASIC_ACK_METHOD, &ack) != 0) return;
+  sg_relay_sub_t *sub = p->impl;
+  int64_t end;
+  if (sub == NULL || sub->end_probe != p || sg_amqp_delivery_offset(d, &end) != 0) return;
+  int reset = sub->read < 0 && sub->from > 0 && end < sub->from - 1 && !sub->cancelled;
+  probe_drop(ch, sub);
+  if (!reset) return;
+  sg_log_warn("stream '%s' ends at offset %lld, before the offset %lld a subscription resumes "
+              "from (deleted and declared again?): it is read from its first message",
+              sub->queue, (long long)end, (long long)sub->from);
+  amqp_basic_cancel_t c = {amqp_cstring_bytes(sub->tag), 0};
+  if (sg_amqp_rpc(&ch->amqp, AMQP_BASIC_CANCEL_METHOD, &c, AMQP_BASIC_CANCEL_OK_METHOD) < 0) return;
+  sub->from = -1;
+  sub->incomplete = 1;
+  sg_metrics_history_incomplete();
+  history_read_from(ch, sub, "first");
+}
+
 static void chan_delivery_cb(sg_amqp_t *a, const sg_amqp_delivery_t *d) {
   sg_relay_chan_t *ch = chan_of_amqp(a);
   if (ch->closing) return;
   sg_relay_sub_t *sub = sub_by_tag(ch, d->consumer_tag);
   if (sub == NULL) return;
+  if (sub->probe) {
+    probe_delivery(ch, sub, d);
+    return;
+  }
   if (sub->history) {
     history_delivery(ch, sub, d);
     return;
@@ -250,6 +322,14 @@ int sg_relay_chan_close(sg_relay_chan_t *ch) {
 }
 
 void sg_relay_chan_free(sg_relay_chan_t *ch) {
+  /* End probes are the relay's own; the session's records are its own. */
+  for (sg_relay_sub_t *x = ch->subs, *next; x; x = next) {
+    next = x->next;
+    if (!x->probe) continue;
+    free(x->tag);
+    free(x);
+  }
+  ch->subs = NULL;
   while (ch->declared) {
     sg_relay_name_t *n = ch->declared->next;
     free(ch->declared->name);
@@ -312,6 +392,27 @@ int sg_relay_chan_publish(sg_relay_t *r, const char *exchange, const char *rk,
                          (amqp_bytes_t){len, (void *)body}, &seq);
 }
 
+/* A resume from an offset also reads the stream at "last" once, to learn
+ * where it ends (probe_delivery). */
+static int probe_start(sg_relay_chan_t *ch, sg_relay_sub_t *sub) {
+  sg_relay_sub_t *p = calloc(1, sizeof(*p));
+  if (p == NULL) return SG_ERR_NOMEM;
+  char tag[48];
+  snprintf(tag, sizeof(tag), "E_%llu", (unsigned long long)++ch->probes);
+  if ((p->tag = strdup(tag)) == NULL) {
+    free(p);
+    return SG_ERR_NOMEM;
+  }
+  p->tag_len = strlen(tag);
+  p->queue = sub->queue;
+  p->probe = 1;
+  p->impl = sub;
+  sub->end_probe = p;
+  sub_link(ch, p);
+  int64_t x = history_read_from(ch, p, "last");
+  return x < 0 ? (int)x : 0;
+}
+
 /* A topic with history: its stream consumed from the offset the
  * SUBSCRIBE named (or next), with a prefetch, and acked here. */
 static int history_consume(sg_relay_chan_t *ch, sg_relay_sub_t *sub, const sg_relay_subreq_t *q) {
@@ -321,19 +422,18 @@ static int history_consume(sg_relay_chan_t *ch, sg_relay_sub_t *sub, const sg_re
   amqp_basic_qos_t qos = {0, (uint16_t)prefetch, 0};
   if (sg_amqp_rpc(&ch->amqp, AMQP_BASIC_QOS_METHOD, &qos, AMQP_BASIC_QOS_OK_METHOD) < 0) return -1;
   sub_link(ch, sub);
-  amqp_table_entry_t next;
-  amqp_basic_consume_t m;
-  memset(&m, 0, sizeof(m));
-  m.queue = bytes_of(sub->queue);
-  m.consumer_tag = amqp_cstring_bytes(sub->tag);
-  m.arguments = q->cargs;
+  if (sub->from > 0 && probe_start(ch, sub) != 0) return SG_ERR_NOMEM;
+  int64_t x;
   if (q->cargs.num_entries == 0) {
-    next.key = amqp_cstring_bytes("x-stream-offset");
-    next.value.kind = AMQP_FIELD_KIND_UTF8;
-    next.value.value.bytes = amqp_cstring_bytes("next");
-    m.arguments = (amqp_table_t){1, &next};
+    x = history_read_from(ch, sub, "next");
+  } else {
+    amqp_basic_consume_t m;
+    memset(&m, 0, sizeof(m));
+    m.queue = bytes_of(sub->queue);
+    m.consumer_tag = amqp_cstring_bytes(sub->tag);
+    m.arguments = q->cargs;
+    x = sg_amqp_rpc(&ch->amqp, AMQP_BASIC_CONSUME_METHOD, &m, AMQP_BASIC_CONSUME_OK_METHOD);
   }
-  int64_t x = sg_amqp_rpc(&ch->amqp, AMQP_BASIC_CONSUME_METHOD, &m, AMQP_BASIC_CONSUME_OK_METHOD);
   return x < 0 ? (int)x : 0;
 }
 
@@ -380,6 +480,7 @@ int sg_relay_chan_subscribe(sg_relay_t *r, sg_relay_sub_t *sub, const sg_relay_s
 
 int sg_relay_chan_unsubscribe(sg_relay_t *r, sg_relay_sub_t *sub, sg_relay_mark_t *done) {
   sg_relay_chan_t *ch = chan_of(r);
+  probe_drop(ch, sub);
   amqp_basic_cancel_t c = {amqp_cstring_bytes(sub->tag), 0};
   int64_t seq = sg_amqp_rpc(&ch->amqp, AMQP_BASIC_CANCEL_METHOD, &c, AMQP_BASIC_CANCEL_OK_METHOD);
   if (seq < 0) return (int)seq;

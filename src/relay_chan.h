@@ -42,6 +42,7 @@ struct sg_relay_chan {
   uint64_t *ooo;             /* confirms above it, out of order */
   size_t nooo, ooo_cap;
   uint64_t joins_started, joins_done; /* shared subscriptions (relay_shared.c) */
+  uint64_t probes;           /* end probes started, for their tags */
   unsigned blocked : 1;      /* the broker blocks publishing on the channel's connection */
   unsigned closing : 1;      /* sg_relay_close was called: nothing more goes up */
   unsigned moving : 1;       /* lost quietly (movable): waiting for the close */

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "access.h"
+#include "log.h"
 #include "fanout.h"
 #include "metrics.h"
 #include "pool.h"
@@ -47,6 +48,12 @@ typedef struct member {
   sg_relay_sub_t *sub;
   struct member *next, *prev;
   uint64_t join_no; /* which join of the session it was */
+  /* A resumed subscription to a topic with history reads the stream on
+   * the session's channel (sub, on ch's consumers) until that read
+   * reaches what the worker's live feed has read; from then on it takes
+   * the feed's messages after upto, the last offset the read handed up. */
+  unsigned catching : 1;
+  int64_t upto;
 } member_t;
 
 struct relay_shared {
@@ -207,7 +214,7 @@ static int sh_admit(sg_relay_t *r, const sg_stomp_frame_t *f, int behind, sg_rel
  * queue for the user exchange reaches exactly that user's sessions. */
 static int shareable(const sg_relay_subreq_t *q) {
   const sg_stomp_frame_t *f = q->f;
-  if (f == NULL || !q->no_ack || q->bind_exchange == NULL || q->history) return 0;
+  if (f == NULL || !q->no_ack || q->bind_exchange == NULL) return 0;
   if (q->d->kind != SG_DEST_TOPIC && q->d->kind != SG_DEST_EXCHANGE) return 0;
   for (size_t i = 0; i < f->nheaders; i++) {
     const char *n = f->headers[i].name, *v = f->headers[i].value;
@@ -251,11 +258,49 @@ static void fan_ready_cb(sg_fanout_member_t *fm, int status, const char *text) {
   if (!x->ch.closing) x->ch.base.cbs->on_wake_cb(&x->ch.base, 0);
 }
 
+/* The catch-up read of m has reached the live feed: the feed's messages
+ * after upto go to m from now on, and the read's consumer is cancelled
+ * (what it still had in flight is dropped: the feed brings it). */
+static void catch_up_done(member_t *m, int64_t upto) {
+  relay_shared_t *x = m->x;
+  m->catching = 0;
+  m->upto = upto;
+  sg_relay_sub_t *sub = m->sub;
+  if (sub->linked) {
+    amqp_basic_cancel_t c = {amqp_cstring_bytes(sub->tag), 0};
+    sg_amqp_rpc(&x->ch.amqp, AMQP_BASIC_CANCEL_METHOD, &c, AMQP_BASIC_CANCEL_OK_METHOD);
+    sg_relay_chan_release(&x->ch.base, sub);
+  }
+  sg_metrics_history_switch();
+  sg_log_debug("a resumed subscription caught up at stream offset %lld: the live feed goes on",
+               (long long)upto);
+}
+
+/* A delivery of a catch-up read (relay_chan.c hands up what this allows):
+ * once it has read as far as the live feed, the feed takes over. */
+static int history_cb(sg_relay_chan_t *ch, sg_relay_sub_t *sub, int64_t offset, int matches) {
+  (void)ch;
+  (void)matches;
+  member_t *m = sub->impl;
+  if (m == NULL) return 1;
+  if (!m->catching) return 0;
+  int64_t feed = sg_fanout_feed_read(&m->fm);
+  if (offset >= 0 && feed >= 0 && offset >= feed) catch_up_done(m, offset);
+  return 1; /* the read hands up everything up to upto */
+}
+
 static void fan_message_cb(sg_fanout_member_t *fm, sg_fanout_msg_t *msg) {
   member_t *m = fm->owner;
   relay_shared_t *x = m->x;
   if (x->ch.closing) return;
-  sg_relay_msg_t rm = {msg->d, msg->seq, msg->tail, msg->tail_utf8, 0};
+  if (m->catching) {
+    /* The read brings this one, unless it has passed it already. */
+    if (msg->offset < 0 || m->sub->read < msg->offset) return;
+    catch_up_done(m, m->sub->read);
+  }
+  if (msg->offset >= 0 && msg->offset <= m->upto) return;
+  sg_relay_msg_t rm = {msg->d, msg->seq, msg->tail, msg->tail_utf8, m->sub->incomplete};
+  m->sub->incomplete = 0;
   x->ch.base.cbs->on_delivery_cb(&x->ch.base, m->sub, &rm);
 }
 
@@ -270,6 +315,7 @@ static const sg_fanout_cbs_t fanout_cbs = {fan_ready_cb, fan_message_cb, fan_los
 static int join(relay_shared_t *x, sg_relay_sub_t *sub, const sg_relay_subreq_t *q,
                 sg_relay_fault_t *why) {
   member_t *m = calloc(1, sizeof(*m));
+  if (m) m->upto = -1;
   if (m == NULL) {
     *why = (sg_relay_fault_t){.kind = SG_RELAY_INTERNAL, .text = "cannot join the subscription"};
     return SG_ERR_NOMEM;
@@ -284,7 +330,8 @@ static int join(relay_shared_t *x, sg_relay_sub_t *sub, const sg_relay_subreq_t 
   m->join_no = ++x->ch.joins_started;
   x->in_join = 1;
   x->join_sync = 0;
-  int r = sg_fanout_join(&x->vh->fanout, q->bind_exchange, q->bind_key, &m->fm);
+  int r = q->history ? sg_fanout_join_history(&x->vh->fanout, q->history->queue, q->bind_key, &m->fm)
+                     : sg_fanout_join(&x->vh->fanout, q->bind_exchange, q->bind_key, &m->fm);
   x->in_join = 0;
   if (r == 1) x->ch.joins_done++; /* ready at once */
   if (r < 0 || (x->join_sync && x->join_status != 0)) {
@@ -301,9 +348,26 @@ static int join(relay_shared_t *x, sg_relay_sub_t *sub, const sg_relay_subreq_t 
   return 0;
 }
 
+/* A topic with history: the worker's live feed of its stream, and, when
+ * the SUBSCRIBE names an offset, a read of the stream from there on the
+ * session's channel until it reaches the feed (history_cb). */
+static int history_subscribe(relay_shared_t *x, sg_relay_sub_t *sub, const sg_relay_subreq_t *q,
+                             sg_relay_fault_t *why) {
+  if (q->resume && !sg_relay_chan_started(&x->ch)) {
+    int w = open_channel(x, why);
+    return w < 0 ? w : SG_ERR_AGAIN;
+  }
+  int r = join(x, sub, q, why);
+  if (r != 0 || !q->resume) return r;
+  member_t *m = sub->impl;
+  m->catching = 1;
+  return sg_relay_chan_subscribe(&x->ch.base, sub, q, why);
+}
+
 static int sh_subscribe(sg_relay_t *r, sg_relay_sub_t *sub, const sg_relay_subreq_t *q,
                         sg_relay_fault_t *why) {
   relay_shared_t *x = impl_of(r);
+  if (q->history) return history_subscribe(x, sub, q, why);
   if (shareable(q)) return join(x, sub, q, why);
   if (!sg_relay_chan_started(&x->ch)) {
     int w = open_channel(x, why);
@@ -315,6 +379,8 @@ static int sh_subscribe(sg_relay_t *r, sg_relay_sub_t *sub, const sg_relay_subre
 static int sh_unsubscribe(sg_relay_t *r, sg_relay_sub_t *sub, sg_relay_mark_t *done) {
   if (sub->impl == NULL) return sg_relay_chan_unsubscribe(r, sub, done);
   member_leave(sub->impl);
+  /* A catch-up read still under way is cancelled like a consumer. */
+  if (sub->linked) return sg_relay_chan_unsubscribe(r, sub, done);
   sub->cancelled = 1;
   *done = (sg_relay_mark_t){0, 0, 0};
   return 0;
@@ -376,6 +442,7 @@ static sg_relay_t *sh_create(sg_session_ctx_t *ctx, const sg_relay_cbs_t *cbs, v
   sg_relay_chan_init(&x->ch, &sh_ops, cbs, owner);
   x->ch.opened = opened;
   x->ch.movable = movable;
+  x->ch.history_cb = history_cb;
   x->ch.base.user_dests = ctx->cfg->user_exchange != NULL;
   x->ctx = ctx;
   return &x->ch.base;

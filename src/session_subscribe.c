@@ -156,13 +156,18 @@ int sg_session_subscribe(sg_session_t *s, sg_stomp_frame_t *f) {
    * reads its stream, with offsets; others are as without history. An
    * offset on a /topic/ destination asks for history, which must be had. */
   if (d.kind == SG_DEST_TOPIC) {
-    const sg_history_t *h = sg_history_find(s->cfg->history, s->cfg->nhistory, d.name);
+    /* The streams live on --broker's vhost. */
+    const sg_history_t *h = strcmp(s->vhost, s->cfg->broker.vhost) == 0
+                                ? sg_history_find(s->cfg->history, s->cfg->nhistory, d.name)
+                                : NULL;
     const char *no = NULL;
     if (h && !durable && xqn == NULL && qa.table.num_entries == 0 && mode == ACK_AUTO)
       hist = h;
     else if (h)
       no = "a topic's history is read by a subscription with ack:auto, not durable, without "
            "x-queue-name or queue arguments";
+    else if (s->cfg->nhistory && strcmp(s->vhost, s->cfg->broker.vhost) != 0)
+      no = "topics with history are kept on the gateway's broker vhost only";
     else
       no = "no --history pattern of the gateway covers this topic";
     if (so && hist == NULL) {
@@ -251,8 +256,16 @@ int sg_session_subscribe(sg_session_t *s, sg_stomp_frame_t *f) {
       if (so) {
         sg_stream_offset_t off;
         sg_dest_parse_stream_offset(so, &off);
-        if (off.kind == SG_STREAM_OFFSET) sub->rs.from = off.value;
+        if (off.kind == SG_STREAM_OFFSET) {
+          /* Read from the message before it, the client's last one: the
+           * relay drops it, and tells by it whether the stream still held
+           * what was asked for. */
+          sub->rs.from = off.value;
+          if (off.value > 0) ce.value.value.i64 = off.value - 1;
+        }
         sg_metrics_history_resume();
+        sg_log_debug("session-%" PRIu64 " resumes %s from %s in stream '%s'", s->id, dst, so,
+                     hist->queue);
       }
     }
     /* AMQP carries a binding key in a short string. */

@@ -5,7 +5,9 @@
 # builds stompgate, starts a private RabbitMQ on
 # loopback and runs stompgate in front of it until Ctrl-C, which stops both.
 # stompgate also serves the example chat app (deploy/examples/chat) at
-# http://127.0.0.1:15674/ unless another --www is given.
+# http://127.0.0.1:15674/ unless another --www is given, and keeps the chat
+# rooms' last hour (--history 'chat.#:1h', unless --history is given) so that
+# a page resumes where it left off after a reconnect or a reload.
 #
 #   tools/quickstart.sh [stompgate options...]
 #
@@ -54,7 +56,13 @@ Connect a STOMP client (login guest, passcode guest), for example in Node:
 Ctrl-C stops the gateway and the broker.
 
 MSG
+# A pattern may be given once: --history among the options replaces the
+# chat's.
+history=(--history 'chat.#:1h')
+for a in "$@"; do
+  case $a in --history | --history=*) history=() ;; esac
+done
 build/stompgate --listen "127.0.0.1:$ws_port" --broker "amqp://guest:guest@127.0.0.1:$amqp_port/" \
-  --www deploy/examples/chat "$@" &
+  --www deploy/examples/chat "${history[@]}" "$@" &
 gw_pid=$!
 wait "$gw_pid"

@@ -108,6 +108,13 @@ static int ref_match(const char *bind, size_t blen, const char *key, size_t klen
    * shared relay binds such keys on a direct exchange. */
   if (sg_topic_key_exact(bind, blen) && r != (blen == klen && memcmp(bind, key, blen) == 0))
     abort();
+  /* One binding key against one routing key says the same (history
+   * subscriptions filter their stream with it). */
+  if (blen <= SG_MATCH_KEY_MAX && klen <= SG_MATCH_KEY_MAX &&
+      sg_topic_match_one(bind, blen, key, klen) != r)
+    abort();
+  /* A key covers itself. */
+  if (blen <= SG_MATCH_KEY_MAX && !sg_topic_covers(bind, blen, bind, blen)) abort();
   return r;
 }
 

@@ -7,6 +7,13 @@
 // (deploy/examples/presence-backend), which follows stompgate's session
 // events: the page asks /app/presence/<room> once and then listens to
 // /topic/presence.<room>.
+// When stompgate keeps the chat's history (--history 'chat.#:1h'), every
+// message carries its stream offset in x-stream-offset. The page remembers
+// the last one it showed per room, in memory and in localStorage, and on
+// every (re)connect or reload subscribes with x-stream-offset:
+// offset=<last+1>, so the messages it missed arrive once, in order, before
+// the live ones. Without history no offsets arrive and it subscribes as
+// usual.
 /* global StompJs */
 (() => {
   const $ = (id) => document.getElementById(id);
@@ -21,6 +28,29 @@
   let shownSeq = -1;
   const topic = () => `/topic/chat.${$('room').value}`;
 
+  // The last offset shown, per room; localStorage is per origin, and the key
+  // names the WebSocket URL too, since offsets belong to one broker's stream.
+  const offsets = new Map();
+  const offsetKey = (room) => `stompgate-chat offset ${wsUrl} ${room}`;
+  const storage = (() => { try { return window.localStorage; } catch { return null; } })();
+  function lastOffset(room) {
+    if (!offsets.has(room)) {
+      let v = null;
+      try { v = storage?.getItem(offsetKey(room)); } catch { /* storage refused */ }
+      offsets.set(room, /^\d+$/.test(v ?? '') ? Number(v) : null);
+    }
+    return offsets.get(room);
+  }
+  function rememberOffset(room, n) {
+    offsets.set(room, n);
+    try {
+      if (n === null) storage?.removeItem(offsetKey(room));
+      else storage?.setItem(offsetKey(room), String(n));
+    } catch { /* storage full or refused: memory still resumes */ }
+  }
+  // The room whose SUBSCRIBE asked for an offset, until its receipt.
+  let resuming = null;
+
   const client = new StompJs.Client({
     brokerURL: wsUrl,
     connectHeaders: { login: params.get('login') ?? 'guest', passcode: params.get('passcode') ?? 'guest' },
@@ -33,6 +63,13 @@
     $('status').textContent = text;
     $('status').className = `status ${up ? 'up' : 'down'}`;
     document.body.dataset.connected = up ? 'yes' : 'no';
+  }
+
+  function notice(text) {
+    const li = document.createElement('li');
+    li.className = 'notice';
+    li.textContent = text;
+    $('messages').append(li);
   }
 
   function show(who, text, binary) {
@@ -50,12 +87,26 @@
 
   function join() {
     sub?.unsubscribe();
+    const room = $('room').value;
+    const rid = `join-${Date.now()}`;
+    const headers = { receipt: rid };
+    const last = lastOffset(room);
+    // Only once an offset was seen: a topic without history refuses one.
+    if (last !== null) headers['x-stream-offset'] = `offset=${last + 1}`;
+    resuming = last !== null ? room : null;
+    client.watchForReceipt(rid, () => {
+      if (resuming === room) resuming = null;
+      document.body.dataset.joined = room;
+    });
     sub = client.subscribe(topic(), (m) => {
+      if (m.headers['x-history-incomplete'] === 'true') notice('Older messages are no longer kept: some were missed.');
       const who = m.headers['x-chat-name'] ?? '?';
       const binary = m.headers['content-type'] === 'application/octet-stream';
       const text = binary ? `[${m.binaryBody.length} bytes] ${new TextDecoder().decode(m.binaryBody)}` : m.body;
       show(who, text, binary);
-    }, { receipt: `join-${Date.now()}` });
+      const off = m.headers['x-stream-offset'];
+      if (/^\d+$/.test(off ?? '')) rememberOffset(room, Number(off));
+    }, headers);
   }
 
   function showOnline(list) {
@@ -74,6 +125,7 @@
   // there, so that no change is missed in between.
   function enter() {
     presenceSub?.unsubscribe();
+    delete document.body.dataset.joined;
     shownSeq = -1;
     $('online').replaceChildren();
     const room = $('room').value;
@@ -94,7 +146,16 @@
     enter();
   };
   client.onWebSocketClose = () => setStatus(false, 'reconnecting…');
-  client.onStompError = (f) => setStatus(false, `error: ${f.headers.message}`);
+  client.onStompError = (f) => {
+    setStatus(false, `error: ${f.headers.message}`);
+    // The gateway no longer keeps this room's history (started without
+    // --history, say): forget the offset, and the reconnect subscribes
+    // without one.
+    if (resuming !== null && f.headers.message === 'No history for this subscription') {
+      rememberOffset(resuming, null);
+      resuming = null;
+    }
+  };
 
   $('room').addEventListener('change', () => { if (client.connected) enter(); });
   $('say').addEventListener('submit', (e) => {
@@ -116,5 +177,5 @@
   });
   setStatus(false, 'connecting…');
   client.activate();
-  window.chat = { client };
+  window.chat = { client, lastOffset };
 })();
