@@ -16,8 +16,9 @@
 // SG_TMP; HISTORY_SOAK_SECONDS (publishing time per mode, default 30),
 // HISTORY_SOAK_MODES (default "per-session,shared"), HISTORY_SOAK_RATE
 // (messages per second in all, default 200), HISTORY_SOAK_CLIENTS
-// (default 8), HISTORY_SOAK_PLANT (gap or dup: one client drops or repeats
-// one delivery on purpose, to see the run fail).
+// (default 8), HISTORY_SOAK_SEGMENT_SIZE (--history-segment-size, default
+// 4096), HISTORY_SOAK_PLANT (gap or dup: one client drops or repeats one
+// delivery on purpose, to see the run fail).
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -33,9 +34,10 @@ const MODES = (process.env.HISTORY_SOAK_MODES ?? 'per-session,shared').split(','
 const RATE = +(process.env.HISTORY_SOAK_RATE ?? 200);
 const NCLIENTS = +(process.env.HISTORY_SOAK_CLIENTS ?? 8);
 const PLANT = process.env.HISTORY_SOAK_PLANT ?? '';
-// Small segments, so that resumes land on segment boundaries (the stream's
-// offsets skip the entry that begins each segment) many times a run.
-const SEGMENT = +(process.env.HISTORY_SOAK_SEGMENT_SIZE ?? 65536);
+// Segments of about 20 messages, so that resumes land on segment
+// boundaries (the stream's offsets skip the entry that begins each
+// segment) a few times a run.
+const SEGMENT = +(process.env.HISTORY_SOAK_SEGMENT_SIZE ?? 4096);
 const KEYS = 4;
 // Every STOMP_EVERY-th message goes as a STOMP SEND through a gateway.
 const STOMP_EVERY = 5;
@@ -482,6 +484,9 @@ async function runMode(mode, conn) {
   if (m.resumes !== resumes) diag(`${mode}: stompgate_history_resumes_total ${m.resumes} for ${resumes} resumes made`);
   check(m.resumes >= resumes && m.incomplete === 0, `${mode}: the gateways counted the ${resumes} resumes and no incomplete one`,
     [`stompgate_history_resumes_total ${m.resumes}, stompgate_history_incomplete_total ${m.incomplete}`]);
+  if (mode === 'shared') {
+    check(m.switches > 0, `${mode}: resumed subscriptions moved from their catch-up read onto the worker's live feed (${m.switches} switches)`);
+  }
   check(gws.every((g) => g.alive()), `${mode}: both gateways still up`, gws.map((g) => `${g.name}: exit ${JSON.stringify(g.exit)}`));
 
   sender.close();

@@ -6,8 +6,9 @@
 # the driver fails or dies.
 #   HISTORY_SOAK_SECONDS=30 (publishing time per mode)
 #   HISTORY_SOAK_MODES=per-session,shared   HISTORY_SOAK_RATE=200 (messages/s)
-#   HISTORY_SOAK_CLIENTS=8   HISTORY_SOAK_PLANT=gap|dup (a fault planted in
-#   one client's count: the run must then fail)
+#   HISTORY_SOAK_CLIENTS=8   HISTORY_SOAK_SEGMENT_SIZE=4096
+#   HISTORY_SOAK_PLANT=gap|dup (a fault planted in one client's count: the
+#   run must then fail)
 set -u
 src=${STOMPGATE_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
 cd "$src"
