@@ -38,6 +38,19 @@
 #                            permessage-deflate). The -unique variants
 #                            give each session a topic of its own (per-user
 #                            topics); the others put every session on one.
+#                            Not in the default: history (topics with
+#                            history, tools/history-bench.mjs): one stream
+#                            filled once, then one session catching up on
+#                            all of it, through stompgate (--history) and
+#                            through Web-STOMP reading the stream queue.
+#   BENCH_HISTORY_MESSAGES   history: messages in the stream (default 100000)
+#   BENCH_HISTORY_SIZE       history: body bytes (default 100)
+#   BENCH_HISTORY_KEYS       history: keys the messages go to in turn (default
+#                            1); stompgate catches up on the first key only,
+#                            Web-STOMP reads the whole stream queue
+#   BENCH_HISTORY_PREFETCH   history: Web-STOMP's prefetch-count (default 1000)
+#   BENCH_HISTORY_ACK_EVERY  history: Web-STOMP acks (ack: client, so
+#                            cumulative) every this many messages (default 100)
 #   BENCH_TARGETS            subset of webstomp, per-session, shared (default
 #                            all that this build has)
 #   BENCH_REPEAT             runs of each scenario per target, alternating
@@ -60,6 +73,11 @@ IDLE_SESS=${BENCH_IDLE_SESSIONS:-1000}
 SCENARIOS=${BENCH_SCENARIOS:-idle,idle-unique,connect,connect-unique,fanout,pairs,latency,wire}
 WIRE_SUBS=${BENCH_WIRE_SUBSCRIBERS:-100}
 WIRE_MSGS=${BENCH_WIRE_MESSAGES:-50}
+HIST_MSGS=${BENCH_HISTORY_MESSAGES:-100000}
+HIST_SIZE=${BENCH_HISTORY_SIZE:-100}
+HIST_KEYS=${BENCH_HISTORY_KEYS:-1}
+HIST_PREFETCH=${BENCH_HISTORY_PREFETCH:-1000}
+HIST_ACK_EVERY=${BENCH_HISTORY_ACK_EVERY:-100}
 REPEAT=${BENCH_REPEAT:-1}
 export BENCH_REPEAT=$REPEAT
 
@@ -151,7 +169,7 @@ console.log(`Parameters: fanout ${w.fanout?.subscribers ?? '?'} subscribers x ${
   `idle ${(w.idle ?? w['idle-unique'])?.sessions ?? '?'} sessions; ` +
   `median of ${Math.max(...targets.flatMap((t) => Object.values(runs[t]).map((v) => v.length)))} run(s) each.`);
 const incomplete = [];
-for (const t of targets) for (const s of scenarios.filter((x) => x !== 'wire')) {
+for (const t of targets) for (const s of scenarios.filter((x) => x !== 'wire' && x !== 'history')) {
   if (!runs[t][s].length) { incomplete.push(`${s}/${t}: no result`); continue; }
   for (const x of runs[t][s])
     if (x.errors || x.failed || x.completed === 0 || (x.delivered !== undefined && x.expected !== undefined && x.delivered !== x.expected))
@@ -193,9 +211,81 @@ console.log(`\nA MESSAGE with a ${body ?? '?'}-byte JSON body to each subscriber
 EOF
 }
 
+# Topics with history: catch-up from the stream to one session, and the
+# stream's disk per message.
+history_table() {
+  node - "$out" "$targets" <<'EOF'
+const fs = require('fs');
+const [dir, targetList] = process.argv.slice(2);
+const targets = targetList.split(' ');
+const names = { webstomp: 'Web-STOMP', 'per-session': 'stompgate per-session', shared: 'stompgate shared' };
+const median = (v) => { v = v.filter((x) => typeof x === 'number').sort((a, b) => a - b); return v.length ? v[(v.length - 1) >> 1] : undefined; };
+const read = (f) => { try { return JSON.parse(fs.readFileSync(`${dir}/${f}`, 'utf8').trim().split('\n')[0]); } catch { return undefined; } };
+const runs = {}, r = {};
+for (const t of targets) {
+  const re = new RegExp(`^history-${t}-\\d+\\.json$`);
+  runs[t] = fs.readdirSync(dir).filter((f) => re.test(f)).map(read).filter(Boolean);
+  if (!runs[t].length) continue;
+  const m = { ...runs[t][0] };
+  for (const k of Object.keys(m)) if (typeof m[k] === 'number') m[k] = median(runs[t].map((x) => x[k]));
+  r[t] = m;
+}
+const fill = read('history-fill.json') ?? {};
+const ok = (v) => typeof v === 'number' && Number.isFinite(v);
+const fmt = (v) => !ok(v) ? 'n/a' : Number.isInteger(v) ? v.toString() : Math.abs(v) >= 100 ? Math.round(v).toString() : Math.abs(v) >= 10 ? v.toFixed(1) : v.toFixed(2);
+const ratio = (a, b) => (ok(a) && ok(b) && b !== 0) ? `${(a / b).toFixed(2)}x` : 'n/a';
+// Medians of each quantity over the runs (not quantities of the median run).
+const med = (t, f) => median((runs[t] ?? []).map(f));
+const rows = [
+  ['catch-up messages/s to one session (higher)', (x) => x.messages_per_s],
+  ['catch-up time, s (lower)', (x) => x.seconds],
+  ['first message after SUBSCRIBE, ms (lower)', (x) => x.first_message_ms],
+  ['CPU s per million messages, gateway + broker (lower)', (x) => x.cpu_s_per_million],
+  ['CPU s per million messages, gateway process (lower; Web-STOMP has none)', (x) => ok(x.gateway_cpu_s) ? x.gateway_cpu_s / x.delivered * 1e6 : undefined],
+  ['CPU s per million messages, broker process (lower)', (x) => ok(x.broker_cpu_s) ? x.broker_cpu_s / x.delivered * 1e6 : undefined],
+  ['client CPU s per million messages (same work for both)', (x) => ok(x.client_cpu_s) ? x.client_cpu_s / x.delivered * 1e6 : undefined],
+  ['gateway RSS growth during the catch-up, KB (peak - before; Web-STOMP has none)', (x) => ok(x.gateway_rss_kb_peak) ? x.gateway_rss_kb_peak - x.gateway_rss_kb_before : undefined],
+  ['broker RSS growth during the catch-up, KB (peak - before)', (x) => ok(x.broker_rss_kb_peak) ? x.broker_rss_kb_peak - x.broker_rss_kb_before : undefined],
+];
+const others = targets.filter((t) => t !== 'webstomp');
+let head = '| metric | Web-STOMP |', sep = '|---|---:|';
+for (const t of others) { head += ` ${names[t]} | ratio |`; sep += '---:|---:|'; }
+console.log(head);
+console.log(sep);
+for (const [label, f] of rows) {
+  const base = med('webstomp', f);
+  let line = `| ${label} | ${fmt(base)} |`;
+  for (const t of others) { const v = med(t, f); line += ` ${fmt(v)} | ${ratio(v, base)} |`; }
+  console.log(line);
+}
+const w = r.webstomp ?? {};
+console.log('');
+console.log(`Stream: ${fill.messages ?? '?'} messages of ${fill.size ?? '?'} bytes published to amq.topic ` +
+  `${fill.keys > 1 ? `over ${fill.keys} keys in turn ` : ''}(${fmt(fill.publish_per_s)}/s with confirms); ` +
+  `${fill.keys > 1 ? `stompgate catches up on one key (${Math.ceil(fill.messages / fill.keys)} messages), Web-STOMP reads them all; ` : ''}` +
+  `broker disk ${fmt(fill.disk_bytes_per_message)} bytes per message (du of the stream's directory: ${fill.stream_bytes_after ?? '?'} bytes, ` +
+  `${fill.segment_bytes ?? '?'} in segments and ${fill.index_bytes ?? '?'} in indexes; one stream, read by every target). ` +
+  `stompgate: SUBSCRIBE /topic/KEY with x-stream-offset: first (ack: auto); Web-STOMP: SUBSCRIBE ${w.dest ?? '/amq/queue/STREAM'} with x-stream-offset: first, ack: client, ` +
+  `prefetch-count ${w.prefetch ?? '?'}, an ACK every ${process.env.HIST_ACK_EVERY ?? '?'} messages. ` +
+  `Median of ${Math.max(0, ...targets.map((t) => runs[t].length))} run(s) each.`);
+const bad = [];
+for (const t of targets) {
+  if (!runs[t].length) bad.push(`${t}: no result`);
+  for (const x of runs[t]) if (!x.completed || x.errors || x.first_body?.split('|')[0] !== '0')
+    bad.push(`${t}: ${x.delivered} of ${x.expected} delivered${x.first_error ? ` (${x.first_error})` : ''}`);
+}
+if (bad.length) console.log(`\nNot clean: ${bad.join('; ')}.`);
+EOF
+}
+
+classic=
+for s in ${SCENARIOS//,/ }; do case $s in wire|history) ;; *) classic=1 ;; esac; done
+export HIST_ACK_EVERY
+
 if [ -n "${TABLE_ONLY:-}" ]; then
-  results_table
+  [ -z "$classic" ] || results_table
   ls "$out"/wire-*.json >/dev/null 2>&1 && { echo; wire_table; }
+  ls "$out"/history-*.json >/dev/null 2>&1 && { echo; history_table; }
   exit 0
 fi
 
@@ -258,13 +348,15 @@ if [ -n "${BENCH_TARGETS:-}" ]; then targets=${BENCH_TARGETS//,/ }; fi
 log "targets: $targets"
 
 # A fresh gateway per scenario, so that RSS and CPU are the scenario's own.
+# Arguments after the mode go to the gateway.
 start_gateway() {
   local mode=$1 port
+  shift
   port=$(free_port)
   (
     ulimit -n "$(ulimit -Hn)" 2>/dev/null
     exec "$SG" --listen "127.0.0.1:$port" --mode "$mode" --log-level warn \
-      --broker "amqp://guest:guest@127.0.0.1:$RMQ_AMQP_PORT/"
+      --broker "amqp://guest:guest@127.0.0.1:$RMQ_AMQP_PORT/" "$@"
   ) 2>>"$out/gateway-$mode.log" &
   gw_pid=$!
   wait_port "$port" || { log "stompgate ($mode) did not listen"; return 1; }
@@ -334,6 +426,48 @@ run_one() {
   sleep 5
 }
 
+# Topics with history: a gateway with --history declares the stream, which
+# is filled once; then, for each repeat and target, one session reads all of
+# it from its first offset.
+HIST_PATTERN=hbench.#
+HIST_KEY=hbench.room
+run_history() {
+  local n t sdir
+  start_gateway per-session --history "$HIST_PATTERN:1D" || return 1
+  # RabbitMQ 3.10 keeps a stream's segments and indexes in
+  # DATA_DIR/stream/__<vhost>_<name>_<timestamp> (other characters as _).
+  sdir=
+  for _ in $(seq 1 50); do
+    sdir=$(ls -d "$dir"/broker/mnesia/*/stream/__stompgate_history_hbench_* 2>/dev/null | head -1)
+    [ -n "$sdir" ] && break
+    sleep 0.1
+  done
+  [ -n "$sdir" ] || { log "history: no stream directory under $dir/broker/mnesia"; stop_gateway; return 1; }
+  log "history: filling the stream ($HIST_MSGS messages of $HIST_SIZE bytes, $sdir)"
+  node tools/history-bench.mjs fill --amqp-port "$RMQ_AMQP_PORT" --key "$HIST_KEY" \
+    --messages "$HIST_MSGS" --keys "$HIST_KEYS" --size "$HIST_SIZE" --stream-dir "$sdir" >"$out/history-fill.json" 2>>"$out/bench.log" ||
+    log "history: fill failed"
+  stop_gateway
+  for n in $(seq 1 "$REPEAT"); do
+    for t in $targets; do
+      log "history catch-up against $t"
+      if [ "$t" = webstomp ]; then
+        timeout 600 node tools/history-bench.mjs catchup --url "ws://127.0.0.1:$RMQ_WEBSTOMP_PORT/ws" \
+          --dest "/amq/queue/stompgate.history.$HIST_PATTERN" --ack client --prefetch "$HIST_PREFETCH" \
+          --ack-every "$HIST_ACK_EVERY" --messages "$HIST_MSGS" --pid "$beam" --broker-pid "$beam" \
+          >"$out/history-$t-$n.json" 2>>"$out/bench.log" || log "history against $t: not clean"
+      else
+        start_gateway "$t" --history "$HIST_PATTERN:1D" || return 1
+        timeout 600 node tools/history-bench.mjs catchup --url "$GW_URL" --dest "/topic/$HIST_KEY.0" \
+          --messages $(((HIST_MSGS + HIST_KEYS - 1) / HIST_KEYS)) --pid "$gw_pid" --broker-pid "$beam" \
+          >"$out/history-$t-$n.json" 2>>"$out/bench.log" || log "history against $t: not clean"
+        stop_gateway
+      fi
+      sleep 3
+    done
+  done
+}
+
 machine() {
   echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), nproc $(nproc)"
   echo "- memory: $(free -m | awk '/^Mem:/{print $2}') MB; file limit $(ulimit -Hn)"
@@ -354,6 +488,7 @@ for scen in ${SCENARIOS//,/ }; do
     ' "$out" "$LAT_SUBS")
     log "latency rate: $LAT_RATE messages/s to $LAT_SUBS subscribers"
   fi
+  if [ "$scen" = history ]; then run_history; continue; fi
   for n in $(seq 1 "$REPEAT"); do
     for t in $targets; do run_one "$scen" "$t" "$n"; done
   done
@@ -366,8 +501,11 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
   machine
   echo "- load average before/after the run: $load_before / $load_after"
   echo
-  echo "### Results"
-  echo
-  results_table
+  if [ -n "$classic" ]; then
+    echo "### Results"
+    echo
+    results_table
+  fi
   case ,$SCENARIOS, in *,wire,*) echo; echo "### Bytes on the wire"; echo; wire_table ;; esac
+  case ,$SCENARIOS, in *,history,*) echo; echo "### Topics with history"; echo; history_table ;; esac
 }
