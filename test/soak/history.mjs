@@ -478,11 +478,11 @@ async function runMode(mode, conn) {
   }
   diag(`${mode}: metrics of both gateways: resumes ${m.resumes}, switches ${m.switches}, catch-up messages ${m.catchup}, incomplete ${m.incomplete}`);
   const resumes = sessions - clients.length;
-  // A SUBSCRIBE the relay must first set something up for is handled twice
-  // (the first pass returns "again"), so a count above the resumes made
-  // is reported, not failed.
+  // Each resume counts once; a client dropped the moment it sent its
+  // SUBSCRIBE may go uncounted, at most one per client.
   if (m.resumes !== resumes) diag(`${mode}: stompgate_history_resumes_total ${m.resumes} for ${resumes} resumes made`);
-  check(m.resumes >= resumes && m.incomplete === 0, `${mode}: the gateways counted the ${resumes} resumes and no incomplete one`,
+  check(m.resumes <= resumes && m.resumes >= resumes - clients.length && m.incomplete === 0,
+    `${mode}: the gateways counted the ${resumes} resumes once each and no incomplete one`,
     [`stompgate_history_resumes_total ${m.resumes}, stompgate_history_incomplete_total ${m.incomplete}`]);
   if (mode === 'shared') {
     check(m.switches > 0, `${mode}: resumed subscriptions moved from their catch-up read onto the worker's live feed (${m.switches} switches)`);
