@@ -533,7 +533,8 @@ static const setting_t settings[] = {
      "bytes queued for one client before it counts as\na slow consumer (default 4194304)"},
     {"slow-consumer", "POLICY", T_CUSTOM, 0, 0, 0, apply_slow,
      "close (default): ERROR 'slow consumer' and close;\ndrop: drop messages of auto-ack /topic and\n"
-     "/exchange subscriptions while over the limit\n(counted), close for the others"},
+     "/exchange subscriptions while over the limit\n(counted), close for the others and for topics\n"
+     "with history (they resume from their offset)"},
     {"require-host", NULL, T_CUSTOM, 0, 0, 0, apply_require_host,
      "refuse a STOMP 1.1/1.2 CONNECT without a host\nheader, as the spec says; by default it means\n"
      "the broker's vhost, as with RabbitMQ Web-STOMP\n(@stomp/stompjs sends no host unless told to)"},

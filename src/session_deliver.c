@@ -24,15 +24,19 @@ static int outbound_room(sg_session_t *s, const sg_sub_t *sub, size_t len) {
   /* What the client left unread since the last write, not the burst the
    * broker just handed over: a reading client drains it every iteration. */
   if (sg_transport_backlog(s->tr) + len <= s->cfg->max_outbound_bytes) return 1;
-  if (s->cfg->slow_consumer_drop && sub->ack_mode == ACK_AUTO && sub->topic_like) {
+  /* A topic with history is closed rather than given a gap: the client
+   * resumes from its last offset. */
+  if (s->cfg->slow_consumer_drop && sub->ack_mode == ACK_AUTO && sub->topic_like &&
+      !sub->rs.history) {
     if (s->dropped++ == 0)
       sg_log_info("session-%" PRIu64 " is a slow consumer: dropping topic messages", s->id);
     sg_metrics_slow_drop();
     return 0;
   }
   char detail[160];
-  snprintf(detail, sizeof(detail), "more than %zu bytes were waiting to be written to the client",
-           s->cfg->max_outbound_bytes);
+  snprintf(detail, sizeof(detail), "more than %zu bytes were waiting to be written to the client%s",
+           s->cfg->max_outbound_bytes,
+           sub->rs.history ? "; resume from the last x-stream-offset" : "");
   sg_session_error_close(s, CLOSE_POLICY, "slow consumer", NULL, detail);
   return 0;
 }

@@ -285,6 +285,49 @@ test('a client-ack subscription to a topic with history, without an offset, is a
   assert.equal(msgs.some((m) => 'x-stream-offset' in m.headers), false);
 });
 
+test('--slow-consumer drop: a subscription with history is closed rather than given a gap, and resumes', async () => {
+  const g = await startGateway(['--max-outbound-bytes', '65536', '--slow-consumer', 'drop', ...historyArgs]);
+  try {
+    const key = `${CHAT}.slow${run}`;
+    const ws = rawWs(g.url, ['v12.stomp'], { perMessageDeflate: false });
+    await ws.opened;
+    ws.send(ws.frame('CONNECT', { 'accept-version': '1.2', host: '/', login: 'guest', passcode: 'guest' }));
+    await ws.waitFrame('CONNECTED');
+    ws.send(ws.frame('SUBSCRIBE', { id: 's', destination: `/topic/${key}`, receipt: 'r' }));
+    await ws.waitFrame('RECEIPT');
+    ws._socket.pause(); // stops reading: the gateway's writes back up
+    // The kernel's loopback buffers take a few MB first, more or less by
+    // the machine's load: publish in rounds until the gateway acts.
+    const body = Buffer.alloc(4096, 'x');
+    const acted = () => /slow consumer/.test(g.log());
+    let sent = 0;
+    while (!acted() && sent < 30000) {
+      for (let i = 0; i < 1000; i++) ch.publish('amq.topic', key, body);
+      await ch.waitForConfirms();
+      sent += 1000;
+      await waitFor(acted, 2000, 'the slow consumer').catch(() => {});
+    }
+    assert.ok(acted(), `the gateway acted after ${sent} messages`);
+    assert.equal(g.log().includes('dropping topic messages'), false, 'nothing dropped');
+    ws._socket.resume();
+    await ws.closed;
+    const err = parseFrame(ws.frames.find((f) => f.startsWith('ERROR')));
+    assert.equal(err.headers.message, 'slow consumer');
+    assert.match(err.body, /resume from the last x-stream-offset/);
+    // Every MESSAGE that came is in order, and a resume after the last
+    // one brings the rest.
+    const got = ws.frames.filter((f) => f.startsWith('MESSAGE')).map(parseFrame);
+    const last = got.length ? Number(got[got.length - 1].headers['x-stream-offset']) : null;
+    const c = await open(g);
+    const rest = await subscribe(c, `/topic/${key}`, last === null ? { id: 'r', 'x-stream-offset': 'first' } : { id: 'r', 'x-stream-offset': `offset=${last + 1}` });
+    await waitFor(() => got.length + rest.length >= sent, 30000, `all ${sent}`);
+    assert.equal(got.length + rest.length, sent);
+    assert.equal(rest.some((m) => 'x-history-incomplete' in m.headers), false);
+  } finally {
+    await g.stop();
+  }
+});
+
 // The consumers of the chat stream, by consumer tag.
 async function streamConsumers() {
   const out = await rmqctl('list_consumers', '-q', '--no-table-headers', 'queue_name', 'consumer_tag');
