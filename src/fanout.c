@@ -32,8 +32,10 @@ enum { Q_WAIT_CHANNEL = 0, Q_DECLARING, Q_READY };
 enum { B_WAIT = 0, B_BINDING, B_BOUND };
 /* What an op sends: a queue's bind or unbind, or, before the first bind
  * of an exact key on a topic exchange, the declaration of the exchange's
- * exact-key companion and its binding to the exchange. */
-enum { OP_BIND = 0, OP_UNBIND, OP_X_DECLARE, OP_X_BIND };
+ * exact-key companion and its binding to the exchange, or, before a
+ * history stream is consumed, a passive declare that it exists (consuming
+ * a missing queue would close the channel every shared queue is on). */
+enum { OP_BIND = 0, OP_UNBIND, OP_X_DECLARE, OP_X_BIND, OP_S_CHECK };
 #define OP_IS_X(kind) ((kind) == OP_X_DECLARE || (kind) == OP_X_BIND)
 
 struct sg_fanout_queue {
@@ -229,7 +231,13 @@ static int exchange_kind(const sg_fanout_t *f, const char *exchange) {
 
 /* ---------- forward declarations ---------- */
 
+typedef struct {
+  int code;
+  const char *text;
+} fail_arg_t;
+
 static void q_check(sg_fanout_queue_t *q);
+static void q_fail(sg_fanout_queue_t *q, void *arg);
 static void q_maybe_free(sg_fanout_queue_t *q);
 static void b_empty(sg_fanout_sub_t *fs);
 static void flush_binds(sg_fanout_t *f);
@@ -422,7 +430,14 @@ static void x_give_up(sg_fanout_queue_t *q, const char *what) {
 static int op_send(sg_fanout_t *f, sg_fanout_op_t *op) {
   sg_fanout_queue_t *q = op->q;
   int64_t r;
-  if (op->kind == OP_X_DECLARE) {
+  if (op->kind == OP_S_CHECK) {
+    amqp_queue_declare_t d;
+    memset(&d, 0, sizeof(d));
+    d.queue = amqp_cstring_bytes(q->queue);
+    d.passive = 1;
+    d.arguments = amqp_empty_table;
+    r = sg_amqp_rpc(&f->bind, AMQP_QUEUE_DECLARE_METHOD, &d, AMQP_QUEUE_DECLARE_OK_METHOD);
+  } else if (op->kind == OP_X_DECLARE) {
     amqp_exchange_declare_t d;
     memset(&d, 0, sizeof(d));
     d.exchange = amqp_cstring_bytes(q->exact_x);
@@ -724,11 +739,35 @@ static void q_consume_stream(sg_fanout_queue_t *q) {
   q_consume(q, 0, (amqp_table_t){1, &e});
 }
 
+/* Before a history stream is consumed, the bind channel checks that it
+ * exists; op_answered consumes it or fails its members. */
+static void q_check_stream(sg_fanout_queue_t *q) {
+  sg_fanout_t *f = q->f;
+  sg_fanout_op_t *op = calloc(1, sizeof(*op));
+  q->state = Q_DECLARING;
+  if (op == NULL) {
+    fail_arg_t x = {-1, "out of memory"};
+    q_fail(q, &x);
+    return;
+  }
+  op->q = q;
+  op->kind = OP_S_CHECK;
+  if (f->bind_state == CHAN_OPEN) {
+    if (op_send(f, op) != 0) {
+      free(op); /* the link went: its callbacks moved q */
+      return;
+    }
+  } else if (f->bind_state == CHAN_NONE) {
+    open_bind(f);
+  }
+  op_append(f, op);
+}
+
 /* Declares and consumes the queue on the fan-out channel, pipelined. */
 static void q_declare(sg_fanout_queue_t *q) {
   sg_fanout_t *f = q->f;
   if (q->stream) {
-    q_consume_stream(q);
+    q_check_stream(q);
     return;
   }
   amqp_queue_declare_t d;
@@ -762,11 +801,6 @@ static void for_each_q(sg_fanout_t *f, void (*fn)(sg_fanout_queue_t *q, void *ar
   }
   free(v);
 }
-
-typedef struct {
-  int code;
-  const char *text;
-} fail_arg_t;
 
 /* The queue is gone or cannot be had: every binding's members hear. */
 static void q_fail(sg_fanout_queue_t *q, void *arg) {
@@ -886,6 +920,20 @@ static void op_answered(sg_fanout_t *f, int refused, int code, const char *text)
   q->ops--;
   free(op);
   char what[400];
+  if (kind == OP_S_CHECK) {
+    if (refused) {
+      sg_log_warn("worker %d: history stream '%s' cannot be read: %d %s", f->worker, q->queue,
+                  code, text ? text : "");
+      fail_arg_t x = {code, text};
+      q->iterating++;
+      q_fail(q, &x);
+      q->iterating--;
+    } else if (!q->dead && q->state == Q_DECLARING && f->chan_state == CHAN_OPEN) {
+      q_consume_stream(q);
+    }
+    q_check(q);
+    return;
+  }
   if (OP_IS_X(kind)) {
     if (refused) {
       snprintf(what, sizeof(what), "the broker refused their direct exchange '%s' (%d %s)",

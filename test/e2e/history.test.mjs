@@ -18,11 +18,13 @@ const shared = process.env.SG_MODE === 'shared';
 const run = uniq('h').replace(/[^a-zA-Z0-9]/g, '');
 const CHAT = `chat${run}`;
 const EXP = `exp${run}`;
+const DEL = `del${run}`; // a stream the broker deletes in one case
 
 let gw, gw2, amqp, ch, adminPort;
 const clients = [];
 const open = async (g = gw) => { const c = await connected(g.url); clients.push(c); return c; };
-const historyArgs = ['--history', `${CHAT}.#:1h`, '--history', `${EXP}.#:2s`, '--history-segment-size', '4096'];
+const historyArgs = ['--history', `${CHAT}.#:1h`, '--history', `${EXP}.#:2s`, '--history', `${DEL}.#:1h`,
+  '--history-segment-size', '4096'];
 
 before(async () => {
   adminPort = await freePort();
@@ -323,6 +325,35 @@ test('--slow-consumer drop: a subscription with history is closed rather than gi
     await waitFor(() => got.length + rest.length >= sent, 30000, `all ${sent}`);
     assert.equal(got.length + rest.length, sent);
     assert.equal(rest.some((m) => 'x-history-incomplete' in m.headers), false);
+  } finally {
+    await g.stop();
+  }
+});
+
+test('a history stream deleted under the gateway fails its own subscriptions only', async () => {
+  const g = await startGateway(['--workers', '1', ...historyArgs]);
+  try {
+    const a = await open(g);
+    const plain = `plain${run}.del`;
+    const marker = uniq('m');
+    const aMsgs = await subscribe(a, `/topic/${plain}`, { id: 'a' });
+    const b = await open(g);
+    await subscribe(b, `/topic/${DEL}.a`, { id: 'b' });
+    await rmqctl('delete_queue', `stompgate.history.${DEL}.#`);
+    await waitFor(() => b.errors.length > 0, 10000, 'the reader of the deleted stream hears');
+    // A new subscription to it is refused, naming the missing stream, and
+    // nothing else on the worker notices.
+    const ws = rawWs(g.url);
+    await ws.opened;
+    ws.send(ws.frame('CONNECT', { 'accept-version': '1.2', host: '/', login: 'guest', passcode: 'guest' }));
+    await ws.waitFrame('CONNECTED');
+    ws.send(ws.frame('SUBSCRIBE', { id: 's', destination: `/topic/${DEL}.a`, receipt: 'r' }));
+    const e = parseFrame(await ws.waitFrame('ERROR'));
+    assert.match(`${e.headers.message} ${e.body}`, /no queue 'stompgate\.history\.del/);
+    await ws.closed;
+    await publish(plain, marker, 0, 3);
+    await waitFor(() => bodiesOf(aMsgs, marker).length === 3, 10000, 'the plain subscriber goes on');
+    assert.equal(a.errors.length, 0, 'no ERROR for the other subscription');
   } finally {
     await g.stop();
   }
