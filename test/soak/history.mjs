@@ -21,8 +21,7 @@
 // delivery on purpose, to see the run fail).
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
-import http from 'node:http';
+import { freePort, portOpen, httpGet, metric, cleanEnv } from './lib.mjs';
 import WebSocket from 'ws';
 import amqp from 'amqplib';
 
@@ -115,45 +114,6 @@ function selfCheck() {
 }
 
 // ---- gateways -------------------------------------------------------------
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
-    s.on('error', reject);
-  });
-}
-
-function portOpen(port) {
-  return new Promise((r) => {
-    const c = net.connect(port, '127.0.0.1');
-    c.on('connect', () => { c.destroy(); r(true); });
-    c.on('error', () => r(false));
-  });
-}
-
-function httpGet(port, path) {
-  return new Promise((resolve) => {
-    const req = http.get({ host: '127.0.0.1', port, path, timeout: 3000 }, (res) => {
-      let body = '';
-      res.on('data', (d) => { body += d; });
-      res.on('end', () => resolve({ status: res.statusCode, body }));
-    });
-    req.on('timeout', () => req.destroy());
-    req.on('error', () => resolve({ status: 0, body: '' }));
-  });
-}
-
-function metric(text, name) {
-  const m = text.match(new RegExp(`^${name} (\\S+)$`, 'm'));
-  return m ? +m[1] : NaN;
-}
-
-function cleanEnv() {
-  const e = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('STOMPGATE_')) e[k] = v;
-  return e;
-}
 
 const gateways = [];
 class Gateway {

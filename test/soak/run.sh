@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# Fault soak (see soak.mjs): starts a private RabbitMQ on free loopback
+# Runs a soak driver, by default the fault soak (soak.mjs; history.sh runs
+# history.mjs through here): starts a private RabbitMQ on free loopback
 # ports, runs the driver (TAP on stdout), and stops the broker and every
 # gateway the driver started by PID, also when the driver fails or dies.
+#   run.sh [DRIVER]
 #   SOAK_SECONDS=60 (publishing time)  SOAK_RATE=40 (per publisher, per second)
 #   SOAK_KILL=per-session or shared (the gateway killed once)
 set -u
+driver=${1:-test/soak/soak.mjs}
 src=${STOMPGATE_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
 cd "$src"
 : "${STOMPGATE_BIN:?STOMPGATE_BIN must name the stompgate binary}"
@@ -35,7 +38,7 @@ mkdir -p "$dir/san"
 export ASAN_OPTIONS="log_path=$dir/san/asan:detect_leaks=1:abort_on_error=0"
 export UBSAN_OPTIONS="log_path=$dir/san/ubsan:print_stacktrace=1"
 export SG_SAN_DIR=$dir/san
-node test/soak/soak.mjs &
+node "$driver" &
 npid=$!
 wait "$npid"
 rc=$?
