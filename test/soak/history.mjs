@@ -21,7 +21,7 @@
 // delivery on purpose, to see the run fail).
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import { freePort, portOpen, httpGet, metric, cleanEnv } from './lib.mjs';
+import { freePort, portOpen, httpGet, metric, cleanEnv, tap } from './lib.mjs';
 import WebSocket from 'ws';
 import amqp from 'amqplib';
 
@@ -52,24 +52,7 @@ const log = (...a) => console.error(`[history-soak ${((Date.now() - t0) / 1000).
 
 // ---- TAP ----------------------------------------------------------------
 
-const points = [];
-const diags = [];
-function check(ok, name, detail = []) {
-  points.push({ ok: !!ok, name, detail });
-  log(`${ok ? 'ok' : 'NOT OK'}: ${name}`);
-}
-function skip(name, why) { points.push({ ok: true, name: `${name} # SKIP ${why}`, detail: [] }); }
-function diag(line) { diags.push(line); log(line); }
-function printTap() {
-  const out = ['TAP version 13'];
-  for (const d of diags) out.push(`# ${d}`);
-  points.forEach((p, i) => {
-    out.push(`${p.ok ? 'ok' : 'not ok'} ${i + 1} - ${p.name}`);
-    for (const d of p.detail) out.push(`# ${d}`);
-  });
-  out.push(`1..${points.length}`);
-  process.stdout.write(out.join('\n') + '\n');
-}
+const { check, skip, diag, printTap, anyFailed } = tap(log);
 
 // ---- the verdict on one client --------------------------------------------
 
@@ -490,4 +473,4 @@ if (SANITIZED && SAN_DIR) {
   skip('no sanitizer reports from the gateways', 'SG_SAN_DIR not set');
 }
 printTap();
-process.exit(points.some((p) => !p.ok) ? 1 : 0);
+process.exit(anyFailed() ? 1 : 0);

@@ -15,7 +15,7 @@
 // SOAK_KILL (the gateway killed once: per-session or shared).
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import { freePort, portOpen, httpGet, metric, cleanEnv } from './lib.mjs';
+import { freePort, portOpen, httpGet, metric, cleanEnv, tap } from './lib.mjs';
 import WebSocket from 'ws';
 import { Client } from '@stomp/stompjs';
 import amqp from 'amqplib';
@@ -48,26 +48,7 @@ const log = (...a) => console.error(`[soak ${((Date.now() - t0) / 1000).toFixed(
 
 // ---- TAP ----------------------------------------------------------------
 
-const points = [];
-const diags = [];
-function check(ok, name, detail = []) {
-  points.push({ ok: !!ok, name, detail });
-  log(`${ok ? 'ok' : 'NOT OK'}: ${name}`);
-}
-function skip(name, why) {
-  points.push({ ok: true, name: `${name} # SKIP ${why}`, detail: [] });
-}
-function diag(line) { diags.push(line); log(line); }
-function printTap() {
-  const out = ['TAP version 13'];
-  for (const d of diags) out.push(`# ${d}`);
-  points.forEach((p, i) => {
-    out.push(`${p.ok ? 'ok' : 'not ok'} ${i + 1} - ${p.name}`);
-    for (const d of p.detail) out.push(`# ${d}`);
-  });
-  out.push(`1..${points.length}`);
-  process.stdout.write(out.join('\n') + '\n');
-}
+const { check, skip, diag, printTap, anyFailed } = tap(log);
 
 // ---- gateways -----------------------------------------------------------
 
@@ -464,5 +445,5 @@ if (SANITIZED && SAN_DIR) {
     reports.join('\n').split('\n').filter(Boolean).slice(0, 40));
 }
 printTap();
-failed = points.some((p) => !p.ok);
+failed = anyFailed();
 process.exit(failed ? 1 : 0);
