@@ -42,10 +42,11 @@ static amqp_rpc_reply_t closed_with(amqp_rpc_reply_t r, int *code, char *text, s
 
 /* Declares h's stream (durable, x-queue-type stream, its retention and
  * segment size) and binds it to amq.topic with its pattern, on channel
- * ch. A stream that exists with other arguments is kept and noted. */
+ * ch. A stream that exists with other arguments is kept (*kept) and
+ * noted. */
 static amqp_rpc_reply_t history_declare(amqp_connection_state_t conn, amqp_channel_t ch,
                                         const sg_config_t *cfg, const sg_history_t *h,
-                                        char *notes, size_t cap) {
+                                        unsigned char *kept, char *notes, size_t cap) {
   amqp_channel_open(conn, ch);
   amqp_rpc_reply_t r = amqp_get_rpc_reply(conn);
   if (r.reply_type != AMQP_RESPONSE_NORMAL) return r;
@@ -64,6 +65,7 @@ static amqp_rpc_reply_t history_declare(amqp_connection_state_t conn, amqp_chann
   int code;
   char text[200];
   r = closed_with(amqp_get_rpc_reply(conn), &code, text, sizeof(text));
+  *kept = code == 406;
   if (code == 406) {
     size_t used = strlen(notes);
     snprintf(notes + used, cap - used, "%sstream '%s' exists with other arguments, kept as it is (%s)",
@@ -72,8 +74,6 @@ static amqp_rpc_reply_t history_declare(amqp_connection_state_t conn, amqp_chann
     amqp_send_method(conn, ch, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
     amqp_channel_open(conn, ch);
     r = amqp_get_rpc_reply(conn);
-  } else if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-    return r;
   }
   if (r.reply_type != AMQP_RESPONSE_NORMAL) return r;
   amqp_queue_bind(conn, ch, amqp_cstring_bytes(h->queue), amqp_cstring_bytes("amq.topic"),
@@ -101,12 +101,9 @@ static void declare_work_cb(uv_work_t *w) {
   /* Each history stream on a channel of its own: one that exists with
    * other arguments (a 406, which closes the channel) is used as it is. */
   a->notes[0] = '\0';
-  for (size_t i = 0; i < a->cfg->nhistory && r.reply_type == AMQP_RESPONSE_NORMAL; i++) {
-    size_t before = strlen(a->notes);
-    r = history_declare(conn, (amqp_channel_t)(2 + i), a->cfg, &a->cfg->history[i], a->notes,
-                        sizeof(a->notes));
-    a->kept[i] = strlen(a->notes) != before;
-  }
+  for (size_t i = 0; i < a->cfg->nhistory && r.reply_type == AMQP_RESPONSE_NORMAL; i++)
+    r = history_declare(conn, (amqp_channel_t)(2 + i), a->cfg, &a->cfg->history[i], &a->kept[i],
+                        a->notes, sizeof(a->notes));
   int code;
   char text[200];
   closed_with(r, &code, text, sizeof(text));

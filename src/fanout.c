@@ -725,7 +725,6 @@ static void q_consume(sg_fanout_queue_t *q, int no_ack, amqp_table_t args) {
 static void q_consume_stream(sg_fanout_queue_t *q) {
   sg_fanout_t *f = q->f;
   amqp_basic_qos_t qos = {0, FANOUT_STREAM_PREFETCH, 0};
-  q->state = Q_DECLARING;
   if (sg_amqp_rpc(&f->chan, AMQP_BASIC_QOS_METHOD, &qos, AMQP_BASIC_QOS_OK_METHOD) < 0) return;
   amqp_table_entry_t e;
   e.key = amqp_cstring_bytes("x-stream-offset");

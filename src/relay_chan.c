@@ -45,17 +45,44 @@ static void sub_link(sg_relay_chan_t *ch, sg_relay_sub_t *sub) {
 
 static void unlink_sub(sg_relay_chan_t *ch, sg_relay_sub_t *sub);
 
-/* Ends sub's end probe (history_consume): cancelled when the channel is
- * usable, forgotten at once (what it still had in flight is dropped). */
+/* basic.consume of sub's queue on sub's tag; the reply's number, or a
+ * negative error. */
+static int64_t consume(sg_relay_chan_t *ch, const sg_relay_sub_t *sub, int no_ack,
+                       amqp_table_t args) {
+  amqp_basic_consume_t m;
+  memset(&m, 0, sizeof(m));
+  m.queue = bytes_of(sub->queue);
+  m.consumer_tag = amqp_cstring_bytes(sub->tag);
+  m.no_ack = no_ack != 0;
+  m.arguments = args;
+  return sg_amqp_rpc(&ch->amqp, AMQP_BASIC_CONSUME_METHOD, &m, AMQP_BASIC_CONSUME_OK_METHOD);
+}
+
+/* basic.cancel of the consumer tag; as consume. */
+static int64_t cancel(sg_relay_chan_t *ch, const char *tag) {
+  amqp_basic_cancel_t c = {amqp_cstring_bytes(tag), 0};
+  return sg_amqp_rpc(&ch->amqp, AMQP_BASIC_CANCEL_METHOD, &c, AMQP_BASIC_CANCEL_OK_METHOD);
+}
+
+/* basic.qos: n deliveries in flight per consumer started after it. */
+static int64_t prefetch(sg_relay_chan_t *ch, int n) {
+  amqp_basic_qos_t qos = {0, (uint16_t)n, 0};
+  return sg_amqp_rpc(&ch->amqp, AMQP_BASIC_QOS_METHOD, &qos, AMQP_BASIC_QOS_OK_METHOD);
+}
+
+/* Cancels sub's consumer when the channel is usable and forgets it at
+ * once (what it still had in flight is dropped). */
+static void stop_consumer(sg_relay_chan_t *ch, sg_relay_sub_t *sub) {
+  if (ch->amqp.state == SG_AMQP_OPEN && !ch->closing) cancel(ch, sub->tag);
+  unlink_sub(ch, sub);
+}
+
+/* Ends sub's end probe (history_consume). */
 static void probe_drop(sg_relay_chan_t *ch, sg_relay_sub_t *sub) {
   sg_relay_sub_t *p = sub->end_probe;
   if (p == NULL) return;
   sub->end_probe = NULL;
-  if (ch->amqp.state == SG_AMQP_OPEN && !ch->closing) {
-    amqp_basic_cancel_t c = {amqp_cstring_bytes(p->tag), 0};
-    sg_amqp_rpc(&ch->amqp, AMQP_BASIC_CANCEL_METHOD, &c, AMQP_BASIC_CANCEL_OK_METHOD);
-  }
-  unlink_sub(ch, p);
+  stop_consumer(ch, p);
   free(p->tag);
   free(p);
 }
@@ -64,6 +91,12 @@ void sg_relay_chan_release(sg_relay_t *r, sg_relay_sub_t *sub) {
   sg_relay_chan_t *ch = chan_of(r);
   probe_drop(ch, sub);
   unlink_sub(ch, sub);
+}
+
+void sg_relay_chan_stop(sg_relay_t *r, sg_relay_sub_t *sub) {
+  sg_relay_chan_t *ch = chan_of(r);
+  probe_drop(ch, sub);
+  stop_consumer(ch, sub);
 }
 
 static void unlink_sub(sg_relay_chan_t *ch, sg_relay_sub_t *sub) {
@@ -125,9 +158,8 @@ static void history_delivery(sg_relay_chan_t *ch, sg_relay_sub_t *sub,
     sub->read = off;
   }
   if (has && sub->from >= 0 && off < sub->from) return; /* before the offset asked for */
-  int hit = history_matches(sub, d);
-  if (ch->history_cb && !ch->history_cb(ch, sub, has ? off : -1, hit)) return;
-  if (!hit) return;
+  if (ch->history_cb && !ch->history_cb(ch, sub, has ? off : -1)) return;
+  if (!history_matches(sub, d)) return;
   sg_relay_msg_t m = {d, d->delivery_tag, NULL, NULL, sub->incomplete};
   sub->incomplete = 0;
   sg_metrics_history_catchup_msg();
@@ -141,12 +173,7 @@ static int64_t history_read_from(sg_relay_chan_t *ch, sg_relay_sub_t *sub, const
   e.key = amqp_cstring_bytes("x-stream-offset");
   e.value.kind = AMQP_FIELD_KIND_UTF8;
   e.value.value.bytes = amqp_cstring_bytes(spec);
-  amqp_basic_consume_t m;
-  memset(&m, 0, sizeof(m));
-  m.queue = bytes_of(sub->queue);
-  m.consumer_tag = amqp_cstring_bytes(sub->tag);
-  m.arguments = (amqp_table_t){1, &e};
-  return sg_amqp_rpc(&ch->amqp, AMQP_BASIC_CONSUME_METHOD, &m, AMQP_BASIC_CONSUME_OK_METHOD);
+  return consume(ch, sub, 0, (amqp_table_t){1, &e});
 }
 
 /* The first delivery of sub's end probe: the stream's last chunk. When
@@ -167,8 +194,7 @@ static void probe_delivery(sg_relay_chan_t *ch, sg_relay_sub_t *p, const sg_amqp
   sg_log_warn("stream '%s' ends at offset %lld, before the offset %lld a subscription resumes "
               "from (deleted and declared again?): it is read from its first message",
               sub->queue, (long long)end, (long long)sub->from);
-  amqp_basic_cancel_t c = {amqp_cstring_bytes(sub->tag), 0};
-  if (sg_amqp_rpc(&ch->amqp, AMQP_BASIC_CANCEL_METHOD, &c, AMQP_BASIC_CANCEL_OK_METHOD) < 0) return;
+  if (cancel(ch, sub->tag) < 0) return;
   sub->from = -1;
   sub->incomplete = 1;
   sg_metrics_history_incomplete();
@@ -417,23 +443,11 @@ static int probe_start(sg_relay_chan_t *ch, sg_relay_sub_t *sub) {
  * SUBSCRIBE named (or next), with a prefetch, and acked here. */
 static int history_consume(sg_relay_chan_t *ch, sg_relay_sub_t *sub, const sg_relay_subreq_t *q) {
   sub->no_ack = 0;
-  sub->read = -1;
-  int prefetch = q->prefetch > 0 ? q->prefetch : SG_RELAY_HISTORY_PREFETCH;
-  amqp_basic_qos_t qos = {0, (uint16_t)prefetch, 0};
-  if (sg_amqp_rpc(&ch->amqp, AMQP_BASIC_QOS_METHOD, &qos, AMQP_BASIC_QOS_OK_METHOD) < 0) return -1;
+  if (prefetch(ch, q->prefetch > 0 ? q->prefetch : SG_RELAY_HISTORY_PREFETCH) < 0) return -1;
   sub_link(ch, sub);
   if (sub->from > 0 && probe_start(ch, sub) != 0) return SG_ERR_NOMEM;
-  int64_t x;
-  if (q->cargs.num_entries == 0) {
-    x = history_read_from(ch, sub, "next");
-  } else {
-    amqp_basic_consume_t m;
-    memset(&m, 0, sizeof(m));
-    m.queue = bytes_of(sub->queue);
-    m.consumer_tag = amqp_cstring_bytes(sub->tag);
-    m.arguments = q->cargs;
-    x = sg_amqp_rpc(&ch->amqp, AMQP_BASIC_CONSUME_METHOD, &m, AMQP_BASIC_CONSUME_OK_METHOD);
-  }
+  int64_t x = q->cargs.num_entries == 0 ? history_read_from(ch, sub, "next")
+                                        : consume(ch, sub, 0, q->cargs);
   return x < 0 ? (int)x : 0;
 }
 
@@ -460,19 +474,12 @@ int sg_relay_chan_subscribe(sg_relay_t *r, sg_relay_sub_t *sub, const sg_relay_s
     if (x < 0) rc = (int)x;
   }
   if (rc == 0 && q->prefetch >= 0) {
-    amqp_basic_qos_t qos = {0, (uint16_t)q->prefetch, 0};
-    int64_t x = sg_amqp_rpc(&ch->amqp, AMQP_BASIC_QOS_METHOD, &qos, AMQP_BASIC_QOS_OK_METHOD);
+    int64_t x = prefetch(ch, q->prefetch);
     if (x < 0) rc = (int)x;
   }
   sub_link(ch, sub);
   if (rc == 0) {
-    amqp_basic_consume_t m;
-    memset(&m, 0, sizeof(m));
-    m.queue = bytes_of(sub->queue);
-    m.consumer_tag = amqp_cstring_bytes(sub->tag);
-    m.no_ack = q->no_ack != 0;
-    m.arguments = q->cargs;
-    int64_t x = sg_amqp_rpc(&ch->amqp, AMQP_BASIC_CONSUME_METHOD, &m, AMQP_BASIC_CONSUME_OK_METHOD);
+    int64_t x = consume(ch, sub, q->no_ack, q->cargs);
     if (x < 0) rc = (int)x;
   }
   return rc;
@@ -481,8 +488,7 @@ int sg_relay_chan_subscribe(sg_relay_t *r, sg_relay_sub_t *sub, const sg_relay_s
 int sg_relay_chan_unsubscribe(sg_relay_t *r, sg_relay_sub_t *sub, sg_relay_mark_t *done) {
   sg_relay_chan_t *ch = chan_of(r);
   probe_drop(ch, sub);
-  amqp_basic_cancel_t c = {amqp_cstring_bytes(sub->tag), 0};
-  int64_t seq = sg_amqp_rpc(&ch->amqp, AMQP_BASIC_CANCEL_METHOD, &c, AMQP_BASIC_CANCEL_OK_METHOD);
+  int64_t seq = cancel(ch, sub->tag);
   if (seq < 0) return (int)seq;
   sub->cancelled = 1;
   *done = (sg_relay_mark_t){(uint64_t)seq, 0, 0};

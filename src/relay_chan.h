@@ -32,10 +32,10 @@ struct sg_relay_chan {
    * finds a live connection. */
   int (*movable)(sg_relay_chan_t *ch);
   /* Optional: a delivery of sub's history stream at offset (-1: none
-   * given) was read, whose keys match sub's when matches; 1 hands it up
-   * (when it matches), 0 keeps it back. The shared relay uses it to move
-   * a catching-up subscription onto the worker's live feed. */
-  int (*history_cb)(sg_relay_chan_t *ch, sg_relay_sub_t *sub, int64_t offset, int matches);
+   * given) was read; 1 hands it up (when its keys match sub's), 0 keeps it
+   * back. The shared relay uses it to move a catching-up subscription onto
+   * the worker's live feed. */
+  int (*history_cb)(sg_relay_chan_t *ch, sg_relay_sub_t *sub, int64_t offset);
   sg_relay_sub_t *subs;      /* consumers on the channel */
   sg_relay_name_t *declared; /* queues declared already */
   uint64_t confirmed;        /* every publish up to this tag is confirmed */
@@ -76,5 +76,9 @@ int sg_relay_chan_ack(sg_relay_t *r, uint64_t tag, int multiple, int ack, int re
 void sg_relay_chan_mark(sg_relay_t *r, sg_relay_mark_t *m);
 int sg_relay_chan_reached(sg_relay_t *r, const sg_relay_mark_t *m);
 void sg_relay_chan_release(sg_relay_t *r, sg_relay_sub_t *sub);
+/* Cancels sub's consumer and forgets it, without marking sub unsubscribed:
+ * its subscription goes on elsewhere (a catch-up read that reached the
+ * shared live feed). */
+void sg_relay_chan_stop(sg_relay_t *r, sg_relay_sub_t *sub);
 
 #endif

@@ -265,12 +265,7 @@ static void catch_up_done(member_t *m, int64_t upto) {
   relay_shared_t *x = m->x;
   m->catching = 0;
   m->upto = upto;
-  sg_relay_sub_t *sub = m->sub;
-  if (sub->linked) {
-    amqp_basic_cancel_t c = {amqp_cstring_bytes(sub->tag), 0};
-    sg_amqp_rpc(&x->ch.amqp, AMQP_BASIC_CANCEL_METHOD, &c, AMQP_BASIC_CANCEL_OK_METHOD);
-    sg_relay_chan_release(&x->ch.base, sub);
-  }
+  if (m->sub->linked) sg_relay_chan_stop(&x->ch.base, m->sub);
   sg_metrics_history_switch();
   sg_log_debug("a resumed subscription caught up at stream offset %lld: the live feed goes on",
                (long long)upto);
@@ -278,9 +273,8 @@ static void catch_up_done(member_t *m, int64_t upto) {
 
 /* A delivery of a catch-up read (relay_chan.c hands up what this allows):
  * once it has read as far as the live feed, the feed takes over. */
-static int history_cb(sg_relay_chan_t *ch, sg_relay_sub_t *sub, int64_t offset, int matches) {
+static int history_cb(sg_relay_chan_t *ch, sg_relay_sub_t *sub, int64_t offset) {
   (void)ch;
-  (void)matches;
   member_t *m = sub->impl;
   if (m == NULL) return 1;
   if (!m->catching) return 0;
@@ -315,11 +309,11 @@ static const sg_fanout_cbs_t fanout_cbs = {fan_ready_cb, fan_message_cb, fan_los
 static int join(relay_shared_t *x, sg_relay_sub_t *sub, const sg_relay_subreq_t *q,
                 sg_relay_fault_t *why) {
   member_t *m = calloc(1, sizeof(*m));
-  if (m) m->upto = -1;
   if (m == NULL) {
     *why = (sg_relay_fault_t){.kind = SG_RELAY_INTERNAL, .text = "cannot join the subscription"};
     return SG_ERR_NOMEM;
   }
+  m->upto = -1;
   m->x = x;
   m->sub = sub;
   m->fm.owner = m;

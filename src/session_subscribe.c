@@ -72,8 +72,8 @@ int sg_session_subscribe(sg_session_t *s, sg_stomp_frame_t *f) {
   amqp_table_entry_t ce;
   amqp_table_t cargs = amqp_empty_table;
   const char *so = sg_stomp_frame_header(f, "x-stream-offset", NULL);
+  sg_stream_offset_t off = {0};
   if (so) {
-    sg_stream_offset_t off;
     if (sg_dest_parse_stream_offset(so, &off) != 0) {
       sg_session_error_close(s, CLOSE_PROTOCOL, "Invalid x-stream-offset", f,
                   "expected first, last, next, offset=N or timestamp=T");
@@ -157,16 +157,16 @@ int sg_session_subscribe(sg_session_t *s, sg_stomp_frame_t *f) {
    * offset on a /topic/ destination asks for history, which must be had. */
   if (d.kind == SG_DEST_TOPIC) {
     /* The streams live on --broker's vhost. */
-    const sg_history_t *h = strcmp(s->vhost, s->cfg->broker.vhost) == 0
-                                ? sg_history_find(s->cfg->history, s->cfg->nhistory, d.name)
-                                : NULL;
+    int broker_vhost = strcmp(s->vhost, s->cfg->broker.vhost) == 0;
+    const sg_history_t *h =
+        broker_vhost ? sg_history_find(s->cfg->history, s->cfg->nhistory, d.name) : NULL;
     const char *no = NULL;
     if (h && !durable && xqn == NULL && qa.table.num_entries == 0 && mode == ACK_AUTO)
       hist = h;
     else if (h)
       no = "a topic's history is read by a subscription with ack:auto, not durable, without "
            "x-queue-name or queue arguments";
-    else if (s->cfg->nhistory && strcmp(s->vhost, s->cfg->broker.vhost) != 0)
+    else if (s->cfg->nhistory && !broker_vhost)
       no = "topics with history are kept on the gateway's broker vhost only";
     else
       no = "no --history pattern of the gateway covers this topic";
@@ -220,11 +220,13 @@ int sg_session_subscribe(sg_session_t *s, sg_stomp_frame_t *f) {
     char rnd[17], qname[64];
     if (xqn == NULL && durable) {
       sg_dest_durable_queue_name(id, strlen(id), qname);
-    } else if (xqn == NULL) {
+    } else if (xqn == NULL && hist == NULL) {
       sg_session_random_hex(rnd, 16);
       snprintf(qname, sizeof(qname), "stomp-subscription-%s", rnd);
     }
-    if ((sub->rs.queue = strdup(xqn ? xqn : qname)) == NULL) goto nomem;
+    /* A topic with history reads its stream (here or in the worker's
+     * fan-out), from the offset asked for or the next message. */
+    if ((sub->rs.queue = strdup(hist ? hist->queue : xqn ? xqn : qname)) == NULL) goto nomem;
     q.own_queue = 1;
     q.declare = SG_RELAY_DECLARE;
     /* A durable subscription's queue (and any quorum or stream queue)
@@ -240,12 +242,7 @@ int sg_session_subscribe(sg_session_t *s, sg_stomp_frame_t *f) {
     q.bind_key = d.kind == SG_DEST_TOPIC ? d.name : d.key;
     if (q.bind_key == NULL) q.bind_key = "";
     if (hist) {
-      /* Its stream is consumed (here or in the worker's fan-out), from the
-       * offset asked for or the next message. */
-      free(sub->rs.queue);
-      sub->rs.queue = NULL;
-      if ((sub->rs.queue = strdup(hist->queue)) == NULL || (sub->rs.filter = strdup(d.name)) == NULL)
-        goto nomem;
+      if ((sub->rs.filter = strdup(d.name)) == NULL) goto nomem;
       sub->rs.history = 1;
       sub->rs.from = -1;
       sub->rs.read = -1;
@@ -253,16 +250,12 @@ int sg_session_subscribe(sg_session_t *s, sg_stomp_frame_t *f) {
       q.resume = so != NULL;
       q.own_queue = 0;
       q.declare = SG_RELAY_DECLARE_NONE;
-      if (so) {
-        sg_stream_offset_t off;
-        sg_dest_parse_stream_offset(so, &off);
-        if (off.kind == SG_STREAM_OFFSET) {
-          /* Read from the message before it, the client's last one: the
-           * relay drops it, and tells by it whether the stream still held
-           * what was asked for. */
-          sub->rs.from = off.value;
-          if (off.value > 0) ce.value.value.i64 = off.value - 1;
-        }
+      if (so && off.kind == SG_STREAM_OFFSET) {
+        /* Read from the message before it, the client's last one: the
+         * relay drops it, and tells by it whether the stream still held
+         * what was asked for. */
+        sub->rs.from = off.value;
+        if (off.value > 0) ce.value.value.i64 = off.value - 1;
       }
     }
     /* AMQP carries a binding key in a short string. */
