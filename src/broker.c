@@ -1664,6 +1664,17 @@ void sg_amqp_close(sg_amqp_t *a) {
   }
 }
 
+int64_t sg_amqp_consume(sg_amqp_t *a, const char *queue, const char *tag, int no_ack,
+                        amqp_table_t args) {
+  amqp_basic_consume_t m;
+  memset(&m, 0, sizeof(m));
+  m.queue = amqp_cstring_bytes(queue);
+  m.consumer_tag = amqp_cstring_bytes(tag);
+  m.no_ack = no_ack != 0;
+  m.arguments = args;
+  return sg_amqp_rpc(a, AMQP_BASIC_CONSUME_METHOD, &m, AMQP_BASIC_CONSUME_OK_METHOD);
+}
+
 /* ---------- deliveries ---------- */
 
 size_t sg_amqp_delivery_keys(const sg_amqp_delivery_t *d, sg_match_key_t *keys, size_t cap) {

@@ -249,6 +249,10 @@ int sg_amqp_open_on(sg_amqp_t *a, sg_amqp_conn_t *c, const sg_amqp_cbs_t *cbs);
  * its reply has arrived once a->rpc_done >= it. Negative on failure. */
 int64_t sg_amqp_rpc(sg_amqp_t *a, amqp_method_number_t method, void *decoded,
                     amqp_method_number_t expect);
+
+/* basic.consume of queue on consumer tag, as sg_amqp_rpc. args borrowed. */
+int64_t sg_amqp_consume(sg_amqp_t *a, const char *queue, const char *tag, int no_ack,
+                        amqp_table_t args);
 /* Sends an asynchronous method (basic.ack, basic.nack ...). */
 int sg_amqp_send(sg_amqp_t *a, amqp_method_number_t method, void *decoded);
 /* Publishes; *seq gets the confirm tag. Borrows everything. */

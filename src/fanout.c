@@ -700,13 +700,7 @@ static void q_check(sg_fanout_queue_t *q) {
 /* Consumes q on the fan-out channel; it is ready at the consume-ok. */
 static void q_consume(sg_fanout_queue_t *q, int no_ack, amqp_table_t args) {
   sg_fanout_t *f = q->f;
-  amqp_basic_consume_t c;
-  memset(&c, 0, sizeof(c));
-  c.queue = amqp_cstring_bytes(q->queue);
-  c.consumer_tag = amqp_cstring_bytes(q->tag);
-  c.no_ack = no_ack != 0;
-  c.arguments = args;
-  int64_t r = sg_amqp_rpc(&f->chan, AMQP_BASIC_CONSUME_METHOD, &c, AMQP_BASIC_CONSUME_OK_METHOD);
+  int64_t r = sg_amqp_consume(&f->chan, q->queue, q->tag, no_ack, args);
   if (r < 0) return; /* the channel was lost: its callback moved or failed q */
   q->ready_seq = (uint64_t)r;
   q->pend_next = f->pending;

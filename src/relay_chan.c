@@ -49,13 +49,7 @@ static void unlink_sub(sg_relay_chan_t *ch, sg_relay_sub_t *sub);
  * negative error. */
 static int64_t consume(sg_relay_chan_t *ch, const sg_relay_sub_t *sub, int no_ack,
                        amqp_table_t args) {
-  amqp_basic_consume_t m;
-  memset(&m, 0, sizeof(m));
-  m.queue = bytes_of(sub->queue);
-  m.consumer_tag = amqp_cstring_bytes(sub->tag);
-  m.no_ack = no_ack != 0;
-  m.arguments = args;
-  return sg_amqp_rpc(&ch->amqp, AMQP_BASIC_CONSUME_METHOD, &m, AMQP_BASIC_CONSUME_OK_METHOD);
+  return sg_amqp_consume(&ch->amqp, sub->queue, sub->tag, no_ack, args);
 }
 
 /* basic.cancel of the consumer tag; as consume. */
